@@ -1,0 +1,36 @@
+"""The one error type slt-pipe raises for bad input, missing weights or a broken cache.
+
+Every stage raises `SltPipeError` with the item at fault and the fix, so the CLI can
+print one clear line instead of a traceback, and batch jobs can record it per item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SltPipeError(Exception):
+    """A problem the user can fix: names the item at fault and how to fix it."""
+
+    def __init__(self, problem: str, *, path: str | Path | None = None, fix: str | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.fix = fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        hint = f"\n  fix: {self.fix}" if self.fix else ""
+        return f"{where}{self.problem}{hint}"
+
+
+class DatasetError(SltPipeError):
+    """Malformed annotation, missing frames, unreadable image or video."""
+
+
+class WeightsError(SltPipeError):
+    """Model weights that are not where the config says they are."""
+
+
+class CacheError(SltPipeError):
+    """A cache entry that is missing, incomplete or corrupt."""

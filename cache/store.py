@@ -1,0 +1,202 @@
+"""Cache entries on disk: resumable building, atomic publication, listing, verification.
+
+Layout under the cache root:
+
+    {kind}/{key}/manifest.json      a complete entry (published by one atomic rename)
+    {kind}/{key}/...                its payload files
+    {kind}/{key}.partial/           an entry being built; survives a crash so work resumes
+    {kind}/{key}.lock               flock held by the one process building the entry
+
+An entry is complete iff its final directory exists and its manifest says so: the
+manifest is written (fsynced) inside the partial directory before the rename, and
+readers never look inside `.partial`. A crash at any moment therefore leaves either the
+old state or the new one, never a readable half entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from cache.errors import CacheError
+from cache.keys import sha256_file
+
+MANIFEST = "manifest.json"
+PARTIAL = ".partial"
+
+
+@dataclass
+class Entry:
+    """A published, complete cache entry."""
+
+    kind: str
+    key: str
+    dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def items(self) -> int:
+        return int(self.manifest.get("items", 0))
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+
+
+@dataclass
+class PendingEntry:
+    """An entry under construction in `{key}.partial`; finished pieces survive crashes."""
+
+    cache: "Cache"
+    kind: str
+    key: str
+    dir: Path
+    inputs: dict[str, Any]
+    _lock_fd: int | None = field(default=None, repr=False)
+
+    def publish(self, **manifest: Any) -> Entry:
+        """Checksum the payload, write the manifest, fsync, and rename into place."""
+        files = {
+            str(p.relative_to(self.dir)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(self.dir.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
+        }
+        body = {
+            "kind": self.kind,
+            "key": self.key,
+            "complete": True,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "inputs": self.inputs,
+            **manifest,
+            "files": files,
+        }
+        write_json_atomic(self.dir / MANIFEST, body)
+        _fsync_dir(self.dir)
+        final = self.cache.path(self.kind, self.key)
+        if final.exists():  # someone published the same key first: identical by construction
+            shutil.rmtree(self.dir)
+        else:
+            os.rename(self.dir, final)
+            _fsync_dir(final.parent)
+        self.release()
+        return self.cache.get(self.kind, self.key)  # type: ignore[return-value]
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "PendingEntry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # An exception leaves the partial dir for the next run to resume from.
+        self.release()
+
+
+class Cache:
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser()
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def get(self, kind: str, key: str) -> Entry | None:
+        """The complete entry, or None (an incomplete or half-written entry is never returned)."""
+        d = self.path(kind, key)
+        try:
+            manifest = json.loads((d / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as e:
+            raise CacheError(f"corrupt manifest ({e})", path=d / MANIFEST, fix="run `slt-pipe cache gc --corrupt`")
+        if not manifest.get("complete"):
+            return None
+        return Entry(kind, key, d, manifest)
+
+    def require(self, kind: str, key: str, *, hint: str) -> Entry:
+        entry = self.get(kind, key)
+        if entry is None:
+            raise CacheError(f"no {kind} entry {key} in the cache", path=self.path(kind, key), fix=hint)
+        return entry
+
+    def begin(self, kind: str, key: str, inputs: dict[str, Any]) -> PendingEntry:
+        """Start (or resume) building an entry. Holds an exclusive lock until publish/release."""
+        base = self.root / kind
+        base.mkdir(parents=True, exist_ok=True)
+        fd = os.open(base / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CacheError(
+                f"another slt-pipe process is building {kind} entry {key}",
+                path=base / f"{key}.lock",
+                fix="wait for it to finish (or kill it; the work it finished is kept)",
+            ) from None
+        partial = base / f"{key}{PARTIAL}"
+        partial.mkdir(exist_ok=True)
+        return PendingEntry(self, kind, key, partial, inputs, fd)
+
+    def entries(self, kind: str | None = None) -> Iterator[Entry | tuple[str, str, Path]]:
+        """Complete entries; incomplete ones as (kind, key, path) tuples."""
+        if not self.root.exists():
+            return
+        kinds = [kind] if kind else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        for k in kinds:
+            kdir = self.root / k
+            if not kdir.is_dir():
+                continue
+            for d in sorted(kdir.iterdir()):
+                if not d.is_dir() or d.name.startswith("."):
+                    continue
+                if d.name.endswith(PARTIAL):
+                    yield (k, d.name[: -len(PARTIAL)], d)
+                    continue
+                try:
+                    e = self.get(k, d.name)
+                except CacheError:
+                    e = None
+                yield e if e is not None else (k, d.name, d)
+
+    def verify(self, entry: Entry) -> list[str]:
+        """Problems found re-hashing the entry's payload (empty list = intact)."""
+        problems = []
+        for rel, meta in entry.manifest.get("files", {}).items():
+            p = entry.dir / rel
+            if not p.exists():
+                problems.append(f"{p}: missing")
+            elif p.stat().st_size != meta["bytes"]:
+                problems.append(f"{p}: size {p.stat().st_size} != {meta['bytes']}")
+            elif sha256_file(p) != meta["sha256"]:
+                problems.append(f"{p}: checksum mismatch")
+        return problems
+
+    def remove(self, path: Path) -> None:
+        """Delete an entry dir: rename aside first, so a crash mid-delete never leaves a half entry."""
+        doomed = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON under a temporary name, fsync, rename: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

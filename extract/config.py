@@ -1,0 +1,76 @@
+"""Settings of the extraction and target-embedding stages (dataset, feature models, text models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+@dataclass
+class DatasetConfig:
+    name: str = "toy"
+    """Dataset reader: toy, phoenix, csl-daily or how2sign."""
+    root: Path | None = None
+    """Dataset root. For toy with no root, the corpus is generated once inside the cache."""
+    splits: list[str] = field(default_factory=lambda: ["train", "dev", "test"])
+    """Splits every stage works on."""
+    toy_videos: int = 240
+    """Videos in a generated toy corpus."""
+    toy_seed: int = 0
+    """Seed of a generated toy corpus (same seed, byte-identical files)."""
+    fingerprint: Literal["stat", "content"] = "stat"
+    """How videos enter cache keys: file names and sizes (fast), or every byte hashed."""
+
+
+@dataclass
+class ExtractConfig:
+    spatial_model: str = "vit_large_patch14_clip_224.openai"
+    """timm ViT name (paper: CLIP ViT-L/14) or 'tiny-vit' (same architecture, tiny, seeded)."""
+    spatial_weights: str | None = None
+    """Local weights (file or HF snapshot dir) for the ViT; None reads the Hugging Face cache."""
+    spatial_scales: list[int] = field(default_factory=lambda: [1, 2])
+    """S2 multi-scale: 1 = whole frame, 2 = four tiles of the 2x frame, averaged."""
+    motion_model: str = "MCG-NJU/videomae-large"
+    """transformers VideoMAE id (paper: VideoMAE-L) or 'tiny-videomae'."""
+    motion_weights: str | None = None
+    """Local VideoMAE snapshot dir; None reads the Hugging Face cache."""
+    motion_pool: Literal["first", "mean"] = "first"
+    """Clip vector: first patch token (SpaMo-compatible) or mean over tokens."""
+    image_size: int = 224
+    """Model input size in pixels (shortest-side resize + centre crop)."""
+    clip_len: int = 16
+    """Frames per VideoMAE clip."""
+    clip_stride: int = 8
+    """Frames between clip starts (16/8 = SpaMo's overlap of 8)."""
+    dtype: Literal["float16", "float32"] = "float16"
+    """Storage dtype of features in Zarr."""
+    batch_frames: int = 64
+    """Frames per model forward; batches span videos."""
+    shard_videos: int = 32
+    """Videos per Zarr shard: the unit of work, resume and publication."""
+    fps: float | None = None
+    """Resample mp4 datasets to this frame rate (None keeps native); PNG datasets are as-is."""
+    workers: int = 1
+    """Model workers (Ray actors); on GPU machines one per GPU is used when this is 0."""
+    ray_address: str | None = None
+    """Existing Ray cluster to join (e.g. ray://head:10001 or auto); None starts a local Ray."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+
+
+@dataclass
+class EmbedConfig:
+    langs: list[str] = field(default_factory=lambda: ["deu_Latn", "eng_Latn", "fra_Latn"])
+    """Target languages (ISO 639-3 like deu, or NLLB codes like deu_Latn)."""
+    translator: Literal["nllb", "sonar"] = "nllb"
+    """Who translates references into the other languages."""
+    nllb_model: str = "facebook/nllb-200-distilled-600M"
+    """NLLB model: HF id (read from the HF cache) or local dir; 'tiny' trains one on the toy."""
+    sonar_encoder: str = "text_sonar_basic_encoder"
+    """fairseq2 asset name of the SONAR text encoder, or 'tiny' (trained on the toy corpus)."""
+    sonar_decoder: str = "text_sonar_basic_decoder"
+    """fairseq2 asset name of the SONAR text decoder, or 'tiny'."""
+    batch_size: int = 32
+    """Sentences per model call."""
+    device: str = "auto"
+    """auto, cpu or cuda."""

@@ -1,0 +1,354 @@
+"""`slt-pipe`: the command line. Thin: parse options into one Config, call a stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cache.errors import SltPipeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="SONAR-SLT sign-language translation: cached features, cached targets, a light trainer.",
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the content-addressed cache.")
+config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print side-by-side throughput ratios.")
+app.add_typer(cache_app, name="cache")
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+
+err = Console(stderr=True)
+out = Console()
+
+# ------------------------------------------------------------------ shared options
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file layered over the project file (slt-pipe.toml).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="Model sizes: 'tiny' (seeded tiny models, CPU) or 'paper' (CLIP ViT-L/14, VideoMAE-L, SONAR, NLLB-200).")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset reader: toy, phoenix, csl-daily or how2sign.")]
+RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Dataset root (PHOENIX: the release folder or PHOENIX-2014-T/). Toy with no root is generated in the cache.")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Cache directory (default $SLT_PIPE_CACHE or ~/.cache/slt-pipe).")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Comma-separated splits, e.g. train,dev,test.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: --set train.lr=1e-4 (repeatable).")]
+LangsOpt = Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: ISO 639-3 (deu,eng) or NLLB codes (deu_Latn).")]
+
+
+def _config(
+    config: Path | None = None,
+    profile: str | None = None,
+    dataset: str | None = None,
+    root: Path | None = None,
+    cache: Path | None = None,
+    split: str | None = None,
+    sets: list[str] | None = None,
+    **flags: Any,
+):
+    from pipeline.project import resolve_config
+
+    flat = {"profile": profile, "dataset.name": dataset, "dataset.root": root, "cache.dir": cache}
+    if split:
+        flat["dataset.splits"] = split
+    flat.update(flags)
+    return resolve_config(config_file=config, flags=flat, sets=sets)
+
+
+def main() -> None:
+    try:
+        app()
+    except SltPipeError as e:
+        err.print(f"[bold red]error:[/] {e.render()}", highlight=False)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno == 28:  # ENOSPC: the partial entry is kept; nothing half-written is published
+            err.print(f"[bold red]error:[/] disk full writing {e.filename or 'the cache'}\n  fix: free space or point --cache at a larger disk, then re-run (finished work is kept)")
+            sys.exit(2)
+        raise
+
+
+# ------------------------------------------------------------------ project and config
+
+
+@app.command()
+def init(
+    dataset: DatasetOpt = "toy",
+    root: RootOpt = None,
+    profile: ProfileOpt = "tiny",
+    langs: LangsOpt = "deu,eng,fra",
+    cache: CacheOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing slt-pipe.toml.")] = False,
+) -> None:
+    """Write slt-pipe.toml in the working directory: the defaults the other commands read."""
+    from pipeline.config import PROJECT_FILE, build_config, to_toml
+    from extract.languages import resolve_langs
+
+    path = Path(PROJECT_FILE)
+    if path.exists() and not force:
+        raise SltPipeError("already exists", path=path.resolve(), fix="edit it, or pass --force to overwrite")
+    layer: dict[str, Any] = {"profile": profile, "dataset": {"name": dataset}, "embed": {"langs": resolve_langs(langs or "")}}
+    if root:
+        layer["dataset"]["root"] = str(root.resolve())
+    if cache:
+        layer["cache"] = {"dir": str(cache.resolve())}
+    path.write_text(to_toml(build_config(layer)))
+    out.print(f"wrote {path.resolve()}")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    sets: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Print the effective config (profile <- slt-pipe.toml <- --config <- flags <- --set)."""
+    from pipeline.config import to_dict, to_toml
+
+    cfg = _config(config, profile, dataset, root, cache, sets=sets)
+    if as_json:
+        print(json.dumps(to_dict(cfg), indent=2))
+    else:
+        print(to_toml(cfg))
+
+
+# ------------------------------------------------------------------ data
+
+
+@app.command("make-toy")
+def make_toy_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the toy corpus into (PHOENIX-2014-T release layout).")],
+    videos: Annotated[int, typer.Option("--videos", help="Number of videos (split ~80/10/10).")] = 240,
+    seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives byte-identical files.")] = 0,
+) -> None:
+    """Generate the deterministic toy corpus: weather-forecast sentences signed by procedural motions."""
+    from extract.datasets.toy import make_toy
+
+    root = make_toy(out_dir, videos=videos, seed=seed)
+    out.print(f"toy corpus: {root}\nread it with: --dataset toy --root {out_dir}")
+
+
+@app.command()
+def extract(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Join an existing Ray cluster (e.g. auto or ray://head:10001) instead of starting a local one.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Model workers (Ray actors); 0 = one per GPU.")] = None,
+    sets: SetOpt = None,
+) -> None:
+    """Compute ViT (per frame) and VideoMAE (per clip) features into Zarr shards in the cache."""
+    from pipeline import stages
+
+    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers})
+    report = stages.extract(cfg, console=err)
+    _exit_on_failures(report)
+
+
+@app.command("embed-targets")
+def embed_targets(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    langs: LangsOpt = None,
+    translator: Annotated[Optional[str], typer.Option("--translator", help="Translate references with 'nllb' or 'sonar' (encode source, decode target).")] = None,
+    sets: SetOpt = None,
+) -> None:
+    """Translate references into every language (NLLB) and store SONAR embeddings in HDF5."""
+    from pipeline import stages
+
+    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator})
+    stages.embed_targets(cfg, console=err)
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    langs: LangsOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (checkpoints, metrics, plots).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimiser steps.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop after this wall-clock budget.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint.")] = False,
+    shuffle_targets: Annotated[bool, typer.Option("--shuffle-targets", help="Control run: pair videos with wrong targets.")] = False,
+    sets: SetOpt = None,
+) -> None:
+    """Train the visual block and LoRA SONAR decoder on cached features and targets only."""
+    from pipeline import stages
+
+    cfg = _config(
+        config, profile, dataset, root, cache, None, sets,
+        **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
+           "train.shuffle_targets": shuffle_targets or None},
+    )
+    stages.train(cfg, resume=resume, console=err)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train`.")],
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    langs: LangsOpt = None,
+    bleurt: Annotated[Optional[Path], typer.Option("--bleurt", help="BLEURT checkpoint directory (optional).")] = None,
+) -> None:
+    """Decode every video of a split into each language; BLEU and chrF (sacrebleu), predictions TSV."""
+    from pipeline import stages
+
+    stages.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out)
+
+
+@app.command()
+def translate(
+    run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train`.")],
+    video: Annotated[Path, typer.Option("--video", help="A frame folder (PNG/JPEG) or an mp4.")],
+    lang: Annotated[str, typer.Option("--lang", help="Output language (deu, eng_Latn, ...).")] = "deu",
+) -> None:
+    """Translate one video: features computed on the fly with the run's extractor config."""
+    from pipeline import stages
+
+    print(stages.translate_video(run, video, lang))
+
+
+@app.command()
+def demo(
+    cache: CacheOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    videos: Annotated[int, typer.Option("--videos", help="Toy corpus size.")] = 240,
+    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training budget.")] = 8.0,
+) -> None:
+    """make-toy -> extract -> embed-targets -> train -> evaluate on the tiny profile, end to end."""
+    from pipeline import stages
+
+    cfg = _config(None, "tiny", "toy", None, cache, None, None, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
+    stages.demo(cfg, console=out)
+
+
+# ------------------------------------------------------------------ cache
+
+
+@cache_app.command("ls")
+def cache_ls(
+    cache: CacheOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """List entries: kind, key, dataset, items, size, complete."""
+    from cache.store import Cache, Entry
+
+    cfg = _config(cache=cache)
+    rows = []
+    for e in Cache(cfg.cache.dir).entries():
+        if isinstance(e, Entry):
+            rows.append({"kind": e.kind, "key": e.key, "dataset": e.manifest.get("dataset", ""), "items": e.items,
+                         "bytes": e.size_bytes(), "complete": True, "created": e.manifest.get("created", "")})
+        else:
+            kind, key, path = e
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            rows.append({"kind": kind, "key": key, "dataset": "", "items": 0, "bytes": size, "complete": False, "created": ""})
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    table = Table(title=f"cache {cfg.cache.dir}")
+    for col in ("kind", "key", "dataset", "items", "size", "complete", "created"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["kind"], r["key"], str(r["dataset"]), str(r["items"]), _human(r["bytes"]),
+                      "yes" if r["complete"] else "[red]no[/]", r["created"])
+    out.print(table)
+
+
+@cache_app.command("verify")
+def cache_verify(cache: CacheOpt = None) -> None:
+    """Re-hash every complete entry's files against its manifest; exit 1 on any mismatch."""
+    from cache.store import Cache, Entry
+
+    cfg = _config(cache=cache)
+    c = Cache(cfg.cache.dir)
+    bad = 0
+    for e in c.entries():
+        if not isinstance(e, Entry):
+            continue
+        problems = c.verify(e)
+        bad += bool(problems)
+        status = "[green]ok[/]" if not problems else "[red]CORRUPT[/]"
+        out.print(f"{status} {e.kind}/{e.key}")
+        for p in problems:
+            out.print(f"   {p}")
+    if bad:
+        err.print(f"{bad} corrupt entr{'y' if bad == 1 else 'ies'}: remove with `slt-pipe cache gc --corrupt` and re-run the stage")
+        raise typer.Exit(1)
+
+
+@cache_app.command("gc")
+def cache_gc(
+    cache: CacheOpt = None,
+    corrupt: Annotated[bool, typer.Option("--corrupt", help="Also remove complete entries whose checksums fail.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed.")] = False,
+) -> None:
+    """Remove incomplete (crashed or abandoned) entries, and corrupt ones with --corrupt."""
+    from cache.store import Cache, Entry
+
+    cfg = _config(cache=cache)
+    c = Cache(cfg.cache.dir)
+    doomed = []
+    for e in c.entries():
+        if not isinstance(e, Entry):
+            doomed.append(e[2])
+        elif corrupt and c.verify(e):
+            doomed.append(e.dir)
+    for path in doomed:
+        out.print(f"{'would remove' if dry_run else 'removing'} {path}")
+        if not dry_run:
+            c.remove(path)
+    out.print(f"{len(doomed)} entr{'y' if len(doomed) == 1 else 'ies'} {'to remove' if dry_run else 'removed'}")
+
+
+@cache_app.command("stats")
+def cache_stats(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Split whose feature entry to summarise.")] = "train",
+) -> None:
+    """Per-dimension mean/std of a feature entry, computed with dask over the Zarr shards."""
+    from pipeline import stages
+
+    cfg = _config(config, profile, dataset, root, cache)
+    stages.feature_stats(cfg, split, console=out)
+
+
+def _exit_on_failures(report: Any) -> None:
+    if getattr(report, "failures", None):
+        raise typer.Exit(1)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.1f} TiB"
+
+
+if __name__ == "__main__":
+    main()

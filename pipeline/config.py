@@ -1,0 +1,232 @@
+"""The one typed config that flows from the CLI down to every stage.
+
+Resolution order (later wins): profile defaults -> project file (`slt-pipe.toml`) ->
+`--config FILE` -> command-line flags and `--set section.field=value` overrides.
+Stages receive the section they need (`ExtractConfig`, `EmbedConfig`, `TrainConfig`),
+never a dict of strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cache.errors import SltPipeError
+from extract.config import DatasetConfig, EmbedConfig, ExtractConfig
+from train.config import TrainConfig
+
+PROJECT_FILE = "slt-pipe.toml"
+PROFILES = ("tiny", "paper")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SLT_PIPE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "slt-pipe"
+
+
+@dataclass
+class CacheConfig:
+    dir: Path = field(default_factory=default_cache_dir)
+    """Cache root; default $SLT_PIPE_CACHE or ~/.cache/slt-pipe."""
+
+
+@dataclass
+class Config:
+    profile: str = "tiny"
+    """Model sizes: tiny (seeded tiny models of the paper architectures) or paper."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
+    """Section -> field -> value that a profile sets on top of the dataclass defaults."""
+    if profile == "paper":
+        return {}
+    if profile == "tiny":
+        return {
+            "extract": {
+                "spatial_model": "tiny-vit",
+                "motion_model": "tiny-videomae",
+                "image_size": 112,
+                "batch_frames": 64,
+            },
+            "embed": {"nllb_model": "tiny", "sonar_encoder": "tiny", "sonar_decoder": "tiny"},
+            "train": {
+                "hidden_dim": 256,
+                "steps": 1200,
+                "batch_size": 32,
+                "lr": 1e-3,
+                "lora_lr": 1e-3,
+                "warmup_steps": 100,
+                "eval_every": 300,
+                "lora_rank": 8,
+                "lora_alpha": 16,
+                "max_len": 32,
+                "beam_size": 2,
+            },
+        }
+    raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
+
+
+# ---------------------------------------------------------------- building and overriding
+
+
+def build_config(*layers: dict[str, Any]) -> Config:
+    """Profile defaults, then each layer (a nested dict as in TOML) in order."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _deep_merge(merged, layer)
+    profile = merged.get("profile", Config.profile)
+    base = profile_overrides(profile)
+    full: dict[str, Any] = {}
+    _deep_merge(full, base)
+    _deep_merge(full, merged)
+    return _from_dict(Config, full, "")
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SltPipeError("config file not found", path=path, fix="check the path, or run `slt-pipe init`")
+    except tomllib.TOMLDecodeError as e:
+        raise SltPipeError(f"invalid TOML: {e}", path=path, fix="fix the syntax of the file") from e
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`section.field=value` -> {"section": {"field": value}}; the value is TOML (bare strings allowed)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise SltPipeError(f"bad override {text!r}", fix="write --set section.field=value, e.g. --set train.lr=1e-4")
+    dotted, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict[str, Any] = {}
+    node = out
+    *parents, leaf = dotted.strip().split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Config -> plain JSON/TOML-able dict (paths as strings, None fields dropped for TOML)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, Path):
+            out[f.name] = str(v)
+        elif v is not None:
+            out[f.name] = v
+    return out
+
+
+def to_toml(cfg: Config) -> str:
+    lines = [f"profile = {json.dumps(cfg.profile)}", ""]
+    for section, values in to_dict(cfg).items():
+        if not isinstance(values, dict):
+            continue
+        lines.append(f"[{section}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field docstrings (the string literal after each field) for `config show` and --help."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        import difflib
+
+        bad = sorted(unknown)[0]
+        close = difflib.get_close_matches(bad, names, n=1)
+        hint = f"did you mean {where}{close[0]}?" if close else f"valid: {', '.join(sorted(names))}"
+        raise SltPipeError(f"unknown config field {where}{bad}", fix=hint)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{where}{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SltPipeError(f"{where} must be a table", fix=f"write [{where}] with its fields")
+        return _from_dict(tp, value, where + ".")
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        if value is None or value == "none":
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is Literal:
+        if value not in args:
+            raise SltPipeError(f"{where} = {value!r} is not allowed", fix=f"use one of: {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise SltPipeError(f"{where} must be a list", fix=f"e.g. {where} = [\"a\", \"b\"]")
+        return [_coerce(args[0], v.strip() if isinstance(v, str) else v, where) for v in items]
+    if tp is Path:
+        return Path(value).expanduser()
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise SltPipeError(f"{where} must be true or false, got {value!r}")
+    if tp in (int, float, str):
+        try:
+            out = tp(value)
+        except (TypeError, ValueError):
+            raise SltPipeError(f"{where} must be {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != out:
+            raise SltPipeError(f"{where} must be an integer, got {value!r}")
+        return out
+    return value
