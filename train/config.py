@@ -50,6 +50,8 @@ class TrainConfig:
     """Local shuffling: frames move at most this far."""
     p_video_aug: float = 0.5
     """Probability that a sample is perturbed at all."""
+    p_aug_each: float = 1.0
+    """Probability that a perturbed sample gets each enabled perturbation (mask, dropout, noise, shuffle)."""
     multilingual: bool = True
     """Sample a target language per step among those embedded."""
     lora_rank: int = 16
@@ -76,3 +78,9 @@ class TrainConfig:
     """auto, cpu or cuda (bf16 autocast on cuda)."""
     max_minutes: float | None = None
     """Wall-clock budget; training stops at the next step boundary."""
+    save_every: int = 500
+    """Checkpoint (trainable weights + optimizer/scheduler/RNG state) every N steps; also at eval and at the end."""
+    stop_at: int | None = None
+    """Stop (after checkpointing) once this step is reached, keeping `steps` for the schedule; resume continues."""
+    log_every: int = 10
+    """Write train metrics (metrics.jsonl, TensorBoard) every N steps."""

@@ -1,0 +1,184 @@
+"""Common types of every dataset reader: where a video's frames are, and what it says.
+
+Readers validate a release up front and return a `Dataset` of plain, frozen records, so
+the extraction stage never meets a half-checked sample deep inside a long job. Frames are
+not read here (see `extract.video.read_frames`); only their locations are recorded.
+
+A dataset's cache identity is `Dataset.fingerprint`: it hashes what determines the
+features (frame file names and sizes, or their bytes) and the annotation files, never
+mtimes or the absolute root, so a dataset copied to another disk keeps its cache entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+from cache.errors import DatasetError
+
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Image files that count as video frames in a frame folder."""
+
+
+@dataclass(frozen=True)
+class PngFolder:
+    """A video stored as image frames (PNG or JPEG), one file per frame."""
+
+    dir: Path
+    files: tuple[str, ...]
+    """Frame file names in temporal order (numeric-aware, so images10 follows images9)."""
+
+    def paths(self) -> list[Path]:
+        return [self.dir / f for f in self.files]
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    """An mp4: the whole file, or the window [start, end) in seconds of it."""
+
+    path: Path
+    start: float | None = None
+    end: float | None = None
+
+
+FrameSource = PngFolder | VideoFile
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    split: str
+    text: str
+    """Reference translation in the dataset's source language."""
+    gloss: str | None
+    frames: FrameSource
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    """The resolved release folder; fingerprints name files relative to it."""
+    source_lang: str
+    """NLLB code of the reference texts: deu_Latn, zho_Hans, eng_Latn."""
+    samples: dict[str, list[Sample]]
+    """split -> samples, sorted by id."""
+    references: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """split -> NLLB language code -> sample id -> gold text (source language always present)."""
+    annotation_files: list[Path] = field(default_factory=list)
+    """Files whose content defines the texts and splits."""
+    split_annotation_files: dict[str, list[Path]] = field(default_factory=dict)
+    """split -> the subset of `annotation_files` that defines it (PHOENIX: its own CSV), so a
+    dev-only edit does not change the train fingerprint; a split not listed uses them all."""
+
+    def fingerprint(self, split: str, mode: Literal["stat", "content"] = "stat") -> dict:
+        """Deterministic, JSON-able identity of one split, for cache keys.
+
+        `stat` hashes each frame file's name and size (fast: one stat per file); `content`
+        hashes every byte (slow, catches same-size edits). Files are named relative to
+        `root`, so copying the dataset elsewhere keeps the fingerprint. The per-sample
+        listing is folded into one sha256 so the key's inputs stay small for 1M frames.
+        """
+        if mode not in ("stat", "content"):
+            raise DatasetError(f"unknown fingerprint mode {mode!r}", fix="use 'stat' or 'content'")
+        samples = self._split(split)
+        h = hashlib.sha256()
+        frames = 0
+        for s in sorted(samples, key=lambda s: s.id):
+            record, n = _frames_record(s.frames, self.root, mode)
+            frames += n
+            h.update(_canonical([s.id, record]).encode())
+            h.update(b"\n")
+        return {
+            "dataset": self.name,
+            "split": split,
+            "mode": mode,
+            "samples": len(samples),
+            "frame_files": frames,
+            "items_sha256": h.hexdigest(),
+            "annotations": {_rel(p, self.root): _sha256_file(p) for p in sorted(self._annotations(split))},
+        }
+
+    def text_fingerprint(self, split: str) -> str:
+        """sha256 over the sorted (id, text) pairs of one split: changes only when a text does."""
+        pairs = sorted((s.id, s.text) for s in self._split(split))
+        return hashlib.sha256(_canonical(pairs).encode()).hexdigest()
+
+    def _annotations(self, split: str) -> list[Path]:
+        return self.split_annotation_files.get(split) or self.annotation_files
+
+    def _split(self, split: str) -> list[Sample]:
+        if split not in self.samples:
+            raise DatasetError(
+                f"split {split!r} was not opened for dataset {self.name!r} (have {sorted(self.samples)})",
+                path=self.root,
+                fix=f"open the dataset with splits including {split!r}",
+            )
+        return self.samples[split]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers numerically: images2 < images10."""
+    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name))
+
+
+def list_frame_files(folder: Path) -> tuple[str, ...]:
+    """Image file names directly in `folder`, numeric-aware sorted; () if it has none or is missing."""
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if e.name.lower().endswith(FRAME_SUFFIXES) and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    return tuple(sorted(names, key=natural_key))
+
+
+def sorted_samples(samples: Iterable[Sample]) -> list[Sample]:
+    return sorted(samples, key=lambda s: s.id)
+
+
+def _frames_record(src: FrameSource, root: Path, mode: str) -> tuple[list, int]:
+    if isinstance(src, PngFolder):
+        if mode == "content":
+            return [[f, _sha256_file(src.dir / f)] for f in src.files], len(src.files)
+        return [[f, _size(src.dir / f)] for f in src.files], len(src.files)
+    what = _sha256_file(src.path) if mode == "content" else _size(src.path)
+    return [_rel(src.path, root), what, src.start, src.end], 1
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as e:
+        raise DatasetError(f"cannot stat frame file ({e.strerror})", path=path,
+                           fix="restore the file, or re-open the dataset after removing the sample") from e
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as e:
+        raise DatasetError(f"cannot read file ({e.strerror})", path=path, fix="restore the file") from e
+    return h.hexdigest()
+
+
+def _rel(path: Path, root: Path) -> str:
+    """Path relative to the dataset root (POSIX form); just the name if it lies elsewhere."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def _canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

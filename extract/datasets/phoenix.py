@@ -1,0 +1,217 @@
+"""PHOENIX-2014-T (release v3) reader; the toy corpus uses the same layout and this code.
+
+Release layout (root = `PHOENIX-2014-T-release-v3/PHOENIX-2014-T/`)::
+
+    annotations/manual/PHOENIX-2014-T.{train,dev,test}.corpus.csv
+        '|'-separated, header  name|video|start|end|speaker|orth|translation
+    annotations/manual/PHOENIX-2014-T.{split}.translations.json      (optional, slt-pipe)
+        {name: {"eng_Latn": "...", "fra_Latn": "..."}}  -> Dataset.references
+    features/fullFrame-210x260px/{split}/{name}/images0001.png, images0002.png, ...
+
+The CSV's `video` column says `{name}/1/*.png` but the release stores the frames directly
+in `{name}/`; both are accepted (`{name}/` first, then `{name}/1/`). The root may be given
+as `PHOENIX-2014-T/`, as `PHOENIX-2014-T-release-v3/`, or as the folder holding the
+latter (what `make_toy` and `slt-pipe make-toy --out DIR` produce).
+
+Everything is validated when the dataset is opened (rows, duplicates, frame folders), so
+a long extraction job never fails on an annotation problem; `validate_frames` checks the
+images themselves and reports, rather than raises, so batch jobs can skip bad videos.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+from cache.errors import DatasetError
+from extract.datasets.base import Dataset, PngFolder, Sample, VideoFile, list_frame_files, sorted_samples
+
+SOURCE_LANG = "deu_Latn"
+HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
+RELEASE_DIR = "PHOENIX-2014-T-release-v3"
+CORPUS_DIR = "PHOENIX-2014-T"
+ANNOTATIONS = Path("annotations/manual")
+FRAMES = Path("features/fullFrame-210x260px")
+
+
+def corpus_csv(root: Path, split: str) -> Path:
+    return root / ANNOTATIONS / f"PHOENIX-2014-T.{split}.corpus.csv"
+
+
+def translations_json(root: Path, split: str) -> Path:
+    return root / ANNOTATIONS / f"PHOENIX-2014-T.{split}.translations.json"
+
+
+def resolve_root(root: Path) -> Path:
+    """The `PHOENIX-2014-T/` folder, whichever of the accepted levels `root` points at."""
+    root = Path(root)
+    for cand in (root, root / CORPUS_DIR, root / RELEASE_DIR / CORPUS_DIR):
+        if (cand / ANNOTATIONS).is_dir():
+            return cand
+    raise DatasetError(
+        f"not a PHOENIX-2014-T release: no {ANNOTATIONS}/ here, in {CORPUS_DIR}/ or in {RELEASE_DIR}/{CORPUS_DIR}/",
+        path=root,
+        fix=f"pass --root pointing at {RELEASE_DIR}/ (or {RELEASE_DIR}/{CORPUS_DIR}/) of the unpacked release",
+    )
+
+
+def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") -> Dataset:
+    """Read and validate the requested splits; raises DatasetError on the first bad input."""
+    base = resolve_root(root)
+    samples: dict[str, list[Sample]] = {}
+    references: dict[str, dict[str, dict[str, str]]] = {}
+    annotation_files: dict[str, list[Path]] = {}
+    seen: dict[str, tuple[Path, int]] = {}
+    for split in splits:
+        csv_path = corpus_csv(base, split)
+        rows = read_corpus_csv(csv_path)
+        for row_name, (line, _, _) in rows.items():
+            if row_name in seen:
+                other, other_line = seen[row_name]
+                raise DatasetError(f"line {line}: sample {row_name!r} also appears in {other} line {other_line}",
+                                   path=csv_path, fix="every sample name must be unique across splits; remove one row")
+            seen[row_name] = (csv_path, line)
+        frames_dir = base / FRAMES / split
+        split_samples = [
+            Sample(id=n, split=split, text=text, gloss=gloss or None, frames=_frame_folder(frames_dir, n, csv_path, line))
+            for n, (line, gloss, text) in rows.items()
+        ]
+        samples[split] = sorted_samples(split_samples)
+        refs = {SOURCE_LANG: {n: text for n, (_, _, text) in rows.items()}}
+        annotation_files[split] = [csv_path]
+        tj = translations_json(base, split)
+        if tj.is_file():
+            for lang, texts in read_translations(tj, set(rows)).items():
+                refs.setdefault(lang, {}).update(texts)
+            annotation_files[split].append(tj)
+        references[split] = refs
+    return Dataset(name=name, root=base, source_lang=SOURCE_LANG, samples=samples, references=references,
+                   annotation_files=[p for files in annotation_files.values() for p in files],
+                   split_annotation_files=annotation_files)
+
+
+def read_corpus_csv(path: Path) -> dict[str, tuple[int, str, str]]:
+    """{name: (line number, orth, translation)} of one corpus CSV, validated row by row."""
+    if not path.is_file():
+        raise DatasetError("split annotation file is missing", path=path,
+                           fix="check --root and the split names (train, dev, test), or drop the split with --split")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read annotation file ({e})", path=path, fix="restore the file from the release (UTF-8 text)") from e
+    if not lines or tuple(c.strip() for c in lines[0].split("|")) != HEADER:
+        raise DatasetError(f"line 1: header must be {'|'.join(HEADER)!r}", path=path,
+                           fix="restore the file from the release; it is '|'-separated with that header")
+    rows: dict[str, tuple[int, str, str]] = {}
+    for i, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        cols = raw.split("|")
+        if len(cols) != len(HEADER):
+            raise DatasetError(f"line {i}: {len(cols)} '|'-separated columns, expected {len(HEADER)}", path=path,
+                               fix="fix or delete that row (name|video|start|end|speaker|orth|translation)")
+        name, orth, text = cols[0].strip(), cols[5].strip(), cols[6].strip()
+        if not name:
+            raise DatasetError(f"line {i}: empty name", path=path, fix="fix or delete that row")
+        if not text:
+            raise DatasetError(f"line {i}: empty translation for {name!r}", path=path, fix="fix or delete that row")
+        if name in rows:
+            raise DatasetError(f"line {i}: duplicate name {name!r} (first on line {rows[name][0]})", path=path,
+                               fix="delete one of the two rows")
+        rows[name] = (i, orth, text)
+    return rows
+
+
+def read_translations(path: Path, names: set[str]) -> dict[str, dict[str, str]]:
+    """{lang: {name: text}} from an optional translations JSON; names not in the split are ignored."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"cannot read translations ({e})", path=path,
+                           fix='write valid JSON {name: {"eng_Latn": "...", ...}} or delete the file') from e
+    if not isinstance(data, dict):
+        raise DatasetError("translations must be a JSON object {name: {lang: text}}", path=path,
+                           fix="rewrite the file in that shape or delete it")
+    out: dict[str, dict[str, str]] = {}
+    for name, texts in data.items():
+        if not isinstance(texts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items()):
+            raise DatasetError(f"entry {name!r} is not an object of {{lang: text}} strings", path=path,
+                               fix="fix that entry or delete the file")
+        if name in names:
+            for lang, text in texts.items():
+                if lang != SOURCE_LANG and text.strip():
+                    out.setdefault(lang, {})[name] = text.strip()
+    return out
+
+
+def _frame_folder(frames_dir: Path, name: str, csv_path: Path, line: int) -> PngFolder:
+    for folder in (frames_dir / name, frames_dir / name / "1"):
+        files = list_frame_files(folder)
+        if files:
+            return PngFolder(folder, files)
+    folder = frames_dir / name
+    problem = "frame folder has no .png frames" if folder.is_dir() else "frame folder is missing"
+    raise DatasetError(f"{problem} (sample {name!r}, {csv_path.name} line {line}; also looked in {name}/1/)",
+                       path=folder,
+                       fix="restore the frames from the release, or delete that row from the CSV")
+
+
+# --------------------------------------------------------------------------- frame checks
+
+
+def validate_frames(dataset: Dataset, deep: bool = False, *, splits: Sequence[str] | None = None,
+                    workers: int = 8) -> list[tuple[str, Path, str]]:
+    """Problems with the frame files, as (sample id, path, reason); [] when all is well.
+
+    Reports instead of raising so a batch job can skip the bad videos. Shallow checks
+    that each file exists and is non-empty; deep also opens every image and runs PIL's
+    `verify` (PNG chunk CRCs up to IEND, so truncation and bit rot are caught), and for
+    mp4s opens the container and decodes its first frame. Files are checked on a thread
+    pool because the work is I/O bound.
+    """
+    jobs: list[tuple[str, Path, bool]] = []
+    for split in splits if splits is not None else list(dataset.samples):
+        for s in dataset._split(split):
+            if isinstance(s.frames, PngFolder):
+                jobs.extend((s.id, p, True) for p in s.frames.paths())
+            else:
+                jobs.append((s.id, s.frames.path, False))
+    check = _check_deep if deep else _check_shallow
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        reasons = list(pool.map(lambda j: check(j[1], j[2]), jobs))
+    return [(sid, path, r) for (sid, path, _), r in zip(jobs, reasons) if r is not None]
+
+
+def _check_shallow(path: Path, is_image: bool) -> str | None:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"cannot stat: {e.strerror}"
+    return "empty file" if size == 0 else None
+
+
+def _check_deep(path: Path, is_image: bool) -> str | None:
+    if (shallow := _check_shallow(path, is_image)) is not None:
+        return shallow
+    if not is_image:
+        return _check_video(path)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        return f"unreadable image: {type(e).__name__}: {e}"
+    return None
+
+
+def _check_video(path: Path) -> str | None:
+    from extract.video import read_frames
+
+    try:
+        read_frames(VideoFile(path), max_frames=1)
+    except DatasetError as e:
+        return e.problem
+    return None

@@ -1,0 +1,222 @@
+"""Target stage: translate references into each target language, embed with SONAR, write HDF5.
+
+Two separately cacheable steps, so that changing only the encoder re-embeds without
+re-translating:
+
+* `translate_texts(texts, src_lang, tgt_lang, translator, ...)` -> list[str], in batches.
+  Results can be saved/loaded with `save_translations` / `load_translations` (a JSON file:
+  ``{"src_lang", "tgt_lang", "translator", "texts_sha256", "translations": [...]}``); the
+  lead keys a ``translations`` cache entry on `translations_key_inputs(...)`.
+* `embed_texts(texts, lang, encoder, ...)` -> np.ndarray [N, D] float32, in batches, with
+  sonar's `TextToEmbeddingModelPipeline`.
+
+`embed_language(...)` does both for one language and writes `targets.h5`
+(layout in `cache.targets`). `CALLS` counts model calls (one per batch) so tests can
+assert that a cached run made none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cache.errors import CacheError
+from cache.targets import SplitTargets, write_targets
+
+CALLS: dict[str, int] = {"translate": 0, "embed": 0}
+"""Model calls made in this process, one per batch (tests reset and read this)."""
+
+REFERENCE = "reference"
+
+
+class SonarEncoder:
+    """A SONAR text encoder + tokenizer wrapped in sonar's `TextToEmbeddingModelPipeline`."""
+
+    def __init__(self, encoder: Any, tokenizer: Any, *, identity: dict[str, Any] | None = None, device: Any = "cpu"):
+        from cache.fairseq2_env import ensure_fairseq2
+
+        ensure_fairseq2()
+        import torch
+        from sonar.inference_pipelines.text import TextToEmbeddingModelPipeline
+
+        dev = torch.device(device) if device not in (None, "auto") else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        self.pipeline = TextToEmbeddingModelPipeline(encoder, tokenizer, device=dev)
+        self.identity = identity or {"spec": "custom"}
+
+    @classmethod
+    def from_spec(cls, spec: str, tiny_dir: Path | None = None, device: Any = "cpu") -> "SonarEncoder":
+        from cache.sonar_models import load_sonar_encoder, load_sonar_tokenizer, sonar_identity
+
+        return cls(load_sonar_encoder(spec, tiny_dir, device), load_sonar_tokenizer(spec, tiny_dir),
+                   identity=sonar_identity(spec, tiny_dir), device=device)
+
+    def embed(self, texts: list[str], lang: str) -> np.ndarray:
+        emb = self.pipeline.predict(list(texts), source_lang=lang, batch_size=max(1, len(texts)))
+        return emb.float().cpu().numpy()
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def translations_key_inputs(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any) -> dict[str, Any]:
+    """What determines a translation result: feed to `cache.keys.make_key('translations', ...)`."""
+    return {"texts": texts_sha256(texts), "n": len(texts), "src": src_lang, "tgt": tgt_lang,
+            "translator": getattr(translator, "identity", str(translator))}
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class _Rate(TextColumn):
+        def render(self, task: Any) -> Any:  # sentences per second
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} sent/s" if speed else "- sent/s")
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
+                 TimeRemainingColumn(), transient=True)
+    p.start()
+    p.add_task(desc, total=total)
+    return p
+
+
+def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
+    return [(i, min(n, i + batch_size)) for i in range(0, n, max(1, batch_size))]
+
+
+def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any, *,
+                    batch_size: int = 32, progress: bool = False) -> list[str]:
+    """Translate in batches (identity when src == tgt, with no model call)."""
+    texts = list(texts)
+    if src_lang == tgt_lang:
+        return texts
+    out: list[str] = []
+    bar = _progress(len(texts), f"translate {src_lang}->{tgt_lang}", progress)
+    try:
+        for a, b in _batched(len(texts), batch_size):
+            CALLS["translate"] += 1
+            res = translator.translate(texts[a:b], src_lang, tgt_lang)
+            if len(res) != b - a:
+                raise CacheError(f"translator returned {len(res)} sentences for {b - a}")
+            out.extend(res)
+            if bar:
+                bar.advance(bar.task_ids[0], b - a)
+    finally:
+        if bar:
+            bar.stop()
+    return out
+
+
+def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: int = 32,
+                progress: bool = False) -> np.ndarray:
+    """SONAR embeddings [N, D] float32 of `texts` in `lang`, batch by batch.
+
+    `encoder` is a `SonarEncoder` (or anything with ``embed(texts, lang) -> [n, D]``).
+    """
+    texts = list(texts)
+    parts: list[np.ndarray] = []
+    bar = _progress(len(texts), f"embed {lang}", progress)
+    try:
+        for a, b in _batched(len(texts), batch_size):
+            CALLS["embed"] += 1
+            parts.append(np.asarray(encoder.embed(texts[a:b], lang), dtype=np.float32))
+            if bar:
+                bar.advance(bar.task_ids[0], b - a)
+    finally:
+        if bar:
+            bar.stop()
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+def save_translations(path: Path, texts: Sequence[str], translations: Sequence[str], src_lang: str,
+                      tgt_lang: str, translator: Any) -> Path:
+    """Atomically write a translation result as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {**translations_key_inputs(texts, src_lang, tgt_lang, translator), "translations": list(translations)}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(body, ensure_ascii=False, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def load_translations(path: Path, texts: Sequence[str] | None = None) -> list[str]:
+    """Read a translation JSON; with `texts`, check it was made from exactly those texts."""
+    try:
+        body = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CacheError(f"unreadable translations ({e})", path=path, fix="delete it; it will be redone") from None
+    if texts is not None and body.get("texts") != texts_sha256(texts):
+        raise CacheError("translations were made from other source texts", path=path,
+                         fix="delete it; it will be redone")
+    return list(body["translations"])
+
+
+def embed_language(
+    texts_by_split: dict[str, tuple[Sequence[str], Sequence[str]]],
+    src_lang: str,
+    tgt_lang: str,
+    translator: Any,
+    encoder: Any,
+    out_path: Path,
+    progress: bool = True,
+    *,
+    batch_size: int = 32,
+    key: str = "",
+    translations: dict[str, Sequence[str]] | None = None,
+    on_translated: Callable[[str, list[str], list[str]], None] | None = None,
+) -> Path:
+    """Translate each split's source texts into `tgt_lang` (unless it is `src_lang`), embed, write HDF5.
+
+    `texts_by_split`: {split: (ids, source texts)}. `translations`: already known target
+    texts per split (from the translations cache) that skip the translator; `on_translated`
+    is called as (split, src_texts, tgt_texts) after a split is translated, for caching.
+    """
+    splits: dict[str, SplitTargets] = {}
+    t0 = time.time()
+    translator_id = getattr(translator, "identity", None) if tgt_lang != src_lang else None
+    source_name = REFERENCE if tgt_lang == src_lang else str(
+        (translator_id or {}).get("model") or (translator_id or {}).get("kind") or "translator")
+    for split, (ids, src_texts) in texts_by_split.items():
+        ids, src_texts = list(ids), list(src_texts)
+        if len(ids) != len(src_texts):
+            raise CacheError(f"split {split}: {len(ids)} ids but {len(src_texts)} texts")
+        if tgt_lang == src_lang:
+            tgt_texts = src_texts
+        elif translations is not None and split in translations:
+            tgt_texts = list(translations[split])
+        else:
+            tgt_texts = translate_texts(src_texts, src_lang, tgt_lang, translator, batch_size=batch_size,
+                                        progress=progress)
+            if on_translated is not None:
+                on_translated(split, src_texts, tgt_texts)
+        emb = embed_texts(tgt_texts, tgt_lang, encoder, batch_size=batch_size, progress=progress)
+        splits[split] = SplitTargets(ids, tgt_texts, emb.reshape(len(ids), -1) if len(ids) else emb,
+                                     [source_name] * len(ids))
+    write_targets(out_path, tgt_lang, splits, key=key, encoder=getattr(encoder, "identity", None),
+                  translator=translator_id if translator_id is not None else REFERENCE)
+    if progress:
+        n = sum(len(v[0]) for v in texts_by_split.values())
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[green]{tgt_lang}[/]: {n} sentences in {time.time() - t0:.1f}s -> {out_path}")
+    return Path(out_path)

@@ -1,0 +1,397 @@
+"""Dataset readers: PHOENIX layout (on the toy), validation errors, fingerprints, CSL-Daily, How2Sign."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cache.errors import DatasetError
+from extract.datasets import PngFolder, VideoFile, open_dataset, validate_frames
+from extract.datasets.base import list_frame_files, natural_key
+from extract.datasets.toy import make_toy
+from extract.video import read_frames
+
+SPLITS = ["train", "dev", "test"]
+PHX = Path("PHOENIX-2014-T-release-v3/PHOENIX-2014-T")
+
+
+@pytest.fixture(scope="module")
+def toy_master(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy_master")
+    make_toy(out, videos=20, seed=0)
+    return out
+
+
+@pytest.fixture()
+def toy(toy_master, tmp_path) -> Path:
+    """A private copy of the toy corpus that a test may damage; returns PHOENIX-2014-T/."""
+    shutil.copytree(toy_master, tmp_path / "toy")
+    return tmp_path / "toy" / PHX
+
+
+def csv_of(root: Path, split: str) -> Path:
+    return root / f"annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
+
+
+def frames_of(root: Path, split: str, name: str) -> Path:
+    return root / "features/fullFrame-210x260px" / split / name
+
+
+def first_name(root: Path, split: str) -> str:
+    return csv_of(root, split).read_text(encoding="utf-8").splitlines()[1].split("|")[0]
+
+
+# --------------------------------------------------------------------------- PHOENIX reader
+
+
+def test_unknown_dataset_lists_valid_names(tmp_path):
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix-2015", tmp_path, SPLITS)
+    for name in ("phoenix", "toy", "csl-daily", "how2sign"):
+        assert name in str(e.value)
+
+
+def test_not_a_release_names_the_root(tmp_path):
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", tmp_path, SPLITS)
+    assert e.value.path == str(tmp_path) and e.value.fix
+
+
+def test_reads_samples_texts_glosses_and_translations(toy):
+    ds = open_dataset("phoenix", toy, SPLITS)
+    assert ds.root == toy and ds.name == "phoenix"
+    s = ds.samples["dev"][0]
+    assert isinstance(s.frames, PngFolder) and s.frames.files[0] == "images0001.png"
+    assert s.gloss and s.gloss.isupper() and s.text.islower()
+    assert set(ds.references["dev"]) == {"deu_Latn", "eng_Latn", "fra_Latn"}
+    assert [x.id for x in ds.samples["train"]] == sorted(x.id for x in ds.samples["train"])
+    assert csv_of(toy, "dev") in ds.annotation_files
+
+
+def test_only_requested_splits_are_read(toy):
+    csv_of(toy, "test").unlink()
+    ds = open_dataset("phoenix", toy, ["train", "dev"])
+    assert set(ds.samples) == {"train", "dev"}
+
+
+def test_missing_split_csv_is_an_error(toy):
+    csv_of(toy, "test").unlink()
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(csv_of(toy, "test"))
+
+
+def test_frames_in_name_slash_1_are_accepted(toy):
+    name = first_name(toy, "dev")
+    folder = frames_of(toy, "dev", name)
+    tmp = folder.parent / (name + ".tmp")
+    folder.rename(tmp)
+    folder.mkdir()
+    tmp.rename(folder / "1")
+    ds = open_dataset("phoenix", toy, SPLITS)
+    sample = next(s for s in ds.samples["dev"] if s.id == name)
+    assert sample.frames.dir == folder / "1"
+    assert read_frames(sample.frames).shape[0] == len(sample.frames.files)
+
+
+@pytest.mark.parametrize("bad_row, what", [
+    ("only|three|columns", "columns"),
+    ("|x/1/*.png|-1|-1|Signer01|MORGEN|morgen", "empty name"),
+    ("newname|x/1/*.png|-1|-1|Signer01|MORGEN|", "empty translation"),
+])
+def test_malformed_row_names_file_and_line(toy, bad_row, what):
+    path = csv_of(toy, "dev")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines.insert(2, bad_row)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(path)
+    assert "line 3" in e.value.problem and what in e.value.problem
+    assert e.value.fix
+
+
+def test_duplicate_name_names_both_lines(toy):
+    path = csv_of(toy, "train")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines + [lines[1]]) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(path) and f"line {len(lines) + 1}" in e.value.problem
+    assert "duplicate" in e.value.problem and "line 2" in e.value.problem
+
+
+def test_bad_header_is_an_error(toy):
+    path = csv_of(toy, "dev")
+    path.write_text(path.read_text(encoding="utf-8").replace("name|video", "id|video", 1), encoding="utf-8")
+    with pytest.raises(DatasetError, match="line 1"):
+        open_dataset("phoenix", toy, SPLITS)
+
+
+def test_missing_frame_folder_names_the_folder(toy):
+    name = first_name(toy, "test")
+    folder = frames_of(toy, "test", name)
+    shutil.rmtree(folder)
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(folder) and "missing" in e.value.problem and name in e.value.problem
+
+
+def test_frame_folder_without_frames_names_the_folder(toy):
+    name = first_name(toy, "dev")
+    folder = frames_of(toy, "dev", name)
+    for p in folder.iterdir():
+        p.unlink()
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(folder) and "no .png frames" in e.value.problem
+
+
+def test_bad_translations_json_is_an_error(toy):
+    path = toy / "annotations/manual/PHOENIX-2014-T.dev.translations.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("phoenix", toy, SPLITS)
+    assert e.value.path == str(path)
+
+
+def test_translations_are_optional(toy):
+    (toy / "annotations/manual/PHOENIX-2014-T.dev.translations.json").unlink()
+    ds = open_dataset("phoenix", toy, SPLITS)
+    assert set(ds.references["dev"]) == {"deu_Latn"}
+    assert "eng_Latn" in ds.references["train"]
+
+
+def test_frame_files_sort_numerically(tmp_path):
+    for i in (1, 2, 10, 9, 100):
+        (tmp_path / f"images{i}.png").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    assert list_frame_files(tmp_path) == ("images1.png", "images2.png", "images9.png", "images10.png", "images100.png")
+    assert natural_key("a2") < natural_key("a10")
+
+
+def test_corrupt_png_is_reported_by_validate_frames_and_read_frames(toy):
+    ds = open_dataset("phoenix", toy, SPLITS)
+    sample = ds.samples["dev"][0]
+    bad = sample.frames.dir / sample.frames.files[3]
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    assert validate_frames(ds, deep=False) == []
+    problems = validate_frames(ds, deep=True)
+    assert [(sid, path) for sid, path, _ in problems] == [(sample.id, bad)]
+    assert problems[0][2]
+    with pytest.raises(DatasetError) as e:
+        read_frames(sample.frames)
+    assert e.value.path == str(bad) and e.value.fix
+
+
+def test_missing_frame_file_is_reported(toy):
+    ds = open_dataset("phoenix", toy, ["dev"])
+    sample = ds.samples["dev"][-1]
+    gone = sample.frames.dir / sample.frames.files[0]
+    gone.unlink()
+    assert [(sid, p) for sid, p, _ in validate_frames(ds, deep=False)] == [(sample.id, gone)]
+    with pytest.raises(DatasetError) as e:
+        read_frames(sample.frames)
+    assert e.value.path == str(gone)
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+def test_fingerprint_survives_a_copy_to_another_dir(toy, tmp_path):
+    copy = tmp_path / "elsewhere" / "deeper"
+    shutil.copytree(toy.parent.parent, copy)
+    a = open_dataset("phoenix", toy, SPLITS)
+    b = open_dataset("toy", copy, SPLITS)
+    for split in SPLITS:
+        fa, fb = a.fingerprint(split), b.fingerprint(split)
+        assert json.dumps(fa, sort_keys=True)  # JSON-able
+        fa.pop("dataset"), fb.pop("dataset")
+        assert fa == fb
+        assert a.text_fingerprint(split) == b.text_fingerprint(split)
+    assert a.fingerprint("dev", "content") == open_dataset("phoenix", copy, SPLITS).fingerprint("dev", "content")
+
+
+def test_fingerprint_follows_frame_sizes_and_content(toy):
+    before = open_dataset("phoenix", toy, SPLITS)
+    stat, content = before.fingerprint("dev"), before.fingerprint("dev", "content")
+    train, text = before.fingerprint("train"), before.text_fingerprint("dev")
+    frame = before.samples["dev"][0].frames
+    path = frame.dir / frame.files[0]
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # same size, different bytes
+    path.write_bytes(bytes(data))
+    same_size = open_dataset("phoenix", toy, SPLITS)
+    assert same_size.fingerprint("dev") == stat
+    assert same_size.fingerprint("dev", "content") != content
+    path.write_bytes(bytes(data) + b"\0")
+    grown = open_dataset("phoenix", toy, SPLITS)
+    assert grown.fingerprint("dev") != stat
+    assert grown.fingerprint("train") == train
+    assert grown.text_fingerprint("dev") == text
+
+
+def test_fingerprint_and_text_fingerprint_follow_sentences(toy):
+    before = open_dataset("phoenix", toy, SPLITS)
+    fp = {split: before.fingerprint(split) for split in SPLITS}
+    text = {split: before.text_fingerprint(split) for split in SPLITS}
+    path = csv_of(toy, "test")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    cols = lines[1].split("|")
+    cols[6] = "übermorgen gibt es überall schnee"
+    lines[1] = "|".join(cols)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    after = open_dataset("phoenix", toy, SPLITS)
+    assert after.fingerprint("test") != fp["test"]
+    assert after.text_fingerprint("test") != text["test"]
+    assert after.text_fingerprint("dev") == text["dev"]
+    assert after.fingerprint("dev") == fp["dev"]
+
+
+# --------------------------------------------------------------------------- CSL-Daily
+
+
+def write_csl(root: Path, names_splits: dict[str, str], frames: int = 4, header: bool = True) -> Path:
+    info = []
+    for k, name in enumerate(names_splits):
+        folder = root / "sentence/frames_512x512" / name
+        folder.mkdir(parents=True)
+        for i in range(frames):
+            Image.fromarray(np.full((32, 24, 3), 40 * i + k, np.uint8)).save(folder / f"{i:06d}.jpg", quality=95)
+        info.append({"name": name, "length": frames, "label_char": list("今天天气很好") + [str(k)],
+                     "label_word": ["今天", "天气", "很", "好"], "label_gloss": ["今天", "天气", "好"], "signer": k % 2})
+    labels = root / "sentence_label"
+    labels.mkdir(parents=True)
+    with open(labels / "csl2020ct_v2.pkl", "wb") as f:
+        pickle.dump({"info": info, "gloss_map": [], "char_map": []}, f)
+    lines = (["Name|Split"] if header else []) + [f"{n}|{s}" for n, s in names_splits.items()]
+    (labels / "split_1.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+CSL = {"S000001_P0000_T00": "train", "S000000_P0000_T00": "train", "S000002_P0001_T00": "dev", "S000003_P0002_T00": "test"}
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csl_daily_reader(tmp_path, header):
+    root = write_csl(tmp_path / "CSL-Daily", CSL, header=header)
+    ds = open_dataset("csl-daily", tmp_path, SPLITS)  # the parent folder works too
+    assert ds.source_lang == "zho_Hans" and ds.root == root
+    assert [s.id for s in ds.samples["train"]] == ["S000000_P0000_T00", "S000001_P0000_T00"]
+    s = ds.samples["dev"][0]
+    assert s.text == "今天天气很好2" and s.gloss == "今天 天气 好"
+    assert ds.references["dev"]["zho_Hans"][s.id] == s.text
+    assert read_frames(s.frames).shape == (4, 32, 24, 3)
+    assert ds.fingerprint("dev")["samples"] == 1
+
+
+def test_csl_daily_errors(tmp_path):
+    root = write_csl(tmp_path, CSL)
+    split_file = root / "sentence_label/split_1.txt"
+    good = split_file.read_text(encoding="utf-8")
+    split_file.write_text(good + "S000009_P0000_T00|train\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("csl-daily", root, SPLITS)
+    assert e.value.path == str(split_file) and "line 6" in e.value.problem
+    split_file.write_text(good + "S000001_P0000_T00 train\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="line 6"):
+        open_dataset("csl-daily", root, SPLITS)
+    split_file.write_text(good, encoding="utf-8")
+    folder = root / "sentence/frames_512x512/S000003_P0002_T00"
+    shutil.rmtree(folder)
+    with pytest.raises(DatasetError) as e:
+        open_dataset("csl-daily", root, SPLITS)
+    assert e.value.path == str(folder)
+    (root / "sentence_label/csl2020ct_v2.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("csl-daily", root, ["train"])
+    assert e.value.path == str(root / "sentence_label/csl2020ct_v2.pkl")
+
+
+# --------------------------------------------------------------------------- How2Sign
+
+
+def write_mp4(path: Path, frames: int = 16, size: int = 64, fps: int = 24) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(fps))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+H2S_HEADER = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
+
+
+def h2s_row(vid: str, k: int, start: float, end: float, text: str) -> str:
+    return "\t".join([vid, f"{vid}-1-rgb_front", f"{vid}_{k}", f"{vid}_{k}-1-rgb_front", str(start), str(end), text])
+
+
+def write_how2sign(root: Path) -> Path:
+    rows = {
+        "train": [h2s_row("abc", 0, 0.0, 0.5, "Hi, I'm going to show you knots."),
+                  h2s_row("abc", 1, 0.5, 1.0, 'Say "hello" first.'),
+                  h2s_row("xyz", 0, 0.5, 1.5, "This one is cut from the full video.")],
+        "val": [h2s_row("val", 0, 0.0, 0.6, "A validation sentence.")],
+        "test": [h2s_row("tst", 0, 0.0, 0.6, "A test sentence.")],
+    }
+    for split, lines in rows.items():
+        (root / f"how2sign_realigned_{split}.csv").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"how2sign_realigned_{split}.csv").write_text("\n".join([H2S_HEADER] + lines) + "\n", encoding="utf-8")
+    write_mp4(root / "train/rgb_front/clips/abc_0-1-rgb_front.mp4")
+    write_mp4(root / "clips/abc_1-1-rgb_front.mp4")
+    write_mp4(root / "videos/xyz-1-rgb_front.mp4", frames=48)
+    write_mp4(root / "val/rgb_front/clips/val_0-1-rgb_front.mp4")
+    write_mp4(root / "video_level/test/rgb_front/raw_videos/tst-1-rgb_front.mp4", frames=24)
+    return root
+
+
+def test_how2sign_reader_clips_and_cut_videos(tmp_path):
+    root = write_how2sign(tmp_path)
+    ds = open_dataset("how2sign", root, SPLITS)
+    assert ds.source_lang == "eng_Latn" and {k: len(v) for k, v in ds.samples.items()} == {"train": 3, "dev": 1, "test": 1}
+    by_id = {s.id: s for s in ds.samples["train"]}
+    clip = by_id["abc_0-1-rgb_front"]
+    assert clip.frames == VideoFile(root / "train/rgb_front/clips/abc_0-1-rgb_front.mp4")
+    assert by_id["abc_1-1-rgb_front"].text == 'Say "hello" first.'
+    cut = by_id["xyz_0-1-rgb_front"].frames
+    assert cut == VideoFile(root / "videos/xyz-1-rgb_front.mp4", 0.5, 1.5)
+    assert read_frames(clip.frames).shape == (16, 64, 64, 3)
+    assert read_frames(cut).shape[0] == 24
+    assert ds.samples["dev"][0].split == "dev" and ds.samples["test"][0].frames.start == 0.0
+    assert ds.references["dev"]["eng_Latn"] == {"val_0-1-rgb_front": "A validation sentence."}
+    fp = ds.fingerprint("train")
+    assert fp["samples"] == 3 and fp["annotations"] == {"how2sign_realigned_train.csv": fp["annotations"]["how2sign_realigned_train.csv"]}
+
+
+def test_how2sign_errors(tmp_path):
+    root = write_how2sign(tmp_path)
+    csv = root / "how2sign_realigned_train.csv"
+    good = csv.read_text(encoding="utf-8")
+    csv.write_text(good + "abc\tonly three\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("how2sign", root, ["train"])
+    assert e.value.path == str(csv) and "line 5" in e.value.problem
+    csv.write_text(good + h2s_row("nop", 0, 0.0, 1.0, "No video for this one.") + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        open_dataset("how2sign", root, ["train"])
+    assert "nop_0-1-rgb_front" in e.value.problem and "line 5" in e.value.problem
+    csv.write_text(good.replace("\t", ","), encoding="utf-8")
+    with pytest.raises(DatasetError, match="tab-separated"):
+        open_dataset("how2sign", root, ["train"])
+    with pytest.raises(DatasetError, match="unknown How2Sign split"):
+        open_dataset("how2sign", root, ["validation"])

@@ -1,0 +1,238 @@
+"""Target stage: languages, HDF5 targets, NLLB code path, SONAR loading, tiny SONAR quality."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache.errors import SltPipeError, WeightsError
+from extract.languages import FLORES200, resolve_langs
+
+TRAIN_ITEMS = 200
+TINY_STEPS = 300
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def corpus():
+    from extract.tiny_sonar import toy_parallel_corpus
+
+    return toy_parallel_corpus(seed=0)
+
+
+@pytest.fixture(scope="module")
+def held(corpus):
+    return {k: v[TRAIN_ITEMS:] for k, v in corpus.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, corpus):
+    from cache.fairseq2_env import ensure_fairseq2
+
+    ensure_fairseq2()
+    from extract.tiny_sonar import train_tiny_sonar
+
+    out = tmp_path_factory.mktemp("tiny_sonar")
+    train_tiny_sonar({k: v[:TRAIN_ITEMS] for k, v in corpus.items()}, out, seed=0, steps=TINY_STEPS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sonar(tiny_dir):
+    from cache.sonar_models import load_sonar_decoder, load_sonar_encoder, load_sonar_tokenizer
+    from extract.nllb import SonarTranslator
+
+    tok = load_sonar_tokenizer("tiny", tiny_dir)
+    return SonarTranslator(load_sonar_encoder("tiny", tiny_dir), load_sonar_decoder("tiny", tiny_dir), tok,
+                           batch_size=64)
+
+
+# --------------------------------------------------------------------------- languages
+def test_resolve_langs_iso_and_flores():
+    assert resolve_langs("deu,eng,fra") == ["deu_Latn", "eng_Latn", "fra_Latn"]
+    assert resolve_langs(["zho", "spa_Latn", "DEU_latn", "deu"]) == ["zho_Hans", "spa_Latn", "deu_Latn"]
+    assert len(FLORES200) == 202 and len(set(FLORES200)) == 202
+
+
+def test_unknown_language_lists_close_matches():
+    with pytest.raises(SltPipeError) as e:
+        resolve_langs("deu,englsh")
+    assert "englsh" in str(e.value) and "eng_Latn" in str(e.value)
+    with pytest.raises(SltPipeError, match="fra_Latn"):
+        resolve_langs("fra_Latm")
+
+
+# --------------------------------------------------------------------------- HDF5
+def test_targets_roundtrip_plain_h5py(tmp_path):
+    import h5py
+
+    from cache.targets import SplitTargets, TargetReader, write_targets
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(3, 8)).astype(np.float32) * 0.01
+    path = write_targets(tmp_path / "targets.h5", "fra_Latn", {
+        "train": SplitTargets(["a", "b", "c"], ["demain il pleut", "été", "ça"], emb, ["nllb-x"] * 3),
+        "dev": SplitTargets([], [], np.zeros((0, 8), np.float32), []),
+    }, key="k123", encoder={"spec": "tiny"}, translator={"model": "nllb-x"})
+    assert not list(tmp_path.glob(".*tmp*"))
+    with h5py.File(path) as f:  # no slt-pipe code needed to read it
+        assert f.attrs["lang"] == "fra_Latn" and f.attrs["key"] == "k123"
+        assert [s.decode() for s in f["train/ids"][:]] == ["a", "b", "c"]
+        assert f["train/fra_Latn/text"][1].decode() == "été"
+        assert f["train/fra_Latn/embedding"].dtype == np.float32
+        np.testing.assert_array_equal(f["train/fra_Latn/embedding"][:], emb)
+        assert f["train/fra_Latn/source"][0].decode() == "nllb-x"
+    with TargetReader(path) as r:
+        assert r.lang == "fra_Latn" and r.splits == ["dev", "train"] and r.dim == 8
+        assert r.ids("train") == ["a", "b", "c"] and r.texts("train")[2] == "ça"
+        np.testing.assert_array_equal(r.embeddings("train"), emb)
+        assert r.embeddings("dev").shape == (0, 8)
+
+
+# --------------------------------------------------------------------------- NLLB
+def test_tiny_nllb_code_path(tmp_path, corpus):
+    from extract.nllb import NllbTranslator, Translator, make_tiny_nllb
+
+    d = make_tiny_nllb(tmp_path / "nllb", {k: v[:60] for k, v in corpus.items()}, seed=0)
+    tr = NllbTranslator(str(d), "cpu", num_beams=1, max_new_tokens=8, batch_size=2)
+    assert isinstance(tr, Translator)
+    src = corpus["deu_Latn"][:3]
+    out = tr.translate(src, "deu_Latn", "fra_Latn")
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+    ids = tr.generate_ids(src, "deu_Latn", "eng_Latn")
+    assert ids.shape[0] == 3
+    # decoder start (</s>), then the forced target-language token
+    assert (ids[:, 1] == tr.tokenizer.convert_tokens_to_ids("eng_Latn")).all()
+
+
+def test_nllb_missing_weights(tmp_path):
+    from extract.nllb import NllbTranslator
+
+    with pytest.raises(WeightsError, match="not on disk"):
+        NllbTranslator(str(tmp_path / "no-such-nllb"), "cpu")
+
+
+# --------------------------------------------------------------------------- SONAR loading
+def test_sonar_missing_weights(tmp_path):
+    from cache.sonar_models import load_sonar_decoder, load_sonar_encoder, load_sonar_tokenizer
+
+    with pytest.raises(WeightsError, match="encoder.pt"):
+        load_sonar_encoder("tiny", tmp_path)
+    with pytest.raises(WeightsError):
+        load_sonar_decoder("tiny", None)
+    with pytest.raises(WeightsError, match="not a known fairseq2 asset"):
+        load_sonar_tokenizer("text_sonar_no_such_encoder")
+
+
+def test_sonar_asset_card_with_missing_checkpoint(tmp_path):
+    """A user card overriding the checkpoint with a missing file -> WeightsError naming it."""
+    cards = tmp_path / "assets"
+    cards.mkdir()
+    ckpt = tmp_path / "models" / "sonar_text_encoder.pt"
+    (cards / "sonar.yaml").write_text(f'name: text_sonar_basic_encoder@user\ncheckpoint: "file://{ckpt}"\n')
+    code = textwrap.dedent("""
+        from cache.errors import WeightsError
+        from cache.sonar_models import load_sonar_encoder
+        try:
+            load_sonar_encoder("text_sonar_basic_encoder")
+        except WeightsError as e:
+            print("WEIGHTS:", e)
+    """)
+    env = {**__import__("os").environ, "FAIRSEQ2_USER_ASSET_DIR": str(cards)}
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert "WEIGHTS:" in res.stdout, res.stderr[-2000:]
+    assert str(ckpt) in res.stdout and "FAIRSEQ2_USER_ASSET_DIR" in res.stdout
+
+
+# --------------------------------------------------------------------------- tiny SONAR quality
+def test_tiny_sonar_files_and_reload(tiny_dir):
+    import json
+
+    from cache.sonar_models import sonar_identity
+
+    for name in ("encoder.pt", "decoder.pt", "config.json", "tokenizer.model"):
+        assert (tiny_dir / name).is_file()
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    assert cfg["encoder"]["model_dim"] == cfg["embedding_dim"]
+    ident = sonar_identity("tiny", tiny_dir)
+    assert ident == sonar_identity("tiny", tiny_dir) and ident["spec"] == "tiny"
+
+
+def test_tiny_sonar_language_agnostic(sonar, held):
+    import torch
+    import torch.nn.functional as F
+
+    e = {lang: sonar.t2e.predict(texts, source_lang=lang, batch_size=64) for lang, texts in held.items()}
+    norm = float(e["deu_Latn"].norm(dim=-1).mean())
+    assert 0.02 < norm < 3.0  # SONAR-like scale, not unit norm
+    for a, b in (("deu_Latn", "eng_Latn"), ("deu_Latn", "fra_Latn"), ("eng_Latn", "fra_Latn")):
+        s = F.normalize(e[a], dim=-1) @ F.normalize(e[b], dim=-1).T
+        n = s.shape[0]
+        own = float(s.diag().mean())
+        other = float((s.sum() - s.diag().sum()) / (n * n - n))
+        assert own > other + 0.3, (a, b, own, other)
+        retrieval = float((s.argmax(1) == torch.arange(n)).float().mean())
+        assert retrieval >= 0.8, (a, b, retrieval)
+
+
+def test_tiny_sonar_decodes_held_out(sonar, held):
+    items = held["deu_Latn"][:32]
+    emb = sonar.t2e.predict(items, source_lang="deu_Latn", batch_size=64)
+    out = sonar.e2t.predict(emb, target_lang="deu_Latn", batch_size=64, beam_size=1)
+    exact = sum(o == r for o, r in zip(out, items)) / len(items)
+    print(f"held-out exact-match deu->deu: {exact:.2f}")
+    assert exact >= 0.6, list(zip(out, items))[:5]
+
+
+# --------------------------------------------------------------------------- target stage
+def test_embed_language_caches_translations(tmp_path, sonar, tiny_dir, corpus):
+    from cache.targets import TargetReader
+    from extract import embed_targets as et
+
+    enc = et.SonarEncoder.from_spec("tiny", tiny_dir)
+    splits = {"train": (["v0", "v1", "v2"], corpus["deu_Latn"][:3]), "dev": (["v9"], corpus["deu_Latn"][3:4])}
+    saved: dict[str, list[str]] = {}
+    et.CALLS.update(translate=0, embed=0)
+    out = et.embed_language(splits, "deu_Latn", "eng_Latn", sonar, enc, tmp_path / "eng" / "targets.h5",
+                            progress=False, batch_size=2,
+                            on_translated=lambda split, src, tgt: saved.__setitem__(split, tgt))
+    assert et.CALLS == {"translate": 3, "embed": 3}  # train: 2 batches, dev: 1
+    with TargetReader(out) as r:
+        assert r.lang == "eng_Latn" and r.ids("train") == ["v0", "v1", "v2"]
+        assert r.texts("train") == saved["train"]
+        assert r.embeddings("train").shape == (3, r.dim)
+        assert r.sources("train")[0] == "sonar"
+    et.save_translations(tmp_path / "tr.json", splits["train"][1], saved["train"], "deu_Latn", "eng_Latn", sonar)
+    cached = {"train": et.load_translations(tmp_path / "tr.json", splits["train"][1]), "dev": saved["dev"]}
+    et.CALLS.update(translate=0, embed=0)
+    et.embed_language(splits, "deu_Latn", "eng_Latn", sonar, enc, tmp_path / "eng2.h5", progress=False,
+                      batch_size=2, translations=cached)
+    assert et.CALLS["translate"] == 0 and et.CALLS["embed"] == 3
+    # source language: references, no translation at all
+    et.CALLS.update(translate=0, embed=0)
+    ref = et.embed_language(splits, "deu_Latn", "deu_Latn", sonar, enc, tmp_path / "deu.h5", progress=False)
+    assert et.CALLS["translate"] == 0
+    with TargetReader(ref) as r:
+        assert r.texts("dev") == corpus["deu_Latn"][3:4] and r.sources("dev") == ["reference"]
+
+
+def test_tiny_sonar_deterministic_and_parallel_references(tmp_path, corpus):
+    from types import SimpleNamespace
+
+    from cache.sonar_models import sonar_identity
+    from extract.tiny_sonar import parallel_references, train_tiny_sonar
+
+    samples = [SimpleNamespace(id=f"v{i}", text=corpus["deu_Latn"][i]) for i in range(30)]
+    refs = {lang: {f"v{i}": corpus[lang][i] for i in range(30) if i != 7} for lang in corpus}
+    ds = SimpleNamespace(samples={"train": samples}, references={"train": refs})
+    par = parallel_references(ds, "train", ["deu_Latn", "eng_Latn", "fra_Latn"])
+    assert len(par["eng_Latn"]) == 29 and par["fra_Latn"][0] == corpus["fra_Latn"][0]
+    for i in range(2):
+        train_tiny_sonar(par, tmp_path / str(i), seed=5, steps=4)
+    assert sonar_identity("tiny", tmp_path / "0") == sonar_identity("tiny", tmp_path / "1")

@@ -1,0 +1,203 @@
+"""Dataset over the caches, padding collate, and a prefetching batch loader.
+
+Reads caches only (`cache.features`, `cache.targets`); never imports `pipeline`/`extract`.
+A sample is video id -> (spatial f16 [T, Ds], motion f16 [C, Dm], {lang: (embedding, token ids)}).
+Videos are those with features and a target in the source language; other languages are
+used for the ids they cover (per-sample availability mask).
+
+Batch order is a pure function of (seed, step) (epoch-wise permutations), so a resumed run
+sees exactly the batches the uninterrupted run would; background threads only prefetch.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def open_features(entry_dir: Path):
+    """A `cache.features.FeatureReader` for one feature cache entry."""
+    from cache.features import FeatureReader
+
+    return FeatureReader(entry_dir)
+
+
+def open_targets(h5_path: Path):
+    """A `cache.targets.TargetReader` for one language's target file."""
+    from cache.targets import TargetReader
+
+    return TargetReader(h5_path)
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    spatial: Tensor  # [B, T, Ds] float32
+    spatial_mask: Tensor  # [B, T] bool
+    motion: Tensor  # [B, C, Dm] float32
+    motion_mask: Tensor  # [B, C] bool
+    langs: list[str]
+    embeddings: Tensor  # [B, n_langs, D] float32 (zeros where unavailable)
+    available: Tensor  # [B, n_langs] bool
+    tokens: dict[str, Tensor]  # lang -> [B, L] long, pad where unavailable
+    texts: dict[str, list[str | None]]
+
+    def to(self, device) -> "Batch":
+        d = dict(self.__dict__)
+        for k in ("spatial", "spatial_mask", "motion", "motion_mask", "embeddings", "available"):
+            d[k] = getattr(self, k).to(device, non_blocking=True)
+        d["tokens"] = {k: v.to(device, non_blocking=True) for k, v in self.tokens.items()}
+        return Batch(**d)
+
+
+class CacheDataset:
+    """Videos of one split paired with their targets in every language given."""
+
+    def __init__(self, features: Any, targets: dict[str, Any], split: str, source_lang: str, *,
+                 encode=None, max_tokens: int | None = None, shuffle_targets: bool = False, seed: int = 0):
+        """features: FeatureReader; targets: lang -> TargetReader; encode(texts, lang, max_len) -> list[LongTensor]."""
+        if source_lang not in targets:
+            raise ValueError(f"no targets for the source language {source_lang}; have {sorted(targets)}")
+        self.features = features
+        self.split = split
+        self.langs = [source_lang] + sorted(lang for lang in targets if lang != source_lang)
+        feat_ids = set(features.ids)
+        src_ids = targets[source_lang].ids(split)
+        self.ids = [i for i in src_ids if i in feat_ids]
+        if not self.ids:
+            raise ValueError(f"split {split}: no video has both features and a {source_lang} target")
+        n, pos = len(self.ids), {v: k for k, v in enumerate(self.ids)}
+        dim = None
+        self.emb: dict[str, np.ndarray] = {}
+        self.avail: dict[str, np.ndarray] = {}
+        self.text: dict[str, list[str | None]] = {}
+        self.tok: dict[str, list[Tensor | None]] = {}
+        for lang in self.langs:
+            r = targets[lang]
+            ids, texts, embs = r.ids(split), r.texts(split), np.asarray(r.embeddings(split), dtype=np.float32)
+            dim = embs.shape[1] if dim is None else dim
+            e = np.zeros((n, dim), np.float32)
+            a = np.zeros(n, bool)
+            tx: list[str | None] = [None] * n
+            for vid, t, row in zip(ids, texts, embs):
+                k = pos.get(vid)
+                if k is not None:
+                    e[k], a[k], tx[k] = row, True, t
+            self.emb[lang], self.avail[lang], self.text[lang] = e, a, tx
+            if encode is not None:
+                have = [k for k in range(n) if a[k]]
+                enc = encode([tx[k] for k in have], lang, max_tokens)
+                toks: list[Tensor | None] = [None] * n
+                for k, t in zip(have, enc):
+                    toks[k] = t
+                self.tok[lang] = toks
+        self.emb_dim = dim
+        # control: pair every video with another video's targets (same permutation for all languages)
+        self.target_index = np.arange(n)
+        if shuffle_targets and n > 1:
+            rng = np.random.default_rng(seed + 7919)
+            perm = rng.permutation(n)
+            fixed = perm == np.arange(n)
+            perm[fixed] = np.roll(perm[fixed], 1) if fixed.sum() > 1 else perm[fixed]
+            self.target_index = perm
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        vid = self.ids[i]
+        spatial, motion = self.features.get(vid)
+        j = int(self.target_index[i])
+        return {
+            "id": vid, "spatial": spatial, "motion": motion,
+            "targets": {lang: (self.emb[lang][j], self.tok[lang][j] if self.tok else None, self.text[lang][j])
+                        for lang in self.langs if self.avail[lang][j]},
+        }
+
+
+def _pad(arrays: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+    lens = [max(len(a), 1) for a in arrays]
+    out = np.zeros((len(arrays), max(lens), arrays[0].shape[1]), np.float32)
+    for k, a in enumerate(arrays):
+        out[k, : len(a)] = a
+    lengths = torch.tensor([len(a) for a in arrays])
+    return torch.from_numpy(out), torch.arange(out.shape[1])[None] < lengths[:, None]
+
+
+def collate(samples: list[dict], langs: list[str], pad_idx: int, emb_dim: int) -> Batch:
+    spatial, smask = _pad([s["spatial"] for s in samples])
+    motion, mmask = _pad([s["motion"] for s in samples])
+    b, nl = len(samples), len(langs)
+    emb = torch.zeros(b, nl, emb_dim)
+    avail = torch.zeros(b, nl, dtype=torch.bool)
+    tokens, texts = {}, {}
+    for li, lang in enumerate(langs):
+        seqs, tx = [], []
+        for k, s in enumerate(samples):
+            t = s["targets"].get(lang)
+            if t is not None:
+                emb[k, li] = torch.from_numpy(np.asarray(t[0]))
+                avail[k, li] = True
+            seqs.append(t[1] if t is not None and t[1] is not None else torch.full((2,), pad_idx, dtype=torch.long))
+            tx.append(t[2] if t is not None else None)
+        tokens[lang] = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=pad_idx)
+        texts[lang] = tx
+    return Batch([s["id"] for s in samples], spatial, smask, motion, mmask, list(langs), emb, avail, tokens, texts)
+
+
+class BatchLoader:
+    """Deterministic batches (function of seed and step), prefetched by background threads."""
+
+    def __init__(self, dataset: CacheDataset, batch_size: int, *, pad_idx: int, shuffle: bool = True,
+                 seed: int = 0, workers: int = 2, prefetch: int = 4, drop_last: bool = True):
+        self.ds, self.batch_size, self.pad_idx = dataset, batch_size, pad_idx
+        self.shuffle, self.seed, self.workers, self.prefetch = shuffle, seed, max(workers, 0), prefetch
+        n = len(dataset)
+        self.batch_size = min(batch_size, n)
+        self.per_epoch = n // self.batch_size if drop_last else math.ceil(n / self.batch_size)
+
+    def indices(self, step: int) -> list[int]:
+        """Dataset indices of the batch for global step `step` (0-based)."""
+        epoch, k = divmod(step, self.per_epoch)
+        n = len(self.ds)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+
+    def make(self, step: int) -> Batch:
+        return collate([self.ds[i] for i in self.indices(step)], self.ds.langs, self.pad_idx, self.ds.emb_dim)
+
+    def iterate(self, start: int, stop: int) -> Iterator[tuple[int, Batch]]:
+        """Yield (step, batch) for start <= step < stop, built ahead by `workers` threads."""
+        if self.workers == 0:
+            for step in range(start, stop):
+                yield step, self.make(step)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="slt-loader") as pool:
+            pending: "queue.SimpleQueue" = queue.SimpleQueue()
+            nxt = start
+            inflight = 0
+            while nxt < stop and inflight < self.prefetch:
+                pending.put((nxt, pool.submit(self.make, nxt)))
+                nxt, inflight = nxt + 1, inflight + 1
+            while inflight:
+                step, fut = pending.get()
+                inflight -= 1
+                if nxt < stop:
+                    pending.put((nxt, pool.submit(self.make, nxt)))
+                    nxt, inflight = nxt + 1, inflight + 1
+                yield step, fut.result()
+
+    def eval_batches(self) -> Iterator[Batch]:
+        """All samples once, in dataset order (last batch may be short)."""
+        n = len(self.ds)
+        for i in range(0, n, self.batch_size):
+            yield collate([self.ds[j] for j in range(i, min(n, i + self.batch_size))], self.ds.langs, self.pad_idx, self.ds.emb_dim)

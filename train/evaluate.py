@@ -1,0 +1,132 @@
+"""Evaluate a trained run: decode z (beam search) into each language and score it.
+
+`evaluate(run_dir, inputs, split, langs)` -> {lang: {"bleu", "chrf", "signature", "n", "tsv"[, "bleurt"]}}
+sacrebleu BLEU + chrF (signature printed; `tokenize="zh"` for zho_Hans/zho_Hant/yue), BLEURT
+only when a checkpoint path is given, predictions TSV (id, ref, hyp) per language in the run dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHINESE = ("zho_Hans", "zho_Hant", "yue_Hant")
+
+
+def bleu_tokenizer(lang: str) -> str:
+    return "zh" if lang in CHINESE else "13a"
+
+
+@torch.no_grad()
+def encode_split(visual, dataset, *, batch_size: int, device) -> tuple[list[str], torch.Tensor]:
+    """z for every video of the dataset, in dataset order."""
+    from train.data import collate
+
+    visual.eval()
+    ids, zs = [], []
+    for i in range(0, len(dataset), batch_size):
+        b = collate([dataset[j] for j in range(i, min(len(dataset), i + batch_size))], dataset.langs, 0, dataset.emb_dim)
+        b = b.to(device)
+        zs.append(visual(b.spatial, b.spatial_mask, b.motion, b.motion_mask).float().cpu())
+        ids.extend(b.ids)
+    return ids, torch.cat(zs)
+
+
+def score(lang: str, refs: list[str], hyps: list[str]) -> dict:
+    import sacrebleu
+
+    bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang))
+    chrf = sacrebleu.metrics.CHRF()
+    b = bleu.corpus_score(hyps, [refs])
+    c = chrf.corpus_score(hyps, [refs])
+    return {"bleu": float(b.score), "chrf": float(c.score),
+            "signature": f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}", "n": len(refs)}
+
+
+def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_len: int, batch_size: int, device,
+                out_dir: Path | None = None, tag: str = "") -> dict[str, dict]:
+    """Decode and score; writes predictions TSVs to out_dir when given."""
+    ids, z = encode_split(visual, dataset, batch_size=batch_size, device=device)
+    pos = {v: k for k, v in enumerate(dataset.ids)}
+    results = {}
+    for lang in langs:
+        if lang not in dataset.langs:
+            raise ValueError(f"no {lang} references for split {dataset.split}; have {dataset.langs}")
+        rows = [(vid, dataset.text[lang][pos[vid]]) for vid in ids]
+        keep = [k for k, (_, ref) in enumerate(rows) if ref is not None]
+        hyps = dec.generate(z[keep], lang, beam_size=beam_size, max_len=max_len, batch_size=batch_size)
+        refs = [rows[k][1] for k in keep]
+        res = score(lang, refs, hyps)
+        if out_dir is not None:
+            path = Path(out_dir) / f"predictions{tag}_{lang}.tsv"
+            with path.open("w", newline="") as f:
+                w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
+                w.writerow(["id", "ref", "hyp"])
+                for k, h in zip(keep, hyps):
+                    w.writerow([rows[k][0], rows[k][1], h])
+            res["tsv"] = str(path)
+        results[lang] = res
+    return results
+
+
+def bleurt_scores(checkpoint: str | Path, refs: list[str], hyps: list[str]) -> float:
+    """Mean BLEURT with the `bleurt` package (google-research/bleurt) and a local checkpoint."""
+    from cache.errors import SltPipeError, WeightsError
+
+    if not Path(checkpoint).exists():
+        raise WeightsError("BLEURT checkpoint not found", path=checkpoint, fix="download e.g. BLEURT-20 and pass its folder")
+    try:
+        from bleurt import score as bleurt_score  # type: ignore
+    except ImportError as e:
+        raise SltPipeError("BLEURT needs the `bleurt` package",
+                           fix="pip install git+https://github.com/google-research/bleurt.git") from e
+    scorer = bleurt_score.BleurtScorer(str(checkpoint))
+    return float(np.mean(scorer.score(references=refs, candidates=hyps)))
+
+
+def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] | None = None, *,
+             checkpoint: str = "best", beam_size: int | None = None, bleurt_checkpoint: str | Path | None = None,
+             batch_size: int | None = None, device: str | None = None) -> dict[str, dict]:
+    """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: source)."""
+    from train.config import TrainConfig
+    from train import data as tdata
+    from train.data import CacheDataset
+    from train.trainer import build_models, load_trainable, resolve_device
+
+    run_dir = Path(run_dir)
+    raw = json.loads((run_dir / "config.json").read_text())
+    names = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in names})
+    cfg.pretrained_visual = None  # the run's own weights are loaded below
+    dev = resolve_device(device or cfg.device)
+    weights = run_dir / "ckpt" / checkpoint / "weights.safetensors"
+    if not weights.exists() and checkpoint == "best":
+        weights = run_dir / "ckpt" / "last" / "weights.safetensors"
+    if not weights.exists():
+        from cache.errors import WeightsError
+
+        raise WeightsError("no trained weights in the run dir", path=weights, fix="train first (slt-pipe train)")
+    if split not in inputs.features:
+        raise ValueError(f"no features for split {split!r}; have {sorted(inputs.features)}")
+    feats = tdata.open_features(Path(inputs.features[split]))
+    targets = {lang: tdata.open_targets(Path(p)) for lang, p in inputs.targets.items()}
+    ds = CacheDataset(feats, targets, split, inputs.source_lang)
+    visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
+    load_trainable(visual, dec, weights)
+    langs = list(langs or [inputs.source_lang])
+    results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
+                          batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}")
+    for lang, res in results.items():
+        print(f"{split} {lang}: BLEU {res['bleu']:.2f} chrF {res['chrf']:.2f}  [{res['signature']}]")
+        if bleurt_checkpoint is not None:
+            rows = list(csv.reader(open(res["tsv"]), delimiter="\t"))[1:]
+            res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])
+            print(f"{split} {lang}: BLEURT {res['bleurt']:.4f}")
+    if bleurt_checkpoint is None:
+        print("BLEURT skipped: no BLEURT checkpoint given (pass bleurt_checkpoint=<path to e.g. BLEURT-20>)")
+    (run_dir / f"scores_{split}.json").write_text(json.dumps(results, indent=2))
+    return results
