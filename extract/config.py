@@ -46,6 +46,12 @@ class ExtractConfig:
     """Storage dtype of features in Zarr."""
     batch_frames: int = 64
     """Frames per model forward; batches span videos."""
+    batch_clips: int = 8
+    """VideoMAE clips per model forward; batches span videos."""
+    autocast: Literal["bfloat16", "float16", "none"] = "bfloat16"
+    """GPU compute precision (autocast); CPU always computes in float32. Recorded in the manifest."""
+    decode_ahead: int = 8
+    """Videos each model worker keeps decoding (Ray CPU tasks) ahead of its forward passes."""
     shard_videos: int = 32
     """Videos per Zarr shard: the unit of work, resume and publication."""
     fps: float | None = None
@@ -72,5 +78,13 @@ class EmbedConfig:
     """fairseq2 asset name of the SONAR text decoder, or 'tiny'."""
     batch_size: int = 32
     """Sentences per model call."""
+    beam_size: int = 4
+    """Beam width when translating (NLLB num_beams, SONAR decoder beam); part of the translations' key."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    tiny_sonar_steps: int = 400
+    """Training steps of the tiny SONAR that spec 'tiny' names (trained once per corpus, kept in the cache)."""
+    tiny_nllb_steps: int = 300
+    """Training steps of the tiny NLLB that nllb_model 'tiny' names (exercises the NLLB code path)."""
+    tiny_seed: int = 0
+    """Seed of the tiny SONAR and tiny NLLB training."""

@@ -150,10 +150,10 @@ def extract(
     sets: SetOpt = None,
 ) -> None:
     """Compute ViT (per frame) and VideoMAE (per clip) features into Zarr shards in the cache."""
-    from pipeline import stages
+    from pipeline import extract_stage
 
     cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers})
-    report = stages.extract(cfg, console=err)
+    report = extract_stage.extract(cfg, console=err)
     _exit_on_failures(report)
 
 
@@ -170,10 +170,11 @@ def embed_targets(
     sets: SetOpt = None,
 ) -> None:
     """Translate references into every language (NLLB) and store SONAR embeddings in HDF5."""
-    from pipeline import stages
+    from pipeline import embed_stage
 
     cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator})
-    stages.embed_targets(cfg, console=err)
+    report = embed_stage.embed_targets(cfg, console=err)
+    _exit_on_failures(report)
 
 
 @app.command()
@@ -192,14 +193,14 @@ def train(
     sets: SetOpt = None,
 ) -> None:
     """Train the visual block and LoRA SONAR decoder on cached features and targets only."""
-    from pipeline import stages
+    from pipeline import train_stage
 
     cfg = _config(
         config, profile, dataset, root, cache, None, sets,
         **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
            "train.shuffle_targets": shuffle_targets or None},
     )
-    stages.train(cfg, resume=resume, console=err)
+    train_stage.train(cfg, resume=resume, console=err)
 
 
 @app.command()
@@ -210,9 +211,9 @@ def evaluate(
     bleurt: Annotated[Optional[Path], typer.Option("--bleurt", help="BLEURT checkpoint directory (optional).")] = None,
 ) -> None:
     """Decode every video of a split into each language; BLEU and chrF (sacrebleu), predictions TSV."""
-    from pipeline import stages
+    from pipeline import train_stage
 
-    stages.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out)
+    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out)
 
 
 @app.command()
@@ -222,9 +223,9 @@ def translate(
     lang: Annotated[str, typer.Option("--lang", help="Output language (deu, eng_Latn, ...).")] = "deu",
 ) -> None:
     """Translate one video: features computed on the fly with the run's extractor config."""
-    from pipeline import stages
+    from pipeline import train_stage
 
-    print(stages.translate_video(run, video, lang))
+    print(train_stage.translate_video(run, video, lang))
 
 
 @app.command()
@@ -232,13 +233,34 @@ def demo(
     cache: CacheOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
     videos: Annotated[int, typer.Option("--videos", help="Toy corpus size.")] = 240,
-    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training budget.")] = 8.0,
+    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training budget in minutes (the run stops at the next step after it).")] = 8.0,
+    control: Annotated[bool, typer.Option("--control", help="Also train the shuffled-targets control and show its BLEU beside the real run's.")] = False,
+    sets: SetOpt = None,
 ) -> None:
     """make-toy -> extract -> embed-targets -> train -> evaluate on the tiny profile, end to end."""
-    from pipeline import stages
+    from pipeline import train_stage
 
-    cfg = _config(None, "tiny", "toy", None, cache, None, None, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
-    stages.demo(cfg, console=out)
+    cfg = _config(None, "tiny", "toy", None, cache, None, sets, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
+    train_stage.demo(cfg, console=out, control=control)
+
+
+@app.command()
+def ablate(
+    grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: \\[base] config plus \\[variants] name = [\"section.field=value\", ...]. Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the per-variant runs and results.{md,csv,json,png}.")] = Path("runs/ablation"),
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Run the trials on an existing Ray cluster instead of a local one.")] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", help="Trials at once (default: one per GPU, else one per CPU core).")] = None,
+    sets: SetOpt = None,
+) -> None:
+    """Run training variants that all read the same cached features and targets; compare them."""
+    from pipeline import ablate_stage
+
+    cfg = _config(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
+    ablate_stage.run_ablation(cfg, grid, out_dir, console=err, parallel=parallel)
 
 
 # ------------------------------------------------------------------ cache
@@ -331,10 +353,10 @@ def cache_stats(
     split: Annotated[str, typer.Option("--split", help="Split whose feature entry to summarise.")] = "train",
 ) -> None:
     """Per-dimension mean/std of a feature entry, computed with dask over the Zarr shards."""
-    from pipeline import stages
+    from pipeline import extract_stage
 
     cfg = _config(config, profile, dataset, root, cache)
-    stages.feature_stats(cfg, split, console=out)
+    extract_stage.feature_stats(cfg, split, console=out)
 
 
 def _exit_on_failures(report: Any) -> None:

@@ -61,6 +61,8 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         hyps = dec.generate(z[keep], lang, beam_size=beam_size, max_len=max_len, batch_size=batch_size)
         refs = [rows[k][1] for k in keep]
         res = score(lang, refs, hyps)
+        target = torch.as_tensor(dataset.emb[lang][[pos[ids[k]] for k in keep]])
+        res["cosine"] = float(torch.nn.functional.cosine_similarity(z[keep], target, dim=-1).mean())
         if out_dir is not None:
             path = Path(out_dir) / f"predictions{tag}_{lang}.tsv"
             with path.open("w", newline="") as f:

@@ -49,7 +49,7 @@ def open_dataset(name: str, root: Path, splits: Sequence[str]) -> Dataset:
     reader = READERS.get(name)
     if reader is None:
         raise DatasetError(f"unknown dataset {name!r}", fix=f"use one of: {', '.join(READERS)}")
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().resolve()  # absolute: Ray workers do not share our cwd
     if not root.is_dir():
         raise DatasetError(f"dataset root of {name!r} is not a directory", path=root,
                            fix="pass --root pointing at the unpacked release")

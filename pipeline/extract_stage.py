@@ -1,31 +1,26 @@
-"""Orchestration: compute each stage's cache key, reuse the entry if it exists, else build it.
+"""Extraction stage: key the features entry of each split, reuse it if cached, else build it.
 
-This is the only place that knows how the stages connect; each stage's own package
-does the work. Keys hash exactly what determines an entry's content (see cache/keys.py),
-so changing a training setting never invalidates features or targets.
+Keys hash exactly what determines the features (dataset fingerprint, model identities and
+weights, preprocessing, dtype, sharding; see cache/keys.py), so changing a training
+setting never invalidates them.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from cache.errors import CacheError, SltPipeError
-from cache.keys import make_key, sha256_tree
+from cache.keys import make_key
 from cache.store import Cache, Entry
 from pipeline.config import Config, to_dict
+from pipeline.dataset import open_dataset
 
-TOY_FORMAT = 1
 FEATURES_FORMAT = 1
-SONAR_TINY_FORMAT = 1
-NLLB_TINY_FORMAT = 1
-TRANSLATIONS_FORMAT = 1
-TARGETS_FORMAT = 1
+FEATURES_LAYOUT = ("features.zarr: Zarr v3; shards/{k:05d}/spatial [sum T, Ds] and /motion [sum C, Dm] hold the "
+                   "videos sorted_ids[k*shard_videos:(k+1)*shard_videos] concatenated; index/ids [N] and index/rows "
+                   "[N, 5] = (shard, spatial start, stop, motion start, stop); see cache/features.py")
 
 
 @dataclass
@@ -33,43 +28,6 @@ class ExtractReport:
     entries: dict[str, Entry] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     computed: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ dataset
-
-
-def open_dataset(cfg: Config, console: Console | None = None):
-    """The configured dataset; `toy` without a root is generated once inside the cache."""
-    from extract.datasets import open_dataset as _open
-
-    root = cfg.dataset.root
-    if cfg.dataset.name == "toy" and root is None:
-        root = toy_corpus(cfg, console).dir
-    if root is None:
-        raise SltPipeError(
-            f"no root given for dataset {cfg.dataset.name!r}",
-            fix="pass --root DIR or set [dataset] root in slt-pipe.toml (slt-pipe init --root DIR)",
-        )
-    return _open(cfg.dataset.name, root, cfg.dataset.splits)
-
-
-def toy_corpus(cfg: Config, console: Console | None = None) -> Entry:
-    from extract.datasets.toy import make_toy
-
-    cache = Cache(cfg.cache.dir)
-    inputs = {"videos": cfg.dataset.toy_videos, "seed": cfg.dataset.toy_seed}
-    key = make_key("toy", inputs, format_version=TOY_FORMAT)
-    entry = cache.get("datasets", key)
-    if entry is None:
-        if console:
-            console.print(f"generating the toy corpus ({cfg.dataset.toy_videos} videos) in the cache")
-        with cache.begin("datasets", key, inputs) as pending:
-            make_toy(pending.dir, videos=cfg.dataset.toy_videos, seed=cfg.dataset.toy_seed)
-            entry = pending.publish(dataset="toy", items=cfg.dataset.toy_videos)
-    return entry
-
-
-# ------------------------------------------------------------------ extract
 
 
 def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, Any]]:
@@ -99,9 +57,10 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
         if entry is None:
             console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(dataset.samples[split])} videos -> features/{key}")
             with cache.begin("features", key, inputs) as pending:
-                result = run_extraction(cfg.extract, dataset.samples[split], pending)
+                result = run_extraction(cfg.extract, dataset.samples[split], pending, console=console)
                 entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
-                                        failures=[list(f) for f in result.skipped], config=to_dict(cfg.extract))
+                                        failures=[list(f) for f in result.skipped], config=to_dict(cfg.extract),
+                                        layout=FEATURES_LAYOUT, compute=result.compute)
             report.computed.append(split)
         else:
             console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
@@ -120,4 +79,32 @@ def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:
     for split in cfg.dataset.splits:
         key, _ = features_key(cfg, dataset, split)
         out[split] = cache.require("features", key, hint=f"run `slt-pipe extract --dataset {cfg.dataset.name} --split {split}` with the same profile first")
+    return out
+
+
+def feature_stats(cfg: Config, split: str, console: Console) -> dict[str, Any]:
+    """Per-dimension mean/std of one split's features, computed with dask over the Zarr shards."""
+    import dask
+    from rich.table import Table
+
+    from cache.features import FeatureReader
+
+    dataset = open_dataset(cfg, console)
+    key, _ = features_key(cfg, dataset, split)
+    entry = Cache(cfg.cache.dir).require("features", key, hint=f"run `slt-pipe extract --split {split}` with the same profile first")
+    reader = FeatureReader(entry.dir)
+    out: dict[str, Any] = {"videos": len(reader.ids)}
+    table = Table(title=f"features/{key} ({dataset.name}/{split}, {len(reader.ids)} videos)")
+    for col in ("stream", "rows", "dims", "mean of means", "mean std", "min std", "max |mean|"):
+        table.add_column(col)
+    for name in ("spatial", "motion"):
+        x = reader.dask(name).astype("float32")
+        mean, std = dask.compute(x.mean(axis=0), x.std(axis=0))
+        out[name] = {"rows": int(x.shape[0]), "mean": mean, "std": std}
+        if x.shape[0]:
+            table.add_row(name, str(x.shape[0]), str(x.shape[1]), f"{mean.mean():.4g}", f"{std.mean():.4g}",
+                          f"{std.min():.4g}", f"{abs(mean).max():.4g}")
+        else:
+            table.add_row(name, "0", str(x.shape[1]), "-", "-", "-", "-")
+    console.print(table)
     return out

@@ -1,0 +1,218 @@
+"""Per-video features in a Zarr v3 store: shards of videos, an index, crash-safe shard writes.
+
+Layout of a features entry (`{entry}/features.zarr`, readable with plain `zarr`)::
+
+    zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models
+    shards/{k:05d}/zarr.json      one shard = the videos sorted_ids[k*shard_videos:(k+1)*shard_videos];
+                                  attrs: ids, spatial_offsets, motion_offsets (prefix sums), failures
+    shards/{k:05d}/spatial        [sum T, Ds] float16: the shard's videos' frames, concatenated in id order
+    shards/{k:05d}/motion         [sum C, Dm] float16: the shard's videos' clips, same order
+    index/ids                     [N] str: every video present, sorted
+    index/rows                    [N, 5] int64: shard, spatial start, stop, motion start, stop
+
+One shard's arrays use Zarr v3's sharding codec with one shard file each (inner chunks of
+`CHUNK_ROWS` rows), so a shard is two files, not thousands, while reading one video touches
+only the inner chunks that hold its rows. Every shard is written by one process into
+`shards/.tmp-{k:05d}-{pid}` and renamed into place when complete: a shard directory that
+exists is finished (kill -9 leaves at most a `.tmp-*` that the next run deletes), and no two
+workers ever write the same chunk. The index is derived from the shards' attrs at the end.
+
+Reading one video with plain zarr::
+
+    g = zarr.open_group(f"{entry}/features.zarr", mode="r")
+    k = list(g["index/ids"][:]).index(video_id)
+    shard, s0, s1, m0, m1 = g["index/rows"][k]
+    spatial = g[f"shards/{shard:05d}/spatial"][s0:s1]   # [T, Ds]
+    motion = g[f"shards/{shard:05d}/motion"][m0:m1]     # [C, Dm]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cache.errors import CacheError
+
+STORE = "features.zarr"
+FORMAT = "slt-pipe.features/1"
+CHUNK_ROWS = 64
+"""Rows per inner Zarr chunk: the read granularity of one video (~2 chunks for a typical video)."""
+_SHARD = re.compile(r"^\d{5}$")
+
+
+def shard_name(k: int) -> str:
+    return f"{k:05d}"
+
+
+@dataclass
+class ShardData:
+    """One shard's videos (sorted ids) with their features; failed videos carry a reason instead."""
+
+    index: int
+    ids: list[str]
+    spatial: list[np.ndarray]
+    motion: list[np.ndarray]
+    failures: list[tuple[str, str]]
+
+
+class FeatureStoreWriter:
+    """Builds `features.zarr` inside a pending cache entry; safe to resume after a crash."""
+
+    def __init__(self, entry_dir: Path, *, spatial_dim: int, motion_dim: int, dtype: str, attrs: dict[str, Any]):
+        import zarr
+
+        self.path = Path(entry_dir) / STORE
+        self.dtype = dtype
+        self.dims = (spatial_dim, motion_dim)
+        root = zarr.open_group(self.path, mode="a", zarr_format=3)
+        root.attrs.update({"format": FORMAT, "spatial_dim": spatial_dim, "motion_dim": motion_dim, "dtype": dtype, **attrs})
+        root.require_group("shards")
+        self._drop_temporaries()
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.path / "shards"
+
+    def _drop_temporaries(self) -> None:
+        for p in self.shards_dir.glob(".tmp-*"):
+            shutil.rmtree(p)
+
+    def done_shards(self) -> set[int]:
+        return {int(p.name) for p in self.shards_dir.iterdir() if _SHARD.match(p.name) and (p / "zarr.json").is_file()}
+
+    def write_shard(self, data: ShardData) -> None:
+        """Write one shard under a temporary name, fsync, rename into place (atomic)."""
+        import zarr
+
+        tmp = self.shards_dir / f".tmp-{shard_name(data.index)}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        g = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for name, parts, dim in (("spatial", data.spatial, self.dims[0]), ("motion", data.motion, self.dims[1])):
+            rows = np.concatenate(parts).astype(self.dtype) if parts else np.zeros((0, dim), self.dtype)
+            if rows.ndim != 2 or rows.shape[1] != dim:
+                raise ValueError(f"shard {data.index} {name}: rows of shape {rows.shape}, expected [*, {dim}]")
+            outer = max(CHUNK_ROWS, -(-rows.shape[0] // CHUNK_ROWS) * CHUNK_ROWS)
+            arr = g.create_array(name, shape=rows.shape, dtype=self.dtype, chunks=(CHUNK_ROWS, dim), shards=(outer, dim))
+            if rows.size:
+                arr[:] = rows
+        g.attrs.update({
+            "ids": list(data.ids),
+            "spatial_offsets": _offsets(data.spatial),
+            "motion_offsets": _offsets(data.motion),
+            "failures": [list(f) for f in data.failures],
+        })
+        _fsync_tree(tmp)
+        final = self.shards_dir / shard_name(data.index)
+        os.rename(tmp, final)
+        _fsync(self.shards_dir)
+
+    def finish(self, shards: Sequence[int]) -> tuple[int, list[tuple[str, str]]]:
+        """Write the index over `shards` (all must be done); returns (videos, failures)."""
+        import zarr
+
+        root = zarr.open_group(self.path, mode="a", zarr_format=3)
+        ids: list[str] = []
+        rows: list[list[int]] = []
+        failures: list[tuple[str, str]] = []
+        for k in shards:
+            attrs = zarr.open_group(self.shards_dir / shard_name(k), mode="r").attrs
+            so, mo = attrs["spatial_offsets"], attrs["motion_offsets"]
+            for j, vid in enumerate(attrs["ids"]):
+                ids.append(vid)
+                rows.append([k, so[j], so[j + 1], mo[j], mo[j + 1]])
+            failures.extend((f[0], f[1]) for f in attrs["failures"])
+        order = np.argsort(np.array(ids, dtype=str), kind="stable") if ids else np.zeros(0, np.int64)
+        index = root.require_group("index")
+        for name in ("ids", "rows"):
+            if name in index:
+                del index[name]
+        n = len(ids)
+        a = index.create_array("ids", shape=(n,), dtype=str, chunks=(max(1, n),))
+        r = index.create_array("rows", shape=(n, 5), dtype="int64", chunks=(max(1, n), 5))
+        if n:
+            a[:] = np.array(ids, dtype=str)[order]
+            r[:] = np.array(rows, np.int64)[order]
+        return n, sorted(failures)
+
+
+def _offsets(parts: list[np.ndarray]) -> list[int]:
+    return [0] + np.cumsum([len(p) for p in parts]).astype(int).tolist()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in sorted(root.rglob("*"), reverse=True):
+        _fsync(p)
+    _fsync(root)
+
+
+class FeatureReader:
+    """Read one features entry: `.get(video_id)` reads only that video's rows (one index lookup)."""
+
+    def __init__(self, entry_dir: Path):
+        import zarr
+
+        self.path = Path(entry_dir) / STORE
+        try:
+            self._root = zarr.open_group(self.path, mode="r", zarr_format=3)
+            ids = self._root["index/ids"][:]
+            rows = self._root["index/rows"][:]
+        except (FileNotFoundError, KeyError) as e:
+            raise CacheError(f"not a features entry ({e})", path=self.path,
+                             fix="re-run `slt-pipe extract` (or `slt-pipe cache gc --corrupt`)") from e
+        attrs = self._root.attrs
+        self.ids: list[str] = [str(i) for i in ids]
+        self.spatial_dim = int(attrs["spatial_dim"])
+        self.motion_dim = int(attrs["motion_dim"])
+        self.attrs: dict[str, Any] = dict(attrs)
+        self._rows = {vid: tuple(int(v) for v in row) for vid, row in zip(self.ids, rows)}
+        self._arrays: dict[tuple[int, str], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._rows
+
+    def _array(self, shard: int, name: str):
+        key = (shard, name)
+        if key not in self._arrays:
+            self._arrays[key] = self._root[f"shards/{shard_name(shard)}/{name}"]
+        return self._arrays[key]
+
+    def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(spatial float16 [T, Ds], motion float16 [C, Dm]) of one video."""
+        try:
+            shard, s0, s1, m0, m1 = self._rows[video_id]
+        except KeyError:
+            raise CacheError(f"video {video_id!r} has no features in this entry", path=self.path,
+                             fix="check the id (failed videos are listed in the entry's manifest)") from None
+        spatial = self._array(shard, "spatial")[s0:s1]
+        motion = self._array(shard, "motion")[m0:m1]
+        return spatial.astype(np.float16, copy=False), motion.astype(np.float16, copy=False)
+
+    def shard_arrays(self, name: str) -> list[Any]:
+        """The `name` (spatial or motion) zarr arrays of every shard that holds videos, in order."""
+        shards = sorted({row[0] for row in self._rows.values()})
+        return [self._array(k, name) for k in shards]
+
+    def dask(self, name: str):
+        """All rows of `name` across shards as one dask array (no data read until computed)."""
+        import dask.array as da
+
+        parts = [da.from_zarr(a) for a in self.shard_arrays(name)]
+        return da.concatenate(parts) if parts else da.zeros((0, self.spatial_dim if name == "spatial" else self.motion_dim))

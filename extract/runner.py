@@ -1,0 +1,378 @@
+"""Run feature extraction over Ray: CPU tasks decode, model actors forward, the driver writes shards.
+
+Flow for one split (`run_extraction`):
+  1. Videos sorted by id are cut into shards of `shard_videos`; shards already in the pending
+     entry are skipped (a finished shard is never recomputed).
+  2. One `ModelWorker` actor per GPU (or `workers` CPU actors) gets its shards round-robin and
+     streams results back (a Ray streaming generator). Inside, it keeps `decode_ahead` videos
+     decoding in Ray CPU tasks (decode + resize + crop) while it runs the models, so decoding
+     overlaps compute. Batches span videos but never shards: batch composition is a pure
+     function of the shard, so a resumed run computes bit-identical features.
+  3. The driver writes each finished shard (temporary name + rename; see cache/features.py),
+     so no two workers write the same chunk, and a remote cluster needs no shared cache disk.
+Bad videos (DatasetError while decoding) are recorded with their reason in their shard and
+end up in the manifest's `failures`; everything else is still extracted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import ray
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from cache.errors import DatasetError
+from cache.features import FeatureStoreWriter, ShardData
+from extract.config import ExtractConfig
+from extract.datasets.base import FrameSource, PngFolder, Sample
+from extract.ray_session import ray_session
+
+MIN_OBJECT_STORE = 256 * 1024**2
+MAX_OBJECT_STORE = 8 * 1024**3
+TYPICAL_FRAMES = 200
+
+
+@dataclass
+class ExtractionResult:
+    done: int
+    """Videos with features in the entry."""
+    skipped: list[tuple[str, str]]
+    """(video id, reason) of videos that could not be read."""
+    shards: int = 0
+    shards_computed: int = 0
+    """Shards computed by this call (the rest were already in the pending entry)."""
+    frames_forwarded: int = 0
+    """Frames through the ViT in this call (0 when everything was resumed)."""
+    seconds: float = 0.0
+    compute: dict[str, Any] = field(default_factory=dict)
+    """Device and precision the features were computed with."""
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    index: int
+    samples: tuple[Sample, ...]
+
+
+def plan_shards(samples: Sequence[Sample], shard_videos: int) -> list[ShardPlan]:
+    """Deterministic shards: sorted ids cut every `shard_videos`."""
+    if shard_videos < 1:
+        raise ValueError("shard_videos must be >= 1")
+    ordered = sorted(samples, key=lambda s: s.id)
+    return [ShardPlan(k, tuple(ordered[i:i + shard_videos])) for k, i in enumerate(range(0, len(ordered), shard_videos))]
+
+
+# --------------------------------------------------------------------------- CPU side
+
+
+@dataclass
+class Decoded:
+    views: dict[int, np.ndarray] | None
+    error: str | None = None
+
+
+def decode_video(src: FrameSource, cfg: ExtractConfig) -> Decoded:
+    """Decode + resize + crop one video; a bad video becomes an error string, not an exception."""
+    from extract.models import max_decode_side, prepare_views
+    from extract.video import read_frames
+
+    try:
+        frames = read_frames(src, fps=cfg.fps, max_side=max_decode_side(cfg))
+    except DatasetError as e:
+        return Decoded(None, e.render().replace("\n", ";"))
+    return Decoded(prepare_views(frames, cfg.image_size, cfg.spatial_scales))
+
+
+@ray.remote(num_cpus=1)
+def _decode_task(src: FrameSource, cfg: ExtractConfig) -> Decoded:
+    import torch
+
+    torch.set_num_threads(1)
+    return decode_video(src, cfg)
+
+
+# --------------------------------------------------------------------------- model side
+
+
+class ShardComputer:
+    """Runs one shard's videos through a FeatureExtractor in deterministic, video-spanning batches."""
+
+    def __init__(self, extractor: Any, cfg: ExtractConfig):
+        self.fx = extractor
+        self.cfg = cfg
+
+    def run(self, shard: ShardPlan, decoded: Iterator[Decoded]) -> Iterator[tuple[str, Any]]:
+        """Yields ("frames", n) after each spatial batch, then ("shard", ShardData)."""
+        import torch
+
+        cfg = self.cfg
+        ids: list[str] = []
+        lengths: list[int] = []
+        clip_counts: list[int] = []
+        failures: list[tuple[str, str]] = []
+        views_buf: dict[int, list[np.ndarray]] = {}
+        clips_buf: list[np.ndarray] = []
+        n_views = n_clips = 0
+        spatial_out: list[Any] = []
+        motion_out: list[Any] = []
+        from extract.models import clip_index
+
+        def flush_views(final: bool) -> Iterator[tuple[str, Any]]:
+            nonlocal n_views
+            while n_views >= cfg.batch_frames or (final and n_views):
+                take = min(cfg.batch_frames, n_views)
+                batch = {s: _take(parts, take) for s, parts in views_buf.items()}
+                spatial_out.append(self.fx.spatial_batch(batch))
+                n_views -= take
+                yield ("frames", take)
+
+        def flush_clips(final: bool) -> None:
+            nonlocal n_clips
+            while n_clips >= cfg.batch_clips or (final and n_clips):
+                take = min(cfg.batch_clips, n_clips)
+                motion_out.append(self.fx.motion_batch(_take(clips_buf, take)))
+                n_clips -= take
+
+        for sample in shard.samples:
+            d = next(decoded)
+            if d.error is not None:
+                failures.append((sample.id, d.error))
+                continue
+            assert d.views is not None
+            one = d.views[1]
+            clips = one[clip_index(len(one), cfg.clip_len, cfg.clip_stride)]
+            ids.append(sample.id)
+            lengths.append(len(one))
+            clip_counts.append(len(clips))
+            for s, v in d.views.items():
+                views_buf.setdefault(s, []).append(v)
+            clips_buf.append(clips)
+            n_views += len(one)
+            n_clips += len(clips)
+            yield from flush_views(False)
+            flush_clips(False)
+        yield from flush_views(True)
+        flush_clips(True)
+        dtype = np.dtype(cfg.dtype)
+        # One device->host sync per shard: the GPU ran ahead while the host prepared batches.
+        spatial = torch.cat(spatial_out).cpu().numpy().astype(dtype) if spatial_out else np.zeros((0, self.fx.spatial_dim), dtype)
+        motion = torch.cat(motion_out).cpu().numpy().astype(dtype) if motion_out else np.zeros((0, self.fx.motion_dim), dtype)
+        yield "shard", ShardData(shard.index, ids, np.split(spatial, np.cumsum(lengths)[:-1]) if ids else [],
+                         np.split(motion, np.cumsum(clip_counts)[:-1]) if ids else [], failures)
+
+
+def _take(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """Pop the first n rows off a list of arrays (in place) and return them as one array."""
+    out, got = [], 0
+    while got < n:
+        head = parts[0]
+        need = n - got
+        if len(head) <= need:
+            out.append(parts.pop(0))
+            got += len(head)
+        else:
+            out.append(head[:need])
+            parts[0] = head[need:]
+            got = n
+    return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+@ray.remote
+class ModelWorker:
+    """One model replica (one GPU, or CPU threads); streams ("frames", n) and ("shard", ShardData)."""
+
+    def __init__(self, cfg: ExtractConfig, device: str, threads: int, random_init: bool = False):
+        import torch
+
+        from extract.models import FeatureExtractor
+
+        torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.fx = FeatureExtractor(cfg, device, random_init=random_init)
+
+    def info(self) -> dict[str, Any]:
+        return {"device": str(self.fx.device), "autocast": self.fx.precision.autocast or "float32",
+                "spatial_dim": self.fx.spatial_dim, "motion_dim": self.fx.motion_dim}
+
+    def frames_forwarded(self) -> int:
+        return self.fx.frames_forwarded
+
+    def run(self, shards: list[ShardPlan]):
+        sources = [s.frames for shard in shards for s in shard.samples]
+        decoded = _prefetch(sources, self.cfg, self.cfg.decode_ahead)
+        computer = ShardComputer(self.fx, self.cfg)
+        for shard in shards:
+            yield from computer.run(shard, decoded)
+
+
+def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, ahead: int) -> Iterator[Decoded]:
+    """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
+    pending: deque = deque()
+    it = iter(sources)
+    for src in it:
+        pending.append(_decode_task.remote(src, cfg))
+        if len(pending) >= max(1, ahead):
+            break
+    while pending:
+        ref = pending.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(_decode_task.remote(nxt, cfg))
+        yield ray.get(ref)
+        del ref
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def object_store_bytes(cfg: ExtractConfig) -> int:
+    """Local Ray's object store holds only the decoded videos in flight: size it from them, modestly."""
+    per_frame = sum(3 * (s * cfg.image_size) ** 2 for s in set(cfg.spatial_scales) | {1})
+    want = 4 * max(1, cfg.workers) * max(1, cfg.decode_ahead) * TYPICAL_FRAMES * per_frame
+    return int(min(MAX_OBJECT_STORE, max(MIN_OBJECT_STORE, want)))
+
+
+def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]:
+    """One actor per GPU (workers=0) or `workers` actors; CPU actors when the cluster has no GPU."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    if cfg.device == "cpu":
+        gpus = 0
+    n = cfg.workers or max(1, gpus)
+    # Actors reserve at most (CPUs - 1) in total: decode tasks must always find a free CPU,
+    # or the actors, waiting on their decodes, would deadlock the cluster.
+    share = max(0.0, min(1.0, (cpus - 1) / n))
+    if gpus:
+        n = min(n, gpus)
+        return [ModelWorker.options(num_gpus=1, num_cpus=share).remote(cfg, "cuda", 4, random_init) for _ in range(n)]
+    threads = max(1, (cpus - 1) // n)
+    return [ModelWorker.options(num_cpus=share).remote(cfg, "cpu", threads, random_init) for _ in range(n)]
+
+
+class _FramesPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} frames/s" if speed else "-- frames/s", style="progress.data.speed")
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                    _FramesPerSecond(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+
+
+def _frame_count(sample: Sample, cfg: ExtractConfig) -> int:
+    if isinstance(sample.frames, PngFolder):
+        return len(sample.frames.files)
+    from extract.video import count_frames
+
+    try:
+        return count_frames(sample.frames, fps=cfg.fps)
+    except DatasetError:
+        return 0
+
+
+def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, *,
+                   console: Console | None = None, random_init: bool = False) -> ExtractionResult:
+    """Extract every sample into `pending.dir/features.zarr`, resuming finished shards.
+
+    `random_init` (benchmarks only) runs paper-size models with random weights.
+    """
+    from extract.models import model_identity
+
+    t0 = time.time()
+    identity = model_identity(cfg, random_init=random_init)
+    plan = plan_shards(samples, cfg.shard_videos)
+    dims = _dims(cfg, random_init)
+    writer = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype=cfg.dtype,
+                                attrs={"shard_videos": cfg.shard_videos, "models": identity,
+                                       "image_size": cfg.image_size, "spatial_scales": cfg.spatial_scales,
+                                       "clip_len": cfg.clip_len, "clip_stride": cfg.clip_stride,
+                                       "motion_pool": cfg.motion_pool})
+    done = writer.done_shards()
+    todo = [s for s in plan if s.index not in done]
+    console = console or Console(stderr=True)
+    if done:
+        console.print(f"resuming: {len(plan) - len(todo)} of {len(plan)} shards already done")
+    frames_forwarded = 0
+    compute: dict[str, Any] = {}
+    if todo:
+        with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
+            frames_forwarded, compute = _run_shards(cfg, todo, writer, console, random_init)
+    videos, failures = writer.finish([s.index for s in plan])
+    console.print(f"extracted {videos} videos ({frames_forwarded} frames forwarded in this run, "
+                  f"{len(todo)} of {len(plan)} shards computed)")
+    return ExtractionResult(done=videos, skipped=failures, shards=len(plan), shards_computed=len(todo),
+                            frames_forwarded=frames_forwarded, seconds=time.time() - t0, compute=compute)
+
+
+def _dims(cfg: ExtractConfig, random_init: bool = False) -> tuple[int, int]:
+    """Feature widths without building the models on the driver (tiny: from the tiny builders)."""
+    from extract.models import TINY_VIDEOMAE, TINY_VIT, build_motion, build_spatial
+
+    if cfg.spatial_model == TINY_VIT:
+        ds = int(build_spatial(cfg).embed_dim) * len(cfg.spatial_scales)
+    else:
+        import timm
+        import torch
+
+        with torch.device("meta"):  # shapes only, no memory
+            ds = int(timm.create_model(cfg.spatial_model, pretrained=False, num_classes=0).embed_dim) * len(cfg.spatial_scales)
+    if cfg.motion_model == TINY_VIDEOMAE:
+        dm = int(build_motion(cfg).config.hidden_size)
+    elif random_init:
+        dm = int(build_motion(cfg, random_init=True).config.hidden_size)
+    else:
+        from extract.models import motion_snapshot
+        from transformers import VideoMAEConfig
+
+        dm = int(VideoMAEConfig.from_pretrained(str(motion_snapshot(cfg))).hidden_size)
+    return ds, dm
+
+
+def _run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter,
+                console: Console, random_init: bool = False) -> tuple[int, dict[str, Any]]:
+    workers = start_workers(cfg, random_init=random_init)
+    compute = ray.get([w.info.remote() for w in workers])[0]
+    compute["workers"] = len(workers)
+    started = time.time()
+    total = sum(_frame_count(s, cfg) for shard in todo for s in shard.samples)
+    forwarded = [0] * len(workers)
+    errors: list[BaseException] = []
+    with _progress(console) as progress:
+        task = progress.add_task(f"extract ({len(workers)} {compute['device']} worker(s))", total=total)
+
+        def drain(k: int) -> None:
+            try:
+                gen = workers[k].run.options(num_returns="streaming").remote(todo[k::len(workers)])
+                for ref in gen:
+                    kind, payload = ray.get(ref)
+                    if kind == "frames":
+                        forwarded[k] += payload
+                        progress.advance(task, payload)
+                    else:
+                        writer.write_shard(payload)
+                        for vid, reason in payload.failures:
+                            console.print(f"[red]skipped[/] {vid}: {reason}", highlight=False)
+            except BaseException as e:  # re-raised on the driver's thread below
+                errors.append(e)
+
+        threads = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(workers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    compute["steady_seconds"] = time.time() - started  # workers ready -> last shard written
+    for w in workers:
+        ray.kill(w)
+    if errors:
+        raise errors[0]
+    return sum(forwarded), compute

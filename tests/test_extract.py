@@ -1,0 +1,363 @@
+"""Feature extraction: Ray end to end, resume after kill -9, plain-zarr reads, bad videos, other datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cache.features import STORE, FeatureReader
+from cache.store import Cache
+from extract.datasets import PngFolder, Sample, open_dataset
+from extract.datasets.toy import make_toy
+from extract.video import read_frames
+from pipeline.config import build_config
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [str(REPO / ".venv/bin/slt-pipe")] if (REPO / ".venv/bin/slt-pipe").exists() else [sys.executable, "-m", "pipeline.cli"]
+SHARD = 4
+TIMEOUT = 240
+
+
+def cli_args(root: Path, cache: Path) -> list[str]:
+    return CLI + ["extract", "--dataset", "toy", "--root", str(root), "--cache", str(cache), "--profile", "tiny",
+                  "--split", "train", "--set", f"extract.shard_videos={SHARD}"]
+
+
+def run_cli(root: Path, cache: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_args(root, cache), capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd)
+
+
+def decoy_workdir(path: Path) -> Path:
+    """A working directory with folders named like slt-pipe's packages (Ray puts the cwd first on
+    its workers' sys.path; slt-pipe must still import its own code there)."""
+    for name in ("cache", "train", "extract", "pipeline"):
+        (path / name).mkdir(parents=True)
+        (path / name / "__init__.py").write_text("raise ImportError('decoy package imported')\n")
+    return path
+
+
+def frames_dir(root: Path, split: str, name: str) -> Path:
+    return root / "PHOENIX-2014-T-release-v3/PHOENIX-2014-T/features/fullFrame-210x260px" / split / name
+
+
+def train_names(root: Path) -> list[str]:
+    return sorted(p.name for p in frames_dir(root, "train", "x").parent.iterdir())
+
+
+def store_arrays(entry: Path) -> dict[str, np.ndarray]:
+    import zarr
+
+    out: dict[str, np.ndarray] = {}
+    root = zarr.open_group(entry / STORE, mode="r")
+    for path, arr in root.arrays():
+        out[path] = arr[:]
+    for sub in ("shards", "index"):
+        for path, g in root[sub].groups():
+            for name, arr in g.arrays():
+                out[f"{sub}/{path}/{name}"] = arr[:]
+        for name, arr in root[sub].arrays():
+            out[f"{sub}/{name}"] = arr[:]
+    return out
+
+
+def only_entry(cache: Path) -> Path:
+    entries = [p for p in (cache / "features").iterdir() if p.is_dir()]
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+# --------------------------------------------------------------------------- CLI through Ray
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> tuple[Path, str, Path]:
+    """Toy corpus (24 train videos) with one corrupt PNG: (root, bad video id, bad file)."""
+    root = tmp_path_factory.mktemp("toy")
+    make_toy(root, videos=30, seed=0)
+    bad = train_names(root)[5]
+    bad_file = sorted(frames_dir(root, "train", bad).iterdir())[3]
+    bad_file.write_bytes(bad_file.read_bytes()[:60])  # truncated PNG
+    return root, bad, bad_file
+
+
+@pytest.fixture(scope="module")
+def clean(toy, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    cache = tmp_path_factory.mktemp("clean_cache")
+    proc = run_cli(toy[0], cache, cwd=decoy_workdir(tmp_path_factory.mktemp("workdir")))
+    return cache, proc
+
+
+def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
+    root, bad, bad_file = toy
+    cache, proc = clean
+    assert proc.returncode == 1, proc.stderr  # everything else finished, the bad video makes it non-zero
+    unwrapped = "".join(proc.stderr.split())  # rich wraps long lines on a non-terminal
+    assert f"skipped{bad}:" in unwrapped and str(bad_file) in unwrapped
+    entry = only_entry(cache)
+    assert not list((cache / "features").glob("*.partial")), "nothing partial is left in the store"
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert [f[0] for f in manifest["failures"]] == [bad] and str(bad_file) in manifest["failures"][0][1]
+    assert manifest["items"] == 23 and manifest["compute"]["device"] == "cpu"
+    assert manifest["inputs"]["models"]["spatial"]["weights"]["state_sha256"]
+    reader = FeatureReader(entry)
+    assert bad not in reader.ids and len(reader.ids) == 23
+    vid = reader.ids[0]
+    spatial, motion = reader.get(vid)
+    frames = len(list(frames_dir(root, "train", vid).iterdir()))
+    assert spatial.shape == (frames, reader.spatial_dim) and spatial.dtype == np.float16
+    assert motion.shape == ((frames - 16) // 8 + 1, reader.motion_dim) and motion.dtype == np.float16
+    assert np.isfinite(spatial).all() and spatial.std(0).mean() > 0
+
+
+def test_second_run_does_no_model_forward(toy, clean):
+    cache, _ = clean
+    again = run_cli(toy[0], cache)
+    assert again.returncode == 1
+    assert "cached features" in again.stderr and "frames forwarded" not in again.stderr
+
+
+def test_kill_9_mid_run_then_resume_equals_clean_run(toy, clean, tmp_path):
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(cli_args(toy[0], cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                            start_new_session=True)
+    shards = None
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            found = list(cache.glob("features/*.partial/features.zarr/shards/0*"))
+            if found:
+                shards = found[0].parent
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and the local Ray it started
+        proc.wait()
+    assert shards is not None, "extraction finished or failed before a shard was done"
+    done = sorted(p.name for p in shards.iterdir() if p.name.isdigit())
+    total = -(-24 // SHARD)
+    assert 1 <= len(done) < total, "kill came too late to test resuming"
+    before = {str(p.relative_to(shards)): (p.stat().st_ino, p.stat().st_mtime_ns)
+              for d in done for p in (shards / d).rglob("*") if p.is_file()}
+
+    rerun = run_cli(toy[0], cache)
+    assert rerun.returncode == 1, rerun.stderr
+    assert f"resuming: {len(done)} of {total} shards already done" in rerun.stderr
+    assert f"{total - len(done)} of {total} shards computed" in rerun.stderr
+    entry = only_entry(cache)
+    after = {k: ((entry / STORE / "shards" / k).stat().st_ino, (entry / STORE / "shards" / k).stat().st_mtime_ns)
+             for k in before}
+    assert after == before, "finished shards must not be rewritten"
+    a, b = store_arrays(entry), store_arrays(only_entry(clean[0]))
+    assert sorted(a) == sorted(b) and len(a) > 2 * total
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+    ma, mb = (json.loads((e / "manifest.json").read_text()) for e in (entry, only_entry(clean[0])))
+    assert ma["failures"] == mb["failures"] and ma["key"] == mb["key"]
+
+
+PLAIN_ZARR = """
+import sys, numpy as np, zarr, dask.array as da
+entry, vid, out = sys.argv[1:]
+g = zarr.open_group(entry + "/features.zarr", mode="r")
+k = list(g["index/ids"][:]).index(vid)
+shard, s0, s1, m0, m1 = (int(v) for v in g["index/rows"][k])
+spatial = g[f"shards/{shard:05d}/spatial"][s0:s1]
+motion = g[f"shards/{shard:05d}/motion"][m0:m1]
+lazy = da.from_zarr(entry + "/features.zarr", component=f"shards/{shard:05d}/spatial")[s0:s1].compute()
+assert np.array_equal(lazy, spatial)
+assert not any(m.split(".")[0] in ("cache", "extract", "pipeline", "train") for m in sys.modules)
+np.savez(out, spatial=spatial, motion=motion)
+"""
+
+
+def test_plain_zarr_reads_the_same_features(clean, tmp_path):
+    entry = only_entry(clean[0])
+    reader = FeatureReader(entry)
+    vid = reader.ids[len(reader.ids) // 2]
+    out = tmp_path / "plain.npz"
+    subprocess.run([sys.executable, "-c", PLAIN_ZARR, str(entry), vid, str(out)], check=True, cwd=tmp_path, timeout=120)
+    plain = np.load(out)
+    spatial, motion = reader.get(vid)
+    assert plain["spatial"].dtype == np.float16 and np.array_equal(plain["spatial"], spatial)
+    assert np.array_equal(plain["motion"], motion)
+
+
+def test_in_process_extractor_matches_the_store(toy, clean):
+    """`slt-pipe translate --video` computes features with FeatureExtractor: they must match the cache's."""
+    from extract.models import FeatureExtractor
+
+    cfg = build_config({"profile": "tiny"}).extract
+    reader = FeatureReader(only_entry(clean[0]))
+    vid = reader.ids[2]
+    src = frames_dir(toy[0], "train", vid)
+    frames = read_frames(PngFolder(src, tuple(sorted(p.name for p in src.iterdir()))))
+    fx = FeatureExtractor(cfg, "cpu")
+    spatial, motion = reader.get(vid)
+    np.testing.assert_allclose(fx.spatial(frames), spatial.astype(np.float32), atol=5e-3, rtol=5e-3)
+    np.testing.assert_allclose(fx.motion(frames), motion.astype(np.float32), atol=5e-3, rtol=5e-3)
+
+
+def test_tiny_vit_features_carry_colour_and_position():
+    from extract.models import FeatureExtractor
+
+    fx = FeatureExtractor(build_config({"profile": "tiny"}).extract, "cpu")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:210, :260]
+
+    def frame(colour, x, y):
+        f = np.full((210, 260, 3), 120, np.int64)
+        f[(abs(xx - x) < 15) & (abs(yy - y) < 15)] = colour
+        return np.clip(f + rng.integers(-3, 4, f.shape), 0, 255).astype(np.uint8)
+
+    f = fx.spatial(np.stack([frame((220, 30, 30), 100, 100), frame((220, 30, 30), 101, 100),
+                             frame((30, 30, 220), 100, 100), frame((220, 30, 30), 180, 60)]))
+    noise = np.linalg.norm(f[0] - f[1])
+    assert np.linalg.norm(f[0] - f[2]) > 2 * noise  # colour
+    assert np.linalg.norm(f[0] - f[3]) > 2 * noise  # position
+
+
+# --------------------------------------------------------------------------- in-process, one shared Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
+    from pipeline.extract_stage import extract
+    from rich.console import Console
+
+    cfg = build_config({"profile": "tiny", "dataset": {"name": name, "root": str(root), "splits": splits},
+                        "cache": {"dir": str(tmp / "cache")}, "extract": {"shard_videos": 2}})
+    console = Console(stderr=True, record=True)
+    report = extract(cfg, console)
+    return report, console.export_text()
+
+
+def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
+    from extract.runner import run_extraction
+
+    root = tmp_path / "toy"
+    shutil.copytree(toy[0], root)
+    ds = open_dataset("toy", root, ["dev"])
+    samples = list(ds.samples["dev"])
+    missing = samples[0].frames.dir / samples[0].frames.files[-1]
+    missing.unlink()  # vanishes between opening the dataset and decoding it
+    empty = Sample("zz-empty", "dev", "text", None, PngFolder(tmp_path / "empty", ()))
+    cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2}}).extract
+    cache = Cache(tmp_path / "cache")
+    with cache.begin("features", "k", {}) as pending:
+        result = run_extraction(cfg, samples + [empty], pending)
+        entry = pending.publish(items=result.done, failures=[list(f) for f in result.skipped])
+    reasons = dict(result.skipped)
+    assert sorted(reasons) == sorted([samples[0].id, "zz-empty"]) and result.done == len(samples) - 1
+    assert str(missing) in reasons[samples[0].id] and "missing" in reasons[samples[0].id]
+    assert "no frames" in reasons["zz-empty"]
+    assert sorted(FeatureReader(entry.dir).ids) == sorted(s.id for s in samples[1:])
+    assert result.frames_forwarded == sum(len(s.frames.files) for s in samples[1:])
+
+
+def write_mp4(path: Path, frames: int, size: int = 48, fps: int = 24) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(fps))
+        stream.width, stream.height = size + 16, size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = np.zeros((size, size + 16, 3), np.uint8)
+            img[:, : 4 + 2 * i] = (200, 40, 40)  # a red bar growing over time
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
+    head = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
+    rows = ["a\ta-1\ta_0\ta_0-1\t0.0\t1.0\tFirst.", "b\tb-1\tb_0\tb_0-1\t0.5\t1.5\tCut from a video.",
+            "c\tc-1\tc_0\tc_0-1\t0.0\t1.0\tTruncated."]
+    (tmp_path / "h2s").mkdir()
+    (tmp_path / "h2s/how2sign_realigned_test.csv").write_text("\n".join([head] + rows) + "\n")
+    write_mp4(tmp_path / "h2s/clips/a_0-1.mp4", frames=20)
+    write_mp4(tmp_path / "h2s/videos/b-1.mp4", frames=48)
+    good = write_mp4(tmp_path / "h2s/clips/c_0-1.mp4", frames=40).read_bytes()
+    (tmp_path / "h2s/clips/c_0-1.mp4").write_bytes(good[: len(good) // 2])
+    report, log = extract_in_process(tmp_path, "how2sign", tmp_path / "h2s", ["test"])
+    assert [f[0] for f in report.failures] == ["c_0-1"] and "c_0-1.mp4" in report.failures[0][1]
+    assert "c_0-1.mp4" in log
+    reader = FeatureReader(report.entries["test"].dir)
+    assert reader.ids == ["a_0-1", "b_0-1"]
+    a_sp, a_mo = reader.get("a_0-1")
+    b_sp, b_mo = reader.get("b_0-1")
+    assert a_sp.shape == (20, reader.spatial_dim) and a_mo.shape == (1, reader.motion_dim)  # (20-16)//8+1
+    assert b_sp.shape == (24, reader.spatial_dim) and b_mo.shape == (2, reader.motion_dim)  # 1 s window at 24 fps
+    assert np.linalg.norm(a_sp[-1].astype(np.float32) - a_sp[0]) > 0  # the growing bar changes the features
+
+
+def test_csl_daily_jpeg_frames(local_ray, tmp_path):
+    import pickle
+
+    root = tmp_path / "CSL-Daily"
+    names = {"S000000_P0000_T00": "train", "S000001_P0001_T00": "train", "S000002_P0000_T00": "train"}
+    info = []
+    for k, name in enumerate(names):
+        folder = root / "sentence/frames_512x512" / name
+        folder.mkdir(parents=True)
+        for i in range(6 + 5 * k):
+            img = np.full((64, 64, 3), 30, np.uint8)
+            img[8 * k: 8 * k + 16, 3 * i: 3 * i + 16] = (40, 200, 60)
+            Image.fromarray(img).save(folder / f"{i:06d}.jpg", quality=95)
+        info.append({"name": name, "length": 6 + 5 * k, "label_char": list("天气"), "label_word": [], "label_gloss": [],
+                     "signer": 0})
+    (root / "sentence_label").mkdir()
+    with open(root / "sentence_label/csl2020ct_v2.pkl", "wb") as f:
+        pickle.dump({"info": info}, f)
+    (root / "sentence_label/split_1.txt").write_text("\n".join(f"{n}|{s}" for n, s in names.items()) + "\n")
+    report, _ = extract_in_process(tmp_path, "csl-daily", root, ["train"])
+    assert report.failures == [] and report.computed == ["train"]
+    reader = FeatureReader(report.entries["train"].dir)
+    assert reader.ids == sorted(names)
+    assert [reader.get(n)[0].shape[0] for n in reader.ids] == [6, 11, 16]
+    assert [reader.get(n)[1].shape[0] for n in reader.ids] == [1, 1, 1]
+    again, log = extract_in_process(tmp_path, "csl-daily", root, ["train"])
+    assert again.computed == [] and "cached features" in log
+
+
+def test_missing_real_weights_is_a_clear_error(tmp_path, monkeypatch):
+    from cache.errors import WeightsError
+    from extract.models import model_identity
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    cfg = build_config({"profile": "paper"}).extract
+    with pytest.raises(WeightsError) as e:
+        model_identity(cfg)
+    assert "timm/vit_large_patch14_clip_224.openai" in e.value.problem and "huggingface-cli download" in e.value.fix
+    cfg.spatial_weights = str(tmp_path / "nowhere")
+    with pytest.raises(WeightsError) as e:
+        model_identity(cfg)
+    assert e.value.path == str(tmp_path / "nowhere")
