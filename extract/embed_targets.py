@@ -73,9 +73,19 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 
 def translations_key_inputs(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any) -> dict[str, Any]:
-    """What determines a translation result: feed to `cache.keys.make_key('translations', ...)`."""
-    return {"texts": texts_sha256(texts), "n": len(texts), "src": src_lang, "tgt": tgt_lang,
-            "translator": getattr(translator, "identity", str(translator))}
+    """What determines a translation result: feed to `cache.keys.make_key('translations', ...)`.
+
+    `translator` is a translator object (its ``identity`` is used) or that identity dict itself.
+    """
+    ident = translator if isinstance(translator, dict) else getattr(translator, "identity", str(translator))
+    return {"texts": texts_sha256(texts), "n": len(texts), "src": src_lang, "tgt": tgt_lang, "translator": ident}
+
+
+def source_label(translator_identity: dict[str, Any] | None) -> str:
+    """The per-row `source` written to HDF5: the translation model's name, or "reference"."""
+    if translator_identity is None:
+        return REFERENCE
+    return str(translator_identity.get("model") or translator_identity.get("kind") or "translator")
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -102,8 +112,12 @@ def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any, *,
-                    batch_size: int = 32, progress: bool = False) -> list[str]:
-    """Translate in batches (identity when src == tgt, with no model call)."""
+                    batch_size: int = 32, progress: bool = False,
+                    on_batch: Callable[[int], None] | None = None) -> list[str]:
+    """Translate in batches (identity when src == tgt, with no model call).
+
+    `on_batch(n)` is called after each batch of n sentences (for a caller's progress bar).
+    """
     texts = list(texts)
     if src_lang == tgt_lang:
         return texts
@@ -118,6 +132,8 @@ def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translat
             out.extend(res)
             if bar:
                 bar.advance(bar.task_ids[0], b - a)
+            if on_batch is not None:
+                on_batch(b - a)
     finally:
         if bar:
             bar.stop()
@@ -125,10 +141,11 @@ def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translat
 
 
 def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: int = 32,
-                progress: bool = False) -> np.ndarray:
+                progress: bool = False, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """SONAR embeddings [N, D] float32 of `texts` in `lang`, batch by batch.
 
-    `encoder` is a `SonarEncoder` (or anything with ``embed(texts, lang) -> [n, D]``).
+    `encoder` is a `SonarEncoder` (or anything with ``embed(texts, lang) -> [n, D]``);
+    `on_batch(n)` is called after each batch of n sentences.
     """
     texts = list(texts)
     parts: list[np.ndarray] = []
@@ -139,6 +156,8 @@ def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: in
             parts.append(np.asarray(encoder.embed(texts[a:b], lang), dtype=np.float32))
             if bar:
                 bar.advance(bar.task_ids[0], b - a)
+            if on_batch is not None:
+                on_batch(b - a)
     finally:
         if bar:
             bar.stop()
@@ -194,8 +213,7 @@ def embed_language(
     splits: dict[str, SplitTargets] = {}
     t0 = time.time()
     translator_id = getattr(translator, "identity", None) if tgt_lang != src_lang else None
-    source_name = REFERENCE if tgt_lang == src_lang else str(
-        (translator_id or {}).get("model") or (translator_id or {}).get("kind") or "translator")
+    source_name = REFERENCE if tgt_lang == src_lang else source_label(translator_id or {})
     for split, (ids, src_texts) in texts_by_split.items():
         ids, src_texts = list(ids), list(src_texts)
         if len(ids) != len(src_texts):

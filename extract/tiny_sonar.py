@@ -38,7 +38,7 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cache.errors import SltPipeError
 from extract.languages import FLORES200
@@ -281,7 +281,26 @@ def _encoder_for(tokenizer: Any, lang: str, mode: str) -> Any:
 
 
 # --------------------------------------------------------------------------- training
-def train_tiny_sonar(
+TRAIN_THREADS = 1
+"""CPU threads of tiny-SONAR training: the matrices are too small to gain from more, one thread
+makes the weights independent of the machine's core count, and it does not stall when other
+processes share the cores (OpenMP spin-waiting made 2-thread training ~10x slower there)."""
+
+
+def train_tiny_sonar(sentences: dict[str, list[str]], out_dir: Path, seed: int = 0, steps: int = 400,
+                     device: str = "cpu", **kw: Any) -> None:
+    """Train a tiny SONAR (see `_train_tiny_sonar`) with `TRAIN_THREADS` CPU threads."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        _train_tiny_sonar(sentences, out_dir, seed, steps, device, **kw)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _train_tiny_sonar(
     sentences: dict[str, list[str]],
     out_dir: Path,
     seed: int = 0,
@@ -294,6 +313,7 @@ def train_tiny_sonar(
     lr: float = 2e-3,
     align_weight: float = 1.0,
     log_every: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> None:
     """Train a tiny SONAR text encoder + decoder on parallel sentences and save it in `out_dir`.
 
@@ -301,6 +321,7 @@ def train_tiny_sonar(
     takes `batch_size` items, encodes each in every language A and decodes into every
     language B (cross-entropy, teacher forcing), plus `align_weight` x relative MSE between
     the embeddings of the languages. Deterministic for a seed on a given machine and thread count.
+    `on_step(step, loss)` is called after every optimiser step (for a progress bar).
     """
     import torch
 
@@ -391,6 +412,8 @@ def train_tiny_sonar(
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step:5d}  ce {float(loss_ce.detach()):.4f}  align {float(loss_align.detach()):.4f}  centre {float(loss_centre.detach()):.4f}  {time.time() - t0:.1f}s", flush=True)
         history.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, history[-1])
 
     encoder.eval()
     decoder.eval()

@@ -249,7 +249,7 @@ def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
 
     cfg = build_config({"profile": "tiny", "dataset": {"name": name, "root": str(root), "splits": splits},
                         "cache": {"dir": str(tmp / "cache")}, "extract": {"shard_videos": 2}})
-    console = Console(stderr=True, record=True)
+    console = Console(stderr=True, record=True, width=1000)  # no wrapping inside file names
     report = extract(cfg, console)
     return report, console.export_text()
 
