@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cache.errors import CacheError
+from cache.store import fsync_path
 
 STORE = "features.zarr"
 FORMAT = "slt-pipe.features/1"
@@ -111,7 +112,7 @@ class FeatureStoreWriter:
         _fsync_tree(tmp)
         final = self.shards_dir / shard_name(data.index)
         os.rename(tmp, final)
-        _fsync(self.shards_dir)
+        fsync_path(self.shards_dir)
 
     def finish(self, shards: Sequence[int]) -> tuple[int, list[tuple[str, str]]]:
         """Write the index over `shards` (all must be done); returns (videos, failures)."""
@@ -146,18 +147,10 @@ def _offsets(parts: list[np.ndarray]) -> list[int]:
     return [0] + np.cumsum([len(p) for p in parts]).astype(int).tolist()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for p in sorted(root.rglob("*"), reverse=True):
-        _fsync(p)
-    _fsync(root)
+        fsync_path(p)
+    fsync_path(root)
 
 
 class FeatureReader:
@@ -216,3 +209,17 @@ class FeatureReader:
 
         parts = [da.from_zarr(a) for a in self.shard_arrays(name)]
         return da.concatenate(parts) if parts else da.zeros((0, self.spatial_dim if name == "spatial" else self.motion_dim))
+
+
+def feature_stats(reader: FeatureReader) -> dict[str, dict[str, Any]]:
+    """Per-dimension mean/std (float32) and row count of both streams, chunk by chunk with dask:
+    the store is never loaded whole."""
+    import dask
+
+    out = {}
+    for name in ("spatial", "motion"):
+        x = reader.dask(name).astype("float32")
+        mean, std = dask.compute(x.mean(axis=0), x.std(axis=0)) if x.shape[0] else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        out[name] = {"rows": int(x.shape[0]), "mean": np.asarray(mean, np.float32), "std": np.asarray(std, np.float32)}
+    return out
+

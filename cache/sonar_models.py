@@ -178,35 +178,30 @@ def _load_asset_model(name: str, device: Any, dtype: Any) -> Any:
 # --------------------------------------------------------------------------- public API
 def load_sonar_encoder(spec: str, tiny_dir: Path | None = None, device: Any = "cpu", dtype: Any = None) -> Any:
     """SonarTextTransformerEncoderModel (eval mode) from 'tiny' + entry dir, or a fairseq2 asset name."""
-    from cache.fairseq2_env import ensure_fairseq2
-
-    ensure_fairseq2()
-    dev, dt = _torch_device(device), _torch_dtype(dtype)
-    if spec == TINY:
-        cfg = _tiny_config(tiny_dir)
-        from extract.tiny_sonar import encoder_config_from_json
-        from sonar.models.sonar_text import SonarTextEncoderFactory
-
-        model = SonarTextEncoderFactory(encoder_config_from_json(cfg["encoder"])).create_model()
-        model = _load_state(model, Path(tiny_dir) / "encoder.pt")  # type: ignore[arg-type]
-    else:
-        model = _load_asset_model(spec, dev, dt)
-    return model.to(device=dev, dtype=dt).eval()
+    return _load_text_model("encoder", spec, tiny_dir, device, dtype)
 
 
 def load_sonar_decoder(spec: str, tiny_dir: Path | None = None, device: Any = "cpu", dtype: Any = None) -> Any:
     """ConditionalTransformerDecoderModel (eval mode) from 'tiny' + entry dir, or a fairseq2 asset name."""
+    return _load_text_model("decoder", spec, tiny_dir, device, dtype)
+
+
+def _load_text_model(part: str, spec: str, tiny_dir: Path | None, device: Any, dtype: Any) -> Any:
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
     dev, dt = _torch_device(device), _torch_dtype(dtype)
     if spec == TINY:
-        cfg = _tiny_config(tiny_dir)
-        from extract.tiny_sonar import decoder_config_from_json
-        from sonar.models.sonar_text import SonarTextDecoderFactory
+        from fairseq2.data.tokenizers import VocabularyInfo
+        from sonar.models import sonar_text
 
-        model = SonarTextDecoderFactory(decoder_config_from_json(cfg["decoder"])).create_model()
-        model = _load_state(model, Path(tiny_dir) / "decoder.pt")  # type: ignore[arg-type]
+        # config.json holds the fairseq2 config dataclass as a dict (vocab_info nested).
+        fields = dict(_tiny_config(tiny_dir)[part])
+        fields["vocab_info"] = VocabularyInfo(**fields["vocab_info"])
+        kind = "Encoder" if part == "encoder" else "Decoder"
+        config = getattr(sonar_text, f"SonarText{kind}Config")(**fields)
+        model = getattr(sonar_text, f"SonarText{kind}Factory")(config).create_model()
+        model = _load_state(model, Path(tiny_dir) / f"{part}.pt")  # type: ignore[arg-type]
     else:
         model = _load_asset_model(spec, dev, dt)
     return model.to(device=dev, dtype=dt).eval()
@@ -219,11 +214,9 @@ def load_sonar_tokenizer(spec: str, tiny_dir: Path | None = None) -> Any:
     ensure_fairseq2()
     if spec == TINY:
         cfg = _tiny_config(tiny_dir)
-        from extract.tiny_sonar import load_tiny_tokenizer
-
         try:
-            return load_tiny_tokenizer(Path(tiny_dir) / "tokenizer.model", cfg.get("langs"),  # type: ignore[arg-type]
-                                       cfg.get("default_lang", "eng_Latn"))
+            return nllb_tokenizer(Path(tiny_dir) / "tokenizer.model", cfg["langs"],  # type: ignore[arg-type]
+                                  cfg.get("default_lang", "eng_Latn"))
         except Exception as e:  # noqa: BLE001
             raise WeightsError(f"cannot load tokenizer ({type(e).__name__}: {e})",
                                path=Path(tiny_dir) / "tokenizer.model",  # type: ignore[arg-type]
@@ -237,6 +230,16 @@ def load_sonar_tokenizer(spec: str, tiny_dir: Path | None = None) -> Any:
     except Exception as e:  # noqa: BLE001
         raise WeightsError(f"cannot load the tokenizer of fairseq2 asset {spec} ({type(e).__name__}: {e})",
                            fix=_CARD_FIX.format(name=spec, uri="its tokenizer", field="tokenizer")) from None
+
+
+def nllb_tokenizer(path: Path, langs: list[str], default_lang: str) -> Any:
+    """fairseq2 NLLB tokenizer over a SentencePiece model, with a control token per language."""
+    from cache.fairseq2_env import ensure_fairseq2
+
+    ensure_fairseq2()
+    from fairseq2.models.nllb.tokenizer import NllbTokenizerConfig, load_nllb_tokenizer
+
+    return load_nllb_tokenizer(Path(path), NllbTokenizerConfig(langs=list(langs), default_lang=default_lang))
 
 
 def sonar_identity(spec: str, tiny_dir: Path | None = None) -> dict[str, Any]:

@@ -76,13 +76,13 @@ class PendingEntry:
             "files": files,
         }
         write_json_atomic(self.dir / MANIFEST, body)
-        _fsync_dir(self.dir)
+        fsync_path(self.dir)
         final = self.cache.path(self.kind, self.key)
         if final.exists():  # someone published the same key first: identical by construction
             shutil.rmtree(self.dir)
         else:
             os.rename(self.dir, final)
-            _fsync_dir(final.parent)
+            fsync_path(final.parent)
         self.release()
         return self.cache.get(self.kind, self.key)  # type: ignore[return-value]
 
@@ -194,7 +194,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes renames inside it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -14,7 +14,7 @@ class DatasetConfig:
     """Dataset root. For toy with no root, the corpus is generated once inside the cache."""
     splits: list[str] = field(default_factory=lambda: ["train", "dev", "test"])
     """Splits every stage works on."""
-    toy_videos: int = 240
+    toy_videos: int = 480
     """Videos in a generated toy corpus."""
     toy_seed: int = 0
     """Seed of a generated toy corpus (same seed, byte-identical files)."""

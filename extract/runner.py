@@ -16,7 +16,6 @@ end up in the manifest's `failures`; everything else is still extracted.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque

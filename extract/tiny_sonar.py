@@ -159,13 +159,9 @@ def train_sentencepiece(sentences: list[str], out_path: Path, *, vocab_size: int
 
 def load_tiny_tokenizer(path: Path, langs: list[str] | None = None, default_lang: str = "eng_Latn") -> Any:
     """fairseq2 NLLB tokenizer over `path` with a control token per language (default FLORES-200)."""
-    from cache.fairseq2_env import ensure_fairseq2
+    from cache.sonar_models import nllb_tokenizer
 
-    ensure_fairseq2()
-    from fairseq2.models.nllb.tokenizer import NllbTokenizerConfig, load_nllb_tokenizer
-
-    cfg = NllbTokenizerConfig(langs=list(langs or FLORES200), default_lang=default_lang)
-    return load_nllb_tokenizer(Path(path), cfg)
+    return nllb_tokenizer(path, list(langs or FLORES200), default_lang)
 
 
 # --------------------------------------------------------------------------- configs
@@ -195,24 +191,6 @@ def tiny_configs(vocab_info: Any, *, dim: int = DEFAULT_DIM, layers: int = 2, he
 def config_to_json(cfg: Any) -> dict[str, Any]:
     d = asdict(cfg)
     return d
-
-
-def encoder_config_from_json(d: dict[str, Any]) -> Any:
-    from fairseq2.data.tokenizers import VocabularyInfo
-    from sonar.models.sonar_text import SonarTextEncoderConfig
-
-    d = dict(d)
-    d["vocab_info"] = VocabularyInfo(**d["vocab_info"])
-    return SonarTextEncoderConfig(**d)
-
-
-def decoder_config_from_json(d: dict[str, Any]) -> Any:
-    from fairseq2.data.tokenizers import VocabularyInfo
-    from sonar.models.sonar_text import SonarTextDecoderConfig
-
-    d = dict(d)
-    d["vocab_info"] = VocabularyInfo(**d["vocab_info"])
-    return SonarTextDecoderConfig(**d)
 
 
 def build_models(enc_cfg: Any, dec_cfg: Any) -> tuple[Any, Any]:

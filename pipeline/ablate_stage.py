@@ -86,15 +86,19 @@ def cache_listing(cache_dir: Path) -> dict[str, str]:
 
 
 def prepare_caches(trials: list[Trial], console: Console) -> None:
-    """Build (or find) every cache entry any trial reads: features once, targets for all languages."""
+    """Build (or find) every cache entry any trial reads, once per distinct data configuration."""
     from pipeline import embed_stage, extract_stage
 
-    langs = sorted({lang for t in trials for lang in t.cfg.embed.langs})
-    first = build_config(to_dict(trials[0].cfg), {"embed": {"langs": langs}})
-    report = extract_stage.extract(first, console)
-    if report.failures:
-        raise SltPipeError(f"{len(report.failures)} video(s) failed to extract", fix="fix them (listed above) and re-run")
-    embed_stage.embed_targets(first, console)
+    seen: set[str] = set()
+    for t in trials:
+        data = json.dumps({k: to_dict(t.cfg)[k] for k in ("profile", "dataset", "cache", "extract", "embed")}, sort_keys=True)
+        if data in seen:
+            continue
+        seen.add(data)
+        report = extract_stage.extract(t.cfg, console)
+        if report.failures:
+            raise SltPipeError(f"{len(report.failures)} video(s) failed to extract", fix="fix them (listed above) and re-run")
+        embed_stage.embed_targets(t.cfg, console)
 
 
 def run_trial(name: str, cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:

@@ -84,27 +84,26 @@ def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:
 
 def feature_stats(cfg: Config, split: str, console: Console) -> dict[str, Any]:
     """Per-dimension mean/std of one split's features, computed with dask over the Zarr shards."""
-    import dask
     from rich.table import Table
 
-    from cache.features import FeatureReader
+    from cache.features import FeatureReader, feature_stats as compute_stats
 
     dataset = open_dataset(cfg, console)
     key, _ = features_key(cfg, dataset, split)
     entry = Cache(cfg.cache.dir).require("features", key, hint=f"run `slt-pipe extract --split {split}` with the same profile first")
     reader = FeatureReader(entry.dir)
-    out: dict[str, Any] = {"videos": len(reader.ids)}
+    stats = compute_stats(reader)
+    out: dict[str, Any] = {"videos": len(reader.ids), **stats}
     table = Table(title=f"features/{key} ({dataset.name}/{split}, {len(reader.ids)} videos)")
     for col in ("stream", "rows", "dims", "mean of means", "mean std", "min std", "max |mean|"):
         table.add_column(col)
     for name in ("spatial", "motion"):
-        x = reader.dask(name).astype("float32")
-        mean, std = dask.compute(x.mean(axis=0), x.std(axis=0))
-        out[name] = {"rows": int(x.shape[0]), "mean": mean, "std": std}
-        if x.shape[0]:
-            table.add_row(name, str(x.shape[0]), str(x.shape[1]), f"{mean.mean():.4g}", f"{std.mean():.4g}",
+        st = stats[name]
+        mean, std = st["mean"], st["std"]
+        if st["rows"]:
+            table.add_row(name, str(st["rows"]), str(len(mean)), f"{mean.mean():.4g}", f"{std.mean():.4g}",
                           f"{std.min():.4g}", f"{abs(mean).max():.4g}")
         else:
-            table.add_row(name, "0", str(x.shape[1]), "-", "-", "-", "-")
+            table.add_row(name, "0", str(len(mean)), "-", "-", "-", "-")
     console.print(table)
     return out

@@ -7,7 +7,6 @@ the stage as a user would and read the HDF5 files with plain h5py.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess

@@ -361,3 +361,15 @@ def test_missing_real_weights_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as e:
         model_identity(cfg)
     assert e.value.path == str(tmp_path / "nowhere")
+
+
+def test_feature_stats_with_dask_match_numpy(clean):
+    from cache.features import feature_stats
+
+    reader = FeatureReader(only_entry(clean[0]))
+    stats = feature_stats(reader)
+    for k, name in enumerate(("spatial", "motion")):
+        rows = np.concatenate([reader.get(v)[k] for v in reader.ids]).astype(np.float32)
+        assert stats[name]["rows"] == len(rows)
+        np.testing.assert_allclose(stats[name]["mean"], rows.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats[name]["std"], rows.std(0), rtol=1e-3, atol=1e-5)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 
 from cache.errors import CacheError, SltPipeError
@@ -84,10 +85,14 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sm, "load_sonar_encoder", boom)
     monkeypatch.setattr(em, "FeatureExtractor", boom)
-    cfg = make_cfg(cache, root, tmp_path / "run")
+    cfg = make_cfg(cache, root, tmp_path / "run", normalize_features=True)
     result = train_stage.train(cfg, console=QUIET)
     assert result.step == 6
     run = tmp_path / "run"
+    from safetensors.torch import load_file
+
+    weights = load_file(str(run / "ckpt/last/weights.safetensors"))
+    assert not torch.allclose(weights["visual.spatial_std"], torch.ones_like(weights["visual.spatial_std"]))
     inputs = TrainInputs.from_json(json.loads((run / "inputs.json").read_text()))
     assert set(inputs.features) == {"train", "dev", "test"}
     assert all(Path(p).is_relative_to(cache) for p in [*inputs.features.values(), *inputs.targets.values()])

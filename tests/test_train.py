@@ -289,3 +289,23 @@ def test_train_package_never_imports_pipeline_or_extract():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_input_stats_standardise_and_travel_in_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    stats = {"spatial": {"mean": torch.randn(12), "std": torch.rand(12) + 0.5},
+             "motion": {"mean": torch.randn(8), "std": torch.rand(8) + 0.5}}
+    block = VisualBlock(12, 8, 32, EMB).eval()
+    plain = VisualBlock(12, 8, 32, EMB).eval()
+    plain.load_state_dict({k: v for k, v in block.state_dict().items()})
+    block.set_input_stats(stats)
+    sp, mo = torch.randn(2, 9, 12) * 3 + 1, torch.randn(2, 2, 8) * 3 - 1
+    std = lambda x, s: (x - s["mean"]) / s["std"]  # noqa: E731
+    assert torch.allclose(block(sp, None, mo, None), plain(std(sp, stats["spatial"]), None, std(mo, stats["motion"]), None), atol=1e-5)
+    assert not torch.allclose(block(sp, None, mo, None), plain(sp, None, mo, None), atol=1e-3)
+    from safetensors.torch import save_file
+
+    save_file({f"visual.{k}": v.contiguous() for k, v in block.state_dict().items()}, str(tmp_path / "v.safetensors"))
+    again = VisualBlock(12, 8, 32, EMB).eval()
+    again.load_checkpoint(tmp_path / "v.safetensors")
+    assert torch.equal(again.spatial_std, block.spatial_std)

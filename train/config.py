@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 @dataclass
 class TrainConfig:
@@ -30,6 +29,8 @@ class TrainConfig:
     """Width of the visual block."""
     time_max_pool: bool = True
     """Conv1d + BatchNorm + ReLU + MaxPool(2) stack of the SpaMo block."""
+    normalize_features: bool = False
+    """Standardise each feature dimension with the train split's mean/std (dask over the Zarr cache, as `slt-pipe cache stats`); kept in checkpoints."""
     pretrained_visual: str | None = None
     """Safetensors of a pretrained visual block to start from."""
     w_mse: float = 7000.0

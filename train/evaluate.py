@@ -129,6 +129,6 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
             res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])
             print(f"{split} {lang}: BLEURT {res['bleurt']:.4f}")
     if bleurt_checkpoint is None:
-        print("BLEURT skipped: no BLEURT checkpoint given (pass bleurt_checkpoint=<path to e.g. BLEURT-20>)")
+        print("BLEURT skipped: no checkpoint given (slt-pipe evaluate --bleurt DIR, e.g. BLEURT-20)")
     (run_dir / f"scores_{split}.json").write_text(json.dumps(results, indent=2))
     return results

@@ -105,6 +105,18 @@ class VisualBlock(nn.Module):
         self.motion_proj = nn.Linear(motion_dim, hidden)
         self.temporal = nn.ModuleList(TemporalConvBlock(hidden, kernel, max_pool) for _ in range(num_conv))
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+        # Per-dimension input standardisation (identity until `set_input_stats`); buffers, so
+        # checkpoints carry the statistics to evaluation and translation.
+        for name, dim in (("spatial", spatial_dim), ("motion", motion_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def set_input_stats(self, stats: dict[str, dict]) -> None:
+        """Standardise inputs with {"spatial"|"motion": {"mean": [D], "std": [D]}} (cache.features.feature_stats)."""
+        with torch.no_grad():
+            for name in ("spatial", "motion"):
+                getattr(self, f"{name}_mean").copy_(torch.as_tensor(stats[name]["mean"]))
+                getattr(self, f"{name}_std").copy_(torch.as_tensor(stats[name]["std"]).clamp_min(1e-6))
 
     def forward(
         self,
@@ -117,11 +129,13 @@ class VisualBlock(nn.Module):
         b = spatial.size(0)
         if spatial_mask is None:
             spatial_mask = torch.ones(spatial.shape[:2], dtype=torch.bool, device=spatial.device)
+        spatial = (spatial.to(self.spatial_mean.dtype) - self.spatial_mean) / self.spatial_std
         x = self.spatial_proj(spatial.to(self.spatial_proj.weight.dtype))
         mask = spatial_mask
         if motion is not None:
             if motion_mask is None:
                 motion_mask = torch.ones(motion.shape[:2], dtype=torch.bool, device=motion.device)
+            motion = (motion.to(self.motion_mean.dtype) - self.motion_mean) / self.motion_std
             xm = self.motion_proj(motion.to(self.motion_proj.weight.dtype))
             x, mask = pack_left(torch.cat([x, xm], 1), torch.cat([spatial_mask, motion_mask], 1))
         x = x.transpose(1, 2)  # [B, H, L]
@@ -145,6 +159,7 @@ class VisualBlock(nn.Module):
         state = load_file(str(path))
         state = {k.removeprefix("visual."): v for k, v in state.items()}
         missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith(("_mean", "_std"))]  # older blocks: no input stats
         if strict and (missing or unexpected):
             raise WeightsError(
                 f"visual block checkpoint does not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",

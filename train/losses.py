@@ -7,7 +7,6 @@ MSE is the mean over all elements; the cosine term is averaged over the batch. A
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -245,6 +245,10 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     emb_dim = np.asarray(targets[inputs.source_lang].embeddings(inputs.train_split)).shape[1]
 
     visual, dec = build_models(cfg, inputs, train_feats.spatial_dim, train_feats.motion_dim, emb_dim, device)
+    if cfg.normalize_features and not resume:  # a resumed run restores them with the weights
+        from cache.features import feature_stats
+
+        visual.set_input_stats(feature_stats(train_feats))
     encode = dec.encode_targets
     max_tokens = cfg.max_len + 2
     train_ds = CacheDataset(train_feats, targets, inputs.train_split, inputs.source_lang, encode=encode,
