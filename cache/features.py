@@ -174,6 +174,26 @@ class FeatureReader:
         self.attrs: dict[str, Any] = dict(attrs)
         self._rows = {vid: tuple(int(v) for v in row) for vid, row in zip(self.ids, rows)}
         self._arrays: dict[tuple[int, str], Any] = {}
+        self._loaded: dict[tuple[int, str], np.ndarray] = {}
+
+    def nbytes(self) -> int:
+        """Bytes of both streams of every shard that holds videos (what `preload` would hold)."""
+        return sum(a.nbytes for name in ("spatial", "motion") for a in self.shard_arrays(name))
+
+    def preload(self, max_bytes: int) -> bool:
+        """Hold every shard in memory (one contiguous read per array) if they fit in `max_bytes`.
+
+        Why: a training epoch reads every video anyway, and one read per shard costs what one
+        per-video read does (zarr's per-call overhead dominates), so the loader outruns the
+        trainer. Returns whether it preloaded; `get` is unchanged either way.
+        """
+        if self.nbytes() > max_bytes:
+            return False
+        shards = sorted({row[0] for row in self._rows.values()})
+        for k in shards:
+            for name in ("spatial", "motion"):
+                self._loaded[(k, name)] = self._array(k, name)[:]
+        return True
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -194,9 +214,13 @@ class FeatureReader:
         except KeyError:
             raise CacheError(f"video {video_id!r} has no features in this entry", path=self.path,
                              fix="check the id (failed videos are listed in the entry's manifest)") from None
-        spatial = self._array(shard, "spatial")[s0:s1]
-        motion = self._array(shard, "motion")[m0:m1]
+        spatial = self._slice(shard, "spatial", s0, s1)
+        motion = self._slice(shard, "motion", m0, m1)
         return spatial.astype(np.float16, copy=False), motion.astype(np.float16, copy=False)
+
+    def _slice(self, shard: int, name: str, start: int, stop: int) -> np.ndarray:
+        held = self._loaded.get((shard, name))
+        return held[start:stop] if held is not None else self._array(shard, name)[start:stop]
 
     def shard_arrays(self, name: str) -> list[Any]:
         """The `name` (spatial or motion) zarr arrays of every shard that holds videos, in order."""

@@ -373,3 +373,13 @@ def test_feature_stats_with_dask_match_numpy(clean):
         assert stats[name]["rows"] == len(rows)
         np.testing.assert_allclose(stats[name]["mean"], rows.mean(0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(stats[name]["std"], rows.std(0), rtol=1e-3, atol=1e-5)
+
+
+def test_preload_serves_the_same_arrays_and_respects_the_budget(clean):
+    entry = only_entry(clean[0])
+    per_video, held = FeatureReader(entry), FeatureReader(entry)
+    assert not held.preload(held.nbytes() - 1)
+    assert held.preload(held.nbytes())
+    for vid in per_video.ids:
+        for a, b in zip(per_video.get(vid), held.get(vid)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -73,6 +73,8 @@ class TrainConfig:
     """Max decoded tokens."""
     shuffle_targets: bool = False
     """Control: pair videos with wrong targets (should not learn)."""
+    preload_gb: float = 4.0
+    """Hold a split's features in memory when they fit in this many GiB (one read per shard); else read per video."""
     loader_workers: int = 2
     """Background threads prefetching batches from the caches."""
     device: str = "auto"

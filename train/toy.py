@@ -59,6 +59,9 @@ class ToyFeatureReader:
     def get(self, video_id: str):
         return self._items[video_id]
 
+    def preload(self, max_bytes: int) -> bool:
+        return True  # already in memory
+
 
 class ToyTargetReader:
     """In-memory `TargetReader`: .lang, ids(split), texts(split), embeddings(split) -> f32 [N, D]."""

@@ -242,6 +242,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     if inputs.train_split not in feats:
         raise ValueError(f"no features for the train split {inputs.train_split!r}; have {sorted(feats)}")
     train_feats = feats[inputs.train_split]
+    train_feats.preload(int(cfg.preload_gb * 2**30))
     emb_dim = np.asarray(targets[inputs.source_lang].embeddings(inputs.train_split)).shape[1]
 
     visual, dec = build_models(cfg, inputs, train_feats.spatial_dim, train_feats.motion_dim, emb_dim, device)
