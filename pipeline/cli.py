@@ -125,7 +125,7 @@ def config_show(
 @app.command("make-toy")
 def make_toy_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the toy corpus into (PHOENIX-2014-T release layout).")],
-    videos: Annotated[int, typer.Option("--videos", help="Number of videos (split ~80/10/10).")] = 240,
+    videos: Annotated[int, typer.Option("--videos", help="Number of videos (split ~80/10/10).")] = 480,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives byte-identical files.")] = 0,
 ) -> None:
     """Generate the deterministic toy corpus: weather-forecast sentences signed by procedural motions."""
