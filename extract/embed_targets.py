@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -111,6 +111,22 @@ def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + batch_size)) for i in range(0, n, max(1, batch_size))]
 
 
+def _tracked_batches(n: int, batch_size: int, desc: str, progress: bool,
+                     on_batch: Callable[[int], None] | None) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each batch; once the caller is done with one, advance the bar and call on_batch."""
+    bar = _progress(n, desc, progress)
+    try:
+        for a, b in _batched(n, batch_size):
+            yield a, b
+            if bar:
+                bar.advance(bar.task_ids[0], b - a)
+            if on_batch is not None:
+                on_batch(b - a)
+    finally:
+        if bar:
+            bar.stop()
+
+
 def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any, *,
                     batch_size: int = 32, progress: bool = False,
                     on_batch: Callable[[int], None] | None = None) -> list[str]:
@@ -122,21 +138,12 @@ def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translat
     if src_lang == tgt_lang:
         return texts
     out: list[str] = []
-    bar = _progress(len(texts), f"translate {src_lang}->{tgt_lang}", progress)
-    try:
-        for a, b in _batched(len(texts), batch_size):
-            CALLS["translate"] += 1
-            res = translator.translate(texts[a:b], src_lang, tgt_lang)
-            if len(res) != b - a:
-                raise CacheError(f"translator returned {len(res)} sentences for {b - a}")
-            out.extend(res)
-            if bar:
-                bar.advance(bar.task_ids[0], b - a)
-            if on_batch is not None:
-                on_batch(b - a)
-    finally:
-        if bar:
-            bar.stop()
+    for a, b in _tracked_batches(len(texts), batch_size, f"translate {src_lang}->{tgt_lang}", progress, on_batch):
+        CALLS["translate"] += 1
+        res = translator.translate(texts[a:b], src_lang, tgt_lang)
+        if len(res) != b - a:
+            raise CacheError(f"translator returned {len(res)} sentences for {b - a}")
+        out.extend(res)
     return out
 
 
@@ -149,18 +156,9 @@ def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: in
     """
     texts = list(texts)
     parts: list[np.ndarray] = []
-    bar = _progress(len(texts), f"embed {lang}", progress)
-    try:
-        for a, b in _batched(len(texts), batch_size):
-            CALLS["embed"] += 1
-            parts.append(np.asarray(encoder.embed(texts[a:b], lang), dtype=np.float32))
-            if bar:
-                bar.advance(bar.task_ids[0], b - a)
-            if on_batch is not None:
-                on_batch(b - a)
-    finally:
-        if bar:
-            bar.stop()
+    for a, b in _tracked_batches(len(texts), batch_size, f"embed {lang}", progress, on_batch):
+        CALLS["embed"] += 1
+        parts.append(np.asarray(encoder.embed(texts[a:b], lang), dtype=np.float32))
     if not parts:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(parts, axis=0)
