@@ -59,24 +59,19 @@ class Trial:
     cfg: Config
 
 
-def read_grid(path: Path, base: Config) -> list[Trial]:
-    """Variants of `base` named in a grid file (see the module docstring)."""
-    grid = load_toml(path)
+def read_grid(path: Path | None, base: Config) -> list[Trial]:
+    """Variants of `base` named in a grid file (see the module docstring); no file: DEFAULT_GRID."""
+    grid = load_toml(path) if path is not None else {}
     unknown = set(grid) - {"base", "variants"}
     if unknown:
         raise SltPipeError(f"unknown table(s) {sorted(unknown)} in the grid file", path=path,
                            fix="a grid file has [base] (config) and [variants] (name = [\"section.field=value\", ...])")
-    variants = grid.get("variants") or DEFAULT_GRID
     trials = []
-    for name, overrides in variants.items():
+    for name, overrides in (grid.get("variants") or DEFAULT_GRID).items():
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise SltPipeError(f"variant {name!r} must be a list of overrides", path=path,
                                fix=f'write {name} = ["train.w_cos=0"]')
-        cfg = build_config(to_dict(base), grid.get("base", {}), *[parse_override(o) for o in overrides])
-        cfg.train.out = Path("unset")  # set per trial by run_ablation
-        trials.append(Trial(name, cfg))
-    if not trials:
-        raise SltPipeError("the grid has no variants", path=path, fix="add a [variants] table")
+        trials.append(Trial(name, build_config(to_dict(base), grid.get("base", {}), *[parse_override(o) for o in overrides])))
     return trials
 
 
@@ -91,7 +86,8 @@ def prepare_caches(trials: list[Trial], console: Console) -> None:
 
     seen: set[str] = set()
     for t in trials:
-        data = json.dumps({k: to_dict(t.cfg)[k] for k in ("profile", "dataset", "cache", "extract", "embed")}, sort_keys=True)
+        full = to_dict(t.cfg)
+        data = json.dumps({k: full[k] for k in ("profile", "dataset", "cache", "extract", "embed")}, sort_keys=True)
         if data in seen:
             continue
         seen.add(data)
@@ -119,8 +115,7 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int) -> dict[str, An
 
 def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *, parallel: int | None = None) -> list[dict]:
     """Prepare the caches, run every variant on Ray, write results.{md,csv,json} and results.png in `out`."""
-    trials = read_grid(grid, base) if grid else [Trial(n, build_config(to_dict(base), *[parse_override(o) for o in ov]))
-                                                 for n, ov in DEFAULT_GRID.items()]
+    trials = read_grid(grid, base)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:

@@ -115,10 +115,11 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
     cfg, inputs = load_run(run)
     video = Path(video)
     if video.is_dir():
-        files = list_frame_files(video) or list_frame_files(video / "1")
+        folder = video if list_frame_files(video) else video / "1"  # PHOENIX's {name}/1/ layout too
+        files = list_frame_files(folder)
         if not files:
             raise SltPipeError("no PNG/JPEG frames in the folder", path=video, fix="point --video at a frame folder or an mp4")
-        src: Any = PngFolder(video if list_frame_files(video) else video / "1", files)
+        src: Any = PngFolder(folder, files)
     elif video.is_file():
         src = VideoFile(video)
     else:
