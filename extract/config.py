@@ -24,20 +24,26 @@ class DatasetConfig:
 
 @dataclass
 class ExtractConfig:
-    spatial_model: str = "vit_large_patch14_clip_224.openai"
-    """timm ViT name (paper: CLIP ViT-L/14) or 'tiny-vit' (same architecture, tiny, seeded)."""
+    spatial_model: str = "openai/clip-vit-large-patch14"
+    """Spatial encoder: a Hugging Face repo id looked up in the local HF cache when spatial_weights is unset (paper: CLIP ViT-L/14, run as transformers' CLIPVisionModel; timm/vit_large_patch14_clip_224.openai is tried too), or 'tiny-vit' (tiny profile: a seeded tiny timm ViT)."""
     spatial_weights: str | None = None
-    """Local weights (file or HF snapshot dir) for the ViT; None reads the Hugging Face cache."""
+    """CLIP weights in any format users hold: a transformers snapshot folder (CLIPModel or CLIPVisionModel), a timm repo folder, open_clip_pytorch_model.bin / open_clip_model.safetensors, or OpenAI's ViT-L-14.pt. Detected from the tensors' names; must fill every parameter of spatial_arch."""
+    spatial_arch: str = "ViT-L/14"
+    """Architecture the spatial weights must fill: ViT-L/14 (paper), ViT-B/16, or 'snapshot' (the transformers snapshot's own config.json; for other CLIP sizes and rehearsals)."""
     spatial_scales: list[int] = field(default_factory=lambda: [1, 2])
-    """S2 multi-scale: 1 = whole frame, 2 = four tiles of the 2x frame, averaged."""
+    """S2 multi-scale (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
     motion_model: str = "MCG-NJU/videomae-large"
-    """transformers VideoMAE id (paper: VideoMAE-L) or 'tiny-videomae'."""
+    """Motion encoder: Hugging Face repo id of a VideoMAE snapshot in the local HF cache (paper: VideoMAE-L), or 'tiny-videomae'."""
     motion_weights: str | None = None
-    """Local VideoMAE snapshot dir; None reads the Hugging Face cache."""
+    """Local VideoMAE snapshot folder (VideoMAEForPreTraining, VideoMAEModel or a classifier); None reads the Hugging Face cache."""
+    motion_arch: str = "VideoMAE-L"
+    """Architecture the motion weights must fill: VideoMAE-L (paper), VideoMAE-B, or 'snapshot' (its config.json)."""
     motion_pool: Literal["first", "mean"] = "first"
-    """Clip vector: first patch token (SpaMo-compatible) or mean over tokens."""
+    """Clip vector from the last layer's tokens before the final LayerNorm: the first token (SpaMo) or their mean (variant). Tiny profile: from last_hidden_state."""
+    squash: str = "auto"
+    """Squash every frame to a square before the image processors: 'auto' = 256x256 for PHOENIX-2014T and the toy (SpaMo reads fullFrame-256x256px; slt-pipe reads that folder when present, else squashes the 210x260 frames in memory with PIL bicubic), none elsewhere; or 'none', or e.g. '256x256'. Recorded in the manifest."""
     image_size: int = 224
-    """Model input size in pixels (shortest-side resize + centre crop)."""
+    """Tiny profile: model input size in pixels (shortest-side resize + centre crop). The paper recipe takes its sizes from the models' image processors (preprocessor_config.json, else CLIP/VideoMAE defaults)."""
     clip_len: int = 16
     """Frames per VideoMAE clip."""
     clip_stride: int = 8

@@ -1,54 +1,66 @@
-"""The two feature models (ViT per frame, VideoMAE per clip), their inputs, and their identity.
+"""The two feature streams (spatial per frame, motion per clip): recipes, models, identity.
 
-Paper profile (SpaMo-compatible, see shared reference):
-  spatial  timm `vit_large_patch14_clip_224.openai`, class token of the last block's output
-           *before* the final norm; S2 multi-scale: the 1x view's token and the mean of the
-           four 224 tiles of the 2x view, concatenated (2 x 1024 = 2048-d).
-  motion   transformers `VideoMAEModel` (`MCG-NJU/videomae-large`), 16-frame clips, the first
-           token of `last_hidden_state` (or the token mean), 1024-d.
-Tiny profile: the same classes at tiny sizes, initialised from a fixed seed (no download).
+Paper profile, SpaMo's features exactly (shared/reference.md, "Feature compatibility"):
+  spatial  CLIP ViT-L/14 vision tower (transformers `CLIPVisionModel`, from any format the
+           user holds: extract/clip.py), class token of the last layer *before* the post
+           layer norm; S2: the normalised 224 crop upsampled 2x with plain bicubic, four 224
+           tiles, their class tokens averaged; concatenated with the 1x token: 2048-d.
+  motion   VideoMAE-L (extract/videomae.py), 16-frame clips with stride 8, the first token
+           of the last layer *before* the final LayerNorm, 1024-d.
+  input    `CLIPImageProcessor` / `VideoMAEImageProcessor` crops (extract/preprocess.py) of
+           the PHOENIX frames squashed to 256x256 (SpaMo's fullFrame-256x256px).
+Tiny profile (`tiny-vit`, `tiny-videomae`): timm/transformers models of the same families
+at tiny sizes, seeded, with a fast torch resize; a separate recipe ("tiny") that the
+paper path never reaches.
 
-Preprocessing is split so that the CPU part (decode, resize, crop: `prepare_views`) runs in
-Ray CPU tasks and the device part (normalise, tile, forward) runs in the model actors, both
+Work is split so that the CPU part (`Recipe.prepare`: decode-side resize and crop) runs in
+Ray CPU tasks and the device part (normalise, tile, forward) in the model actors, both
 through `FeatureExtractor`, which `slt-pipe translate --video` also uses in-process.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cache.errors import WeightsError
+from extract import clip as clipm
+from extract import videomae as maem
+from extract.clip import CLIP_MEAN, CLIP_STD, ImageRecipe
 from extract.config import ExtractConfig
+from extract.preprocess import SQUASH_RESAMPLER, normalise, processor_crop, s2_tiles, squash_side
+from extract.videomae import IMAGENET_MEAN, IMAGENET_STD
 
 TINY_VIT = "tiny-vit"
 TINY_VIDEOMAE = "tiny-videomae"
 TINY_SEED = 0
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE = "bicubic-antialias shortest side, centre crop"
-"""How frames become model inputs (both streams share the 1x view)."""
+TINY_RESIZE = "torch bicubic-antialias shortest side (rounded), centre crop"
+"""How the tiny recipe makes model inputs (both streams share the 1x view)."""
 
 
-# --------------------------------------------------------------------------- CPU preprocessing
+def is_tiny(cfg: ExtractConfig) -> bool:
+    tiny = (cfg.spatial_model == TINY_VIT, cfg.motion_model == TINY_VIDEOMAE)
+    if tiny[0] != tiny[1]:
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"spatial_model {cfg.spatial_model!r} and motion_model {cfg.motion_model!r} mix the tiny "
+                           "and the paper recipe", fix="use both tiny models (--profile tiny) or neither")
+    return tiny[0]
+
+
+# --------------------------------------------------------------------------- tiny recipe (CPU)
 
 
 def prepare_views(frames: np.ndarray, image_size: int, scales: list[int], *, chunk: int = 64) -> dict[int, np.ndarray]:
     """uint8 [T, H, W, 3] -> {scale: uint8 [T, s*S, s*S, 3]}: shortest side resized to s*S, centre-cropped.
 
-    Vectorised over frames with torch (antialiased bicubic, close to PIL's); `chunk` bounds the
-    float32 working memory on large video frames.
+    Vectorised over frames with torch (antialiased bicubic); `chunk` bounds the float32
+    working memory on large video frames.
     """
     views: dict[int, np.ndarray] = {}
     needed = sorted(set(scales) | {1})  # the 1x view also feeds the motion stream
@@ -82,12 +94,111 @@ def clip_index(frames: int, clip_len: int, stride: int) -> np.ndarray:
     return starts[:, None] + np.arange(clip_len)[None]
 
 
-def max_decode_side(cfg: ExtractConfig) -> int:
-    """Longest side worth decoding: twice the largest view keeps aspect ratios up to 2:1 exact."""
-    return 2 * max(cfg.spatial_scales + [1]) * cfg.image_size
+# --------------------------------------------------------------------------- the recipe
 
 
-# --------------------------------------------------------------------------- model construction
+@dataclass(frozen=True)
+class Recipe:
+    """Everything the CPU side needs to turn decoded frames into model inputs (picklable)."""
+
+    kind: str
+    """"tiny" or "spamo"."""
+    scales: tuple[int, ...]
+    image_size: int
+    """tiny: the model input side; spamo: the CLIP crop side (from its image processor)."""
+    clip: ImageRecipe | None = None
+    mae: ImageRecipe | None = None
+    squash: int | None = None
+    """spamo: side of the square every frame is squashed to first (PHOENIX: 256), or None."""
+
+    @property
+    def spatial_keys(self) -> tuple[Any, ...]:
+        return tuple(sorted(set(self.scales) | {1})) if self.kind == "tiny" else ("clip",)
+
+    @property
+    def motion_key(self) -> Any:
+        return 1 if self.kind == "tiny" else "mae"
+
+    def max_decode_side(self) -> int | None:
+        """Longest side worth decoding (tiny shrinks big video frames early; spamo resizes the
+        original frame, as the image processors do)."""
+        return 2 * max(self.scales + (1,)) * self.image_size if self.kind == "tiny" else None
+
+    def prepare(self, frames: np.ndarray) -> dict[Any, np.ndarray]:
+        """Decoded uint8 [T, H, W, 3] -> named uint8 views (all [T, h, w, 3])."""
+        if self.kind == "tiny":
+            return prepare_views(frames, self.image_size, list(self.scales))
+        assert self.clip is not None and self.mae is not None
+        return {"clip": processor_crop(frames, self.clip, self.squash), "mae": processor_crop(frames, self.mae, self.squash)}
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "tiny":
+            return {"kind": "tiny", "resize": TINY_RESIZE, "image_size": self.image_size, "scales": list(self.scales),
+                    "spatial_norm": {"mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
+                    "motion_norm": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+        assert self.clip is not None and self.mae is not None
+        return {"kind": "spamo", "scales": list(self.scales),
+                "s2": "normalised crop upsampled with F.interpolate(bicubic), tiles' class tokens averaged",
+                "squash": (f"{self.squash}x{self.squash} ({SQUASH_RESAMPLER}, a no-op on frames already that size, "
+                           "e.g. fullFrame-256x256px)") if self.squash else "none",
+                "spatial": self.clip.to_json(), "motion": self.mae.to_json()}
+
+
+@dataclass(frozen=True)
+class PaperModels:
+    """The paper recipe's resolved weights and architectures (no tensor loaded yet)."""
+
+    clip: clipm.ClipWeights | None
+    clip_config: Any
+    clip_ignored: dict[str, int]
+    mae: maem.VideoMAEWeights | None
+    mae_config: Any
+    mae_ignored: dict[str, int]
+
+
+def resolve_paper(cfg: ExtractConfig, *, random_init: bool = False) -> PaperModels:
+    """Locate both checkpoints, detect their formats and check from names and shapes that each
+    fills its architecture. Raises WeightsError (naming file and fix) before any work starts."""
+    if random_init:  # benchmarks only: paper sizes, random weights, marked so in the identity
+        from transformers import CLIPVisionConfig, VideoMAEConfig
+
+        return PaperModels(None, CLIPVisionConfig(**clipm.ARCHS["ViT-L/14"]), {}, None,
+                           VideoMAEConfig(**maem.ARCHS["VideoMAE-L"]), {})
+    cw = clipm.locate(cfg.spatial_model, cfg.spatial_weights)
+    cc = clipm.vision_config(cfg.spatial_arch, cw)
+    ci = clipm.check(cw, cc)
+    mw = maem.locate(cfg.motion_model, cfg.motion_weights)
+    mc = maem.videomae_config(cfg.motion_arch, mw)
+    mi = maem.check(mw, mc)
+    return PaperModels(cw, cc, ci, mw, mc, mi)
+
+
+def make_recipe(cfg: ExtractConfig, paper: PaperModels | None = None) -> Recipe:
+    scales = tuple(sorted(cfg.spatial_scales))
+    if is_tiny(cfg):
+        return Recipe("tiny", scales, cfg.image_size)
+    paper = paper or resolve_paper(cfg)
+    size = int(paper.clip_config.image_size)
+    clip_r = clipm.read_recipe(paper.clip.snapshot if paper.clip else None, clipm.clip_default_recipe(size))
+    mae_size = int(paper.mae_config.image_size)
+    mae_r = clipm.read_recipe(paper.mae.snapshot if paper.mae else None, maem.default_recipe(mae_size))
+    if clip_r.crop != (size, size) or mae_r.crop != (mae_size, mae_size):
+        from cache.errors import WeightsError
+
+        raise WeightsError(f"image processor crops {clip_r.crop} / {mae_r.crop} do not match the models' input sizes "
+                           f"{size} / {mae_size}", path=clip_r.source, fix="use the snapshot's own preprocessor_config.json")
+    return Recipe("spamo", scales, size, clip_r, mae_r, squash_side(cfg.squash if cfg.squash != "auto" else "none"))
+
+
+def feature_dims(cfg: ExtractConfig, *, random_init: bool = False) -> tuple[int, int]:
+    """(spatial, motion) widths without building the models."""
+    if is_tiny(cfg):
+        return 64 * len(cfg.spatial_scales), 64
+    paper = resolve_paper(cfg, random_init=random_init)
+    return int(paper.clip_config.hidden_size) * len(cfg.spatial_scales), int(paper.mae_config.hidden_size)
+
+
+# --------------------------------------------------------------------------- tiny models
 
 
 def _tiny_vit(image_size: int) -> nn.Module:
@@ -127,123 +238,9 @@ def _rescale_init(model: nn.Module) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
 
 
-def _timm_kwargs(name: str) -> dict[str, Any]:
-    # OpenAI CLIP towers use QuickGELU; timm's plain `_clip_` names use GELU (timm notes it), so
-    # the weights would run with the wrong activation: ask for QuickGELU explicitly.
-    if "_clip_" in name and name.endswith(".openai") and "quickgelu" not in name:
-        return {"act_layer": "quick_gelu"}
-    return {}
-
-
-def build_spatial(cfg: ExtractConfig, *, random_init: bool = False) -> nn.Module:
-    """The ViT of `cfg.spatial_model` with real weights (or tiny/seeded; `random_init` is bench-only)."""
-    import timm
-
-    if cfg.spatial_model == TINY_VIT:
-        return _tiny_vit(cfg.image_size)
-    kwargs = {**_timm_kwargs(cfg.spatial_model), "num_classes": 0, "img_size": cfg.image_size}
-    if random_init:
-        return timm.create_model(cfg.spatial_model, pretrained=False, **kwargs)
-    weights = spatial_weights_file(cfg)
-    return timm.create_model(cfg.spatial_model, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **kwargs)
-
-
-def build_motion(cfg: ExtractConfig, *, random_init: bool = False) -> nn.Module:
-    """The VideoMAE of `cfg.motion_model` with real weights (or tiny/seeded; `random_init` is bench-only)."""
-    from transformers import VideoMAEConfig, VideoMAEModel
-
-    if cfg.motion_model == TINY_VIDEOMAE:
-        return _tiny_videomae(cfg.image_size, cfg.clip_len)
-    if random_init:
-        config = VideoMAEConfig(image_size=cfg.image_size, num_frames=cfg.clip_len, hidden_size=1024, num_hidden_layers=24,
-                                num_attention_heads=16, intermediate_size=4096, use_mean_pooling=False)
-        return VideoMAEModel(config)
-    snapshot = motion_snapshot(cfg)
-    return VideoMAEModel.from_pretrained(str(snapshot), local_files_only=True)
-
-
-# --------------------------------------------------------------------------- weights lookup
-
-
-_SPATIAL_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-_MOTION_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def spatial_weights_file(cfg: ExtractConfig) -> Path:
-    """The ViT weights file: `spatial_weights` (file or snapshot dir), else the HF cache of `timm/{name}`."""
-    if cfg.spatial_weights:
-        p = Path(cfg.spatial_weights).expanduser()
-        found = p if p.is_file() else _first_file(p, _SPATIAL_FILES)
-        if found is None:
-            raise WeightsError(f"no ViT weights for {cfg.spatial_model} (looked for {', '.join(_SPATIAL_FILES)})", path=p,
-                               fix="point extract.spatial_weights at the .safetensors file or the snapshot folder")
-        return found
-    repo = f"timm/{cfg.spatial_model}"
-    found = _hf_cached(repo, _SPATIAL_FILES)
-    if found is None:
-        raise WeightsError(f"ViT weights {repo} are not in the Hugging Face cache ({_hf_home()})", path=_hf_home(),
-                           fix=f"on a machine with network: `huggingface-cli download {repo}` (copy the cache here), "
-                               "or set extract.spatial_weights=/path/to/model.safetensors")
-    return found
-
-
-def motion_snapshot(cfg: ExtractConfig) -> Path:
-    """The VideoMAE snapshot folder (config.json + weights): `motion_weights`, else the HF cache."""
-    if cfg.motion_weights:
-        p = Path(cfg.motion_weights).expanduser()
-        if not (p / "config.json").is_file() or _first_file(p, _MOTION_FILES) is None:
-            raise WeightsError(f"not a VideoMAE snapshot for {cfg.motion_model}: needs config.json and one of "
-                               f"{', '.join(_MOTION_FILES)}", path=p,
-                               fix="point extract.motion_weights at the folder `huggingface-cli download` made")
-        return p
-    found = _hf_cached(cfg.motion_model, _MOTION_FILES)
-    if found is None or not (found.parent / "config.json").is_file():
-        raise WeightsError(f"VideoMAE weights {cfg.motion_model} are not in the Hugging Face cache ({_hf_home()})",
-                           path=_hf_home(),
-                           fix=f"on a machine with network: `huggingface-cli download {cfg.motion_model}` (copy the "
-                               "cache here), or set extract.motion_weights=/path/to/snapshot")
-    return found.parent
-
-
-def _first_file(folder: Path, names: tuple[str, ...]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
-
-
-def _hf_home() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def _hf_cached(repo: str, names: tuple[str, ...]) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    for n in names:
-        hit = try_to_load_from_cache(repo, n)
-        if isinstance(hit, str):
-            return Path(hit)
-    return None
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256_weights(path: str, size: int, mtime_ns: int) -> str:
-    # The HF cache stores LFS files as blobs named by their sha256: no need to read 1 GB.
-    real = Path(path).resolve()
-    if real.parent.name == "blobs" and len(real.name) == 64:
-        return real.name
-    h = hashlib.sha256()
-    with open(real, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _file_identity(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"file": path.name, "bytes": st.st_size, "sha256": _sha256_weights(str(path), st.st_size, st.st_mtime_ns)}
-
-
 def _state_sha256(model: nn.Module) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -255,38 +252,42 @@ def _state_sha256(model: nn.Module) -> str:
 
 
 def model_identity(cfg: ExtractConfig, *, random_init: bool = False) -> dict[str, Any]:
-    """What determines the features: models, their weights (sha256), tokens, normalisation.
-
-    Raises WeightsError (naming where it looked) when real weights are absent. `random_init`
-    is for benchmarks only: paper-size models with random weights, marked as such.
-    """
+    """What determines the features: models and their weights (sha256 of the files actually
+    loaded), token choices and the preprocessing recipe. Raises WeightsError when weights are
+    absent or do not fill their architecture."""
+    if is_tiny(cfg):
+        recipe = make_recipe(cfg)
+        return {"spatial": {"name": TINY_VIT, "library": "timm", "token": "cls of last block, before final norm",
+                            "weights": {"seed": TINY_SEED, "state_sha256": _tiny_sha("vit", cfg.image_size, cfg.clip_len)}},
+                "motion": {"name": TINY_VIDEOMAE, "library": "transformers.VideoMAEModel", "pool": cfg.motion_pool,
+                           "token": "last_hidden_state (after the final LayerNorm)",
+                           "weights": {"seed": TINY_SEED + 1,
+                                       "state_sha256": _tiny_sha("videomae", cfg.image_size, cfg.clip_len)}},
+                "recipe": recipe.to_json()}
+    paper = resolve_paper(cfg, random_init=random_init)
+    recipe = make_recipe(cfg, paper)
     if random_init:
-        return {"spatial": {"name": cfg.spatial_model, "weights": "random-init (benchmark only)"},
-                "motion": {"name": cfg.motion_model, "weights": "random-init (benchmark only)"}}
-    return _identity(cfg.spatial_model, cfg.spatial_weights, cfg.motion_model, cfg.motion_weights, cfg.image_size,
-                     cfg.clip_len, cfg.motion_pool)
+        spatial: dict[str, Any] = {"weights": "random-init (benchmark only)"}
+        motion: dict[str, Any] = {"weights": "random-init (benchmark only)"}
+    else:
+        spatial = clipm.identity(paper.clip, paper.clip_config, paper.clip_ignored)  # type: ignore[arg-type]
+        motion = maem.identity(paper.mae, paper.mae_config, paper.mae_ignored)  # type: ignore[arg-type]
+    spatial.update(name=cfg.spatial_model, token="class token of the last layer, before post_layernorm "
+                                                 "(hidden_states[-1][:, 0])")
+    motion.update(name=cfg.motion_model, pool=cfg.motion_pool,
+                  token=("first token" if cfg.motion_pool == "first" else "mean of the tokens")
+                  + " of the last layer, before the final LayerNorm (hidden_states[-1])")
+    return {"spatial": spatial, "motion": motion, "recipe": recipe.to_json()}
 
 
-@functools.lru_cache(maxsize=8)
-def _identity(spatial_model: str, spatial_weights: str | None, motion_model: str, motion_weights: str | None,
-              image_size: int, clip_len: int, motion_pool: str) -> dict[str, Any]:
-    cfg = ExtractConfig(spatial_model=spatial_model, spatial_weights=spatial_weights, motion_model=motion_model,
-                        motion_weights=motion_weights, image_size=image_size, clip_len=clip_len, motion_pool=motion_pool)
-    spatial: dict[str, Any] = {"name": spatial_model, "library": "timm", "token": "cls of last block, before final norm",
-                               "resize": RESIZE, "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
-    if spatial_model == TINY_VIT:
-        spatial["weights"] = {"seed": TINY_SEED, "state_sha256": _state_sha256(_tiny_vit(image_size))}
-    else:
-        spatial.update(_timm_kwargs(spatial_model))
-        spatial["weights"] = _file_identity(spatial_weights_file(cfg))
-    motion: dict[str, Any] = {"name": motion_model, "library": "transformers.VideoMAEModel", "pool": motion_pool,
-                              "resize": RESIZE, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    if motion_model == TINY_VIDEOMAE:
-        motion["weights"] = {"seed": TINY_SEED + 1, "state_sha256": _state_sha256(_tiny_videomae(image_size, clip_len))}
-    else:
-        snap = motion_snapshot(cfg)
-        motion["weights"] = _file_identity(_first_file(snap, _MOTION_FILES))  # type: ignore[arg-type]
-    return {"spatial": spatial, "motion": motion}
+_TINY_SHA: dict[tuple, str] = {}
+
+
+def _tiny_sha(which: str, image_size: int, clip_len: int) -> str:
+    key = (which, image_size, clip_len)
+    if key not in _TINY_SHA:
+        _TINY_SHA[key] = _state_sha256(_tiny_vit(image_size) if which == "vit" else _tiny_videomae(image_size, clip_len))
+    return _TINY_SHA[key]
 
 
 # --------------------------------------------------------------------------- the extractor
@@ -322,19 +323,34 @@ class FeatureExtractor:
         self.cfg = cfg
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = Precision(self.device.type, cfg.autocast if self.device.type == "cuda" and cfg.autocast != "none" else None)
-        self.vit = build_spatial(cfg, random_init=random_init).eval().to(self.device)
-        self.videomae = build_motion(cfg, random_init=random_init).eval().to(self.device)
         self.scales = sorted(cfg.spatial_scales)
-        self.spatial_dim = int(self.vit.embed_dim) * len(self.scales)
+        if is_tiny(cfg):
+            self.recipe = make_recipe(cfg)
+            self.vit: nn.Module = _tiny_vit(cfg.image_size)
+            self.videomae: nn.Module = _tiny_videomae(cfg.image_size, cfg.clip_len)
+            self.spatial_dim = int(self.vit.embed_dim) * len(self.scales)  # type: ignore[operator]
+            clip_norm, mae_norm = (CLIP_MEAN, CLIP_STD), (IMAGENET_MEAN, IMAGENET_STD)
+        else:
+            paper = resolve_paper(cfg, random_init=random_init)
+            self.recipe = make_recipe(cfg, paper)
+            if random_init:
+                from transformers import CLIPVisionModel, VideoMAEModel
+
+                self.vit, self.videomae = CLIPVisionModel(paper.clip_config).eval(), VideoMAEModel(paper.mae_config).eval()
+            else:
+                self.vit = clipm.load(paper.clip, paper.clip_config)  # type: ignore[arg-type]
+                self.videomae = maem.load(paper.mae, paper.mae_config)  # type: ignore[arg-type]
+            self.spatial_dim = int(paper.clip_config.hidden_size) * len(self.scales)
+            assert self.recipe.clip is not None and self.recipe.mae is not None
+            clip_norm = (self.recipe.clip.mean, self.recipe.clip.std)
+            mae_norm = (self.recipe.mae.mean, self.recipe.mae.std)
+        self.vit = self.vit.eval().to(self.device)
+        self.videomae = self.videomae.eval().to(self.device)
         self.motion_dim = int(self.videomae.config.hidden_size)
-        self._clip_mean, self._clip_std = self._stats(CLIP_MEAN, CLIP_STD)
-        self._in_mean, self._in_std = self._stats(IMAGENET_MEAN, IMAGENET_STD)
+        self._clip_mean, self._clip_std = (torch.tensor(v, device=self.device) for v in clip_norm)
+        self._mae_mean, self._mae_std = (torch.tensor(v, device=self.device) for v in mae_norm)
         self.frames_forwarded = 0
         self.clips_forwarded = 0
-
-    def _stats(self, mean, std) -> tuple[Tensor, Tensor]:
-        return (torch.tensor(mean, device=self.device).view(1, 3, 1, 1),
-                torch.tensor(std, device=self.device).view(1, 3, 1, 1))
 
     def _to_device(self, x: np.ndarray | Tensor) -> Tensor:
         t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
@@ -344,18 +360,36 @@ class FeatureExtractor:
         return t
 
     @torch.inference_mode()
-    def spatial_batch(self, views: dict[int, np.ndarray | Tensor]) -> Tensor:
-        """{scale: uint8 [B, s*S, s*S, 3]} -> float [B, Ds] on the device (not synchronised)."""
+    def spatial_batch(self, views: dict[Any, np.ndarray | Tensor]) -> Tensor:
+        """Prepared views (`Recipe.spatial_keys`, each uint8 [B, h, w, 3]) -> float [B, Ds] on the device."""
+        if self.recipe.kind == "tiny":
+            return self._tiny_spatial(views)
+        x = normalise(self._to_device(views["clip"]), self._clip_mean, self._clip_std)  # [B, 3, S, S]
+        b = x.shape[0]
+        images, counts = [], []
+        for s in self.scales:
+            images.append(x if s == 1 else s2_tiles(x, s))
+            counts.append(s * s)
+        with self.precision.context():
+            tok = clipm.cls_pre_norm(self.vit, torch.cat(images)).float()
+        out, at = [], 0
+        for c in counts:
+            out.append(tok[at:at + b * c].view(b, c, -1).mean(1))
+            at += b * c
+        self.frames_forwarded += b
+        return torch.cat(out, dim=1)
+
+    def _tiny_spatial(self, views: dict[Any, np.ndarray | Tensor]) -> Tensor:
         S = self.cfg.image_size
         images, counts = [], []
         for s in self.scales:
             x = self._to_device(views[s])  # [B, sS, sS, 3]
             b = x.shape[0]
-            if s > 1:  # S2: cut the s-times view into s*s tiles of S, each a model input
+            if s > 1:  # cut the s-times view into s*s tiles of S, each a model input
                 x = x.view(b, s, S, s, S, 3).permute(0, 1, 3, 2, 4, 5).reshape(b * s * s, S, S, 3)
             images.append(x)
             counts.append(s * s)
-        x = torch.cat(images).permute(0, 3, 1, 2).float().div_(255).sub_(self._clip_mean).div_(self._clip_std)
+        x = normalise(torch.cat(images), self._clip_mean, self._clip_std)
         with self.precision.context():
             tok = _vit_cls_pre_norm(self.vit, x).float()
         out, at = [], 0
@@ -369,35 +403,37 @@ class FeatureExtractor:
     @torch.inference_mode()
     def motion_batch(self, clips: np.ndarray | Tensor) -> Tensor:
         """uint8 [B, L, S, S, 3] clips -> float [B, Dm] on the device (not synchronised)."""
-        x = self._to_device(clips)
-        b, L = x.shape[:2]
-        x = x.flatten(0, 1).permute(0, 3, 1, 2).float().div_(255).sub_(self._in_mean).div_(self._in_std)
-        x = x.view(b, L, *x.shape[1:])
+        x = normalise(self._to_device(clips), self._mae_mean, self._mae_std)  # [B, L, 3, S, S]
         with self.precision.context():
-            h = self.videomae(pixel_values=x).last_hidden_state
-        self.clips_forwarded += b
+            if self.recipe.kind == "tiny":
+                h = self.videomae(pixel_values=x).last_hidden_state
+            else:
+                h = maem.first_token_pre_norm(self.videomae, x)
+        self.clips_forwarded += x.shape[0]
         return (h[:, 0] if self.cfg.motion_pool == "first" else h.mean(1)).float()
 
-    def prepare(self, frames: np.ndarray) -> dict[int, np.ndarray]:
-        return prepare_views(frames, self.cfg.image_size, self.scales)
+    def prepare(self, frames: np.ndarray) -> dict[Any, np.ndarray]:
+        return self.recipe.prepare(frames)
 
-    def spatial(self, frames: np.ndarray) -> np.ndarray:
+    def spatial(self, frames: np.ndarray, views: dict[Any, np.ndarray] | None = None) -> np.ndarray:
         """One video's raw uint8 [T, H, W, 3] -> float32 [T, Ds]."""
-        views = self.prepare(frames)
+        views = views if views is not None else self.prepare(frames)
         B = self.cfg.batch_frames
-        out = [self.spatial_batch({s: v[i:i + B] for s, v in views.items()}) for i in range(0, len(frames), B)]
+        keys = self.recipe.spatial_keys
+        out = [self.spatial_batch({k: views[k][i:i + B] for k in keys}) for i in range(0, len(frames), B)]
         return torch.cat(out).cpu().numpy()
 
-    def motion(self, frames: np.ndarray) -> np.ndarray:
+    def motion(self, frames: np.ndarray, views: dict[Any, np.ndarray] | None = None) -> np.ndarray:
         """One video's raw uint8 [T, H, W, 3] -> float32 [C, Dm]."""
-        view = prepare_views(frames, self.cfg.image_size, [1])[1]
+        views = views if views is not None else self.prepare(frames)
+        view = views[self.recipe.motion_key]
         clips = view[clip_index(len(view), self.cfg.clip_len, self.cfg.clip_stride)]
         B = self.cfg.batch_clips
         return torch.cat([self.motion_batch(clips[i:i + B]) for i in range(0, len(clips), B)]).cpu().numpy()
 
 
 def _vit_cls_pre_norm(vit: nn.Module, x: Tensor) -> Tensor:
-    """Class token of the last block's output, before the final norm (SpaMo's CLIP feature)."""
+    """Class token of the last block's output, before the final norm (timm tiny ViT)."""
     x = vit.patch_embed(x)
     x = vit._pos_embed(x)
     x = vit.norm_pre(x)
@@ -415,11 +451,15 @@ def transformer_flops(tokens: int, width: int, layers: int, hidden: int, patch_i
 
 def spatial_flops_per_frame(fx: "FeatureExtractor") -> float:
     """ViT FLOPs of one frame: one image per scale-1 view plus s*s tiles per scale s."""
-    vit = fx.vit
-    patch = vit.patch_embed.patch_size[0]
-    patches = (fx.cfg.image_size // patch) ** 2
-    one = transformer_flops(patches + 1, int(vit.embed_dim), len(vit.blocks), vit.blocks[0].mlp.fc1.out_features,
-                            3 * patch * patch, patches)
+    if fx.recipe.kind == "tiny":
+        vit = fx.vit
+        patch, width, layers = vit.patch_embed.patch_size[0], int(vit.embed_dim), len(vit.blocks)
+        hidden, size = vit.blocks[0].mlp.fc1.out_features, fx.cfg.image_size
+    else:
+        c = fx.vit.config
+        patch, width, layers, hidden, size = c.patch_size, c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.image_size
+    patches = (size // patch) ** 2
+    one = transformer_flops(patches + 1, width, layers, hidden, 3 * patch * patch, patches)
     return one * sum(s * s for s in fx.scales)
 
 

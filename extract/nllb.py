@@ -6,8 +6,11 @@ on one batch of sentences, and ``identity`` (a JSON-able dict for cache keys).
 * `NllbTranslator(model, device)`: any NLLB / M2M100 checkpoint through transformers,
   ``AutoModelForSeq2SeqLM`` + ``AutoTokenizer(src_lang=...)`` with the target language
   forced as the first generated token (``forced_bos_token_id``). Weights are read only
-  from disk (a local directory or the Hugging Face cache, ``local_files_only=True``);
-  absent weights raise `WeightsError`.
+  from disk (a local directory or the Hugging Face cache, ``local_files_only=True``) and
+  strictly (`load_nllb_model`): absent weights, or a file that does not fill every tensor
+  of the model its config.json describes, raise `WeightsError`; so do language codes
+  (``langs=``) the tokenizer lacks, before any model is loaded. `nllb_identity` hashes a
+  snapshot's files for cache keys.
 * `SonarTranslator(encoder, decoder, tokenizer)`: encode in the source language, decode
   the sentence embedding in the target language with sonar's pipelines.
 * `make_tiny_nllb(out_dir, sentences, seed)`: a tiny M2M100 (the NLLB architecture) with an
@@ -47,9 +50,11 @@ class NllbTranslator:
     """NLLB through transformers; greedy or beam decoding with the target forced as first token."""
 
     def __init__(self, model: str = DEFAULT_NLLB, device: Any = "cpu", *, num_beams: int = 4,
-                 max_new_tokens: int = 128, batch_size: int = 32):
+                 max_new_tokens: int = 128, batch_size: int = 32, langs: list[str] | None = None):
+        """`langs`: FLORES-200 codes this translator will be asked for, checked against the
+        tokenizer right after loading (before any translation work)."""
         import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.model_id = str(model)
         self.device = _device(device)
@@ -58,25 +63,32 @@ class NllbTranslator:
         self.batch_size = batch_size
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=True)
-            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(
-                self.model_id, local_files_only=True, dtype=dtype).to(self.device).eval()
         except (OSError, ValueError) as e:
-            raise WeightsError(
-                f"NLLB model {self.model_id} is not on disk ({type(e).__name__}: {str(e).splitlines()[0]})",
-                path=self.model_id if Path(self.model_id).exists() else None,
-                fix=f"download it once on a machine with internet (huggingface-cli download {self.model_id}) "
-                "into the Hugging Face cache (HF_HOME), or set nllb_model to a local snapshot directory",
-            ) from None
+            raise _not_on_disk(self.model_id, e) from None
+        if langs:
+            self.check_langs(langs)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = load_nllb_model(self.model_id, self.device, dtype)
         self.identity = {"kind": "nllb", "model": self.model_id, "num_beams": num_beams,
                          "max_new_tokens": max_new_tokens}
 
-    def _lang_id(self, lang: str) -> int:
+    def check_langs(self, langs: list[str]) -> None:
+        """WeightsError listing every code in `langs` the tokenizer has no language token for."""
+        missing = [lang for lang in langs if not self._has_lang(lang)]
+        if missing:
+            raise WeightsError(
+                f"NLLB tokenizer of {self.model_id} has no language token for {', '.join(missing)}",
+                path=self.model_id if Path(self.model_id).exists() else None,
+                fix="use FLORES-200 codes the model was trained on (extract.languages.resolve_langs), "
+                "or a snapshot whose tokenizer has them")
+
+    def _has_lang(self, lang: str) -> bool:
         tid = self.tokenizer.convert_tokens_to_ids(lang)
-        if tid is None or tid == self.tokenizer.unk_token_id:
-            raise WeightsError(f"NLLB tokenizer of {self.model_id} has no language token {lang}",
-                               fix="use FLORES-200 codes (extract.languages.resolve_langs)")
-        return int(tid)
+        return tid is not None and tid != self.tokenizer.unk_token_id
+
+    def _lang_id(self, lang: str) -> int:
+        self.check_langs([lang])
+        return int(self.tokenizer.convert_tokens_to_ids(lang))
 
     def translate(self, texts: list[str], src_lang: str, tgt_lang: str) -> list[str]:
         import torch
@@ -105,6 +117,164 @@ class NllbTranslator:
         with torch.inference_mode():
             return self.model.generate(**batch, forced_bos_token_id=self._lang_id(tgt_lang),
                                        num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+
+
+# ------------------------------------------------------------------ strict loading
+def load_nllb_model(model_id: str, device: Any = "cpu", dtype: Any = None) -> Any:
+    """AutoModelForSeq2SeqLM from disk, every weight from the file, or WeightsError.
+
+    transformers' `from_pretrained` fills any tensor the file lacks with random values and
+    only logs it; here every missing, unexpected or mis-shaped tensor is refused, naming the
+    weights file, the first keys and the fix (the only exceptions: see `_unexplained`).
+    """
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        model, info = AutoModelForSeq2SeqLM.from_pretrained(
+            model_id, local_files_only=True, dtype=dtype or torch.float32, output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise _not_on_disk(model_id, e) from None
+    except RuntimeError as e:
+        # a tensor whose shape differs from the config: transformers raises from load_state_dict
+        if "size mismatch" not in str(e):
+            raise
+        # transformers names only the module's own parameter ("bias"): find the full names
+        shapes = _shape_diff(model_id) or [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
+        raise _partial_error(model_id, [], [], shapes) from None
+    missing, unexpected = _unexplained(model, info)
+    mismatched = [f"{k} {tuple(a)} in the file, {tuple(b)} in the model" for k, a, b in info.get("mismatched_keys", [])]
+    errors = list(info.get("error_msgs", []))
+    if missing or unexpected or mismatched or errors:
+        raise _partial_error(model_id, missing, unexpected, mismatched + errors)
+    return model.to(_device(device)).eval()
+
+
+# The only tensors a snapshot may lack or carry extra, because transformers rebuilds them
+# rather than reading them: with ``tie_word_embeddings`` (the M2M100/NLLB default)
+# ``lm_head.weight``, ``model.encoder.embed_tokens.weight`` and ``model.decoder.embed_tokens.weight``
+# are the shared embedding ``model.shared.weight`` (the model's ``_tied_weights_keys``), so they
+# may be absent, but only while the shared embedding itself is in the file; and the sinusoidal
+# position tables (``*.embed_positions.weights``, non-persistent buffers computed from the
+# config), which old checkpoints may still carry.
+def _unexplained(model: Any, info: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Missing and unexpected keys, less the tied and derived ones transformers rebuilds (see above)."""
+    missing = sorted(info.get("missing_keys", []))
+    unexpected = sorted(k for k in info.get("unexpected_keys", []) if not k.endswith("embed_positions.weights"))
+    tied = set()
+    if getattr(model.config, "tie_word_embeddings", False):
+        prefix = f"{model.base_model_prefix}." if getattr(model, "base_model_prefix", "") else ""
+        for k in getattr(model, "_tied_weights_keys", None) or []:
+            tied.update({k, prefix + k})
+    source = [k for k in missing if k.endswith("shared.weight")]
+    if not source:  # the shared embedding was read: its tied copies are not random
+        missing = [k for k in missing if k not in tied]
+    return missing, unexpected
+
+
+def _shape_diff(model_id: str) -> list[str]:
+    """'name (file shape) in the file, (model shape) in the model' for every tensor whose shape
+    differs from the model config.json describes (read without loading any tensor data)."""
+    import json as _json
+
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    weights = Path(_weights_file(model_id))
+    if not weights.is_file():
+        return []
+    if weights.name.endswith(".index.json"):
+        files = sorted({weights.parent / f for f in _json.loads(weights.read_text())["weight_map"].values()})
+    else:
+        files = [weights]
+    in_file: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        if f.suffix == ".safetensors":
+            with safe_open(str(f), "pt") as st:
+                in_file.update({k: tuple(st.get_slice(k).get_shape()) for k in st.keys()})
+        else:
+            state = torch.load(f, map_location="cpu", mmap=True, weights_only=True)
+            in_file.update({k: tuple(v.shape) for k, v in state.items()})
+    with torch.device("meta"):
+        model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(model_id, local_files_only=True))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return [f"{k} {in_file[k]} in the file, {expected[k]} in the model"
+            for k in sorted(in_file) if k in expected and in_file[k] != expected[k]]
+
+
+NLLB_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+              "pytorch_model.bin", "pytorch_model.bin.index.json", "sentencepiece.bpe.model", "tokenizer.json",
+              "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+"""The files of an NLLB snapshot that determine its translations (weights, config, tokenizer)."""
+
+
+def nllb_identity(model_id: str) -> dict[str, Any]:
+    """What identifies an NLLB model in cache keys, without loading it: the id and, for a snapshot
+    on disk (a folder or the HF cache), the sha256 of each of its `NLLB_FILES` and weight shards
+    (hashed once per path+size+mtime; HF cache blobs are named by their sha256 and not read)."""
+    from cache.sonar_models import file_identity
+
+    snap = _snapshot_dir(model_id)
+    if snap is None:
+        return {"model": str(model_id)}
+    names = [n for n in NLLB_FILES if (snap / n).is_file()]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (snap / index).is_file():
+            import json as _json
+
+            names += sorted(set(_json.loads((snap / index).read_text())["weight_map"].values()))
+    return {"model": str(model_id), "files": {n: file_identity(snap / n)["sha256"] for n in names}}
+
+
+def _snapshot_dir(model_id: str) -> Path | None:
+    """The folder holding `model_id`'s files: the folder itself, or its HF-cache snapshot; None if absent."""
+    path = Path(model_id)
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        hit = try_to_load_from_cache(model_id, "config.json")
+    except HFValidationError:
+        return None  # a path that does not exist, not a hub id
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def _weights_file(model_id: str) -> str:
+    """The weights file (or index) of a snapshot, for error messages; the id when it is not local."""
+    path = _snapshot_dir(model_id)
+    if path is None:
+        return model_id
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json"):
+        if (path / name).exists():
+            return str(path / name)
+    return str(path)
+
+
+def _partial_error(model_id: str, missing: list[str], unexpected: list[str], other: list[str]) -> WeightsError:
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("other problems", other)):
+        if keys:
+            more = f", ... ({len(keys) - 5} more)" if len(keys) > 5 else ""
+            parts.append(f"{len(keys)} {label}: {', '.join(keys[:5])}{more}")
+    return WeightsError(
+        f"NLLB weights do not fill the model its config.json describes: {'; '.join(parts)}",
+        path=_weights_file(model_id),
+        fix="use the complete snapshot the config belongs to (re-download it: huggingface-cli download "
+        f"{model_id if not Path(model_id).exists() else 'REPO'}), or fix config.json to describe the "
+        "checkpoint; a partial file would translate with random weights")
+
+
+def _not_on_disk(model_id: str, e: Exception) -> WeightsError:
+    return WeightsError(
+        f"NLLB model {model_id} is not on disk ({type(e).__name__}: {str(e).splitlines()[0]})",
+        path=model_id if Path(model_id).exists() else None,
+        fix=f"download it once on a machine with internet (huggingface-cli download {model_id}) "
+        "into the Hugging Face cache (HF_HOME), or set nllb_model to a local snapshot directory",
+    )
 
 
 class SonarTranslator:

@@ -78,24 +78,23 @@ class Decoded:
     error: str | None = None
 
 
-def decode_video(src: FrameSource, cfg: ExtractConfig) -> Decoded:
-    """Decode + resize + crop one video; a bad video becomes an error string, not an exception."""
-    from extract.models import max_decode_side, prepare_views
+def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
+    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes an error string."""
     from extract.video import read_frames
 
     try:
-        frames = read_frames(src, fps=cfg.fps, max_side=max_decode_side(cfg))
+        frames = read_frames(src, fps=cfg.fps, max_side=recipe.max_decode_side())
     except DatasetError as e:
         return Decoded(None, e.render().replace("\n", ";"))
-    return Decoded(prepare_views(frames, cfg.image_size, cfg.spatial_scales))
+    return Decoded(recipe.prepare(frames))
 
 
 @ray.remote(num_cpus=1)
-def _decode_task(src: FrameSource, cfg: ExtractConfig) -> Decoded:
+def _decode_task(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
     import torch
 
     torch.set_num_threads(1)
-    return decode_video(src, cfg)
+    return decode_video(src, cfg, recipe)
 
 
 # --------------------------------------------------------------------------- model side
@@ -113,6 +112,7 @@ class ShardComputer:
         import torch
 
         cfg = self.cfg
+        recipe = self.fx.recipe
         ids: list[str] = []
         lengths: list[int] = []
         clip_counts: list[int] = []
@@ -146,13 +146,13 @@ class ShardComputer:
                 failures.append((sample.id, d.error))
                 continue
             assert d.views is not None
-            one = d.views[1]
+            one = d.views[recipe.motion_key]
             clips = one[clip_index(len(one), cfg.clip_len, cfg.clip_stride)]
             ids.append(sample.id)
             lengths.append(len(one))
             clip_counts.append(len(clips))
-            for s, v in d.views.items():
-                views_buf.setdefault(s, []).append(v)
+            for k in recipe.spatial_keys:
+                views_buf.setdefault(k, []).append(d.views[k])
             clips_buf.append(clips)
             n_views += len(one)
             n_clips += len(clips)
@@ -206,25 +206,25 @@ class ModelWorker:
 
     def run(self, shards: list[ShardPlan]):
         sources = [s.frames for shard in shards for s in shard.samples]
-        decoded = _prefetch(sources, self.cfg, self.cfg.decode_ahead)
+        decoded = _prefetch(sources, self.cfg, self.fx.recipe, self.cfg.decode_ahead)
         computer = ShardComputer(self.fx, self.cfg)
         for shard in shards:
             yield from computer.run(shard, decoded)
 
 
-def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, ahead: int) -> Iterator[Decoded]:
+def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
     """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
     pending: deque = deque()
     it = iter(sources)
     for src in it:
-        pending.append(_decode_task.remote(src, cfg))
+        pending.append(_decode_task.remote(src, cfg, recipe))
         if len(pending) >= max(1, ahead):
             break
     while pending:
         ref = pending.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            pending.append(_decode_task.remote(nxt, cfg))
+            pending.append(_decode_task.remote(nxt, cfg, recipe))
         yield ray.get(ref)
         del ref
 
@@ -285,15 +285,15 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
 
     `random_init` (benchmarks only) runs paper-size models with random weights.
     """
-    from extract.models import model_identity
+    from extract.models import feature_dims, model_identity
 
     t0 = time.time()
     identity = model_identity(cfg, random_init=random_init)
     plan = plan_shards(samples, cfg.shard_videos)
-    dims = _dims(cfg, random_init)
+    dims = feature_dims(cfg, random_init=random_init)
     writer = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype=cfg.dtype,
                                 attrs={"shard_videos": cfg.shard_videos, "models": identity,
-                                       "image_size": cfg.image_size, "spatial_scales": cfg.spatial_scales,
+                                       "spatial_scales": cfg.spatial_scales,
                                        "clip_len": cfg.clip_len, "clip_stride": cfg.clip_stride,
                                        "motion_pool": cfg.motion_pool})
     done = writer.done_shards()
@@ -311,30 +311,6 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
                   f"{len(todo)} of {len(plan)} shards computed)")
     return ExtractionResult(done=videos, skipped=failures, shards=len(plan), shards_computed=len(todo),
                             frames_forwarded=frames_forwarded, seconds=time.time() - t0, compute=compute)
-
-
-def _dims(cfg: ExtractConfig, random_init: bool = False) -> tuple[int, int]:
-    """Feature widths without building the models on the driver (tiny: from the tiny builders)."""
-    from extract.models import TINY_VIDEOMAE, TINY_VIT, build_motion, build_spatial
-
-    if cfg.spatial_model == TINY_VIT:
-        ds = int(build_spatial(cfg).embed_dim) * len(cfg.spatial_scales)
-    else:
-        import timm
-        import torch
-
-        with torch.device("meta"):  # shapes only, no memory
-            ds = int(timm.create_model(cfg.spatial_model, pretrained=False, num_classes=0).embed_dim) * len(cfg.spatial_scales)
-    if cfg.motion_model == TINY_VIDEOMAE:
-        dm = int(build_motion(cfg).config.hidden_size)
-    elif random_init:
-        dm = int(build_motion(cfg, random_init=True).config.hidden_size)
-    else:
-        from extract.models import motion_snapshot
-        from transformers import VideoMAEConfig
-
-        dm = int(VideoMAEConfig.from_pretrained(str(motion_snapshot(cfg))).hidden_size)
-    return ds, dm
 
 
 def _run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter,

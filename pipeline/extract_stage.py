@@ -7,6 +7,7 @@ setting never invalidates them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from cache.keys import make_key
 from cache.store import Cache, Entry
+from extract.config import ExtractConfig
 from pipeline.config import Config, to_dict
 from pipeline.dataset import open_dataset
 
@@ -30,15 +32,23 @@ class ExtractReport:
     computed: list[str] = field(default_factory=list)
 
 
-def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, Any]]:
-    from extract.models import model_identity
+def stage_config(cfg: Config, dataset_name: str) -> ExtractConfig:
+    """The extract settings with `squash = "auto"` resolved for the dataset (what is keyed and run)."""
+    from extract.preprocess import resolve_squash
 
-    e = cfg.extract
+    return dataclasses.replace(cfg.extract, squash=resolve_squash(cfg.extract.squash, dataset_name))
+
+
+def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, Any]]:
+    from extract.models import is_tiny, model_identity
+
+    e = stage_config(cfg, dataset.name)
     inputs = {
         "dataset": dataset.fingerprint(split, cfg.dataset.fingerprint),
         "models": model_identity(e),
-        "preprocess": {"image_size": e.image_size, "scales": e.spatial_scales, "clip_len": e.clip_len,
-                       "clip_stride": e.clip_stride, "motion_pool": e.motion_pool, "fps": e.fps},
+        "preprocess": {"image_size": e.image_size if is_tiny(e) else None, "scales": e.spatial_scales,
+                       "clip_len": e.clip_len, "clip_stride": e.clip_stride, "motion_pool": e.motion_pool, "fps": e.fps,
+                       "squash": e.squash, "frames_folder": dataset.frames_folders.get(split)},
         "dtype": e.dtype,
         "shard_videos": e.shard_videos,
     }
@@ -57,9 +67,10 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
         if entry is None:
             console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(dataset.samples[split])} videos -> features/{key}")
             with cache.begin("features", key, inputs) as pending:
-                result = run_extraction(cfg.extract, dataset.samples[split], pending, console=console)
+                ecfg = stage_config(cfg, dataset.name)
+                result = run_extraction(ecfg, dataset.samples[split], pending, console=console)
                 entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
-                                        failures=[list(f) for f in result.skipped], config=to_dict(cfg.extract),
+                                        failures=[list(f) for f in result.skipped], config=to_dict(ecfg),
                                         layout=FEATURES_LAYOUT, compute=result.compute)
             report.computed.append(split)
         else:

@@ -20,7 +20,7 @@ def test_toml_round_trip(tmp_path):
 def test_profiles_differ_and_layers_override():
     tiny, paper = build_config({"profile": "tiny"}), build_config({"profile": "paper"})
     assert tiny.extract.spatial_model == "tiny-vit"
-    assert paper.extract.spatial_model == "vit_large_patch14_clip_224.openai"
+    assert paper.extract.spatial_model == "openai/clip-vit-large-patch14"
     assert paper.embed.sonar_encoder == "text_sonar_basic_encoder"
     # a later layer beats the profile
     cfg = build_config({"profile": "tiny"}, {"extract": {"spatial_model": "my-vit"}})

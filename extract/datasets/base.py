@@ -75,6 +75,8 @@ class Dataset:
     split_annotation_files: dict[str, list[Path]] = field(default_factory=dict)
     """split -> the subset of `annotation_files` that defines it (PHOENIX: its own CSV), so a
     dev-only edit does not change the train fingerprint; a split not listed uses them all."""
+    frames_folders: dict[str, str] = field(default_factory=dict)
+    """split -> the frame folder read, relative to `root` (PHOENIX: 210x260 or SpaMo's 256x256 copy)."""
 
     def fingerprint(self, split: str, mode: Literal["stat", "content"] = "stat") -> dict:
         """Deterministic, JSON-able identity of one split, for cache keys.

@@ -7,6 +7,8 @@ Release layout (root = `PHOENIX-2014-T-release-v3/PHOENIX-2014-T/`)::
     annotations/manual/PHOENIX-2014-T.{split}.translations.json      (optional, slt-pipe)
         {name: {"eng_Latn": "...", "fra_Latn": "..."}}  -> Dataset.references
     features/fullFrame-210x260px/{split}/{name}/images0001.png, images0002.png, ...
+    features/fullFrame-256x256px/{split}/{name}/...   (optional: SpaMo's squashed copy, read
+        instead of the 210x260 frames when the split's folder exists)
 
 The CSV's `video` column says `{name}/1/*.png` but the release stores the frames directly
 in `{name}/`; both are accepted (`{name}/` first, then `{name}/1/`). The root may be given
@@ -34,6 +36,8 @@ RELEASE_DIR = "PHOENIX-2014-T-release-v3"
 CORPUS_DIR = "PHOENIX-2014-T"
 ANNOTATIONS = Path("annotations/manual")
 FRAMES = Path("features/fullFrame-210x260px")
+FRAMES_256 = Path("features/fullFrame-256x256px")
+"""SpaMo's input: the 210x260 frames squashed to 256x256 by the user; read instead when present."""
 
 
 def corpus_csv(root: Path, split: str) -> Path:
@@ -64,6 +68,7 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
     references: dict[str, dict[str, dict[str, str]]] = {}
     annotation_files: dict[str, list[Path]] = {}
     seen: dict[str, tuple[Path, int]] = {}
+    frames_folders: dict[str, str] = {}
     for split in splits:
         csv_path = corpus_csv(base, split)
         rows = read_corpus_csv(csv_path)
@@ -73,7 +78,10 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
                 raise DatasetError(f"line {line}: sample {row_name!r} also appears in {other} line {other_line}",
                                    path=csv_path, fix="every sample name must be unique across splits; remove one row")
             seen[row_name] = (csv_path, line)
-        frames_dir = base / FRAMES / split
+        # SpaMo reads the 256x256 copy; use it when the user made one for this split.
+        frames_rel = FRAMES_256 if (base / FRAMES_256 / split).is_dir() else FRAMES
+        frames_dir = base / frames_rel / split
+        frames_folders[split] = str(frames_rel / split)
         split_samples = [
             Sample(id=n, split=split, text=text, gloss=gloss or None, frames=_frame_folder(frames_dir, n, csv_path, line))
             for n, (line, gloss, text) in rows.items()
@@ -89,7 +97,7 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
         references[split] = refs
     return Dataset(name=name, root=base, source_lang=SOURCE_LANG, samples=samples, references=references,
                    annotation_files=[p for files in annotation_files.values() for p in files],
-                   split_annotation_files=annotation_files)
+                   split_annotation_files=annotation_files, frames_folders=frames_folders)
 
 
 def read_corpus_csv(path: Path) -> dict[str, tuple[int, str, str]]:

@@ -1,0 +1,325 @@
+"""The paper's spatial encoder: CLIP ViT-L/14's vision tower, from whichever files the user holds.
+
+One architecture runs, transformers' `CLIPVisionModel`; every format users hold is mapped
+onto its parameter names and must fill all of them (`extract.weights.fill_strictly`):
+
+  transformers   a snapshot of `openai/clip-vit-large-patch14` (`CLIPModel`) or of a
+                 `CLIPVisionModel`: config.json + model.safetensors / pytorch_model.bin
+                 (sharded or not). The text tower and projection are dropped by name.
+  timm           `timm/vit_large_patch14_clip_224.openai`: timm names (`blocks.N.attn.qkv`);
+                 the fused qkv is split, the projection head dropped.
+  open_clip      `open_clip_pytorch_model.bin` / `open_clip_model.safetensors` (`visual.*`).
+  openai         OpenAI's `ViT-L-14.pt` (a TorchScript archive, fp16; `visual.*`).
+
+The format is read from the tensors' names, not from file names. The architecture the
+weights must fill is `extract.spatial_arch` ("ViT-L/14" for the paper), or "snapshot" to
+take it from a transformers snapshot's own config.json (smaller CLIPs, rehearsals).
+
+The feature (SpaMo, shared/reference.md): the class token of the last encoder layer's
+output *before* the post layer norm (`hidden_states[-1][:, 0]` in transformers terms).
+Preprocessing is `CLIPImageProcessor`'s, read from the snapshot's preprocessor_config.json
+when it has one, else its documented defaults for OpenAI CLIP (`ImageRecipe`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cache.errors import WeightsError
+from extract.weights import Converted, check_shapes, files_identity, fill_strictly, read_state_dict, split_qkv, tensor_shapes
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+ARCHS: dict[str, dict[str, Any]] = {
+    # openai/clip-vit-large-patch14's vision_config (what SpaMo runs).
+    "ViT-L/14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                     patch_size=14, image_size=224, hidden_act="quick_gelu", layer_norm_eps=1e-5),
+    "ViT-B/16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     patch_size=16, image_size=224, hidden_act="quick_gelu", layer_norm_eps=1e-5),
+}
+SNAPSHOT = "snapshot"
+"""spatial_arch value: take the architecture from the transformers snapshot's config.json."""
+
+ALTERNATE_REPOS = {"openai/clip-vit-large-patch14": ("timm/vit_large_patch14_clip_224.openai",)}
+"""Other Hugging Face repos that hold the same weights, looked up in the HF cache in turn."""
+
+# In a folder, the first of these that exists is the checkpoint (transformers' own order first).
+CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+              "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+FIX = ("point extract.spatial_weights at the complete checkpoint of the configured architecture "
+       "(a transformers snapshot of openai/clip-vit-large-patch14, timm/vit_large_patch14_clip_224.openai, "
+       "open_clip_pytorch_model.bin or OpenAI's ViT-L-14.pt), or set extract.spatial_arch to the one it holds")
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """How a frame becomes a model input (an image processor's resize, crop and normalisation)."""
+
+    shortest_edge: int
+    crop: tuple[int, int]
+    """(height, width) of the centre crop."""
+    resample: str
+    """PIL filter of the resize: bicubic (CLIPImageProcessor) or bilinear (VideoMAEImageProcessor)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+    """Where these values came from (a preprocessor_config.json, or the processor's defaults)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shortest_edge": self.shortest_edge, "crop": list(self.crop), "resample": self.resample,
+                "mean": list(self.mean), "std": list(self.std), "source": self.source}
+
+
+PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
+    """The preprocessor_config.json of a snapshot folder (transformers' image processors), else `default`."""
+    path = folder / "preprocessor_config.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return default
+    try:
+        p = json.loads(path.read_text())
+        size = p.get("size", default.shortest_edge)
+        short = int(size["shortest_edge"] if isinstance(size, dict) else size)
+        crop = p.get("crop_size", default.crop)
+        crop_hw = (int(crop["height"]), int(crop["width"])) if isinstance(crop, dict) else (int(crop), int(crop)) \
+            if isinstance(crop, int) else tuple(crop)
+        if not p.get("do_center_crop", True):
+            raise ValueError("do_center_crop=false is not supported (SpaMo's processors crop)")
+        return ImageRecipe(short, crop_hw, PIL_FILTERS[int(p.get("resample", 3))],
+                           tuple(float(x) for x in p.get("image_mean", default.mean)),  # type: ignore[arg-type]
+                           tuple(float(x) for x in p.get("image_std", default.std)),  # type: ignore[arg-type]
+                           source=str(path))
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"unreadable image processor config ({e})", path=path,
+                           fix="restore preprocessor_config.json from the snapshot, or delete it to use the defaults") from None
+
+
+def clip_default_recipe(image_size: int) -> ImageRecipe:
+    return ImageRecipe(image_size, (image_size, image_size), "bicubic", CLIP_MEAN, CLIP_STD,
+                       source="CLIPImageProcessor defaults of openai/clip-vit-large-patch14")
+
+
+# --------------------------------------------------------------------------- locating the files
+
+
+@dataclass(frozen=True)
+class ClipWeights:
+    """The checkpoint that will be loaded, what format it is in, and where it was found."""
+
+    path: Path
+    """The weights file (or shard index) read."""
+    format: str
+    """transformers, timm, open_clip or openai."""
+    found: str
+    """How it was found: the config field, or the Hugging Face cache repo."""
+    snapshot: Path | None
+    """The folder with config.json / preprocessor_config.json, when the weights came in one."""
+
+
+def locate(spatial_model: str, spatial_weights: str | None) -> ClipWeights:
+    """Find the checkpoint (config path, else the HF cache) and detect its format; WeightsError if absent."""
+    if spatial_weights:
+        p = Path(spatial_weights).expanduser()
+        if p.is_dir():
+            f = next((p / n for n in CANDIDATES if (p / n).is_file()), None) or _single_pt(p)
+            if f is None:
+                raise WeightsError(f"no CLIP weights in this folder (looked for {', '.join(CANDIDATES)} or one .pt)",
+                                   path=p, fix="point extract.spatial_weights at the snapshot folder or the weights file")
+            return ClipWeights(f, detect_format(f), "extract.spatial_weights", p)
+        if not p.is_file():
+            raise WeightsError("CLIP weights not found", path=p,
+                               fix="check extract.spatial_weights (a snapshot folder or a weights file)")
+        return ClipWeights(p, detect_format(p), "extract.spatial_weights", p.parent)
+    from extract.hf_cache import hf_cache_dir, hf_snapshot
+
+    repos = (spatial_model, *ALTERNATE_REPOS.get(spatial_model, ()))
+    for repo in repos:
+        snap = hf_snapshot(repo, CANDIDATES)
+        if snap is not None:
+            f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
+            return ClipWeights(f, detect_format(f), f"Hugging Face cache ({repo})", snap)
+    raise WeightsError(f"CLIP weights {' or '.join(repos)} are not in the Hugging Face cache", path=hf_cache_dir(),
+                       fix=f"on a machine with network run `huggingface-cli download {repos[0]}` and copy the cache "
+                           "here (set HF_HOME), or set extract.spatial_weights=/path/to/snapshot-or-file")
+
+
+def _single_pt(folder: Path) -> Path | None:
+    pts = sorted(folder.glob("*.pt"))
+    return pts[0] if len(pts) == 1 else None
+
+
+def detect_format(path: Path) -> str:
+    """From the tensors' names: vision_model.* (transformers), visual.* (open_clip/openai), blocks.* (timm)."""
+    names = tensor_shapes(path)
+    if any(k.startswith("vision_model.") for k in names):
+        return "transformers"
+    if any(k.startswith("visual.") for k in names):
+        from extract.weights import _is_torchscript
+
+        return "openai" if _is_torchscript(path) else "open_clip"
+    if "cls_token" in names or any(k.startswith("blocks.") for k in names):
+        return "timm"
+    raise WeightsError(f"not a CLIP vision checkpoint: none of its {len(names)} tensors is named like one "
+                       f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=path, fix=FIX)
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def vision_config(arch: str, weights: ClipWeights | None) -> Any:
+    """The CLIPVisionConfig the weights must fill."""
+    from transformers import CLIPVisionConfig
+
+    if arch != SNAPSHOT:
+        if arch not in ARCHS:
+            raise WeightsError(f"unknown spatial_arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
+        return CLIPVisionConfig(**ARCHS[arch])
+    cfg_path = weights.snapshot / "config.json" if weights and weights.snapshot else None
+    if weights is None or weights.format != "transformers" or cfg_path is None or not cfg_path.is_file():
+        raise WeightsError("spatial_arch = 'snapshot' needs a transformers snapshot with config.json",
+                           path=weights.path if weights else None, fix="set extract.spatial_arch = 'ViT-L/14'")
+    raw = json.loads(cfg_path.read_text())
+    vision = raw.get("vision_config", raw) if raw.get("model_type") == "clip" else raw
+    keys = set(CLIPVisionConfig().to_dict())
+    return CLIPVisionConfig(**{k: v for k, v in vision.items() if k in keys and k not in ("model_type", "architectures")})
+
+
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    from transformers import CLIPVisionModel
+
+    with torch.device("meta"):
+        model = CLIPVisionModel(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- key conversion
+
+
+_IGNORED_TRANSFORMERS = (("text_model.", "text tower"), ("text_projection.", "text projection"),
+                         ("visual_projection.", "image projection"), ("logit_scale", "logit scale"),
+                         ("vision_model.embeddings.position_ids", "position ids (recomputed)"))
+
+_OPENCLIP_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+                   "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+_TIMM_BLOCK = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.proj": "self_attn.out_proj",
+               "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_BLOCK_RE = re.compile(r"^(?:visual\.transformer\.resblocks|blocks)\.(\d+)\.(.+)\.(weight|bias)$")
+_QKV_RE = re.compile(r"^(?:visual\.transformer\.resblocks|blocks)\.(\d+)\.attn\.(?:in_proj_|qkv\.)(weight|bias)$")
+
+
+def convert(fmt: str, state: dict[str, Tensor]) -> Converted:
+    """Rename a checkpoint of any supported format to CLIPVisionModel's keys (`vision_model.*`)."""
+    if fmt == "transformers":
+        return _convert_transformers(state)
+    if fmt in ("open_clip", "openai"):
+        return _convert_blocks(state, prefix="visual.", block=_OPENCLIP_BLOCK, top={
+            "visual.class_embedding": ("embeddings.class_embedding", None),
+            "visual.positional_embedding": ("embeddings.position_embedding.weight", None),
+            "visual.conv1.weight": ("embeddings.patch_embedding.weight", None),
+            "visual.ln_pre.weight": ("pre_layrnorm.weight", None), "visual.ln_pre.bias": ("pre_layrnorm.bias", None),
+            "visual.ln_post.weight": ("post_layernorm.weight", None), "visual.ln_post.bias": ("post_layernorm.bias", None),
+        }, head=("visual.proj",), foreign="text tower and CLIP head")
+    if fmt == "timm":
+        return _convert_blocks(state, prefix="", block=_TIMM_BLOCK, top={
+            "cls_token": ("embeddings.class_embedding", lambda t: t.reshape(-1)),
+            "pos_embed": ("embeddings.position_embedding.weight", lambda t: t.reshape(t.shape[-2], t.shape[-1])),
+            "patch_embed.proj.weight": ("embeddings.patch_embedding.weight", None),
+            "norm_pre.weight": ("pre_layrnorm.weight", None), "norm_pre.bias": ("pre_layrnorm.bias", None),
+            "norm.weight": ("post_layernorm.weight", None), "norm.bias": ("post_layernorm.bias", None),
+        }, head=("head.weight", "head.bias"), foreign=None)
+    raise ValueError(f"unknown CLIP format {fmt!r}")
+
+
+def _convert_transformers(state: dict[str, Tensor]) -> Converted:
+    out, ignored = {}, {}
+    for k, v in state.items():
+        why = next((w for p, w in _IGNORED_TRANSFORMERS if k.startswith(p)), None)
+        if why is not None:
+            ignored[why] = ignored.get(why, 0) + 1
+        else:
+            out[k] = v
+    return Converted(out, ignored)
+
+
+def _convert_blocks(state: dict[str, Tensor], *, prefix: str, block: dict[str, str],
+                    top: dict[str, tuple[str, Any]], head: tuple[str, ...], foreign: str | None) -> Converted:
+    """open_clip/OpenAI and timm share a layout: top-level tensors, numbered blocks, a fused qkv."""
+    out: dict[str, Tensor] = {}
+    ignored: dict[str, int] = {}
+    fused: dict[str, dict[str, Tensor]] = {}
+    for k, v in state.items():
+        if prefix and not k.startswith(prefix) and foreign is not None:
+            ignored[foreign] = ignored.get(foreign, 0) + 1
+        elif k in head:
+            ignored["projection head"] = ignored.get("projection head", 0) + 1
+        elif k in top:
+            name, fn = top[k]
+            out[f"vision_model.{name}"] = fn(v) if fn else v
+        elif m := _QKV_RE.match(k):
+            fused.setdefault(f"vision_model.encoder.layers.{m.group(1)}", {})[m.group(2)] = v
+        elif (m := _BLOCK_RE.match(k)) and m.group(2) in block:
+            i, inner, kind = m.groups()
+            out[f"vision_model.encoder.layers.{i}.{block[inner]}.{kind}"] = v
+        else:
+            out[k] = v  # kept under its own name: fill_strictly reports it as unexpected
+    for layer, parts in fused.items():
+        if "weight" in parts:
+            out.update(split_qkv(f"{layer}.self_attn", parts["weight"], parts.get("bias")))
+        else:
+            out[f"{layer}.self_attn.qkv.bias"] = parts["bias"]  # a bias without its weight: unexpected
+    return Converted(out, ignored)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def check(weights: ClipWeights, config: Any) -> dict[str, int]:
+    """Verify that the file fills the architecture from names and shapes alone (no tensor is read
+    from a safetensors file); returns what was ignored by name. Raises WeightsError as `load` would."""
+    shapes = {k: torch.empty(s, device="meta") for k, s in tensor_shapes(weights.path).items()}
+    conv = convert(weights.format, shapes)
+    check_shapes(expected_shapes(config), {k: tuple(v.shape) for k, v in conv.state.items()}, path=weights.path, fix=FIX)
+    return conv.ignored
+
+
+def load(weights: ClipWeights, config: Any) -> torch.nn.Module:
+    """CLIPVisionModel with every parameter from the file (float32, eval mode)."""
+    from transformers import CLIPVisionModel
+
+    conv = convert(weights.format, read_state_dict(weights.path))
+    with torch.device("meta"):
+        model = CLIPVisionModel(config)
+    fill_strictly(model, conv, path=weights.path, fix=FIX)
+    # position_ids is a non-persistent buffer: the meta build left it empty, so make it again.
+    emb = model.vision_model.embeddings
+    emb.register_buffer("position_ids", torch.arange(emb.num_positions).expand((1, -1)), persistent=False)
+    return model.float().eval()
+
+
+def identity(weights: ClipWeights, config: Any, ignored: dict[str, int]) -> dict[str, Any]:
+    from extract.weights import weight_files
+
+    return {"library": "transformers.CLIPVisionModel", "format": weights.format, "found": weights.found,
+            "weights": files_identity(weight_files(weights.path)), "ignored_by_name": ignored,
+            "arch": {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                     "intermediate_size", "patch_size", "image_size", "hidden_act")}}
+
+
+def cls_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
+    """Class token of the last encoder layer, before post_layernorm (= hidden_states[-1][:, 0]).
+
+    Runs the tower's parts directly so the 24 intermediate states are never kept.
+    """
+    vm = model.vision_model
+    h = vm.pre_layrnorm(vm.embeddings(pixel_values))
+    return vm.encoder(inputs_embeds=h)[0][:, 0]

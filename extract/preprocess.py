@@ -1,0 +1,90 @@
+"""Frames -> model inputs on the CPU, exactly as transformers' image processors do it.
+
+`processor_crop` reproduces `CLIPImageProcessor` / `VideoMAEImageProcessor` up to the uint8
+crop (PIL resize of the shortest side to `shortest_edge` with the long side truncated as
+`get_resize_output_image_size` does, then the centre crop with the same offsets); rescaling
+and normalisation happen on the device (`normalise`). The PIL call per frame is the
+resampler itself (C code), not Python work per pixel, and runs in the decode workers.
+
+`squash` is SpaMo's PHOENIX input: `features/fullFrame-256x256px/`, the 210x260 frames
+squashed to 256x256. slt-pipe reads that folder when it exists and otherwise makes the
+same squash in memory with PIL bicubic (the tool SpaMo's copy was made with is unknown).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from cache.errors import SltPipeError
+from extract.clip import ImageRecipe
+
+PHOENIX_SQUASH = 256
+SQUASH_DATASETS = ("phoenix", "toy")
+"""Datasets in PHOENIX-2014T layout, whose frames SpaMo reads squashed to 256x256."""
+SQUASH_RESAMPLER = "PIL bicubic"
+_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+            "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def resolve_squash(setting: str, dataset: str) -> str:
+    """extract.squash "auto" -> "256x256" for PHOENIX-layout datasets, "none" elsewhere; else as given."""
+    if setting == "auto":
+        return f"{PHOENIX_SQUASH}x{PHOENIX_SQUASH}" if dataset in SQUASH_DATASETS else "none"
+    if setting == "none":
+        return setting
+    side = squash_side(setting)
+    return f"{side}x{side}"
+
+
+def squash_side(setting: str) -> int | None:
+    if setting == "none":
+        return None
+    try:
+        h, w = (int(x) for x in setting.lower().split("x"))
+    except ValueError:
+        h = w = -1
+    if h != w or h <= 0:
+        raise SltPipeError(f"extract.squash = {setting!r} is not 'auto', 'none' or a square size like '256x256'",
+                           fix="set extract.squash to auto, none or 256x256")
+    return h
+
+
+def processor_crop(frames: np.ndarray, recipe: ImageRecipe, squash: int | None) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> uint8 [T, crop_h, crop_w, 3] (squash, resize shortest side, centre crop)."""
+    ch, cw = recipe.crop
+    out = np.empty((len(frames), ch, cw, 3), dtype=np.uint8)
+    resample = _FILTERS[recipe.resample]
+    for i, frame in enumerate(frames):
+        im = Image.fromarray(frame)
+        if squash is not None:
+            im = im.resize((squash, squash), Image.Resampling.BICUBIC)
+        w, h = im.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(recipe.shortest_edge * long / short)
+        size = (recipe.shortest_edge, new_long) if w <= h else (new_long, recipe.shortest_edge)
+        a = np.asarray(im.resize(size, resample=resample))
+        top, left = (a.shape[0] - ch) // 2, (a.shape[1] - cw) // 2
+        if top < 0 or left < 0:
+            raise SltPipeError(f"crop {ch}x{cw} is larger than the resized frame {a.shape[0]}x{a.shape[1]}",
+                               fix="check the preprocessor_config.json (crop_size must not exceed size)")
+        out[i] = a[top:top + ch, left:left + cw]
+    return out
+
+
+def normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 [..., H, W, 3] -> float32 [..., 3, H, W], rescaled to [0, 1] and standardised."""
+    x = x.float().div_(255).movedim(-1, -3)
+    return x.sub_(mean.view(3, 1, 1)).div_(std.view(3, 1, 1))
+
+
+def s2_tiles(x: Tensor, scale: int) -> Tensor:
+    """SpaMo's S2 view: the normalised [B, 3, S, S] crop upsampled `scale` times with plain bicubic
+    `F.interpolate` (no antialias, float) and cut into scale^2 tiles: [B * scale^2, 3, S, S]."""
+    b, c, h, w = x.shape
+    big = torch.nn.functional.interpolate(x, size=(h * scale, w * scale), mode="bicubic")
+    tiles = big.view(b, c, scale, h, scale, w).permute(0, 2, 4, 1, 3, 5)
+    return tiles.reshape(b * scale * scale, c, h, w)

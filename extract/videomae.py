@@ -1,0 +1,152 @@
+"""The paper's motion encoder: VideoMAE-L (`MCG-NJU/videomae-large`) from a transformers snapshot.
+
+The snapshot users hold is the self-supervised pre-training model (`VideoMAEForPreTraining`:
+`videomae.*` plus a decoder), sometimes a bare `VideoMAEModel` or a classifier. Every
+format is mapped onto `VideoMAEModel`'s keys and must fill all of them; the pre-training
+decoder, its mask token and a classification head are dropped by name.
+
+The feature (SpaMo's `scripts/mae_extract_feature.py`, shared/reference.md): the first
+token of the last encoder layer *before* the final LayerNorm (`hidden_states[-1][:, 0]`);
+VideoMAE has no class token. Preprocessing is `VideoMAEImageProcessor`'s (PIL bilinear
+resize of the shortest side, centre crop), with mean/std from the snapshot's
+preprocessor_config.json when present.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cache.errors import WeightsError
+from extract.clip import ImageRecipe
+from extract.weights import Converted, check_shapes, files_identity, fill_strictly, read_state_dict, tensor_shapes, weight_files
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ARCHS: dict[str, dict[str, Any]] = {
+    # MCG-NJU/videomae-large's config.json.
+    "VideoMAE-L": dict(image_size=224, patch_size=16, num_channels=3, num_frames=16, tubelet_size=2, hidden_size=1024,
+                       num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, hidden_act="gelu",
+                       qkv_bias=True, use_mean_pooling=False, layer_norm_eps=1e-12),
+    "VideoMAE-B": dict(image_size=224, patch_size=16, num_channels=3, num_frames=16, tubelet_size=2, hidden_size=768,
+                       num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                       qkv_bias=True, use_mean_pooling=False, layer_norm_eps=1e-12),
+}
+SNAPSHOT = "snapshot"
+CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+IGNORED = (("decoder.", "pre-training decoder"), ("encoder_to_decoder.", "pre-training decoder"),
+           ("mask_token", "pre-training mask token"), ("classifier.", "classification head"),
+           ("fc_norm.", "classification head norm"))
+FIX = ("point extract.motion_weights at a complete transformers snapshot of the configured architecture "
+       "(`huggingface-cli download MCG-NJU/videomae-large`), or set extract.motion_arch to the one it holds")
+
+
+def default_recipe(image_size: int) -> ImageRecipe:
+    return ImageRecipe(image_size, (image_size, image_size), "bilinear", IMAGENET_MEAN, IMAGENET_STD,
+                       source="VideoMAEImageProcessor with MCG-NJU/videomae-large's mean/std")
+
+
+@dataclass(frozen=True)
+class VideoMAEWeights:
+    path: Path
+    """The weights file (or shard index) read."""
+    snapshot: Path
+    found: str
+
+
+def locate(motion_model: str, motion_weights: str | None) -> VideoMAEWeights:
+    if motion_weights:
+        p = Path(motion_weights).expanduser()
+        folder = p if p.is_dir() else p.parent
+        f = p if p.is_file() else next((p / n for n in CANDIDATES if (p / n).is_file()), None)
+        if f is None:
+            raise WeightsError(f"no VideoMAE weights here (looked for {', '.join(CANDIDATES)})", path=p,
+                               fix="point extract.motion_weights at the snapshot folder `huggingface-cli download` made")
+        return VideoMAEWeights(f, folder, "extract.motion_weights")
+    from extract.hf_cache import hf_cache_dir, hf_snapshot
+
+    snap = hf_snapshot(motion_model, CANDIDATES)
+    if snap is None:
+        raise WeightsError(f"VideoMAE weights {motion_model} are not in the Hugging Face cache", path=hf_cache_dir(),
+                           fix=f"on a machine with network run `huggingface-cli download {motion_model}` and copy the "
+                               "cache here (set HF_HOME), or set extract.motion_weights=/path/to/snapshot")
+    f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
+    return VideoMAEWeights(f, snap, f"Hugging Face cache ({motion_model})")
+
+
+def videomae_config(arch: str, weights: VideoMAEWeights) -> Any:
+    from transformers import VideoMAEConfig
+
+    if arch != SNAPSHOT:
+        if arch not in ARCHS:
+            raise WeightsError(f"unknown motion_arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
+        return VideoMAEConfig(**ARCHS[arch])
+    path = weights.snapshot / "config.json"
+    if not path.is_file():
+        raise WeightsError("motion_arch = 'snapshot' needs the snapshot's config.json", path=path,
+                           fix="restore config.json, or set extract.motion_arch = 'VideoMAE-L'")
+    raw = json.loads(path.read_text())
+    keys = set(VideoMAEConfig().to_dict())
+    return VideoMAEConfig(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
+
+
+def convert(state: dict[str, Tensor]) -> Converted:
+    out, ignored = {}, {}
+    for k, v in state.items():
+        why = next((w for p, w in IGNORED if k.startswith(p)), None)
+        if why is not None:
+            ignored[why] = ignored.get(why, 0) + 1
+        else:
+            out[k.removeprefix("videomae.")] = v
+    return Converted(out, ignored)
+
+
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    from transformers import VideoMAEModel
+
+    with torch.device("meta"):
+        model = VideoMAEModel(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check(weights: VideoMAEWeights, config: Any) -> dict[str, int]:
+    """Names and shapes only (see extract.clip.check); returns what was ignored by name."""
+    conv = convert({k: torch.empty(s, device="meta") for k, s in tensor_shapes(weights.path).items()})
+    check_shapes(expected_shapes(config), {k: tuple(v.shape) for k, v in conv.state.items()}, path=weights.path, fix=FIX)
+    return conv.ignored
+
+
+def load(weights: VideoMAEWeights, config: Any) -> torch.nn.Module:
+    """VideoMAEModel with every parameter from the file (float32, eval mode)."""
+    from transformers import VideoMAEModel
+
+    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+    conv = convert(read_state_dict(weights.path))
+    with torch.device("meta"):
+        model = VideoMAEModel(config)
+    fill_strictly(model, conv, path=weights.path, fix=FIX)
+    # The fixed sinusoidal position table is a plain attribute, not a buffer: the meta build
+    # left it empty, so compute it as the constructor does.
+    emb = model.embeddings
+    emb.position_embeddings = get_sinusoid_encoding_table(emb.num_patches, config.hidden_size)
+    return model.float().eval()
+
+
+def identity(weights: VideoMAEWeights, config: Any, ignored: dict[str, int]) -> dict[str, Any]:
+    return {"library": "transformers.VideoMAEModel", "format": "transformers", "found": weights.found,
+            "weights": files_identity(weight_files(weights.path)), "ignored_by_name": ignored,
+            "arch": {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                     "intermediate_size", "patch_size", "tubelet_size", "num_frames",
+                                                     "image_size")}}
+
+
+def first_token_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
+    """Last encoder layer's tokens before the final LayerNorm (= hidden_states[-1]); [B, N, D]."""
+    return model.encoder(model.embeddings(pixel_values, None))[0]

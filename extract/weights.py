@@ -1,0 +1,201 @@
+"""Reading weight files strictly: every parameter filled, nothing unexplained left over.
+
+A model built with random weights and then partly overwritten is the silent failure this
+module exists to prevent: `fill_strictly` refuses a state dict that misses a tensor, holds
+one it cannot place, or holds one of the wrong shape, and names the file, the first keys
+at fault and the fix. Keys that a format legitimately carries beside the part we run (a
+CLIP text tower, a projection head, VideoMAE's pre-training decoder) are dropped by the
+format's converter *by name*, and the count of what was dropped is reported, so nothing
+disappears unseen.
+
+Files read: `.safetensors` (header only when just the names and shapes are needed),
+PyTorch pickles (`.bin`, `.pt`, `weights_only=True`), OpenAI's TorchScript archives
+(`ViT-L-14.pt`), and Hugging Face sharded snapshots (`*.index.json`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from cache.errors import WeightsError
+
+SHOW_KEYS = 5
+"""How many offending keys an error lists before '... and N more'."""
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The files holding one checkpoint: the file itself, or the shards its index names."""
+    if path.name.endswith(".index.json"):
+        try:
+            index = json.loads(path.read_text())
+            names = sorted(set(index["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as e:
+            raise WeightsError(f"unreadable shard index ({e})", path=path,
+                               fix="re-download the snapshot; the index must list every shard in weight_map") from None
+        files = [path.parent / n for n in names]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise WeightsError(f"shard {missing[0].name} named by the index is missing ({len(missing)} of {len(files)})",
+                               path=missing[0], fix="re-download the snapshot so every shard is present")
+        return files
+    return [path]
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a checkpoint file (or sharded snapshot index), on the CPU."""
+    out: dict[str, Tensor] = {}
+    for f in weight_files(path):
+        out.update(_read_one(f))
+    return out
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes without reading the tensors where the format allows it (safetensors)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for f in weight_files(path):
+        if f.suffix == ".safetensors":
+            out.update(_safetensors_shapes(f))
+        else:
+            out.update({k: tuple(v.shape) for k, v in _read_one(f).items()})
+    return out
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 1 << 27:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"not a readable safetensors file ({e})", path=path,
+                           fix="re-download or re-save the file; it may be truncated") from None
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def _read_one(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise WeightsError("weights file is missing", path=path, fix="check the path in the config")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        if _is_torchscript(path):
+            # OpenAI's CLIP release is a TorchScript archive, not a pickle of tensors.
+            return {k: v.detach() for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, wrong format: one user problem
+        raise WeightsError(f"cannot read weights ({type(e).__name__}: {e})", path=path,
+                           fix="re-download the file; it may be truncated or not a checkpoint") from None
+    for wrapper in ("state_dict", "model"):  # training checkpoints wrap the weights
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError("file does not hold a state dict of tensors", path=path,
+                           fix="point the config at the weights file itself (safetensors, .bin or OpenAI .pt)")
+    return state
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+@dataclass
+class Converted:
+    """A state dict renamed to the architecture's keys, with what was dropped on purpose."""
+
+    state: dict[str, Tensor]
+    ignored: dict[str, int] = field(default_factory=dict)
+    """What was dropped by name -> how many tensors (e.g. {"text tower": 197})."""
+
+
+def fill_strictly(model: nn.Module, converted: Converted, *, path: Path, fix: str) -> nn.Module:
+    """Load `converted.state` into `model` (built on any device, meta too) or raise WeightsError.
+
+    Every persistent parameter and buffer must be present with its exact shape, and no
+    tensor may be left over. Returns the model with the file's tensors (assigned, so a
+    model built on the meta device needs no memory until now).
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_shapes(expected, {k: tuple(v.shape) for k, v in converted.state.items()}, path=path, fix=fix)
+    model.load_state_dict(converted.state, strict=True, assign=True)
+    return model
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, path: Path, fix: str) -> None:
+    """WeightsError unless `found` has exactly the keys of `expected`, with the same shapes."""
+    missing = sorted(set(expected) - set(found), key=_natural)
+    unexpected = sorted(set(found) - set(expected), key=_natural)
+    wrong = [f"{k} {list(found[k])} (needs {list(expected[k])})" for k in sorted(set(expected) & set(found), key=_natural)
+             if tuple(found[k]) != tuple(expected[k])]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} of {len(expected)} tensors: {_show(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected: {_show(unexpected)}")
+    if wrong:
+        parts.append(f"{len(wrong)} mis-shaped: {_show(wrong)}")
+    raise WeightsError("weights do not fill the architecture: " + "; ".join(parts), path=path, fix=fix)
+
+
+def _show(keys: list[str]) -> str:
+    more = f" ... and {len(keys) - SHOW_KEYS} more" if len(keys) > SHOW_KEYS else ""
+    return ", ".join(keys[:SHOW_KEYS]) + more
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in key.split("."))
+
+
+def split_qkv(prefix: str, weight: Tensor, bias: Tensor | None, names: Iterable[str] = ("q_proj", "k_proj", "v_proj"),
+              ) -> dict[str, Tensor]:
+    """A fused [3D, D] in-projection (OpenAI/open_clip `in_proj_*`, timm `qkv`) as three projections."""
+    out = {}
+    for name, w in zip(names, weight.chunk(3, dim=0)):
+        out[f"{prefix}.{name}.weight"] = w
+    if bias is not None:
+        for name, b in zip(names, bias.chunk(3, dim=0)):
+            out[f"{prefix}.{name}.bias"] = b
+    return out
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # The HF cache stores LFS files as blobs named by their sha256: no need to read 1 GB.
+    real = Path(path).resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:
+        return real.name
+    h = hashlib.sha256()
+    with open(real, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_identity(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """name, size and sha256 of each weights file actually read (the cache key hashes these)."""
+    out = []
+    for p in files:
+        st = p.stat()
+        out.append({"file": p.name, "bytes": st.st_size, "sha256": _sha256(str(p), st.st_size, st.st_mtime_ns)})
+    return out
