@@ -75,7 +75,9 @@ class EmbedConfig:
     langs: list[str] = field(default_factory=lambda: ["deu_Latn", "eng_Latn", "fra_Latn"])
     """Target languages (ISO 639-3 like deu, or NLLB codes like deu_Latn)."""
     translator: Literal["nllb", "sonar"] = "nllb"
-    """Who translates references into the other languages."""
+    """Who translates references into the languages the dataset has no text in (paper: NLLB)."""
+    references: bool = True
+    """True references first: where the dataset ships its own text in a language (toy: deu, eng, fra; PHOENIX: deu; How2Sign: eng; CSL-Daily: zho), that text is the target and the evaluation reference, and only the missing languages are machine-translated. false translates every language but the source (to study a translator against the references)."""
     nllb_model: str = "facebook/nllb-200-distilled-600M"
     """NLLB model: HF id (read from the HF cache) or local dir; 'tiny' trains one on the toy."""
     sonar_encoder: str = "text_sonar_basic_encoder"

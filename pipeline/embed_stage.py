@@ -39,10 +39,11 @@ from cache.errors import CacheError, SltPipeError
 from cache.keys import make_key
 from cache.store import MANIFEST, Cache, Entry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
+from extract.embed_targets import REFERENCE, source_label
 from pipeline.config import Config
 from pipeline.dataset import open_dataset
 
-TARGETS_FORMAT = 1
+TARGETS_FORMAT = 2  # 2: the dataset's own references win over machine translations
 TRANSLATIONS_FORMAT = 1
 TINY_SONAR_FORMAT = 1
 TINY_NLLB_FORMAT = 1
@@ -117,10 +118,29 @@ def text_models(cfg: Config, dataset: Any, tiny_sonar: Path | None) -> TextModel
                       "beam_size": e.beam_size, "max_seq_len": MAX_LEN}
     else:
         translator = {"kind": "nllb", "model": e.nllb_model, "num_beams": e.beam_size, "max_new_tokens": MAX_LEN}
-        if e.nllb_model == "tiny":
+        if e.nllb_model != "tiny":
+            from extract.nllb import nllb_identity
+
+            translator["model"] = nllb_identity(e.nllb_model)  # the snapshot's file hashes, not just its path
+        else:
             tiny_nllb_key = tiny_nllb_key_inputs(cfg, dataset)[0]
             translator.update(model="tiny-nllb", entry=tiny_nllb_key)
     return TextModels(encoder, translator, tiny_sonar, tiny_nllb_key)
+
+
+def reference_texts(cfg: Config, dataset: Any, split: str, lang: str) -> list[str | None]:
+    """Per sample of the split, the dataset's own text in `lang` (the source text, or a shipped
+    reference such as the toy's eng/fra), None where the dataset has none (or, with
+    `embed.references = false`, for every language but the source)."""
+    if lang == dataset.source_lang:
+        return [s.text for s in dataset.samples[split]]
+    by_id = dataset.references.get(split, {}).get(lang, {}) if cfg.embed.references else {}
+    return [by_id.get(s.id) for s in dataset.samples[split]]
+
+
+def needs_translation(cfg: Config, dataset: Any, lang: str) -> bool:
+    """True references first: only samples without the dataset's own text in `lang` are translated."""
+    return any(t is None for split in cfg.dataset.splits for t in reference_texts(cfg, dataset, split, lang))
 
 
 def targets_key(cfg: Config, dataset: Any, lang: str, models: TextModels) -> tuple[str, dict[str, Any]]:
@@ -129,7 +149,7 @@ def targets_key(cfg: Config, dataset: Any, lang: str, models: TextModels) -> tup
         "texts": {split: dataset.text_fingerprint(split) for split in cfg.dataset.splits},
         "source_lang": src,
         "lang": lang,
-        "translator": None if lang == src else models.translator,
+        "translator": models.translator if needs_translation(cfg, dataset, lang) else None,
         "encoder": models.encoder,
     }
     return make_key("targets", inputs, format_version=TARGETS_FORMAT), inputs
@@ -318,8 +338,10 @@ class _Models:
 
                 path = (str(ensure_tiny_nllb(self.cfg, self.dataset, self.console)) if e.nllb_model == "tiny"
                         else e.nllb_model)
+                langs = [self.dataset.source_lang, *target_langs(self.cfg)]  # refused before any work if unknown
                 self._translator = self._load(lambda: NllbTranslator(path, _device(self.cfg), num_beams=e.beam_size,
-                                                                     max_new_tokens=MAX_LEN, batch_size=e.batch_size))
+                                                                     max_new_tokens=MAX_LEN, batch_size=e.batch_size,
+                                                                     langs=langs))
             # one identity, the one the keys were made from
             self._translator.identity = self.ident.translator
         return self._translator
@@ -352,7 +374,7 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
         t0 = time.monotonic()
         entry = cache.get("targets", key)
         n = sum(len(dataset.samples[s]) for s in cfg.dataset.splits)
-        label = _label(lang, src, ident)
+        label = _label(cfg, dataset, lang, ident)
         if entry is not None:
             console.print(f"[green]cached[/] targets {lang}: targets/{key} ({entry.items} sentences)")
             report.entries[lang] = entry
@@ -387,16 +409,19 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, key: str
         h5 = pending.dir / TARGETS_FILE
         if not h5.exists():  # written by rename: if it is there, it is whole
             splits: dict[str, SplitTargets] = {}
+            machine = source_label(models.ident.translator)
             for split in cfg.dataset.splits:
-                samples = dataset.samples[split]
-                ids, texts = [s.id for s in samples], [s.text for s in samples]
-                if lang != src:
-                    texts = _translations(cfg, cache, dataset, split, lang, models, console, counts)
+                ids = [s.id for s in dataset.samples[split]]
+                refs = reference_texts(cfg, dataset, split, lang)
+                translated = (_translations(cfg, cache, dataset, split, lang, models, console, counts)
+                              if any(t is None for t in refs) else refs)
+                texts = [r if r is not None else t for r, t in zip(refs, translated)]
+                sources = [REFERENCE if r is not None else machine for r in refs]
                 emb = _embeddings(pending.dir / f"{split}.npy", texts, lang, cfg, models, console, counts,
                                   f"embed {lang} {split}")
-                splits[split] = SplitTargets(ids, texts, emb, [_label(lang, src, models.ident)] * len(ids))
+                splits[split] = SplitTargets(ids, texts, emb, sources)
             write_targets(h5, lang, splits, key=key, encoder=models.ident.encoder,
-                          translator=None if lang == src else models.ident.translator)
+                          translator=inputs["translator"])
         _keep_only(pending.dir, TARGETS_FILE)
         with _h5(h5) as f:
             dim = int(f.attrs["dim"])
@@ -523,10 +548,13 @@ def _device(cfg: Config) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _label(lang: str, src: str, ident: TextModels) -> str:
-    from extract.embed_targets import REFERENCE, source_label
-
-    return REFERENCE if lang == src else source_label(ident.translator)
+def _label(cfg: Config, dataset: Any, lang: str, ident: TextModels) -> str:
+    """Where a language's texts come from: the dataset's references, a translator, or both."""
+    if not needs_translation(cfg, dataset, lang):
+        return REFERENCE
+    refs = sum(t is not None for split in cfg.dataset.splits for t in reference_texts(cfg, dataset, split, lang))
+    machine = source_label(ident.translator)
+    return f"{REFERENCE} + {machine}" if refs else machine
 
 
 def _unique(texts: list[str]) -> tuple[list[str], list[int]]:

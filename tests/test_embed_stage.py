@@ -24,8 +24,9 @@ from pipeline.config import build_config
 VIDEOS = 240
 """The demo's corpus size: 192 train sentences teach the tiny SONAR (default settings)."""
 LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
-SETTINGS = {"translator": "sonar", "beam_size": 1, "batch_size": 128}
-"""Greedy tiny-SONAR translation (exact on this toy, and quick)."""
+SETTINGS = {"translator": "sonar", "beam_size": 1, "batch_size": 128, "references": False}
+"""Greedy tiny-SONAR translation (exact on this toy, and quick) of every language, the toy's own eng/fra
+set aside so that the translation machinery is what these tests exercise."""
 KILL_VIDEOS = 40
 KILL_SETTINGS = {"tiny_sonar_steps": 40, "batch_size": 8}
 """The crash test's own small corpus: quality is irrelevant there, many small batches are the point."""
@@ -111,6 +112,26 @@ def test_first_run_builds_every_language(built):
                     assert texts == [s.text for s in ds.samples[split]]
     # nothing half-built is left behind
     assert not list(Path(cfg.cache.dir).glob("*/*.partial"))
+
+
+def test_true_references_first_the_toys_own_sentences_are_targets_and_references(built, monkeypatch):
+    """With the default `embed.references = true`, the toy's eng/fra targets (and so the evaluation
+    references, read from them) are the toy's own sentences; nothing is translated."""
+    import extract.embed_targets as et
+    from cache.targets import TargetReader
+    from pipeline.embed_stage import embed_targets
+
+    cfg0, _, ds = built
+    cfg = make_cfg(cfg0.cache.dir, cfg0.dataset.root, references=True)
+    monkeypatch.setattr(et, "translate_texts", lambda *a, **k: pytest.fail("a language with references was translated"))
+    report = embed_targets(cfg, QUIET)
+    assert not report.failures and report.calls["translate"] == 0
+    assert {r.lang: r.source for r in report.summary} == {lang: "reference" for lang in LANGS}
+    for lang in ("eng_Latn", "fra_Latn"):
+        with TargetReader(report.entries[lang].dir / "targets.h5") as r:
+            for split in cfg.dataset.splits:
+                assert r.texts(split) == [ds.references[split][lang][s.id] for s in ds.samples[split]]
+                assert set(r.sources(split)) == {"reference"}
 
 
 def test_unchanged_rerun_loads_no_model(built, monkeypatch):
@@ -240,7 +261,7 @@ def _cli(cache: Path, root: Path) -> list[str]:
            "--cache", str(cache), "--profile", "tiny", "--langs", "deu,eng,fra", "--translator", "sonar"]
     for k, v in {**SETTINGS, **KILL_SETTINGS, "device": "cpu"}.items():
         if k != "translator":
-            cmd += ["--set", f"embed.{k}={v}"]
+            cmd += ["--set", f"embed.{k}={str(v).lower() if isinstance(v, bool) else v}"]
     return cmd
 
 
