@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from cache.store import Cache  # noqa: E402
 from extract.datasets import open_dataset  # noqa: E402
 from extract.datasets.toy import make_toy  # noqa: E402
+from extract.preprocess import resolve_squash  # noqa: E402
 from extract.models import FeatureExtractor, motion_flops_per_clip, spatial_flops_per_frame  # noqa: E402
 from extract.ray_session import ray_session  # noqa: E402
 from extract.runner import ShardComputer, decode_video, object_store_bytes, plan_shards, run_extraction  # noqa: E402
@@ -41,7 +42,7 @@ def sync(device: torch.device) -> None:
 
 def model_only(fx: FeatureExtractor, cfg, samples) -> tuple[float, int, int]:
     """(seconds, frames, clips) of the forward passes over pre-decoded videos (after one warm-up shard)."""
-    decoded = [decode_video(s.frames, cfg) for s in samples]
+    decoded = [decode_video(s.frames, cfg, fx.recipe) for s in samples]
     plan = plan_shards(samples, cfg.shard_videos)
     computer = ShardComputer(fx, cfg)
     warm = iter(decoded[: len(plan[0].samples)])
@@ -90,6 +91,7 @@ def main() -> None:
     if args.scales:
         layer["extract"]["spatial_scales"] = [int(s) for s in args.scales.split(",")]
     cfg = build_config(layer).extract
+    cfg.squash = resolve_squash(cfg.squash, "toy")  # the toy is in PHOENIX layout: SpaMo's 256x256 squash
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root
         if root is None:
@@ -103,7 +105,7 @@ def main() -> None:
         model_fps = frames / secs
         device = fx.device
         print(f"device {device}  autocast {fx.precision.autocast or 'float32'}  spatial {cfg.spatial_model} "
-              f"scales {cfg.spatial_scales} @ {cfg.image_size}px  motion {cfg.motion_model}  "
+              f"scales {cfg.spatial_scales} @ {fx.recipe.image_size}px ({fx.recipe.kind} recipe)  motion {cfg.motion_model}  "
               f"batch {cfg.batch_frames} frames / {cfg.batch_clips} clips  videos {len(samples)}  frames {frames}")
         print(f"model-only : {model_fps:10.1f} frames/s  ({secs:.2f} s)")
         if device.type == "cuda":

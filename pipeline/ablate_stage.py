@@ -16,6 +16,11 @@ A grid file names a base config and the variants as `--set`-style overrides::
     no-multilingual = ["train.multilingual=false"]
     mse-only = ["train.w_cos=0", "train.w_ce=0", "train.w_ae=0"]
     "langs=deu" = ["embed.langs=deu"]
+    # the paper's pretrained visual block vs from scratch (the run dir of an earlier training):
+    pretrained-vb = ["train.init_visual_block=runs/vb-pretrain"]
+
+Each trial copies the block it starts from into its own run directory (see
+`train.visual_init`), so a trial never depends on the source run afterwards.
 
 The caches are built once, up front, for the union of what the variants need (extraction
 does not depend on training settings at all; targets are per language). Trials then run as

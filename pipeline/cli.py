@@ -108,15 +108,28 @@ def config_show(
     cache: CacheOpt = None,
     sets: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+    presets: Annotated[bool, typer.Option("--presets", help="List the training presets (train.preset: paper-spamo, generic, tiny): every value and where it comes from.")] = False,
 ) -> None:
     """Print the effective config (profile <- slt-pipe.toml <- --config <- flags <- --set)."""
     from pipeline.config import to_dict, to_toml
 
+    if presets:
+        from train.presets_table import presets_text
+
+        print(presets_text())
+        return
     cfg = _config(config, profile, dataset, root, cache, sets=sets)
     if as_json:
         print(json.dumps(to_dict(cfg), indent=2))
     else:
         print(to_toml(cfg))
+
+
+def _train_help() -> str:
+    """`train --help`: the paper settings (preset paper-spamo) and where each comes from."""
+    from train.presets_table import train_help
+
+    return train_help()
 
 
 # ------------------------------------------------------------------ data
@@ -127,12 +140,33 @@ def make_toy_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the toy corpus into (PHOENIX-2014-T release layout).")],
     videos: Annotated[int, typer.Option("--videos", help="Number of videos (split ~80/10/10).")] = 480,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives byte-identical files.")] = 0,
+    assets: Annotated[Optional[Path], typer.Option("--assets", help="Also write the toy's models in the formats real users hold (CLIP and VideoMAE transformers snapshots, SONAR fairseq2 checkpoints + asset cards, an NLLB snapshot) and ASSETS/rehearsal.toml, a config that runs --profile paper on the toy.")] = None,
+    cache: CacheOpt = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help="With --assets: embed.* fields of the tiny text models, e.g. --set embed.tiny_sonar_steps=400 (repeatable).")] = None,
 ) -> None:
     """Generate the deterministic toy corpus: weather-forecast sentences signed by procedural motions."""
     from extract.datasets.toy import make_toy
+    from pipeline.config import parse_override
 
     root = make_toy(out_dir, videos=videos, seed=seed)
     out.print(f"toy corpus: {root}\nread it with: --dataset toy --root {out_dir}")
+    if assets is None:
+        return
+    from pipeline.rehearsal import make_assets
+
+    embed: dict[str, Any] = {}
+    for text in sets or []:
+        layer = parse_override(text)
+        if set(layer) != {"embed"}:
+            raise SltPipeError(f"--set {text}: make-toy only takes embed.* fields",
+                               fix="set other fields in the rehearsal config or on the later commands")
+        embed.update(layer["embed"])
+    toml = make_assets(root, assets, cache, err, **embed)
+    cards = assets.resolve() / "sonar" / "cards"
+    out.print(f"rehearsal config: {toml}\nrun the paper profile on the toy with:\n"
+              f"  export FAIRSEQ2_USER_ASSET_DIR={cards}\n"
+              f"  slt-pipe extract --config {toml}\n  slt-pipe embed-targets --config {toml} --langs deu,eng,fra\n"
+              f"  slt-pipe train --config {toml} --out runs/rehearsal\n  slt-pipe evaluate --run runs/rehearsal --split test")
 
 
 @app.command()
@@ -175,7 +209,7 @@ def embed_targets(
     _exit_on_failures(report)
 
 
-@app.command()
+@app.command(help=_train_help())
 def train(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -188,15 +222,16 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop after this wall-clock budget.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint.")] = False,
     shuffle_targets: Annotated[bool, typer.Option("--shuffle-targets", help="Control run: pair videos with wrong targets.")] = False,
+    init_visual_block: Annotated[Optional[str], typer.Option("--init-visual-block", help="Start the visual block from a slt-pipe run dir, its checkpoint, or a state-dict file (= --set train.init_visual_block=PATH); copied into the run.")] = None,
     sets: SetOpt = None,
 ) -> None:
-    """Train the visual block and LoRA SONAR decoder on cached features and targets only."""
+    """Train the visual block and LoRA SONAR decoder on cached features and targets only (help: _train_help)."""
     from pipeline import train_stage
 
     cfg = _config(
         config, profile, dataset, root, cache, None, sets,
         **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
-           "train.shuffle_targets": shuffle_targets or None},
+           "train.shuffle_targets": shuffle_targets or None, "train.init_visual_block": init_visual_block},
     )
     train_stage.train(cfg, resume=resume, console=err)
 
@@ -207,11 +242,12 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
     langs: LangsOpt = None,
     bleurt: Annotated[Optional[Path], typer.Option("--bleurt", help="BLEURT checkpoint directory (optional).")] = None,
+    case: Annotated[Optional[str], typer.Option("--case", help="Headline BLEU casing: auto (the dataset's published tables: lower-cased for PHOENIX-2014T, as SpaMo), lc or mixed; default: the run's train.bleu_case. Both are in scores_SPLIT.json.")] = None,
 ) -> None:
     """Decode every video of a split into each language; BLEU and chrF (sacrebleu), predictions TSV."""
     from pipeline import train_stage
 
-    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out)
+    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out, case=case)
 
 
 @app.command()
@@ -259,6 +295,44 @@ def ablate(
 
     cfg = _config(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
     ablate_stage.run_ablation(cfg, grid, out_dir, console=err, parallel=parallel)
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Check that this Ray cluster (HOST:PORT, ray://HOST:PORT or auto) accepts connections (nothing is started or joined).")] = None,
+    sets: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of the table.")] = False,
+) -> None:
+    """Pre-flight check of the configured profile: weights, SONAR cards, NLLB, dataset, disk, Ray, device.
+
+    Nothing heavy runs (no model is built, no download). Exit 1 when a row is FAIL (a blocker).
+    """
+    from rich.markup import escape
+
+    from pipeline import doctor as doc
+
+    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address})
+    rows = doc.run_checks(cfg)
+    if as_json:
+        print(json.dumps(doc.report(cfg, rows), indent=2))
+    else:
+        table = Table(title=f"slt-pipe doctor: profile {cfg.profile}, dataset {cfg.dataset.name}", show_lines=True)
+        for col, ratio in (("check", 2), ("status", 1), ("detail", 6), ("fix", 4)):
+            table.add_column(col, overflow="fold", ratio=ratio, min_width=6 if col == "status" else None)
+        colour = {doc.OK: "green", doc.WARN: "yellow", doc.FAIL: "bold red"}
+        for r in rows:
+            table.add_row(escape(r.check), f"[{colour[r.status]}]{r.status}[/]", escape(r.detail), escape(r.fix or ""))
+        out.print(table, highlight=False)
+        blockers = sum(r.blocker for r in rows)
+        out.print(f"{blockers} blocker{'s' if blockers != 1 else ''}" if blockers else "no blockers", highlight=False)
+    if any(r.blocker for r in rows):
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ cache

@@ -8,6 +8,7 @@ never a dict of strings.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -19,9 +20,11 @@ from typing import Any, Literal
 
 from cache.errors import SltPipeError
 from extract.config import DatasetConfig, EmbedConfig, ExtractConfig
-from train.config import TrainConfig
+from train.config import TrainConfig, train_preset
 
 PROJECT_FILE = "slt-pipe.toml"
+RENAMED = {"train.pretrained_visual": "train.init_visual_block"}
+"""Old field -> new field, so an old config file gets the new name instead of a guess."""
 PROFILES = ("tiny", "paper")
 
 
@@ -50,7 +53,8 @@ class Config:
 def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
     """Section -> field -> value that a profile sets on top of the dataclass defaults."""
     if profile == "paper":
-        return {}
+        # Training: the paper recipe (preset paper-spamo = TrainConfig's defaults).
+        return {"train": {"preset": "paper-spamo"}}
     if profile == "tiny":
         return {
             "extract": {
@@ -63,19 +67,8 @@ def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
             # eng/fra targets come from the tiny SONAR translator, exact with greedy decoding.
             "embed": {"nllb_model": "tiny", "sonar_encoder": "tiny", "sonar_decoder": "tiny", "translator": "sonar",
                       "beam_size": 1, "batch_size": 128},
-            "train": {
-                "hidden_dim": 256,
-                "steps": 1200,
-                "batch_size": 32,
-                "lr": 1e-3,
-                "lora_lr": 1e-3,
-                "warmup_steps": 100,
-                "eval_every": 300,
-                "lora_rank": 8,
-                "lora_alpha": 16,
-                "max_len": 32,
-                "beam_size": 2,
-            },
+            # Training: preset tiny (train.config.TRAIN_PRESETS) keeps the toy demo's block and schedule.
+            "train": {"preset": "tiny"},
         }
     raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
 
@@ -87,12 +80,17 @@ def build_config(*layers: dict[str, Any]) -> Config:
     """Profile defaults, then each layer (a nested dict as in TOML) in order."""
     merged: dict[str, Any] = {}
     for layer in layers:
-        _deep_merge(merged, layer)
+        _deep_merge(merged, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
     profile = merged.get("profile", Config.profile)
-    base = profile_overrides(profile)
     full: dict[str, Any] = {}
-    _deep_merge(full, base)
-    _deep_merge(full, merged)
+    # A layer that names a training preset (`train.preset`) brings the preset's values in
+    # just beneath its own, so a later `--set train.preset=generic` replaces what earlier
+    # layers (or the profile) set, and the layer's own fields still win over the preset.
+    for layer in (profile_overrides(profile), *layers):
+        preset = (layer.get("train") or {}).get("preset")
+        if preset is not None:
+            _deep_merge(full, copy.deepcopy({"train": train_preset(str(preset))}))
+        _deep_merge(full, copy.deepcopy(layer))
     return _from_dict(Config, full, "")
 
 
@@ -180,6 +178,8 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         import difflib
 
         bad = sorted(unknown)[0]
+        if f"{where}{bad}" in RENAMED:
+            raise SltPipeError(f"config field {where}{bad} was renamed", fix=f"write {RENAMED[where + bad]} instead")
         close = difflib.get_close_matches(bad, names, n=1)
         hint = f"did you mean {where}{close[0]}?" if close else f"valid: {', '.join(sorted(names))}"
         raise SltPipeError(f"unknown config field {where}{bad}", fix=hint)

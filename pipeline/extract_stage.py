@@ -7,9 +7,10 @@ setting never invalidates them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 
@@ -56,32 +57,51 @@ def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, 
 
 
 def extract(cfg: Config, console: Console) -> ExtractReport:
-    from extract.runner import run_extraction
-
     cache = Cache(cfg.cache.dir)
     dataset = open_dataset(cfg, console)
     report = ExtractReport()
-    for split in cfg.dataset.splits:
-        key, inputs = features_key(cfg, dataset, split)
-        entry = cache.get("features", key)
-        if entry is None:
-            console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(dataset.samples[split])} videos -> features/{key}")
-            with cache.begin("features", key, inputs) as pending:
-                ecfg = stage_config(cfg, dataset.name)
-                result = run_extraction(ecfg, dataset.samples[split], pending, console=console)
-                entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
-                                        failures=[list(f) for f in result.skipped], config=to_dict(ecfg),
-                                        layout=FEATURES_LAYOUT, compute=result.compute)
-            report.computed.append(split)
-        else:
-            console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
-        report.entries[split] = entry
-        for vid, reason in entry.manifest.get("failures", []):
-            console.print(f"[red]skipped[/] {split}/{vid}: {reason}")
-            report.failures.append((vid, reason))
+    with contextlib.ExitStack() as scope:
+        ray_started = False
+
+        def start_ray(ecfg: ExtractConfig) -> None:
+            # One Ray for every split of the command, started on first need (a cached run starts none).
+            nonlocal ray_started
+            if not ray_started:
+                from extract.ray_session import ray_session
+                from extract.runner import object_store_bytes
+
+                scope.enter_context(ray_session(ecfg.ray_address, object_store_bytes=object_store_bytes(ecfg)))
+                ray_started = True
+
+        for split in cfg.dataset.splits:
+            _extract_split(cfg, cache, dataset, split, report, start_ray, console)
     if report.failures:
         console.print(f"[red]{len(report.failures)} video(s) skipped[/]; fix them and re-run (their entry is keyed on the files, so a fixed dataset gets a fresh entry)")
     return report
+
+
+def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: ExtractReport,
+                   start_ray: Callable[[ExtractConfig], None], console: Console) -> None:
+    from extract.runner import run_extraction
+
+    key, inputs = features_key(cfg, dataset, split)
+    entry = cache.get("features", key)
+    if entry is None:
+        console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(dataset.samples[split])} videos -> features/{key}")
+        ecfg = stage_config(cfg, dataset.name)
+        start_ray(ecfg)
+        with cache.begin("features", key, inputs) as pending:
+            result = run_extraction(ecfg, dataset.samples[split], pending, console=console)
+            entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
+                                    failures=[list(f) for f in result.skipped], config=to_dict(ecfg),
+                                    layout=FEATURES_LAYOUT, compute=result.compute)
+        report.computed.append(split)
+    else:
+        console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
+    report.entries[split] = entry
+    for vid, reason in entry.manifest.get("failures", []):
+        console.print(f"[red]skipped[/] {split}/{vid}: {reason}")
+        report.failures.append((vid, reason))
 
 
 def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:

@@ -35,7 +35,7 @@ def train_inputs(cfg: Config, dataset: Any):
     if "train" not in features:
         raise SltPipeError("training needs the train split", fix="keep `train` in --split / [dataset] splits")
     return TrainInputs(features=features, targets=targets, source_lang=dataset.source_lang, decoder_spec=spec,
-                       tiny_dir=tiny_dir, train_split="train", dev_split="dev")
+                       tiny_dir=tiny_dir, train_split="train", dev_split="dev", dataset=cfg.dataset.name)
 
 
 def train(cfg: Config, *, resume: bool = False, console: Console):
@@ -63,7 +63,10 @@ def load_run(run: Path) -> tuple[Config, Any]:
 
     run = Path(run)
     try:
-        cfg = build_config(json.loads((run / PIPELINE_FILE).read_text()))
+        recorded = json.loads((run / PIPELINE_FILE).read_text())
+        # runs from before the rename: the block they started from is already in their weights
+        recorded.get("train", {}).pop("pretrained_visual", None)
+        cfg = build_config(recorded)
         inputs = TrainInputs.from_json(json.loads((run / "inputs.json").read_text()))
     except FileNotFoundError as e:
         raise SltPipeError("not a slt-pipe run directory", path=run,
@@ -72,8 +75,11 @@ def load_run(run: Path) -> tuple[Config, Any]:
 
 
 def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt: Path | None = None,
-             console: Console, checkpoint: str = "best") -> dict[str, dict]:
-    """Decode every video of `split` into each language; BLEU/chrF table, predictions TSV in the run dir."""
+             console: Console, checkpoint: str = "best", case: str | None = None) -> dict[str, dict]:
+    """Decode every video of `split` into each language; BLEU/chrF table, predictions TSV in the run dir.
+
+    `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU.
+    """
     from extract.languages import resolve_langs
     from train.evaluate import evaluate as run_evaluation
 
@@ -87,18 +93,20 @@ def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt
         raise SltPipeError(f"no references in {', '.join(missing)} for this run (it has {', '.join(inputs.targets)})",
                            fix=f"slt-pipe embed-targets --langs {','.join([*inputs.targets, *missing])}, then train again")
     results = run_evaluation(run, inputs, split, chosen, checkpoint=checkpoint, bleurt_checkpoint=bleurt,
-                             device=cfg.train.device)
+                             device=cfg.train.device, case=case)
     console.print(score_table(f"{split} ({Path(run).name})", results))
     return results
 
 
 def score_table(title: str, results: dict[str, dict]) -> Table:
     table = Table(title=title)
-    for col in ("language", "BLEU", "chrF", "BLEURT", "n", "predictions"):
+    for col in ("language", "BLEU", "case", "other case", "chrF", "BLEURT", "n", "predictions"):
         table.add_column(col)
     for lang, r in results.items():
         bleurt = f"{r['bleurt']:.4f}" if "bleurt" in r else "-"
-        table.add_row(lang, f"{r['bleu']:.2f}", f"{r['chrf']:.2f}", bleurt, str(r["n"]), r.get("tsv", ""))
+        other = r.get("bleu_cased" if r.get("case") == "lc" else "bleu_lc")
+        table.add_row(lang, f"{r['bleu']:.2f}", r.get("case", "mixed"), "-" if other is None else f"{other:.2f}",
+                      f"{r['chrf']:.2f}", bleurt, str(r["n"]), r.get("tsv", ""))
     return table
 
 
@@ -124,9 +132,13 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
         src = VideoFile(video)
     else:
         raise SltPipeError("video not found", path=video, fix="pass a frame folder or an mp4")
+    if "visual_block" not in json.loads((Path(run) / "config.json").read_text()):
+        cfg.train.visual_block = "slt-pipe-masked"  # runs from before the variants existed
     device = resolve_device(cfg.train.device)
     frames = read_frames(src, fps=cfg.extract.fps)
-    extractor = FeatureExtractor(cfg.extract, device)
+    from pipeline.extract_stage import stage_config
+
+    extractor = FeatureExtractor(stage_config(cfg, cfg.dataset.name), device)
     spatial, motion = extractor.spatial(frames), extractor.motion(frames)
     visual, dec = build_models(cfg.train, inputs, spatial.shape[1], motion.shape[1], _emb_dim(inputs), device)
     weights = Path(run) / "ckpt" / "best" / "weights.safetensors"

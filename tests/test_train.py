@@ -20,7 +20,7 @@ from train import decoder as tdecoder  # noqa: E402
 from train.augment import VideoAugmenter, frame_dropout, frame_mask, gaussian_noise, local_shuffle, sample_languages  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.decoder import LoraDecoder  # noqa: E402
-from train.fusion import VisualBlock  # noqa: E402
+from train.fusion import MaskedVisualBlock  # noqa: E402
 from train.losses import alignment_loss  # noqa: E402
 from train.toy import make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.trainer import TrainInputs, train  # noqa: E402
@@ -69,9 +69,9 @@ def small_cfg(out: Path, **kw) -> TrainConfig:
 
 
 # ---------------------------------------------------------------------------- fusion
-def test_fusion_shapes_and_padding_invariance():
+def test_masked_fusion_shapes_and_padding_invariance():
     torch.manual_seed(0)
-    vb = VisualBlock(12, 8, hidden=16, out_dim=EMB).eval()
+    vb = MaskedVisualBlock(12, 8, hidden=16, out_dim=EMB).eval()
     sp, mo = torch.randn(1, 11, 12), torch.randn(1, 2, 8)
     z_alone = vb(sp, None, mo, None)
     assert z_alone.shape == (1, EMB)
@@ -89,16 +89,6 @@ def test_fusion_shapes_and_padding_invariance():
            torch.randn(3, 1, 8), None)
     z.sum().backward()
     assert torch.isfinite(z).all() and vb.spatial_proj.weight.grad is not None
-
-
-def test_fusion_checkpoint_roundtrip(tmp_path):
-    from safetensors.torch import save_file
-
-    a, b = VisualBlock(12, 8, 16, EMB), VisualBlock(12, 8, 16, EMB)
-    save_file({f"visual.{k}": v.contiguous() for k, v in a.state_dict().items()}, str(tmp_path / "v.safetensors"))
-    b.load_checkpoint(tmp_path / "v.safetensors")
-    for k, v in a.state_dict().items():
-        assert torch.equal(v, b.state_dict()[k])
 
 
 # ---------------------------------------------------------------------------- losses
@@ -141,15 +131,26 @@ def test_augmentations_seeded_and_mask_correct():
             row = y[0][m[0]]
             src = [int(torch.nonzero((x[0] == r).all(1))[0]) for r in row]
             assert src == sorted(src)
-    # shuffle moves frames at most `window` places and keeps the multiset
-    y, _ = local_shuffle(x, mask, 2, torch.Generator().manual_seed(0))
-    for i in range(10):
-        j = int(torch.nonzero((x[0] == y[0, i]).all(1))[0])
-        assert abs(i - j) <= 2
+    # shuffle: a frame moves at most `window` places, and some do move exactly that far
+    for window in (1, 2, 3):
+        worst = 0
+        for seed in range(40):
+            y, _ = local_shuffle(x, mask, window, torch.Generator().manual_seed(seed))
+            src = [int(torch.nonzero((x[0] == y[0, i]).all(1))[0]) for i in range(10)]
+            assert sorted(src) == list(range(10))  # a permutation of the sample's own frames
+            worst = max(worst, max(abs(i - j) for i, j in enumerate(src)))
+        assert worst == window, (window, worst)
     # apply=False rows untouched
     apply = torch.tensor([False, True, False, True])
     y, m = frame_mask(x, mask, 0.9, torch.Generator().manual_seed(0), apply)
     assert torch.equal(y[0], x[0]) and torch.equal(y[2], x[2])
+    # the gate: p_video=0 perturbs nothing, 1.0 (the paper profile's) perturbs every video
+    untouched = VideoAugmenter(p_video=0.0)([(x, mask)], torch.Generator().manual_seed(9))
+    assert torch.equal(untouched[0][0], x) and torch.equal(untouched[0][1], mask)
+    every = VideoAugmenter(p_video=1.0, frame_dropout=0.0, noise_std=0.0, shuffle_window=0, frame_mask=0.5)
+    y, _ = every([(x, mask)], torch.Generator().manual_seed(9))[0]
+    assert all(((y[b] == 0).all(1) & mask[b]).any() for b in (0, 1, 3))  # every multi-frame video got masked frames
+    assert VideoAugmenter.from_config(TrainConfig()).p_video == 1.0
     # the augmenter composes them deterministically
     aug = VideoAugmenter(p_video=1.0)
     out1 = aug([(x, mask), (x[:, :4], mask[:, :4])], torch.Generator().manual_seed(9))
@@ -238,8 +239,22 @@ def test_training_learns_and_writes_run_dir(patched, tmp_path):
 
     from train.evaluate import evaluate
 
+    # the logged learning rate follows the schedule (warm-up from warmup_start_lr, cosine to min_lr)
+    from train.trainer import lr_at
+
+    cfg = small_cfg(run)
+    logged = {r["step"]: r["lr"] for r in rows if r["kind"] == "train"}
+    for step, lr in logged.items():
+        assert lr == pytest.approx(lr_at(step, peak=cfg.lr, start=cfg.warmup_start_lr, end=cfg.min_lr,
+                                         warmup=cfg.warmup_steps, decay_end=cfg.steps)), step
+
     scores = evaluate(run, patched, "dev", ["deu_Latn", "eng_Latn"], beam_size=2)
     assert set(scores) == {"deu_Latn", "eng_Latn"} and "BLEU" in scores["deu_Latn"]["signature"]
+    # no dataset recorded: scored as written; --case lc lower-cases both sides, and says so
+    assert "case:mixed" in scores["deu_Latn"]["signature"]
+    lc = evaluate(run, patched, "dev", ["deu_Latn"], beam_size=2, case="lc")
+    saved = json.loads((run / "scores_dev.json").read_text())["deu_Latn"]
+    assert "case:lc" in lc["deu_Latn"]["signature"] and {"bleu_lc", "bleu_cased", "signature_cased"} <= set(saved)
     tsv = (run / "predictions_dev_eng_Latn.tsv").read_text().splitlines()
     assert tsv[0] == "id\tref\thyp" and len(tsv) == 7
 
@@ -295,8 +310,8 @@ def test_input_stats_standardise_and_travel_in_the_checkpoint(tmp_path):
     torch.manual_seed(0)
     stats = {"spatial": {"mean": torch.randn(12), "std": torch.rand(12) + 0.5},
              "motion": {"mean": torch.randn(8), "std": torch.rand(8) + 0.5}}
-    block = VisualBlock(12, 8, 32, EMB).eval()
-    plain = VisualBlock(12, 8, 32, EMB).eval()
+    block = MaskedVisualBlock(12, 8, 32, EMB).eval()
+    plain = MaskedVisualBlock(12, 8, 32, EMB).eval()
     plain.load_state_dict({k: v for k, v in block.state_dict().items()})
     block.set_input_stats(stats)
     sp, mo = torch.randn(2, 9, 12) * 3 + 1, torch.randn(2, 2, 8) * 3 - 1
@@ -305,7 +320,241 @@ def test_input_stats_standardise_and_travel_in_the_checkpoint(tmp_path):
     assert not torch.allclose(block(sp, None, mo, None), plain(sp, None, mo, None), atol=1e-3)
     from safetensors.torch import save_file
 
+    from train.visual_init import load_initial_block
+
     save_file({f"visual.{k}": v.contiguous() for k, v in block.state_dict().items()}, str(tmp_path / "v.safetensors"))
-    again = VisualBlock(12, 8, 32, EMB).eval()
-    again.load_checkpoint(tmp_path / "v.safetensors")
+    again = MaskedVisualBlock(12, 8, 32, EMB).eval()
+    load_initial_block(again, tmp_path / "v.safetensors", recipe={"spatial_dim": 12, "motion_dim": 8}, check=True,
+                       run_dir=tmp_path / "run")
     assert torch.equal(again.spatial_std, block.spatial_std)
+
+
+# ---------------------------------------------------------------------------- paper recipe
+def test_paper_preset_and_schedule_are_spamos():
+    from pipeline.config import build_config, parse_override
+    from train.trainer import lr_at, make_schedule
+
+    cfg = TrainConfig()
+    assert (cfg.preset, cfg.visual_block, cfg.hidden_dim, cfg.batch_size, cfg.grad_clip, cfg.max_frames) == \
+        ("paper-spamo", "spamo", 768, 16, 1.0, 512)
+    assert (cfg.lr, cfg.lora_peak_lr, cfg.warmup_start_lr, cfg.warmup_steps, cfg.min_lr, cfg.steps) == \
+        (1e-4, 1e-4, 1e-6, 1000, 1e-7, 50_000)
+    assert (cfg.p_video_aug, cfg.p_aug_each, cfg.frame_mask, cfg.frame_dropout, cfg.beam_size) == (1.0, 1.0, 0.2, 0.2, 5)
+    kw = dict(peak=1e-4, start=1e-6, end=1e-7, warmup=1000, decay_end=50_000)
+    assert lr_at(0, **kw) == pytest.approx(1e-6)
+    assert lr_at(500, **kw) == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))
+    assert lr_at(1000, **kw) == pytest.approx(1e-4)
+    assert lr_at(25_500, **kw) == pytest.approx(1e-7 + 0.5 * (1e-4 - 1e-7))
+    assert lr_at(50_000, **kw) == pytest.approx(1e-7) and lr_at(80_000, **kw) == pytest.approx(1e-7)
+    # one rate for every trainable weight: both optimiser groups follow the same curve
+    opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": cfg.lr},
+                             {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": cfg.lora_peak_lr}])
+    sched = make_schedule(opt, cfg)
+    for _ in range(1000):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr() == pytest.approx([1e-4, 1e-4])
+    # profiles pick presets; a later layer's preset replaces earlier values, its own fields still win
+    paper, tiny = build_config({"profile": "paper"}).train, build_config({"profile": "tiny"}).train
+    assert paper == TrainConfig()
+    assert (tiny.preset, tiny.visual_block, tiny.hidden_dim, tiny.steps, tiny.beam_size, tiny.p_video_aug) == \
+        ("tiny", "slt-pipe-masked", 256, 1200, 2, 0.5)
+    g = build_config({"profile": "paper"}, {"train": {"steps": 7}}, parse_override("train.preset=generic")).train
+    assert (g.steps, g.batch_size, g.lora_lr) == (3000, 32, 1e-4)
+    g = build_config({"profile": "paper"}, {"train": {"preset": "generic", "steps": 7}}).train
+    assert (g.steps, g.batch_size) == (7, 32)
+    from cache.errors import SltPipeError
+
+    with pytest.raises(SltPipeError, match="paper-spamo"):
+        build_config({"train": {"preset": "spamo"}})
+    with pytest.raises(SltPipeError, match="train.init_visual_block"):  # the old name points at the new one
+        build_config({"train": {"pretrained_visual": "runs/old"}})
+
+
+def test_presets_listed_with_sources():
+    from train.presets_table import presets_text, train_help
+
+    text = presets_text()
+    for name in ("paper-spamo", "generic", "tiny"):
+        assert name in text
+    row = next(line for line in text.splitlines() if line.startswith("batch_size "))
+    assert row.split()[1:4] == ["16", "32", "32"] and "SpaMo" in row
+    assert "train.lr = 0.0001   source: SpaMo" in train_help()
+    # ... and through the CLI
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    listed = CliRunner().invoke(app, ["config", "show", "--presets"])
+    assert listed.exit_code == 0 and "paper-spamo" in listed.output and "generic" in listed.output
+    shown = CliRunner().invoke(app, ["config", "show", "--profile", "paper"])
+    assert shown.exit_code == 0 and 'preset = "paper-spamo"' in shown.output
+    helped = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "--init-visual-block" in helped.output and "train.batch_size = 16" in helped.output
+    # every field says where its value comes from
+    from train.presets_table import field_docs
+
+    docs = field_docs()
+    assert all("Source:" in docs[f] for f in TrainConfig.__dataclass_fields__), \
+        [f for f in TrainConfig.__dataclass_fields__ if "Source:" not in docs[f]]
+
+
+def test_max_frames_crop_is_contiguous_spatial_only_and_seeded(toy):
+    feats, targets, _ = toy
+    ds = tdata.CacheDataset(feats["train"], targets, "train", "deu_Latn")
+    loader = tdata.BatchLoader(ds, 6, pad_idx=0, seed=3, workers=0, max_frames=12)
+    starts = set()
+    for step in range(6):
+        a, b = loader.make(step), loader.make(step)
+        assert torch.equal(a.spatial, b.spatial)  # a function of (seed, step)
+        for k, vid in enumerate(a.ids):
+            sp, mo = feats["train"].get(vid)
+            n = int(a.spatial_mask[k].sum())
+            assert n == min(len(sp), 12)
+            assert int(a.motion_mask[k].sum()) == len(mo)  # motion clips are not cropped (SpaMo)
+            full = torch.as_tensor(sp.astype(np.float32))
+            got = a.spatial[k, :n]
+            offs = [s for s in range(len(sp) - n + 1) if torch.equal(full[s : s + n], got)]
+            assert offs, vid  # a contiguous slice of the video
+            if len(sp) > 12:
+                starts.add(offs[0])
+    assert len(starts) > 2  # the crop moves
+    uncapped = tdata.BatchLoader(ds, 6, pad_idx=0, seed=3, workers=0, max_frames=0).make(0)
+    assert uncapped.spatial_mask.sum(1).max() > 12
+
+
+def test_bleu_casing_and_both_numbers():
+    from train.evaluate import bleu_case, score
+
+    refs = ["morgen regnet es im norden", "heute wird es sonnig"]
+    hyps = ["Morgen regnet es im Norden", "Heute wird es sonnig"]
+    lc = score("deu_Latn", refs, hyps, "lc")
+    assert lc["bleu"] == pytest.approx(100.0) and lc["bleu_lc"] == pytest.approx(100.0) and lc["bleu_cased"] < 60
+    assert "case:lc" in lc["signature"] and "case:mixed" in lc["signature_cased"]
+    mixed = score("deu_Latn", refs, hyps, "mixed")
+    assert mixed["bleu"] == mixed["bleu_cased"] and "case:mixed" in mixed["signature"]
+    assert bleu_case("auto", "phoenix") == "lc" and bleu_case("auto", "how2sign") == "lc"
+    assert bleu_case("auto", "somewhere-else") == "mixed" and bleu_case("mixed", "phoenix") == "mixed"
+
+
+# ---------------------------------------------------------------------------- init_visual_block
+def _manifest_entries(root: Path, spatial_name: str) -> dict[str, Path]:
+    """Feature entry dirs (named like the stand-in readers) whose manifests record a model identity."""
+    out = {}
+    for split in ("train", "dev"):
+        d = root / split
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "manifest.json").write_text(json.dumps({"inputs": {
+            "models": {"spatial": {"name": spatial_name, "weights": {"sha256": spatial_name * 4}},
+                       "motion": {"name": "videomae"}},
+            "preprocess": {"image_size": 224}, "dataset": {"ids": split}}}))
+        out[split] = d
+    return out
+
+
+def test_init_visual_block_from_a_run_is_copied_and_the_source_never_read_again(patched, tmp_path, capsys):
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from train.evaluate import evaluate
+
+    inputs = dataclasses.replace(patched, features=_manifest_entries(tmp_path / "feats", "clip"))
+    src = tmp_path / "src"
+    train(small_cfg(src, steps=4, eval_every=0, save_every=0), inputs, resume=False)
+    capsys.readouterr()
+    dst = tmp_path / "dst"
+    cfg = small_cfg(dst, steps=4, eval_every=0, save_every=2, init_visual_block=str(src), stop_at=2)
+    train(cfg, inputs, resume=False)
+    note = capsys.readouterr().err
+    assert "lora.* tensors" in note and "ignored on purpose" in note
+    started = load_file(str(dst / "init_visual_block.safetensors"))
+    trained = load_file(str(src / "ckpt/last/weights.safetensors"))
+    assert set(started) == {k[7:] for k in trained if k.startswith("visual.")}
+    assert all(torch.equal(v, trained[f"visual.{k}"]) for k, v in started.items())
+    record = json.loads((dst / "init_visual_block.json").read_text())
+    assert record["file"] == str((src / "ckpt/last/weights.safetensors").resolve()) and len(record["sha256"]) == 64
+    # the original goes away: resume and evaluate still work from the run dir alone
+    shutil.move(str(src), str(tmp_path / "moved"))
+    rest = train(dataclasses.replace(cfg, stop_at=None), inputs, resume=True)
+    assert rest.step == 4 and rest.losses[0][0] == 3
+    scores = evaluate(dst, inputs, "dev", ["deu_Latn"], beam_size=1)
+    assert scores["deu_Latn"]["n"] == 6
+    # a fresh run with the original gone names the file and the fix
+    from cache.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="init_visual_block"):
+        train(small_cfg(tmp_path / "again", steps=1, eval_every=0, init_visual_block=str(src)), inputs, resume=False)
+
+
+def test_init_visual_block_checks_the_feature_recipe(patched, tmp_path):
+    import dataclasses
+
+    from cache.errors import WeightsError
+
+    src = tmp_path / "src"
+    clip = dataclasses.replace(patched, features=_manifest_entries(tmp_path / "a", "clip"))
+    other = dataclasses.replace(patched, features=_manifest_entries(tmp_path / "b", "dino"))
+    train(small_cfg(src, steps=2, eval_every=0), clip, resume=False)
+    with pytest.raises(WeightsError, match="trained on other features") as e:
+        train(small_cfg(tmp_path / "x", steps=1, eval_every=0, init_visual_block=str(src)), other, resume=False)
+    assert "models.spatial.name" in str(e.value) and "init_visual_block_check=false" in str(e.value)
+    assert not (tmp_path / "x" / "ckpt").exists()
+    res = train(small_cfg(tmp_path / "y", steps=1, eval_every=0, init_visual_block=str(src / "ckpt" / "last"),
+                          init_visual_block_check=False), other, resume=False)
+    assert res.step == 1
+    # another variant of the block is refused with the setting that would fit
+    with pytest.raises(WeightsError, match="train.visual_block=spamo"):
+        train(small_cfg(tmp_path / "z", steps=1, eval_every=0, visual_block="slt-pipe-masked",
+                        init_visual_block=str(src)), clip, resume=False)
+
+
+def test_init_visual_block_strict_loading(tmp_path):
+    from safetensors.torch import save_file
+
+    from cache.errors import WeightsError
+    from train.fusion import SpamoVisualBlock
+    from train.visual_init import block_metadata, load_initial_block
+
+    recipe = {"spatial_dim": 12, "motion_dim": 8}
+    good = SpamoVisualBlock(12, 8, 32, EMB)
+    stats = ("spatial_mean", "spatial_std", "motion_mean", "motion_std")
+    plain = {k: v.clone() for k, v in good.state_dict().items() if k not in stats}  # as SpaMo's: no input statistics
+
+    def load(obj, name, check=True, rec=recipe):
+        path = tmp_path / name
+        if name.endswith(".safetensors"):
+            save_file(obj, str(path))
+        else:
+            torch.save(obj, path)
+        block = SpamoVisualBlock(12, 8, 32, EMB)
+        return block, load_initial_block(block, path, recipe=rec, check=check, run_dir=tmp_path / f"run-{name}")
+
+    # a SpaMo Lightning checkpoint: its own names, the LLM and temperature named and ignored
+    block, rec = load({"state_dict": {**plain, "t5_model.shared.weight": torch.zeros(3, 2),
+                                      "logit_scale": torch.tensor(2.6)}}, "spamo.ckpt")
+    assert torch.equal(block.spatio_proj.weight, good.spatio_proj.weight)
+    assert rec["ignored"] == ["logit_scale", "t5_model.shared.weight"]
+    assert any("identity" in n for n in rec["notes"]) and any("only its widths" in n for n in rec["notes"])
+    # mis-shaped, missing and unexpected keys: one WeightsError naming them and the file
+    narrow = {k: v for k, v in SpamoVisualBlock(12, 8, 16, EMB).state_dict().items()}
+    with pytest.raises(WeightsError, match="mis-shaped") as e:
+        load(narrow, "narrow.safetensors")
+    assert "spatio_proj.weight (16, 12) (file) vs (32, 12) (block)" in str(e.value) and "narrow.safetensors" in str(e.value)
+    with pytest.raises(WeightsError, match=r"missing 1: fusion_proj\.2\.bias"):
+        load({k: v for k, v in plain.items() if k != "fusion_proj.2.bias"}, "missing.pt")
+    with pytest.raises(WeightsError, match=r"unexpected 1: extra\.weight"):
+        load({**plain, "extra.weight": torch.zeros(1)}, "extra.bin")
+    with pytest.raises(WeightsError, match="not a state dict"):
+        load({"weights": [1, 2]}, "junk.pt")
+    with pytest.raises(WeightsError, match="not found"):
+        load_initial_block(SpamoVisualBlock(12, 8, 32, EMB), tmp_path / "nope.safetensors", recipe=recipe,
+                           check=True, run_dir=tmp_path / "r")
+    # widths recorded with the block are checked even with the recipe check off
+    path = tmp_path / "meta.safetensors"
+    save_file({f"visual.{k}": v.contiguous() for k, v in good.state_dict().items()}, str(path),
+              metadata=block_metadata(good.spec(), {"spatial_dim": 12, "motion_dim": 8}))
+    with pytest.raises(WeightsError, match="spatial_dim: 12 \\(block\\) != 99"):
+        load_initial_block(SpamoVisualBlock(99, 8, 32, EMB), path, recipe={"spatial_dim": 99, "motion_dim": 8},
+                           check=False, run_dir=tmp_path / "r2")

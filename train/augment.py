@@ -9,7 +9,14 @@ makes `resume` exact). `apply [B] bool` selects the samples that are perturbed.
 - frame_dropout:  remove `ratio` of the real steps and re-pack (mask and width shrink);
                   every sample keeps at least one step.
 - gaussian_noise: add N(0, (std * feature_std)^2) on real steps.
-- local_shuffle:  move steps at most `window` positions (sort of position + U[0, window)).
+- local_shuffle:  move steps at most `window` positions: sort by position + U[0, window + 1)
+                  (a step passes a later one only if their keys cross, i.e. if they are at
+                  most `window` apart, so no step ends more than `window` from where it was).
+
+The gate (`VideoAugmenter.p_video`, config `p_video_aug`): a video is perturbed at all with
+probability p_video; a perturbed video gets each enabled perturbation with probability
+p_each. The expected share of masked frames is p_video * p_each * frame_mask (the paper's
+rates are per-frame ratios applied to every video: p_video = p_each = 1).
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def local_shuffle(x: Tensor, mask: Tensor, window: int, gen: torch.Generator, ap
         return x, mask
     b, length = mask.shape
     pos = torch.arange(length, device=x.device, dtype=torch.float32)[None].expand(b, -1)
-    jitter = _rand((b, length), gen, x.device) * window
+    jitter = _rand((b, length), gen, x.device) * (window + 1)  # U[0, window+1): displacements up to `window`
     if apply is not None:
         jitter = jitter * apply[:, None]
     key = torch.where(mask, pos + jitter, pos + 10.0 * length)  # padding stays at the end
@@ -81,20 +88,21 @@ def local_shuffle(x: Tensor, mask: Tensor, window: int, gen: torch.Generator, ap
 class VideoAugmenter:
     """Applies the configured perturbations to both streams of a batch.
 
-    Each sample is perturbed with probability `p_video`; a perturbed sample gets each enabled
-    perturbation with probability `p_each`.
+    The gate: each video is perturbed with probability `p_video` (1.0 = every video, the
+    paper's reading); a perturbed video gets each enabled perturbation with probability
+    `p_each`. Defaults are the paper profile's (train.config.TrainConfig).
     """
 
     frame_mask: float = 0.2
     frame_dropout: float = 0.2
     noise_std: float = 0.01
     shuffle_window: int = 2
-    p_video: float = 0.5
+    p_video: float = 1.0
     p_each: float = 1.0
 
     @classmethod
     def from_config(cls, cfg) -> "VideoAugmenter":
-        return cls(cfg.frame_mask, cfg.frame_dropout, cfg.noise_std, cfg.shuffle_window, cfg.p_video_aug, getattr(cfg, "p_aug_each", 1.0))
+        return cls(cfg.frame_mask, cfg.frame_dropout, cfg.noise_std, cfg.shuffle_window, cfg.p_video_aug, cfg.p_aug_each)
 
     def __call__(self, streams: list[tuple[Tensor, Tensor]], gen: torch.Generator) -> list[tuple[Tensor, Tensor]]:
         """streams: [(x, mask), ...] of the same batch; returns them perturbed."""

@@ -7,6 +7,8 @@ used for the ids they cover (per-sample availability mask).
 
 Batch order is a pure function of (seed, step) (epoch-wise permutations), so a resumed run
 sees exactly the batches the uninterrupted run would; background threads only prefetch.
+Training batches cap each video at `max_frames` spatial rows (SpaMo's max_frame_len): a
+longer video gets a random contiguous crop, drawn from (seed, step) too.
 """
 
 from __future__ import annotations
@@ -131,6 +133,20 @@ def _pad(arrays: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(out), torch.arange(out.shape[1])[None] < lengths[:, None]
 
 
+def crop_frames(samples: list[dict], max_frames: int, rng: np.random.Generator) -> list[dict]:
+    """Samples whose spatial rows exceed max_frames get a random contiguous crop of them.
+
+    As SpaMo (`get_inputs`): only the per-frame (spatial) stream is cropped; the motion clips
+    stay whole. One draw per cropped sample, in batch order, so the crop is a function of the rng seed.
+    """
+    out = []
+    for s in samples:
+        t = len(s["spatial"])
+        start = int(rng.integers(0, t - max_frames + 1)) if t > max_frames else 0
+        out.append({**s, "spatial": s["spatial"][start : start + max_frames]} if t > max_frames else s)
+    return out
+
+
 def collate(samples: list[dict], langs: list[str], pad_idx: int, emb_dim: int) -> Batch:
     spatial, smask = _pad([s["spatial"] for s in samples])
     motion, mmask = _pad([s["motion"] for s in samples])
@@ -156,8 +172,9 @@ class BatchLoader:
     """Deterministic batches (function of seed and step), prefetched by background threads."""
 
     def __init__(self, dataset: CacheDataset, batch_size: int, *, pad_idx: int, shuffle: bool = True,
-                 seed: int = 0, workers: int = 2, prefetch: int = 4, drop_last: bool = True):
-        self.ds, self.batch_size, self.pad_idx = dataset, batch_size, pad_idx
+                 seed: int = 0, workers: int = 2, prefetch: int = 4, drop_last: bool = True, max_frames: int = 0):
+        """max_frames > 0: training batches crop longer videos' spatial rows (see the module docstring)."""
+        self.ds, self.batch_size, self.pad_idx, self.max_frames = dataset, batch_size, pad_idx, max_frames
         self.shuffle, self.seed, self.workers, self.prefetch = shuffle, seed, max(workers, 0), prefetch
         n = len(dataset)
         self.batch_size = min(batch_size, n)
@@ -171,7 +188,10 @@ class BatchLoader:
         return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
 
     def make(self, step: int) -> Batch:
-        return collate([self.ds[i] for i in self.indices(step)], self.ds.langs, self.pad_idx, self.ds.emb_dim)
+        samples = [self.ds[i] for i in self.indices(step)]
+        if self.max_frames > 0:
+            samples = crop_frames(samples, self.max_frames, np.random.default_rng([self.seed, step, 512]))
+        return collate(samples, self.ds.langs, self.pad_idx, self.ds.emb_dim)
 
     def iterate(self, start: int, stop: int) -> Iterator[tuple[int, Batch]]:
         """Yield (step, batch) for start <= step < stop, built ahead by `workers` threads."""

@@ -125,7 +125,7 @@ class LoraDecoder(nn.Module):
 
     # ---- decoding --------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, cond: Tensor, lang: str, *, beam_size: int = 4, max_len: int = 64, batch_size: int = 32) -> list[str]:
+    def generate(self, cond: Tensor, lang: str, *, beam_size: int = 5, max_len: int = 64, batch_size: int = 32) -> list[str]:
         """Decode each vector of cond [N, D] into `lang` (beam search; beam_size=1 is greedy)."""
         from fairseq2.generation.beam_search.generator import BeamSearchSeq2SeqGenerator
         from fairseq2.generation.text import SequenceToTextConverter

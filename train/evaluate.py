@@ -1,8 +1,14 @@
 """Evaluate a trained run: decode z (beam search) into each language and score it.
 
-`evaluate(run_dir, inputs, split, langs)` -> {lang: {"bleu", "chrf", "signature", "n", "tsv"[, "bleurt"]}}
-sacrebleu BLEU + chrF (signature printed; `tokenize="zh"` for zho_Hans/zho_Hant/yue), BLEURT
-only when a checkpoint path is given, predictions TSV (id, ref, hyp) per language in the run dir.
+`evaluate(run_dir, inputs, split, langs)` -> {lang: {"bleu", "chrf", "signature", "case", "bleu_lc",
+"bleu_cased", "signature_lc", "signature_cased", "n", "cosine", "tsv"[, "bleurt"]}}
+
+sacrebleu BLEU + chrF (`tokenize="zh"` for zho_Hans/zho_Hant/yue, else 13a). Casing: the
+headline "bleu"/"chrf" use `train.bleu_case`; "auto" is the casing of the dataset's published
+tables (`BLEU_CASE`: SpaMo lower-cases hypotheses and references for every dataset it reports,
+so PHOENIX-2014T numbers are lower-cased BLEU). The casing is part of the printed signature
+(`case:lc` / `case:mixed`), and both BLEUs are kept. BLEURT only when a checkpoint path is
+given; predictions TSV (id, ref, hyp; as decoded, not lower-cased) per language in the run dir.
 """
 
 from __future__ import annotations
@@ -15,6 +21,20 @@ import numpy as np
 import torch
 
 CHINESE = ("zho_Hans", "zho_Hant", "yue_Hant")
+BLEU_CASE = {"phoenix": "lc", "csl-daily": "lc", "how2sign": "lc", "toy": "lc"}
+"""Dataset reader -> casing of its published BLEU tables (SpaMo: `.lower()` on hypotheses and references).
+Datasets not listed are scored as written ("mixed")."""
+
+
+def bleu_case(setting: str, dataset: str) -> str:
+    """'lc' or 'mixed' for train.bleu_case `setting` ('auto' looks the dataset up in BLEU_CASE)."""
+    if setting == "auto":
+        return BLEU_CASE.get(dataset, "mixed")
+    if setting not in ("lc", "mixed"):
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"unknown BLEU casing {setting!r}", fix="use auto, lc or mixed (evaluate --case, train.bleu_case)")
+    return setting
 
 
 def bleu_tokenizer(lang: str) -> str:
@@ -36,19 +56,28 @@ def encode_split(visual, dataset, *, batch_size: int, device) -> tuple[list[str]
     return ids, torch.cat(zs)
 
 
-def score(lang: str, refs: list[str], hyps: list[str]) -> dict:
+def score(lang: str, refs: list[str], hyps: list[str], case: str = "mixed") -> dict:
+    """BLEU and chrF; the headline pair in `case` ('lc' or 'mixed'), both BLEUs kept.
+
+    Lower-casing is sacrebleu's own `lowercase=True`, so the signature says `case:lc`.
+    """
     import sacrebleu
 
-    bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang))
-    chrf = sacrebleu.metrics.CHRF()
-    b = bleu.corpus_score(hyps, [refs])
-    c = chrf.corpus_score(hyps, [refs])
-    return {"bleu": float(b.score), "chrf": float(c.score),
-            "signature": f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}", "n": len(refs)}
+    out: dict = {"case": case, "n": len(refs)}
+    for c in ("lc", "mixed"):
+        bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang), lowercase=c == "lc")
+        chrf = sacrebleu.metrics.CHRF(lowercase=c == "lc")
+        b, ch = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
+        name = "lc" if c == "lc" else "cased"
+        out[f"bleu_{name}"], out[f"chrf_{name}"] = float(b.score), float(ch.score)
+        out[f"signature_{name}"] = f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}"
+    head = "lc" if case == "lc" else "cased"
+    out.update(bleu=out[f"bleu_{head}"], chrf=out[f"chrf_{head}"], signature=out[f"signature_{head}"])
+    return out
 
 
 def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_len: int, batch_size: int, device,
-                out_dir: Path | None = None, tag: str = "") -> dict[str, dict]:
+                out_dir: Path | None = None, tag: str = "", case: str = "mixed") -> dict[str, dict]:
     """Decode and score; writes predictions TSVs to out_dir when given."""
     ids, z = encode_split(visual, dataset, batch_size=batch_size, device=device)
     pos = {v: k for k, v in enumerate(dataset.ids)}
@@ -60,7 +89,7 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         keep = [k for k, (_, ref) in enumerate(rows) if ref is not None]
         hyps = dec.generate(z[keep], lang, beam_size=beam_size, max_len=max_len, batch_size=batch_size)
         refs = [rows[k][1] for k in keep]
-        res = score(lang, refs, hyps)
+        res = score(lang, refs, hyps, case)
         target = torch.as_tensor(dataset.emb[lang][[pos[ids[k]] for k in keep]])
         res["cosine"] = float(torch.nn.functional.cosine_similarity(z[keep], target, dim=-1).mean())
         if out_dir is not None:
@@ -92,8 +121,12 @@ def bleurt_scores(checkpoint: str | Path, refs: list[str], hyps: list[str]) -> f
 
 def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] | None = None, *,
              checkpoint: str = "best", beam_size: int | None = None, bleurt_checkpoint: str | Path | None = None,
-             batch_size: int | None = None, device: str | None = None) -> dict[str, dict]:
-    """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: source)."""
+             batch_size: int | None = None, device: str | None = None, case: str | None = None) -> dict[str, dict]:
+    """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: source).
+
+    Reads only the run dir and the caches: never `train.init_visual_block` (the trained weights
+    hold the whole block). `case` overrides the run's train.bleu_case (auto, lc or mixed).
+    """
     from train.config import TrainConfig
     from train import data as tdata
     from train.data import CacheDataset
@@ -103,7 +136,8 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     raw = json.loads((run_dir / "config.json").read_text())
     names = {f for f in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**{k: v for k, v in raw.items() if k in names})
-    cfg.pretrained_visual = None  # the run's own weights are loaded below
+    if "visual_block" not in raw:  # runs from before the variants existed used slt-pipe's masked block
+        cfg.visual_block = "slt-pipe-masked"
     dev = resolve_device(device or cfg.device)
     weights = run_dir / "ckpt" / checkpoint / "weights.safetensors"
     if not weights.exists() and checkpoint == "best":
@@ -120,10 +154,14 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
     load_trainable(visual, dec, weights)
     langs = list(langs or [inputs.source_lang])
+    lc = bleu_case(case or cfg.bleu_case, inputs.dataset)
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
-                          batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}")
+                          batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
+                          case=lc)
     for lang, res in results.items():
-        print(f"{split} {lang}: BLEU {res['bleu']:.2f} chrF {res['chrf']:.2f}  [{res['signature']}]")
+        other = f"cased {res['bleu_cased']:.2f}" if lc == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
+        print(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if lc == 'lc' else 'cased'}; {other}) "
+              f"chrF {res['chrf']:.2f}  [{res['signature']}]")
         if bleurt_checkpoint is not None:
             rows = list(csv.reader(open(res["tsv"]), delimiter="\t"))[1:]
             res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])

@@ -4,7 +4,9 @@ loss = w_mse*MSE(z,s) + w_cos*(1-cos(z,s)) + w_ce*CE(decode(z)) + w_ae*CE(decode
 
 Run directory (`cfg.out`):
   config.json, inputs.json        what was run
-  ckpt/last/weights.safetensors   trainable weights only (visual.* incl. BatchNorm buffers, lora.*)
+  init_visual_block.{safetensors,json}  the block it started from (train.init_visual_block), copied
+  ckpt/last/weights.safetensors   trainable weights only (visual.* incl. BatchNorm buffers, lora.*);
+                                  metadata: the block's shape and its features' recipe (train.visual_init)
   ckpt/last/state.pt              optimizer, scheduler, step, RNG states, best BLEU
   ckpt/best/weights.safetensors   best dev BLEU so far (+ best.json)
   metrics.jsonl, tb/, curves.png  train/eval metrics, TensorBoard, loss/BLEU curves
@@ -20,6 +22,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +36,9 @@ from train import data as tdata
 from train import decoder as tdecoder
 from train.data import BatchLoader, CacheDataset
 from train.decoder import LoraDecoder
-from train.fusion import VisualBlock
+from train.fusion import VisualBlock, build_visual_block
 from train.losses import alignment_loss
+from train.visual_init import RECORD_NAME, block_metadata, feature_recipe, load_initial_block
 
 
 @dataclass
@@ -51,6 +55,8 @@ class TrainInputs:
     """SONAR decoder asset name / spec passed to cache.sonar_models."""
     tiny_dir: Path | None = None
     """Directory of tiny test models for cache.sonar_models (None = real models)."""
+    dataset: str = ""
+    """Dataset reader name (phoenix, csl-daily, how2sign, toy); picks the BLEU casing when train.bleu_case=auto."""
     train_split: str = "train"
     """Split trained on."""
     dev_split: str = "dev"
@@ -99,13 +105,17 @@ def seed_everything(seed: int) -> None:
 
 def build_models(cfg: TrainConfig, inputs: TrainInputs, spatial_dim: int, motion_dim: int, emb_dim: int,
                  device: torch.device) -> tuple[VisualBlock, LoraDecoder]:
+    """The visual block (fresh weights) and the LoRA decoder.
+
+    Never reads `cfg.init_visual_block`: only a fresh training run does (`train`), and it
+    copies the block into the run, so evaluate/translate depend on the run dir alone.
+    """
     tokenizer = tdecoder.load_tokenizer(inputs.decoder_spec, inputs.tiny_dir)
     base = tdecoder.load_base_decoder(inputs.decoder_spec, inputs.tiny_dir, device, torch.float32)
     dec = LoraDecoder(base, tokenizer, targets=cfg.lora_targets, rank=cfg.lora_rank, alpha=cfg.lora_alpha,
                       dropout=cfg.lora_dropout).to(device)
-    visual = VisualBlock(spatial_dim, motion_dim, cfg.hidden_dim, emb_dim, max_pool=cfg.time_max_pool).to(device)
-    if cfg.pretrained_visual:
-        visual.load_checkpoint(cfg.pretrained_visual)
+    visual = build_visual_block(cfg.visual_block, spatial_dim, motion_dim, emb_dim, hidden=cfg.hidden_dim,
+                                pooling=cfg.pooling, max_pool=cfg.time_max_pool).to(device)
     return visual, dec
 
 
@@ -116,30 +126,47 @@ def trainable_state(visual: VisualBlock, dec: LoraDecoder) -> dict[str, torch.Te
 
 
 def load_trainable(visual: VisualBlock, dec: LoraDecoder, path: Path) -> None:
+    """A run's own checkpoint (strict: it was written by this code for this config)."""
     from safetensors.torch import load_file
 
+    from cache.errors import WeightsError
+
     state = load_file(str(path))
-    visual.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("visual.")})
+    try:
+        visual.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("visual.")})
+    except RuntimeError as e:
+        raise WeightsError(f"the run's visual block does not fit its config ({e})", path=path,
+                           fix="evaluate with the run's own config.json (was the run dir edited or mixed?)") from None
     dec.load_trainable_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lora.")})
 
 
-def _save_weights(state: dict, path: Path) -> None:
+def _save_weights(state: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
+    save_file(state, str(tmp), metadata=metadata)
     tmp.replace(path)
 
 
-def make_schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def f(step: int) -> float:
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def lr_at(step: int, *, peak: float, start: float, end: float, warmup: int, decay_end: int) -> float:
+    """Learning rate after `step` scheduler steps: linear warm-up start -> peak, cosine peak -> end.
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    The rule of latent-diffusion's LambdaWarmUpCosineScheduler, which SpaMo uses: for n < warmup,
+    start + (peak - start) * n / warmup; then end + (peak - end) * (1 + cos(pi * t)) / 2 with
+    t = min(1, (n - warmup) / (decay_end - warmup)), held at `end` after `decay_end`.
+    """
+    if warmup > 0 and step < warmup:
+        return start + (peak - start) * step / warmup
+    t = min(1.0, (step - warmup) / max(1, decay_end - warmup))
+    return end + 0.5 * (peak - end) * (1.0 + math.cos(math.pi * t))
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Every group follows `lr_at` scaled to its own peak (cfg.lr's warm-up/min ratios apply to LoRA's too)."""
+    decay_end = cfg.decay_steps if cfg.decay_steps is not None else cfg.steps
+    kw = dict(peak=cfg.lr, start=cfg.warmup_start_lr, end=cfg.min_lr, warmup=cfg.warmup_steps, decay_end=decay_end)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(step, **kw) / cfg.lr)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -225,7 +252,7 @@ def plot_curves(run_dir: Path) -> Path | None:
 # ---------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     """Train (or continue, with resume=True) the run in `cfg.out`."""
-    from train.evaluate import score_split  # shared dev evaluation
+    from train.evaluate import bleu_case, score_split  # shared dev evaluation
 
     t_start = time.monotonic()
     run_dir = Path(cfg.out)
@@ -246,15 +273,27 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     emb_dim = np.asarray(targets[inputs.source_lang].embeddings(inputs.train_split)).shape[1]
 
     visual, dec = build_models(cfg, inputs, train_feats.spatial_dim, train_feats.motion_dim, emb_dim, device)
-    if cfg.normalize_features and not resume:  # a resumed run restores them with the weights
+    recipe = feature_recipe(train_feats, inputs.features[inputs.train_split])
+    if cfg.init_visual_block and not resume:  # a resumed run restores its own weights instead
+        record = load_initial_block(visual, cfg.init_visual_block, recipe=recipe, check=cfg.init_visual_block_check,
+                                    run_dir=run_dir)
+        if cfg.normalize_features:
+            # the block's statistics are part of what it learned; recomputing them would change its function
+            record["notes"].append("train.normalize_features: statistics kept from the initial block, not recomputed")
+            (run_dir / RECORD_NAME).write_text(json.dumps(record, indent=2))
+        print(f"visual block initialised from {record['file']} (copied to {run_dir / record['copy']})"
+              + "".join(f"\n  note: {n}" for n in record["notes"]), file=sys.stderr)
+    elif cfg.normalize_features and not resume:  # a resumed run restores them with the weights
         from cache.features import feature_stats
 
         visual.set_input_stats(feature_stats(train_feats))
+    weights_meta = block_metadata(visual.spec(), recipe)
     encode = dec.encode_targets
     max_tokens = cfg.max_len + 2
     train_ds = CacheDataset(train_feats, targets, inputs.train_split, inputs.source_lang, encode=encode,
                             max_tokens=max_tokens, shuffle_targets=cfg.shuffle_targets, seed=cfg.seed)
-    loader = BatchLoader(train_ds, cfg.batch_size, pad_idx=dec.pad_idx, seed=cfg.seed, workers=cfg.loader_workers)
+    loader = BatchLoader(train_ds, cfg.batch_size, pad_idx=dec.pad_idx, seed=cfg.seed, workers=cfg.loader_workers,
+                         max_frames=cfg.max_frames)
     dev_ds = None
     if inputs.dev_split in feats and cfg.eval_every > 0:
         dev_ds = CacheDataset(feats[inputs.dev_split], targets, inputs.dev_split, inputs.source_lang)
@@ -264,9 +303,9 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     lora_params = [p for p in dec.parameters() if p.requires_grad]
     groups = [{"params": list(visual.parameters()), "lr": cfg.lr}]
     if lora_params:
-        groups.append({"params": lora_params, "lr": cfg.lora_lr})
+        groups.append({"params": lora_params, "lr": cfg.lora_peak_lr})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = make_schedule(opt, cfg.warmup_steps, cfg.steps)
+    sched = make_schedule(opt, cfg)
     augment = VideoAugmenter.from_config(cfg)
 
     step, best_bleu, best_step = 0, None, None
@@ -296,7 +335,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
         metrics.flush()
 
     def save(kind_dir: Path, with_state: bool) -> None:
-        _save_weights(trainable_state(visual, dec), kind_dir / "weights.safetensors")
+        _save_weights(trainable_state(visual, dec), kind_dir / "weights.safetensors", weights_meta)
         if with_state:
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                         "best_bleu": best_bleu, "best_step": best_step, "rng": _rng_state()}, kind_dir / "state.pt.tmp")
@@ -308,7 +347,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
             return
         visual.eval()
         scores = score_split(visual, dec, dev_ds, eval_langs, beam_size=cfg.beam_size, max_len=cfg.max_len,
-                             batch_size=cfg.batch_size, device=device)
+                             batch_size=cfg.batch_size, device=device, case=bleu_case(cfg.bleu_case, inputs.dataset))
         visual.train()
         bleu = float(np.mean([v["bleu"] for v in scores.values()]))
         log({"kind": "eval", "step": step, "bleu": bleu, **{f"bleu_{k}": v["bleu"] for k, v in scores.items()},
