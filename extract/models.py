@@ -33,7 +33,7 @@ from extract import clip as clipm
 from extract import videomae as maem
 from extract.clip import CLIP_MEAN, CLIP_STD, ImageRecipe
 from extract.config import ExtractConfig
-from extract.preprocess import SQUASH_RESAMPLER, normalise, processor_crop, s2_tiles, squash_side
+from extract.preprocess import SQUASH_RESAMPLER, normalise, processor_crop, s2_tiles, squash, squash_side
 from extract.videomae import IMAGENET_MEAN, IMAGENET_STD
 
 TINY_VIT = "tiny-vit"
@@ -129,7 +129,8 @@ class Recipe:
         if self.kind == "tiny":
             return prepare_views(frames, self.image_size, list(self.scales))
         assert self.clip is not None and self.mae is not None
-        return {"clip": processor_crop(frames, self.clip, self.squash), "mae": processor_crop(frames, self.mae, self.squash)}
+        images = squash(frames, self.squash) if self.squash else frames  # once, for both processors
+        return {"clip": processor_crop(images, self.clip), "mae": processor_crop(images, self.mae)}
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "tiny":

@@ -53,15 +53,18 @@ def squash_side(setting: str) -> int | None:
     return h
 
 
-def processor_crop(frames: np.ndarray, recipe: ImageRecipe, squash: int | None) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> uint8 [T, crop_h, crop_w, 3] (squash, resize shortest side, centre crop)."""
+def squash(frames: np.ndarray, side: int) -> list[Image.Image]:
+    """Every frame resized to side x side with PIL bicubic (PIL returns a frame already that size as is)."""
+    return [Image.fromarray(f).resize((side, side), Image.Resampling.BICUBIC) for f in frames]
+
+
+def processor_crop(frames: np.ndarray | list[Image.Image], recipe: ImageRecipe) -> np.ndarray:
+    """uint8 [T, H, W, 3] (or PIL frames) -> uint8 [T, crop_h, crop_w, 3]: resize shortest side, centre crop."""
     ch, cw = recipe.crop
     out = np.empty((len(frames), ch, cw, 3), dtype=np.uint8)
     resample = _FILTERS[recipe.resample]
     for i, frame in enumerate(frames):
-        im = Image.fromarray(frame)
-        if squash is not None:
-            im = im.resize((squash, squash), Image.Resampling.BICUBIC)
+        im = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
         w, h = im.size
         short, long = (w, h) if w <= h else (h, w)
         new_long = int(recipe.shortest_edge * long / short)

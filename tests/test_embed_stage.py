@@ -282,6 +282,7 @@ def _kill_when(cmd: list[str], cwd: Path, ready) -> bool:
         proc.wait()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_gives_identical_hdf5(tmp_path):
     """Kill once after the first translations entry is published and once mid-embedding; the third run
     finishes, and its HDF5 files equal an uninterrupted run's in every dataset and attribute."""

@@ -127,6 +127,7 @@ def test_second_run_does_no_model_forward(toy, clean):
     assert "cached features" in again.stderr and "frames forwarded" not in again.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_equals_clean_run(toy, clean, tmp_path):
     cache = tmp_path / "cache"
     proc = subprocess.Popen(cli_args(toy[0], cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,

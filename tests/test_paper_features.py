@@ -424,6 +424,18 @@ def test_spamo_recipe_matches_the_transformers_reference(tmp_path, small_snapsho
     assert fx.recipe.squash == 256
 
 
+def test_unsquashed_frames_follow_the_processors_resize_and_centre_crop(tmp_path, small_snapshots):
+    """extract.squash=none (other datasets): the 210x260 frame is resized on its shortest side with the
+    long side truncated (64 x 79) and centre-cropped, exactly as the image processors do."""
+    clip, mae = small_snapshots
+    root = write_phoenix(tmp_path / "data", {"v1": video(2, 17)})
+    sp, mo, fx = slt_features(root, clip, mae, spatial_arch="snapshot", motion_arch="snapshot", squash="none")
+    pngs = frame_paths(root, "v1", "fullFrame-210x260px")
+    assert fx.recipe.squash is None
+    assert cosines(sp, reference_spatial(clip, pngs)).min() >= 0.99999
+    assert cosines(mo, reference_motion(mae, pngs)).min() >= 0.99999
+
+
 def test_manifest_identity_records_format_hashes_and_recipe(tmp_path, small_snapshots):
     clip, mae = small_snapshots
     cfg = build_config({"profile": "paper"}, {"extract": {"spatial_weights": str(clip), "motion_weights": str(mae),
@@ -475,6 +487,7 @@ def full_size_snapshots(tmp_path_factory):
     return clip, mae
 
 
+@pytest.mark.slow
 def test_full_size_vit_l14_and_videomae_l_match_the_reference(tmp_path, full_size_snapshots):
     """The Done-when check: ViT-L/14 + VideoMAE-L at full size, PHOENIX PNGs, cosine >= 0.999 everywhere."""
     torch.set_num_threads(2)
@@ -485,3 +498,20 @@ def test_full_size_vit_l14_and_videomae_l_match_the_reference(tmp_path, full_siz
     ref_sp, ref_mo = reference_spatial(clip, pngs, 256), reference_motion(mae, pngs, 256)
     assert sp.shape == (2, 2048) and mo.shape == (1, 1024)
     assert cosines(sp, ref_sp).min() >= 0.999 and cosines(mo, ref_mo).min() >= 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_on_gpu_stays_close_to_fp32_on_cpu(tmp_path, small_snapshots):
+    """`pytest -m gpu` on a CUDA machine: the extractor's bf16 autocast path against fp32 on the CPU."""
+    clip, mae = small_snapshots
+    root = write_phoenix(tmp_path / "data", {"v1": video(3, 20)})
+    cpu_sp, cpu_mo, _ = slt_features(root, clip, mae, spatial_arch="snapshot", motion_arch="snapshot")
+    cfg = build_config({"profile": "paper"}, {"extract": {"spatial_weights": str(clip), "motion_weights": str(mae),
+                                                          "spatial_arch": "snapshot", "motion_arch": "snapshot"}})
+    fx = FeatureExtractor(stage_config(cfg, "phoenix"), "cuda")
+    assert fx.precision.autocast == "bfloat16"
+    frames = read_frames(open_dataset("phoenix", root, ["test"]).samples["test"][0].frames)
+    views = fx.prepare(frames)
+    assert cosines(fx.spatial(frames, views), cpu_sp).min() > 0.99
+    assert cosines(fx.motion(frames, views), cpu_mo).min() > 0.99

@@ -13,10 +13,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
 import pytest
+
+pytestmark = pytest.mark.slow  # about 2 minutes: `pytest -m slow`, which .ci/run runs too
 
 REPO = Path(__file__).resolve().parents[1]
 PY = str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
@@ -25,7 +28,9 @@ TIMEOUT = 600
 
 
 def run(args: list[str], env: dict, cwd: Path, cmd: list[str] = SLT) -> subprocess.CompletedProcess:
+    t0 = time.monotonic()
     r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+    print(f"{args[0]}: {time.monotonic() - t0:.1f} s")
     assert "FORBIDDEN" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert r.returncode == 0, f"{args[0]} failed:\n{r.stdout}\n{r.stderr}"
     return r
