@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from cache.errors import WeightsError
-from extract.weights import Converted, check_shapes, files_identity, fill_strictly, read_state_dict, split_qkv, tensor_shapes
+from extract.weights import (Converted, check_shapes, files_identity, fill_strictly, is_torchscript, read_state_dict,
+                             split_qkv, tensor_shapes)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -91,8 +92,12 @@ def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
         size = p.get("size", default.shortest_edge)
         short = int(size["shortest_edge"] if isinstance(size, dict) else size)
         crop = p.get("crop_size", default.crop)
-        crop_hw = (int(crop["height"]), int(crop["width"])) if isinstance(crop, dict) else (int(crop), int(crop)) \
-            if isinstance(crop, int) else tuple(crop)
+        if isinstance(crop, dict):
+            crop_hw = (int(crop["height"]), int(crop["width"]))
+        elif isinstance(crop, int):
+            crop_hw = (crop, crop)
+        else:
+            crop_hw = (int(crop[0]), int(crop[1]))
         if not p.get("do_center_crop", True):
             raise ValueError("do_center_crop=false is not supported (SpaMo's processors crop)")
         return ImageRecipe(short, crop_hw, PIL_FILTERS[int(p.get("resample", 3))],
@@ -164,9 +169,7 @@ def detect_format(path: Path) -> str:
     if any(k.startswith("vision_model.") for k in names):
         return "transformers"
     if any(k.startswith("visual.") for k in names):
-        from extract.weights import _is_torchscript
-
-        return "openai" if _is_torchscript(path) else "open_clip"
+        return "openai" if is_torchscript(path) else "open_clip"
     if "cls_token" in names or any(k.startswith("blocks.") for k in names):
         return "timm"
     raise WeightsError(f"not a CLIP vision checkpoint: none of its {len(names)} tensors is named like one "

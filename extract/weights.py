@@ -15,8 +15,6 @@ PyTorch pickles (`.bin`, `.pt`, `weights_only=True`), OpenAI's TorchScript archi
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -90,7 +88,7 @@ def _read_one(path: Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        if _is_torchscript(path):
+        if is_torchscript(path):
             # OpenAI's CLIP release is a TorchScript archive, not a pickle of tensors.
             return {k: v.detach() for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
@@ -108,7 +106,7 @@ def _read_one(path: Path) -> dict[str, Tensor]:
     return state
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
@@ -179,23 +177,9 @@ def split_qkv(prefix: str, weight: Tensor, bias: Tensor | None, names: Iterable[
 # --------------------------------------------------------------------------- identity
 
 
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    # The HF cache stores LFS files as blobs named by their sha256: no need to read 1 GB.
-    real = Path(path).resolve()
-    if real.parent.name == "blobs" and len(real.name) == 64:
-        return real.name
-    h = hashlib.sha256()
-    with open(real, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
-
-
 def files_identity(files: Iterable[Path]) -> list[dict[str, Any]]:
-    """name, size and sha256 of each weights file actually read (the cache key hashes these)."""
-    out = []
-    for p in files:
-        st = p.stat()
-        out.append({"file": p.name, "bytes": st.st_size, "sha256": _sha256(str(p), st.st_size, st.st_mtime_ns)})
-    return out
+    """name, size and sha256 of each weights file actually read (the cache key hashes these; each
+    file is hashed once per path, size and mtime)."""
+    from cache.sonar_models import file_identity
+
+    return [file_identity(p) for p in files]
