@@ -112,7 +112,7 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int) -> dict[str, An
     cfg = build_config(cfg_dict)
     quiet = Console(stderr=True, quiet=True)
     t0 = time.monotonic()
-    train_stage.train(cfg, console=quiet)
+    train_stage.train(cfg, overwrite=True, console=quiet)  # a re-run trial replaces its run
     train_s = time.monotonic() - t0
     scores = train_stage.evaluate(cfg.train.out, split="test", langs=",".join(cfg.embed.langs), console=quiet)
     return {"variant": name, "train_s": round(train_s, 1), "run": str(cfg.train.out), "scores": scores}

@@ -221,6 +221,7 @@ def train(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Optimiser steps.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop after this wall-clock budget.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Clear an existing run in --out first (without this or --resume, an existing run is refused, so two runs never mix).")] = False,
     shuffle_targets: Annotated[bool, typer.Option("--shuffle-targets", help="Control run: pair videos with wrong targets.")] = False,
     init_visual_block: Annotated[Optional[str], typer.Option("--init-visual-block", help="Start the visual block from a slt-pipe run dir, its checkpoint, or a state-dict file (= --set train.init_visual_block=PATH); copied into the run.")] = None,
     sets: SetOpt = None,
@@ -233,7 +234,7 @@ def train(
         **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
            "train.shuffle_targets": shuffle_targets or None, "train.init_visual_block": init_visual_block},
     )
-    train_stage.train(cfg, resume=resume, console=err)
+    train_stage.train(cfg, resume=resume, overwrite=overwrite, console=err)
 
 
 @app.command()

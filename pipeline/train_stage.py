@@ -10,6 +10,7 @@ the cache entries it read (`inputs.json`), so `evaluate` and `translate` need on
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,24 @@ def train_inputs(cfg: Config, dataset: Any):
                        tiny_dir=tiny_dir, train_split="train", dev_split="dev", dataset=cfg.dataset.name)
 
 
-def train(cfg: Config, *, resume: bool = False, console: Console):
-    """Fit the visual block and LoRA decoder on the cached tensors of `cfg`'s dataset."""
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console: Console):
+    """Fit the visual block and LoRA decoder on the cached tensors of `cfg`'s dataset.
+
+    A run directory holds one run: an existing one is continued (`resume`), cleared first
+    (`overwrite`), or refused, so checkpoints, predictions and TensorBoard events of two runs
+    never mix.
+    """
     from pipeline.dataset import open_dataset
     from train.trainer import train as run_training
 
+    run_dir = Path(cfg.train.out)
+    _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if cfg.train.warmup_steps > cfg.train.steps:
+        console.print(f"[yellow]note[/]: warmup_steps = {cfg.train.warmup_steps} is longer than the run "
+                      f"({cfg.train.steps} steps); clipped to {cfg.train.steps}, so the peak rate is reached at the end")
+        cfg.train.warmup_steps = cfg.train.steps
     dataset = open_dataset(cfg, console)
     inputs = train_inputs(cfg, dataset)
-    run_dir = Path(cfg.train.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PIPELINE_FILE).write_text(json.dumps(to_dict(cfg), indent=2))
     console.print(f"[bold]train[/] {dataset.name}: {len(dataset.samples.get('train', []))} videos, "
@@ -55,6 +66,22 @@ def train(cfg: Config, *, resume: bool = False, console: Console):
     console.print(f"[green]trained[/] {result.step} steps ({result.stopped}); last loss {result.last_loss:.4g}; "
                   f"best dev BLEU {best}; curves in {run_dir / 'curves.png'}")
     return result
+
+
+def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise SltPipeError("--resume and --overwrite contradict each other", fix="pass one of them")
+    if not run_dir.exists() or not any(run_dir.iterdir()) or resume:
+        return
+    is_run = (run_dir / PIPELINE_FILE).is_file() or (run_dir / "config.json").is_file()
+    if not overwrite:
+        what = "already holds a slt-pipe run" if is_run else "is not empty"
+        raise SltPipeError(f"the run directory {what}", path=run_dir,
+                           fix="add --resume to continue it, --overwrite to clear it first, or pick another --out")
+    if not is_run:  # never delete a folder that slt-pipe did not make
+        raise SltPipeError("--overwrite refuses to clear a folder that is not a slt-pipe run", path=run_dir,
+                           fix="pick an empty or new --out")
+    shutil.rmtree(run_dir)
 
 
 def load_run(run: Path) -> tuple[Config, Any]:
@@ -185,7 +212,7 @@ def demo(cfg: Config, *, console: Console, control: bool = False) -> DemoResult:
     console.rule("[bold]2/4 embed-targets")
     embed_stage.embed_targets(cfg, console)
     console.rule("[bold]3/4 train")
-    train(cfg, console=console)
+    train(cfg, overwrite=True, console=console)
     console.rule("[bold]4/4 evaluate")
     langs = ",".join(cfg.embed.langs)
     test = evaluate(cfg.train.out, split="test", langs=langs, console=console)
@@ -193,7 +220,7 @@ def demo(cfg: Config, *, console: Console, control: bool = False) -> DemoResult:
     if control:
         console.rule("[bold]control: videos shuffled against their targets")
         ctl = build_config(to_dict(cfg), {"train": {"shuffle_targets": True, "out": str(Path(cfg.train.out) / "control")}})
-        train(ctl, console=console)
+        train(ctl, overwrite=True, console=console)
         result.control = evaluate(ctl.train.out, split="test", langs=langs, console=console)
     table = Table(title="slt-pipe demo: toy test set")
     table.add_column("language")

@@ -126,6 +126,43 @@ def test_resume_through_the_stage(cached, tmp_path):
     assert dict(rest.losses) == pytest.approx({s: l for s, l in full.losses if s > 3}, rel=1e-5)
 
 
+def test_a_run_directory_holds_one_run(cached, tmp_path):
+    """train --out into an existing run: refused, unless --resume or --overwrite (which clears it first)."""
+    from pipeline import train_stage
+
+    cache, root = cached
+    run = tmp_path / "run"
+    train_stage.train(make_cfg(cache, root, run, steps=2), console=QUIET)
+    (run / "predictions_test_deu_Latn.tsv").write_text("id\tref\thyp\n")  # as evaluate leaves them
+    events = sorted((run / "tb").iterdir())
+    with pytest.raises(SltPipeError, match="already holds a slt-pipe run") as e:
+        train_stage.train(make_cfg(cache, root, run, steps=2), console=QUIET)
+    assert "--resume" in e.value.fix and "--overwrite" in e.value.fix
+    train_stage.train(make_cfg(cache, root, run, steps=2), overwrite=True, console=QUIET)
+    assert not (run / "predictions_test_deu_Latn.tsv").exists()
+    assert not set(events) & set((run / "tb").iterdir())  # only the new run's TensorBoard events
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "thesis.tex").write_text("x")
+    with pytest.raises(SltPipeError, match="not a slt-pipe run"):
+        train_stage.train(make_cfg(cache, root, stranger, steps=2), overwrite=True, console=QUIET)
+    assert (stranger / "thesis.tex").exists()
+
+
+def test_warmup_longer_than_the_run_is_clipped_and_said(cached, tmp_path):
+    from rich.console import Console
+
+    from pipeline import train_stage
+
+    cache, root = cached
+    console = Console(record=True, width=200)
+    cfg = make_cfg(cache, root, tmp_path / "run", steps=3, warmup_steps=100)
+    train_stage.train(cfg, console=console)
+    assert "warmup_steps = 100 is longer than the run (3 steps); clipped to 3" in console.export_text()
+    recorded = json.loads((tmp_path / "run/pipeline.json").read_text())
+    assert recorded["train"]["warmup_steps"] == 3
+
+
 def test_ablation_reads_shared_caches_and_recomputes_nothing(cached, tmp_path):
     from extract import embed_targets as et
     from pipeline import ablate_stage
