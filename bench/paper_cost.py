@@ -10,13 +10,18 @@ VideoMAE-L, and per frame for the CPU resizes, then the frames/s a PHOENIX-like 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+# bench/ holds extract.py, which would shadow the extract package: the repo root comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extract.models import FeatureExtractor
-from pipeline.config import build_config
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from extract.models import FeatureExtractor  # noqa: E402
+from pipeline.config import build_config  # noqa: E402
 
 
 def main() -> None:
