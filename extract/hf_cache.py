@@ -13,11 +13,16 @@ def hf_cache_dir() -> Path:
 
 
 def hf_snapshot(repo: str, files: tuple[str, ...]) -> Path | None:
-    """The cached snapshot folder of `repo` holding one of `files`, or None (no network is asked)."""
+    """The cached snapshot folder of `repo` holding one of `files`, or None (no network is asked;
+    a name that cannot be a hub id, such as a missing local path, is simply not cached)."""
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
     for name in files:
-        hit = try_to_load_from_cache(repo, name)
+        try:
+            hit = try_to_load_from_cache(repo, name)
+        except HFValidationError:
+            return None
         if isinstance(hit, str):
             return Path(hit).parent
     return None

@@ -232,14 +232,9 @@ def _snapshot_dir(model_id: str) -> Path | None:
     path = Path(model_id)
     if path.is_dir():
         return path
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
+    from extract.hf_cache import hf_snapshot
 
-    try:
-        hit = try_to_load_from_cache(model_id, "config.json")
-    except HFValidationError:
-        return None  # a path that does not exist, not a hub id
-    return Path(hit).parent if isinstance(hit, str) else None
+    return hf_snapshot(model_id, ("config.json",))
 
 
 def _weights_file(model_id: str) -> str:
