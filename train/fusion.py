@@ -108,6 +108,20 @@ class _InputStats(nn.Module):
         x = (x.to(getattr(self, f"{name}_mean").dtype) - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
         return proj(x.to(proj.weight.dtype))
 
+    def _streams(self, spatial: Tensor, spatial_mask: Tensor | None, motion: Tensor | None, motion_mask: Tensor | None,
+                 spatial_proj: nn.Linear, motion_proj: nn.Linear) -> tuple[Tensor, Tensor, bool]:
+        """Both streams standardised, projected and concatenated in time (spatial steps first), with their
+        masks (None = all real) and whether a motion stream was joined (then the steps need packing)."""
+        if spatial_mask is None:
+            spatial_mask = torch.ones(spatial.shape[:2], dtype=torch.bool, device=spatial.device)
+        x = self._standardise(spatial, "spatial", spatial_proj)
+        if motion is None:
+            return x, spatial_mask, False
+        if motion_mask is None:
+            motion_mask = torch.ones(motion.shape[:2], dtype=torch.bool, device=motion.device)
+        xm = self._standardise(motion, "motion", motion_proj)
+        return torch.cat([x, xm], 1), torch.cat([spatial_mask, motion_mask], 1), True
+
 
 # ------------------------------------------------------------------------------- SpaMo
 class TemporalConv(nn.Module):
@@ -157,15 +171,7 @@ class SpamoVisualBlock(_InputStats):
     def sequence(self, spatial: Tensor, spatial_mask: Tensor | None = None, motion: Tensor | None = None,
                  motion_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The per-step output before pooling: (y [B, L', out_dim], valid lengths [B])."""
-        if spatial_mask is None:
-            spatial_mask = torch.ones(spatial.shape[:2], dtype=torch.bool, device=spatial.device)
-        x = self._standardise(spatial, "spatial", self.spatio_proj)
-        keep = spatial_mask
-        if motion is not None:
-            if motion_mask is None:
-                motion_mask = torch.ones(motion.shape[:2], dtype=torch.bool, device=motion.device)
-            x = torch.cat([x, self._standardise(motion, "motion", self.spatiotemp_proj)], 1)
-            keep = torch.cat([spatial_mask, motion_mask], 1)
+        x, keep, _ = self._streams(spatial, spatial_mask, motion, motion_mask, self.spatio_proj, self.spatiotemp_proj)
         # joint fusion: valid spatial rows then valid motion rows, zero-padded to the longest
         x, mask = pack_left(x, keep)
         lengths = mask.sum(1).clamp_min(SPAMO_MIN_LEN)  # too-short sequences: see the module docstring
@@ -252,15 +258,9 @@ class MaskedVisualBlock(_InputStats):
                 motion_mask: Tensor | None = None) -> Tensor:
         """Masks are bool [B, T] / [B, C], True on real steps (None = all real)."""
         b = spatial.size(0)
-        if spatial_mask is None:
-            spatial_mask = torch.ones(spatial.shape[:2], dtype=torch.bool, device=spatial.device)
-        x = self._standardise(spatial, "spatial", self.spatial_proj)
-        mask = spatial_mask
-        if motion is not None:
-            if motion_mask is None:
-                motion_mask = torch.ones(motion.shape[:2], dtype=torch.bool, device=motion.device)
-            xm = self._standardise(motion, "motion", self.motion_proj)
-            x, mask = pack_left(torch.cat([x, xm], 1), torch.cat([spatial_mask, motion_mask], 1))
+        x, mask, joined = self._streams(spatial, spatial_mask, motion, motion_mask, self.spatial_proj, self.motion_proj)
+        if joined:
+            x, mask = pack_left(x, mask)
         x = x.transpose(1, 2)  # [B, H, L]
         for block in self.temporal:
             x, mask = block(x, mask)
