@@ -45,12 +45,13 @@ Call `cache.fairseq2_env.ensure_fairseq2()` first (these functions do).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cache.errors import WeightsError
 
@@ -321,6 +322,23 @@ def refresh_asset_store() -> None:
         raise RuntimeError("fairseq2's dependency container changed: cannot re-create its asset store "
                            "in-process; load the cards in a new process instead")
     registration.obj = dep._NOT_SET
+
+
+@contextlib.contextmanager
+def user_asset_dir(cards_dir: Path) -> Iterator[None]:
+    """FAIRSEQ2_USER_ASSET_DIR=cards_dir inside the block, fairseq2's store re-read on entry and on exit
+    (for in-process code such as tests; a command started with the variable set needs none of this)."""
+    old = os.environ.get("FAIRSEQ2_USER_ASSET_DIR")
+    os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(cards_dir)
+    refresh_asset_store()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FAIRSEQ2_USER_ASSET_DIR"]
+        else:
+            os.environ["FAIRSEQ2_USER_ASSET_DIR"] = old
+        refresh_asset_store()
 
 
 # --------------------------------------------------------------------------- public API

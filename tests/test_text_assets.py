@@ -3,21 +3,19 @@ through the paper profile's loaders (fairseq2 asset cards, HF snapshots), strict
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from cache.errors import WeightsError
+from cache.sonar_models import user_asset_dir
 
 SONAR_STEPS = 60
 """Enough for distinct, deterministic outputs; the round trip compares bits, not quality."""
 NLLB_STEPS = 10
 SENTENCES = ["morgen gibt es im norden regen", "heute liegen die temperaturen bei zehn grad"]
-USER_DIR = "FAIRSEQ2_USER_ASSET_DIR"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -45,24 +43,6 @@ def tiny_nllb(tmp_path_factory, corpus):
     from extract.nllb import make_tiny_nllb
 
     return make_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb"), corpus, seed=0, train_steps=NLLB_STEPS)
-
-
-@contextlib.contextmanager
-def user_cards(cards_dir: Path):
-    """FAIRSEQ2_USER_ASSET_DIR=cards_dir for the block, with fairseq2's store re-read on entry and exit."""
-    from cache.sonar_models import refresh_asset_store
-
-    old = os.environ.get(USER_DIR)
-    os.environ[USER_DIR] = str(cards_dir)
-    refresh_asset_store()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[USER_DIR]
-        else:
-            os.environ[USER_DIR] = old
-        refresh_asset_store()
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +108,7 @@ def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, mo
     def no_tiny(*a, **k):
         raise AssertionError("the asset-card path reached the tiny loader")
 
-    with user_cards(sonar_assets), monkeypatch.context() as m:
+    with user_asset_dir(sonar_assets), monkeypatch.context() as m:
         m.setattr(sm, "_tiny_config", no_tiny)
         m.setattr(sm, "_load_state", no_tiny)
         enc, dec = sm.load_sonar_encoder(ENCODER_CARD), sm.load_sonar_decoder(DECODER_CARD)
@@ -158,7 +138,7 @@ def test_sonar_checkpoint_missing_one_tensor_is_refused(tiny_sonar, tmp_path, pa
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", part, lambda s: {k: v for k, v in s.items() if k != key})
     name = ENCODER_CARD if part == "encoder" else DECODER_CARD
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load(part, name)
     err = e.value
     assert err.path == str(ckpt)
@@ -172,7 +152,7 @@ def test_sonar_checkpoint_with_fewer_layers_than_card_is_refused(tiny_sonar, tmp
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", "encoder",
                                   lambda s: {k: v for k, v in s.items() if not k.startswith("encoder.layers.1.")})
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load("encoder", ENCODER_CARD)
     msg = e.value.problem
     assert e.value.path == str(ckpt)
@@ -188,7 +168,7 @@ def test_sonar_checkpoint_with_more_layers_than_card_is_refused(tiny_sonar, tmp_
     text = card.read_text()
     dec_doc = text.index(f"name: {DECODER_CARD}")
     card.write_text(text[:dec_doc] + text[dec_doc:].replace("num_decoder_layers: 2", "num_decoder_layers: 1", 1))
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load("decoder", DECODER_CARD)
     msg = e.value.problem
     assert e.value.path == str(ckpt) and "num_decoder_layers=1" in msg
@@ -206,7 +186,7 @@ def test_sonar_checkpoint_with_other_shapes_or_no_embedding_is_refused(tiny_sona
         return s
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", "encoder", widen)
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load("encoder", ENCODER_CARD)
     assert "1 of another shape: encoder.layers.0.ffn.inner_proj.bias (7,) in the file, (512,) in the model" \
         in e.value.problem and e.value.path == str(ckpt)
@@ -214,7 +194,7 @@ def test_sonar_checkpoint_with_other_shapes_or_no_embedding_is_refused(tiny_sona
     # sonar takes a dict without the fairseq2 embedding for a fairseq1 checkpoint: say what it is not
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "b", "encoder",
                                   lambda s: {k: v for k, v in s.items() if k != "encoder_frontend.embed.weight"})
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load("encoder", ENCODER_CARD)
     assert "lacks encoder_frontend.embed.weight" in e.value.problem and e.value.path == str(ckpt)
 
@@ -227,7 +207,7 @@ def test_sonar_identity_hashes_the_checkpoint_behind_the_card(tiny_sonar, sonar_
     from cache.keys import sha256_file
     from extract.rehearsal_assets import DECODER_CARD, ENCODER_CARD
 
-    with user_cards(sonar_assets):
+    with user_asset_dir(sonar_assets):
         ident = sm.sonar_identity(ENCODER_CARD)
         calls = []
         monkeypatch.setattr(cache.keys, "sha256_file", lambda p, **k: calls.append(p) or sha256_file(p, **k))
@@ -246,7 +226,7 @@ def test_sonar_identity_hashes_the_checkpoint_behind_the_card(tiny_sonar, sonar_
         return s
 
     cards, _ = _export_variant(tiny_sonar, tmp_path / "other", "encoder", nudge)
-    with user_cards(cards):
+    with user_asset_dir(cards):
         other = sm.sonar_identity(ENCODER_CARD)
     assert other["spec"] == ident["spec"] and other["checkpoint"]["sha256"] != ident["checkpoint"]["sha256"]
     assert other["tokenizer"] == ident["tokenizer"]
@@ -258,7 +238,7 @@ def test_sonar_identity_of_a_missing_checkpoint_names_it(tiny_sonar, tmp_path):
 
     cards = export_sonar_assets(tiny_sonar, tmp_path / "a")
     (tmp_path / "a" / ENCODER_FILE).unlink()
-    with user_cards(cards), pytest.raises(WeightsError) as e:
+    with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         sonar_identity(ENCODER_CARD)
     assert e.value.path == str((tmp_path / "a" / ENCODER_FILE).resolve()) and "FAIRSEQ2_USER_ASSET_DIR" in e.value.fix
 

@@ -14,10 +14,8 @@ evaluates the run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +30,10 @@ from train import data as tdata  # noqa: E402
 from train.config import TrainConfig, train_preset  # noqa: E402
 from train.toy import ToyFeatureReader, ToyTargetReader  # noqa: E402
 from train.trainer import TrainInputs, train  # noqa: E402
+from cache.sonar_models import user_asset_dir  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]
 SPATIAL, MOTION = 2048, 1024  # the paper profile's feature widths (CLIP S2, VideoMAE-L)
-USER_DIR = "FAIRSEQ2_USER_ASSET_DIR"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,24 +42,6 @@ def _threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(n)
-
-
-@contextlib.contextmanager
-def user_cards(cards_dir: Path):
-    """FAIRSEQ2_USER_ASSET_DIR=cards_dir inside the block; fairseq2's asset store re-read on entry and exit."""
-    from cache.sonar_models import refresh_asset_store
-
-    old = os.environ.get(USER_DIR)
-    os.environ[USER_DIR] = str(cards_dir)
-    refresh_asset_store()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[USER_DIR]
-        else:
-            os.environ[USER_DIR] = old
-        refresh_asset_store()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +55,7 @@ def sonar_card(tmp_path_factory):
     train_tiny_sonar(corpus, tiny, seed=0, steps=0)  # random init, written in the tiny entry's format
     cards = export_sonar_assets(tiny, tmp_path_factory.mktemp("assets") / "sonar")
     dim = json.loads((tiny / "config.json").read_text())["embedding_dim"]
-    with user_cards(cards):
+    with user_asset_dir(cards):
         yield DECODER_CARD, corpus, dim
 
 
