@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from cache.errors import WeightsError
-from extract.weights import (Converted, check_shapes, files_identity, fill_strictly, is_torchscript, read_state_dict,
+from extract.weights import (Converted, check_file, files_identity, fill_strictly, is_torchscript, read_state_dict,
                              split_qkv, tensor_shapes)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -197,14 +197,6 @@ def vision_config(arch: str, weights: ClipWeights | None) -> Any:
     return CLIPVisionConfig(**{k: v for k, v in vision.items() if k in keys and k not in ("model_type", "architectures")})
 
 
-def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
-    from transformers import CLIPVisionModel
-
-    with torch.device("meta"):
-        model = CLIPVisionModel(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 # --------------------------------------------------------------------------- key conversion
 
 
@@ -287,12 +279,17 @@ def _convert_blocks(state: dict[str, Tensor], *, prefix: str, block: dict[str, s
 
 
 def check(weights: ClipWeights, config: Any) -> dict[str, int]:
-    """Verify that the file fills the architecture from names and shapes alone (no tensor is read
-    from a safetensors file); returns what was ignored by name. Raises WeightsError as `load` would."""
-    shapes = {k: torch.empty(s, device="meta") for k, s in tensor_shapes(weights.path).items()}
-    conv = convert(weights.format, shapes)
-    check_shapes(expected_shapes(config), {k: tuple(v.shape) for k, v in conv.state.items()}, path=weights.path, fix=FIX)
-    return conv.ignored
+    """The file fills CLIPVisionModel(config), from names and shapes alone; returns what was ignored by name."""
+    from transformers import CLIPVisionModel
+
+    return check_file(weights.path, lambda state: convert(weights.format, state), CLIPVisionModel, config, fix=FIX)
+
+
+def resolve(spatial_model: str, spatial_weights: str | None, arch: str) -> tuple[ClipWeights, Any, dict[str, int]]:
+    """(weights found, the architecture they must fill, what was ignored by name), checked; WeightsError if not."""
+    weights = locate(spatial_model, spatial_weights)
+    config = vision_config(arch, weights)
+    return weights, config, check(weights, config)
 
 
 def load(weights: ClipWeights, config: Any) -> torch.nn.Module:

@@ -165,13 +165,8 @@ def resolve_paper(cfg: ExtractConfig, *, random_init: bool = False) -> PaperMode
 
         return PaperModels(None, CLIPVisionConfig(**clipm.ARCHS["ViT-L/14"]), {}, None,
                            VideoMAEConfig(**maem.ARCHS["VideoMAE-L"]), {})
-    cw = clipm.locate(cfg.spatial_model, cfg.spatial_weights)
-    cc = clipm.vision_config(cfg.spatial_arch, cw)
-    ci = clipm.check(cw, cc)
-    mw = maem.locate(cfg.motion_model, cfg.motion_weights)
-    mc = maem.videomae_config(cfg.motion_arch, mw)
-    mi = maem.check(mw, mc)
-    return PaperModels(cw, cc, ci, mw, mc, mi)
+    return PaperModels(*clipm.resolve(cfg.spatial_model, cfg.spatial_weights, cfg.spatial_arch),
+                       *maem.resolve(cfg.motion_model, cfg.motion_weights, cfg.motion_arch))
 
 
 def make_recipe(cfg: ExtractConfig, paper: PaperModels | None = None) -> Recipe:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from cache.errors import WeightsError
 from extract.clip import ImageRecipe
-from extract.weights import Converted, check_shapes, files_identity, fill_strictly, read_state_dict, tensor_shapes, weight_files
+from extract.weights import Converted, check_file, files_identity, fill_strictly, read_state_dict, weight_files
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,6 +58,8 @@ class VideoMAEWeights:
     """The weights file (or shard index) read."""
     snapshot: Path
     found: str
+    format = "transformers"
+    """The one format VideoMAE comes in (a class constant, beside ClipWeights.format)."""
 
 
 def locate(motion_model: str, motion_weights: str | None) -> VideoMAEWeights:
@@ -107,19 +109,18 @@ def convert(state: dict[str, Tensor]) -> Converted:
     return Converted(out, ignored)
 
 
-def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+def check(weights: VideoMAEWeights, config: Any) -> dict[str, int]:
+    """The file fills VideoMAEModel(config), from names and shapes alone; returns what was ignored by name."""
     from transformers import VideoMAEModel
 
-    with torch.device("meta"):
-        model = VideoMAEModel(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return check_file(weights.path, convert, VideoMAEModel, config, fix=FIX)
 
 
-def check(weights: VideoMAEWeights, config: Any) -> dict[str, int]:
-    """Names and shapes only (see extract.clip.check); returns what was ignored by name."""
-    conv = convert({k: torch.empty(s, device="meta") for k, s in tensor_shapes(weights.path).items()})
-    check_shapes(expected_shapes(config), {k: tuple(v.shape) for k, v in conv.state.items()}, path=weights.path, fix=FIX)
-    return conv.ignored
+def resolve(motion_model: str, motion_weights: str | None, arch: str) -> tuple[VideoMAEWeights, Any, dict[str, int]]:
+    """(weights found, the architecture they must fill, what was ignored by name), checked; WeightsError if not."""
+    weights = locate(motion_model, motion_weights)
+    config = videomae_config(arch, weights)
+    return weights, config, check(weights, config)
 
 
 def load(weights: VideoMAEWeights, config: Any) -> torch.nn.Module:

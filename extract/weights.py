@@ -19,7 +19,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -133,6 +133,18 @@ def fill_strictly(model: nn.Module, converted: Converted, *, path: Path, fix: st
     check_shapes(expected, {k: tuple(v.shape) for k, v in converted.state.items()}, path=path, fix=fix)
     model.load_state_dict(converted.state, strict=True, assign=True)
     return model
+
+
+def check_file(path: Path, convert: Callable[[dict[str, Tensor]], Converted], model_cls: type, config: Any, *,
+               fix: str) -> dict[str, int]:
+    """Verify from names and shapes alone (no tensor read from a safetensors file) that the checkpoint
+    at `path`, renamed by `convert`, fills `model_cls(config)`; returns what `convert` ignored by name.
+    Raises WeightsError exactly as loading the file would."""
+    conv = convert({k: torch.empty(s, device="meta") for k, s in tensor_shapes(path).items()})
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
+    check_shapes(expected, {k: tuple(v.shape) for k, v in conv.state.items()}, path=path, fix=fix)
+    return conv.ignored
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, path: Path, fix: str) -> None:

@@ -87,51 +87,44 @@ def _arch_text(arch: str, config: Any) -> str:
 
 
 def check_spatial(cfg: Config, ctx: Context) -> list[Row]:
-    from cache.errors import WeightsError
     from extract import clip as clipm
-    from extract.weights import files_identity, weight_files
 
     e = cfg.extract
-    name = "spatial weights (CLIP)"
-    try:
-        w = clipm.locate(e.spatial_model, e.spatial_weights)
-        data: dict[str, Any] = {"path": str(w.path), "format": w.format, "found": w.found,
-                                "snapshot": str(w.snapshot) if w.snapshot else None, "arch": e.spatial_arch}
-        config = clipm.vision_config(e.spatial_arch, w)
-        ignored = clipm.check(w, config)
-        files = files_identity(weight_files(w.path))
-    except WeightsError as err:
-        ctx.weights_problem = "spatial weights"
-        return [fail(name, err, data={"model": e.spatial_model, "weights": e.spatial_weights, "arch": e.spatial_arch})]
+    row, config = _weights_row("spatial weights (CLIP)", clipm.resolve, e.spatial_model, e.spatial_weights,
+                               e.spatial_arch, ctx, "spatial weights")
     ctx.spatial_config = config
-    data.update(layers=config.num_hidden_layers, width=config.hidden_size, ignored_by_name=ignored, files=files)
-    detail = (f"{w.format} format, found via {w.found}: {w.path}; fills {_arch_text(e.spatial_arch, config)} "
-              f"(every tensor, by name and shape); sha256 {_short(files)}{_ignored(ignored)}")
-    return [Row(name, OK, detail, None, data)]
+    return [row]
 
 
 def check_motion(cfg: Config, ctx: Context) -> list[Row]:
-    from cache.errors import WeightsError
     from extract import videomae as maem
-    from extract.weights import files_identity, weight_files
 
     e = cfg.extract
-    name = "motion weights (VideoMAE)"
+    row, config = _weights_row("motion weights (VideoMAE)", maem.resolve, e.motion_model, e.motion_weights,
+                               e.motion_arch, ctx, "motion weights")
+    ctx.motion_config = config
+    return [row]
+
+
+def _weights_row(name: str, resolve: Any, model: str, weights: str | None, arch: str, ctx: Context,
+                 problem: str) -> tuple[Row, Any]:
+    """One stream's row: `resolve` (extract.clip/videomae.resolve) finds, checks and describes its weights."""
+    from cache.errors import WeightsError
+    from extract.weights import files_identity, weight_files
+
     try:
-        w = maem.locate(e.motion_model, e.motion_weights)
-        data: dict[str, Any] = {"path": str(w.path), "format": "transformers", "found": w.found,
-                                "snapshot": str(w.snapshot), "arch": e.motion_arch}
-        config = maem.videomae_config(e.motion_arch, w)
-        ignored = maem.check(w, config)
+        w, config, ignored = resolve(model, weights, arch)
         files = files_identity(weight_files(w.path))
     except WeightsError as err:
-        ctx.weights_problem = ctx.weights_problem or "motion weights"
-        return [fail(name, err, data={"model": e.motion_model, "weights": e.motion_weights, "arch": e.motion_arch})]
-    ctx.motion_config = config
-    data.update(layers=config.num_hidden_layers, width=config.hidden_size, ignored_by_name=ignored, files=files)
-    detail = (f"transformers format, found via {w.found}: {w.path}; fills {_arch_text(e.motion_arch, config)} "
+        ctx.weights_problem = ctx.weights_problem or problem
+        return fail(name, err, data={"model": model, "weights": weights, "arch": arch}), None
+    data: dict[str, Any] = {"path": str(w.path), "format": w.format, "found": w.found,
+                            "snapshot": str(w.snapshot) if w.snapshot else None, "arch": arch,
+                            "layers": config.num_hidden_layers, "width": config.hidden_size,
+                            "ignored_by_name": ignored, "files": files}
+    detail = (f"{w.format} format, found via {w.found}: {w.path}; fills {_arch_text(arch, config)} "
               f"(every tensor, by name and shape); sha256 {_short(files)}{_ignored(ignored)}")
-    return [Row(name, OK, detail, None, data)]
+    return Row(name, OK, detail, None, data), config
 
 
 def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
