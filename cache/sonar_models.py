@@ -62,7 +62,7 @@ _CARD_FIX = (
     "put the checkpoint on disk and point a fairseq2 card at it: write "
     "$FAIRSEQ2_USER_ASSET_DIR/sonar.yaml (default ~/.config/fairseq2/assets/) with "
     "'name: {name}@user' and '{field}: \"file:///path/to/file\"' "
-    "(see cache/sonar_models.py), or set SLT_PIPE_DOWNLOAD=1 on a machine with internet "
+    "(README, section 'Real data', shows such a card), or set SLT_PIPE_DOWNLOAD=1 on a machine with internet "
     "to let fairseq2 download {uri} into $FAIRSEQ2_CACHE_DIR"
 )
 

@@ -5,7 +5,8 @@ Layout under the cache root:
     {kind}/{key}/manifest.json      a complete entry (published by one atomic rename)
     {kind}/{key}/...                its payload files
     {kind}/{key}.partial/           an entry being built; survives a crash so work resumes
-    {kind}/{key}.lock               flock held by the one process building the entry
+    {kind}/{key}.lock               flock held by the one process building the entry; removed
+                                    when it stops (a kill -9 leaves it; `cache gc` removes it)
 
 An entry is complete iff its final directory exists and its manifest says so: the
 manifest is written (fsynced) inside the partial directory before the rename, and
@@ -15,6 +16,7 @@ old state or the new one, never a readable half entry.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -29,6 +31,7 @@ from cache.keys import sha256_file
 
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
+LOCK = ".lock"
 
 
 @dataclass
@@ -87,7 +90,11 @@ class PendingEntry:
         return self.cache.get(self.kind, self.key)  # type: ignore[return-value]
 
     def release(self) -> None:
+        """Drop the lock and its file. Unlinked while held: a process waiting on the old file
+        notices (see `Cache.begin`) and takes a fresh one, so two builders never overlap."""
         if self._lock_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.cache.lock_path(self.kind, self.key))
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -125,23 +132,65 @@ class Cache:
             raise CacheError(f"no {kind} entry {key} in the cache", path=self.path(kind, key), fix=hint)
         return entry
 
+    def lock_path(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}{LOCK}"
+
     def begin(self, kind: str, key: str, inputs: dict[str, Any]) -> PendingEntry:
         """Start (or resume) building an entry. Holds an exclusive lock until publish/release."""
         base = self.root / kind
         base.mkdir(parents=True, exist_ok=True)
-        fd = os.open(base / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = self._lock(kind, key)
+        if fd is None:
             raise CacheError(
                 f"another slt-pipe process is building {kind} entry {key}",
-                path=base / f"{key}.lock",
+                path=self.lock_path(kind, key),
                 fix="wait for it to finish (or kill it; the work it finished is kept)",
-            ) from None
+            )
         partial = base / f"{key}{PARTIAL}"
         partial.mkdir(exist_ok=True)
         return PendingEntry(self, kind, key, partial, inputs, fd)
+
+    def _lock(self, kind: str, key: str) -> int | None:
+        """An fd holding the entry's lock, or None if another process holds it."""
+        path = self.lock_path(kind, key)
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # its holder unlinked the file as it finished: lock the new one
+
+    def is_locked(self, kind: str, key: str) -> bool:
+        """Whether a live process holds the entry's build lock (a kill -9 releases it)."""
+        if not self.lock_path(kind, key).exists():
+            return False
+        fd = self._lock(kind, key)
+        if fd is None:
+            return True
+        os.close(fd)  # stale: its process died (the file stays for `cache gc` to remove)
+        return False
+
+    def stale_files(self) -> list[Path]:
+        """Leftovers no live process holds: stale lock files and interrupted deletions."""
+        if not self.root.exists():
+            return []
+        out = []
+        for kdir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for p in sorted(kdir.iterdir()):
+                if p.name.startswith(".deleting-"):
+                    out.append(p)
+                elif p.name.endswith(LOCK) and not self.is_locked(kdir.name, p.name[: -len(LOCK)]):
+                    if p.exists():
+                        out.append(p)
+        return out
 
     def entries(self, kind: str | None = None) -> Iterator[Entry | tuple[str, str, Path]]:
         """Complete entries; incomplete ones as (kind, key, path) tuples."""
@@ -179,8 +228,12 @@ class Cache:
 
     def remove(self, path: Path) -> None:
         """Delete an entry dir: rename aside first, so a crash mid-delete never leaves a half entry."""
-        doomed = path.with_name(f".deleting-{path.name}-{os.getpid()}")
-        os.rename(path, doomed)
+        if path.is_file():
+            path.unlink()
+            return
+        doomed = path if path.name.startswith(".deleting-") else path.with_name(f".deleting-{path.name}-{os.getpid()}")
+        if doomed != path:
+            os.rename(path, doomed)
         shutil.rmtree(doomed)
 
 

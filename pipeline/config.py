@@ -76,22 +76,67 @@ def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- building and overriding
 
 
+Layer = tuple[str, dict[str, Any]]
+"""A named config layer: (where it came from, nested dict as in TOML)."""
+
+
 def build_config(*layers: dict[str, Any]) -> Config:
     """Profile defaults, then each layer (a nested dict as in TOML) in order."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _deep_merge(merged, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
-    profile = merged.get("profile", Config.profile)
+    return build_named(*((f"layer {i + 1}", layer) for i, layer in enumerate(layers)))
+
+
+def build_named(*layers: Layer) -> Config:
+    """`build_config` over named layers (the names serve `origins`)."""
     full: dict[str, Any] = {}
-    # A layer that names a training preset (`train.preset`) brings the preset's values in
-    # just beneath its own, so a later `--set train.preset=generic` replaces what earlier
-    # layers (or the profile) set, and the layer's own fields still win over the preset.
-    for layer in (profile_overrides(profile), *layers):
+    for _, layer in expand_layers(layers):
+        _deep_merge(full, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
+    return _from_dict(Config, full, "")
+
+
+def expand_layers(layers: typing.Sequence[Layer]) -> list[Layer]:
+    """Every layer that goes into a Config, lowest first: profile, then each layer with its preset.
+
+    A layer that names a training preset (`train.preset`) brings the preset's values in
+    just beneath its own, so a later `--set train.preset=generic` replaces what earlier
+    layers (or the profile) set, and the layer's own fields still win over the preset.
+    """
+    profile = Config.profile
+    for _, layer in layers:
+        profile = layer.get("profile", profile)
+    out: list[Layer] = []
+    for name, layer in ((f"profile {profile}", profile_overrides(str(profile))), *layers):
         preset = (layer.get("train") or {}).get("preset")
         if preset is not None:
-            _deep_merge(full, copy.deepcopy({"train": train_preset(str(preset))}))
-        _deep_merge(full, copy.deepcopy(layer))
-    return _from_dict(Config, full, "")
+            out.append((f"preset {preset} (via {name})", {"train": train_preset(str(preset))}))
+        out.append((name, layer))
+    return out
+
+
+def origins(layers: typing.Sequence[Layer]) -> dict[str, str]:
+    """Dotted field -> the layer its effective value came from ('default' if none set it)."""
+    where = {dotted: "default" for dotted in flat_fields(Config())}
+    for name, layer in expand_layers(layers):
+        for dotted in flat_fields(layer):
+            if dotted in where:
+                where[dotted] = name
+    return where
+
+
+def flat_fields(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A Config or a nested dict -> {dotted name: value} of its leaves."""
+    if dataclasses.is_dataclass(obj):
+        items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    else:
+        items = list(obj.items())
+    out: dict[str, Any] = {}
+    for k, v in items:
+        if dataclasses.is_dataclass(v):
+            out.update(flat_fields(v, f"{prefix}{k}."))
+        elif isinstance(v, dict):
+            out.update(flat_fields(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def load_toml(path: Path) -> dict[str, Any]:

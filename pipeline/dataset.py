@@ -13,13 +13,16 @@ from pipeline.config import Config
 TOY_FORMAT = 1
 
 
-def open_dataset(cfg: Config, console: Console | None = None):
-    """The configured dataset; `toy` without a root is generated once inside the cache."""
+def open_dataset(cfg: Config, console: Console | None = None, *, generate: bool = True):
+    """The configured dataset; `toy` without a root is generated once inside the cache.
+
+    Read-only commands pass `generate=False`: they find the toy in the cache or say how to make it.
+    """
     from extract.datasets import open_dataset as _open
 
     root = cfg.dataset.root
     if cfg.dataset.name == "toy" and root is None:
-        root = toy_corpus(cfg, console).dir
+        root = (toy_corpus(cfg, console) if generate else cached_toy(cfg)).dir
     if root is None:
         raise SltPipeError(
             f"no root given for dataset {cfg.dataset.name!r}",
@@ -28,11 +31,41 @@ def open_dataset(cfg: Config, console: Console | None = None):
     return _open(cfg.dataset.name, root, cfg.dataset.splits)
 
 
+def cached_toy(cfg: Config) -> Entry:
+    """The generated toy corpus already in the cache; never generates it."""
+    key = make_key("toy", _toy_inputs(cfg), format_version=TOY_FORMAT)
+    entry = Cache(cfg.cache.dir).get("datasets", key)
+    if entry is None:
+        raise SltPipeError(
+            f"the generated toy corpus ({cfg.dataset.toy_videos} videos, seed {cfg.dataset.toy_seed}) is not in the cache",
+            path=cfg.cache.dir,
+            fix=f"make it with `{make_toy_command(cfg)}` (or `slt-pipe demo`), or pass --cache pointing at the cache that has it",
+        )
+    return entry
+
+
+def make_toy_command(cfg: Config) -> str:
+    """The command that generates this config's toy corpus in its cache."""
+    from pipeline.config import DatasetConfig, default_cache_dir
+
+    args = ["slt-pipe extract --dataset toy"]
+    if cfg.cache.dir != default_cache_dir():
+        args.append(f"--cache {cfg.cache.dir}")
+    for name in ("toy_videos", "toy_seed"):
+        if getattr(cfg.dataset, name) != getattr(DatasetConfig(), name):
+            args.append(f"--set dataset.{name}={getattr(cfg.dataset, name)}")
+    return " ".join(args)
+
+
+def _toy_inputs(cfg: Config) -> dict:
+    return {"videos": cfg.dataset.toy_videos, "seed": cfg.dataset.toy_seed}
+
+
 def toy_corpus(cfg: Config, console: Console | None = None) -> Entry:
     from extract.datasets.toy import make_toy
 
     cache = Cache(cfg.cache.dir)
-    inputs = {"videos": cfg.dataset.toy_videos, "seed": cfg.dataset.toy_seed}
+    inputs = _toy_inputs(cfg)
     key = make_key("toy", inputs, format_version=TOY_FORMAT)
     entry = cache.get("datasets", key)
     if entry is None:

@@ -1,11 +1,43 @@
-"""Where the effective config comes from: profile, project file, --config, flags."""
+"""Where the effective config comes from: profile, project file, --config, flags.
+
+Layers, lowest first: the profile's defaults (and a training preset's), `$SLT_PIPE_CACHE`
+for the cache dir, the project file `slt-pipe.toml`, `--config FILE`, command-line flags,
+`--set` overrides. The project file holds only what the user chose at `init` (or wrote
+since), so `--profile paper` in a project made with `--profile tiny` really means paper.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PROJECT_FILE, Config, build_config, load_toml, parse_override
+from cache.errors import SltPipeError
+from pipeline.config import (PROFILES, PROJECT_FILE, Config, Layer, build_config, build_named, flat_fields, load_toml, origins,
+                             parse_override)
+
+PROJECT_HEADER = "# slt-pipe project file: only the settings chosen here; profiles and presets fill in the rest."
+"""First line `init` writes; a project file without it and with many fields is an old full dump."""
+OLD_DUMP_FIELDS = 20
+"""An unmarked project file setting at least this many fields was written by an old `init`."""
+
+
+@dataclass
+class Resolved:
+    """The effective config and how it was made."""
+
+    config: Config
+    layers: list[Layer]
+    project_file: Path | None
+    notes: list[str] = field(default_factory=list)
+    """Things the user should know about the layers (e.g. an old project file pinning defaults)."""
+
+    def origins(self) -> dict[str, str]:
+        return origins(self.layers)
+
+    def user_set(self, dotted: str) -> bool:
+        """Whether a user layer (project file, --config, a flag, --set) sets this field."""
+        return any(dotted in flat_fields(layer) for _, layer in self.layers)
 
 
 def find_project_file(start: Path | None = None) -> Path | None:
@@ -17,29 +49,76 @@ def find_project_file(start: Path | None = None) -> Path | None:
     return None
 
 
-def resolve_config(
+def resolve(
     *,
     config_file: Path | None = None,
     flags: dict[str, Any] | None = None,
     sets: list[str] | None = None,
     use_project_file: bool = True,
-) -> Config:
+) -> Resolved:
     """Profile defaults <- project file <- --config FILE <- flags <- --set overrides."""
-    layers: list[dict[str, Any]] = []
+    layers: list[Layer] = []
+    notes: list[str] = []
     project = find_project_file() if use_project_file else None
     if project is not None:
         layer = load_toml(project)
         _relative_paths(layer, project.parent)
-        layers.append(layer)
+        layers.append((f"project file {project}", layer))
+        notes += old_dump_notes(project, layer)
     if config_file is not None:
         layer = load_toml(config_file)
         _relative_paths(layer, config_file.parent)
-        layers.append(layer)
+        layers.append((f"--config {config_file}", layer))
     if flags:
-        layers.append(_nest({k: v for k, v in flags.items() if v is not None}))
+        given = {k: v for k, v in flags.items() if v is not None}
+        for dotted, v in given.items():
+            layers.append((f"flag {FLAG_NAMES.get(dotted, dotted)}", _nest({dotted: v})))
     for s in sets or []:
-        layers.append(parse_override(s))
-    return build_config(*layers)
+        layers.append((f"--set {s}", parse_override(s)))
+    return Resolved(build_named(*layers), layers, project, notes)
+
+
+def resolve_config(**kwargs: Any) -> Config:
+    return resolve(**kwargs).config
+
+
+FLAG_NAMES = {"profile": "--profile", "dataset.name": "--dataset", "dataset.root": "--root", "cache.dir": "--cache",
+              "dataset.splits": "--split", "embed.langs": "--langs", "train.out": "--out", "train.steps": "--steps"}
+"""Dotted field -> the flag that sets it, for `config show --explain`."""
+
+
+def old_dump_notes(path: Path, layer: dict[str, Any]) -> list[str]:
+    """A note when an old `init` copied a whole profile into the project file."""
+    try:
+        first = path.read_text().splitlines()[:1]
+    except OSError:
+        return []
+    fields = flat_fields(layer)
+    if first == [PROJECT_HEADER] or len(fields) < OLD_DUMP_FIELDS:
+        return []
+    profile = str(layer.get("profile", Config.profile))
+    defaults = flat_fields(build_config({"profile": profile}))
+    chosen = ("profile", "dataset.name", "dataset.root", "embed.langs", "cache.dir")
+    # The fields that differ between profiles are the ones that silently defeat --profile: list them first.
+    varies = {k for p in PROFILES for k, v in flat_fields(build_config({"profile": p})).items() if not _same(v, defaults.get(k))}
+    pinned = sorted((k for k, v in fields.items() if k not in chosen and k in defaults and _same(defaults[k], v)),
+                    key=lambda k: (k not in varies, k))
+    if not pinned:
+        return []
+    args = [f"--dataset {fields.get('dataset.name', 'toy')}", f"--profile {profile}"]
+    if fields.get("dataset.root"):
+        args.append(f"--root {fields['dataset.root']}")
+    if fields.get("embed.langs"):
+        langs = fields["embed.langs"]
+        args.append(f"--langs {','.join(langs) if isinstance(langs, list) else langs}")
+    shown = ", ".join(pinned[:6]) + (f" and {len(pinned) - 6} more" if len(pinned) > 6 else "")
+    return [f"{path} was written by an older `slt-pipe init`: it pins {len(pinned)} copied defaults of profile "
+            f"{profile} ({shown}), which win over --profile and presets. To keep only your choices, run "
+            f"`slt-pipe init --force {' '.join(args)}` in {path.parent} (add back any field you changed by hand)."]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return str(a) == str(b) if isinstance(a, Path) or isinstance(b, Path) else a == b
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -60,3 +139,17 @@ def _relative_paths(layer: dict[str, Any], base: Path) -> None:
         value = layer.get(section, {}).get(key)
         if isinstance(value, str) and not Path(value).expanduser().is_absolute():
             layer[section][key] = str((base / value).resolve())
+
+
+def require_dataset(resolved: Resolved) -> None:
+    """A command that works on a dataset needs one chosen: a project file, --config or --dataset."""
+    if resolved.user_set("dataset.name"):
+        return
+    where = "no project file (slt-pipe.toml) in this folder or its parents" if resolved.project_file is None \
+        else f"{resolved.project_file} names no dataset"
+    raise SltPipeError(f"{where}, and no --dataset given",
+                       fix="run `slt-pipe init` here for the generated toy corpus, or `slt-pipe init --dataset phoenix "
+                           "--root /path/to/PHOENIX-2014-T-release-v3 --profile paper` for real data (or pass --dataset "
+                           "and --root to this command)")
+
+

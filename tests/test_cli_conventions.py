@@ -1,0 +1,335 @@
+"""A command line that cannot mislead: layering, no surprise work, gc, interrupts, conventions."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cache.errors import SltPipeError
+from cache.store import Cache
+from pipeline.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SLT = [sys.executable, "-m", "pipeline.cli"]
+runner = CliRunner()
+
+
+def slt(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess: stdout and stderr are pipes, as in a SLURM log."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([*SLT, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120, **kw)
+
+
+def invoke(*args: str, **kw):
+    return runner.invoke(app, list(args), catch_exceptions=True, **kw)
+
+
+# ------------------------------------------------------------------ layering
+
+
+def test_profile_flag_beats_a_tiny_project_and_explain_names_layers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLT_PIPE_CACHE", raising=False)
+    r = invoke("init", "--profile", "tiny", "--set", "train.lr=0.003")
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "slt-pipe.toml").read_text()
+    assert "spatial_model" not in text and "batch_frames" not in text  # no copied defaults
+    assert "lr = 0.003" in text
+
+    from pipeline.project import resolve
+
+    res = resolve(flags={"profile": "paper"})
+    assert res.config.profile == "paper"
+    assert res.config.extract.spatial_model == "openai/clip-vit-large-patch14"  # not the project's tiny-vit
+    assert res.config.train.lr == 0.003  # the user's own pin still wins over the profile
+    where = res.origins()
+    assert where["profile"] == "flag --profile"
+    assert where["train.lr"].startswith("project file")
+    assert where["train.preset"] == "profile paper"
+
+    r = invoke("config", "show", "--profile", "paper", "--explain")
+    assert r.exit_code == 0, r.output
+    assert re.search(r'^extract\.spatial_model = "openai/clip-vit-large-patch14"\s+# default$', r.output, re.M)
+    assert re.search(r"^train\.lr = 0\.003\s+# project file", r.output, re.M)
+
+
+def test_cache_dir_layers_env_then_project_then_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLT_PIPE_CACHE", str(tmp_path / "env-cache"))
+    from pipeline.project import resolve_config
+
+    assert invoke("init").exit_code == 0
+    assert resolve_config().cache.dir == tmp_path / "env-cache"  # init saved no cache.dir
+    assert invoke("init", "--force", "--cache", str(tmp_path / "proj-cache")).exit_code == 0
+    assert resolve_config().cache.dir == tmp_path / "proj-cache"
+    assert resolve_config(flags={"cache.dir": tmp_path / "flag-cache"}).cache.dir == tmp_path / "flag-cache"
+
+
+def test_an_old_full_project_file_is_read_with_a_note(tmp_path, monkeypatch):
+    from pipeline.config import build_config, to_toml
+    from pipeline.project import resolve
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slt-pipe.toml").write_text(to_toml(build_config({"profile": "tiny"})))  # what old init wrote
+    res = resolve(flags={"profile": "paper"})
+    assert res.config.extract.spatial_model == "tiny-vit"  # still read as written ...
+    (note,) = res.notes  # ... but the user is told, with the fix
+    assert "older `slt-pipe init`" in note and re.search(r"pins \d+ copied defaults of profile tiny \(embed\.batch_size, embed\.beam_size, embed\.nllb_model", note)
+    assert "slt-pipe init --force --dataset toy --profile tiny" in note
+    r = slt("config", "show", "--profile", "paper", cwd=tmp_path)
+    assert "pins" in r.stderr and "copied defaults" in r.stderr
+
+
+def test_init_checks_names_and_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("init", "--dataset", "phenix")
+    assert isinstance(r.exception, SltPipeError) and "did you mean --dataset phoenix" in r.exception.render()
+    r = invoke("init", "--dataset", "phoenix", "--root", str(tmp_path / "nonexistent"))
+    assert isinstance(r.exception, SltPipeError) and "not a directory" in r.exception.render()
+    r = invoke("init", "--set", "train.lrr=1")
+    assert isinstance(r.exception, SltPipeError) and "did you mean train.lr" in r.exception.render()
+    assert not (tmp_path / "slt-pipe.toml").exists()
+
+
+# ------------------------------------------------------------------ no surprise work
+
+
+@pytest.mark.parametrize("command", [["cache", "stats"], ["train"], ["extract"]])
+def test_no_project_file_names_init_and_does_nothing(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    r = invoke(*command, "--cache", str(cache))
+    assert isinstance(r.exception, SltPipeError), r.output
+    assert "no project file" in r.exception.problem and "slt-pipe init" in (r.exception.fix or "")
+    assert not cache.exists()
+
+
+def test_read_only_stats_never_generates_the_toy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    r = invoke("cache", "stats", "--dataset", "toy", "--cache", str(cache))
+    assert isinstance(r.exception, SltPipeError) and "not in the cache" in r.exception.problem
+    assert "slt-pipe extract --dataset toy" in r.exception.fix
+    assert not (cache / "datasets").exists()
+
+
+# ------------------------------------------------------------------ gc and locks
+
+
+def test_gc_keeps_resumable_and_locked_partials(tmp_path):
+    cache = Cache(tmp_path)
+    resumable = cache.begin("features", "resumable", {})
+    (resumable.dir / "shard0").write_bytes(b"x" * 10)
+    resumable.release()
+    cache.begin("features", "empty", {}).release()
+    busy = cache.begin("features", "busy", {})  # a live builder holds this lock
+    (busy.dir / "shard0").write_bytes(b"y")
+    (tmp_path / "features" / "stale.lock").write_text("")  # left by a kill -9
+
+    r = invoke("cache", "gc", "--cache", str(tmp_path), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert re.search(r"keep .*resumable\.partial .*resumable: 1 finished files", r.output)
+    assert re.search(r"keep .*busy\.partial .*being built", r.output)
+    assert re.search(r"would remove .*empty\.partial", r.output)
+    assert re.search(r"would remove .*stale\.lock", r.output)
+    assert (tmp_path / "features" / "empty.partial").exists()  # dry run touched nothing
+
+    assert invoke("cache", "gc", "--cache", str(tmp_path)).exit_code == 0
+    assert (tmp_path / "features" / "resumable.partial" / "shard0").exists()
+    assert not (tmp_path / "features" / "empty.partial").exists()
+    assert not (tmp_path / "features" / "stale.lock").exists()
+    assert (tmp_path / "features" / "busy.partial").exists()
+
+    assert invoke("cache", "gc", "--cache", str(tmp_path), "--partial").exit_code == 0
+    assert not (tmp_path / "features" / "resumable.partial").exists()
+    assert (tmp_path / "features" / "busy.partial").exists()  # never while its lock is held
+    busy.release()
+
+
+def test_no_lock_file_is_left_after_success_or_failure(tmp_path):
+    cache = Cache(tmp_path)
+    with cache.begin("t", "ok", {}) as p:
+        (p.dir / "a").write_text("1")
+        p.publish()
+    with pytest.raises(RuntimeError):
+        with cache.begin("t", "bad", {}) as p:
+            raise RuntimeError("boom")
+    assert sorted(x.name for x in (tmp_path / "t").iterdir()) == ["bad.partial", "ok"]
+    # a second builder still cannot overlap a live one after lock files come and go
+    held = cache.begin("t", "k", {})
+    with pytest.raises(SltPipeError, match="another slt-pipe process"):
+        cache.begin("t", "k", {})
+    held.release()
+    cache.begin("t", "k", {}).release()
+
+
+# ------------------------------------------------------------------ interrupts
+
+
+def test_ctrl_c_prints_what_was_kept_and_exits_130(tmp_path, monkeypatch, capsys):
+    import pipeline.cli as cli
+
+    cache = Cache(tmp_path)
+
+    def interrupted() -> None:
+        cli._CACHE_DIRS.add(tmp_path)
+        p = cache.begin("features", "abc", {})
+        (p.dir / "shard0").write_bytes(b"1")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130
+    text = capsys.readouterr().err
+    assert "interrupted" in text and "features/abc (1 finished files)" in text and "same command again" in text
+    assert len(text.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ conventions
+
+
+def test_version_and_plain_boolean_switches():
+    r = invoke("--version")
+    assert r.exit_code == 0 and re.fullmatch(r"slt-pipe \d+\.\d+\.\d+\n", r.output)
+    import click
+    import typer.main
+
+    def leaves(cmd, path=()):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, path + (name,))
+        else:
+            yield path
+
+    for path in leaves(typer.main.get_command(app)):
+        text = invoke(*path, "--help", env={"COLUMNS": "200"}).output
+        assert "<bool>" not in text, path
+
+
+def test_tables_in_a_pipe_are_not_wrapped_or_cut(tmp_path):
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "cache"
+    cache = Cache(deep)
+    with cache.begin("translations", "0123456789abcdef" * 4, {}) as p:
+        (p.dir / "x").write_text("1")
+        p.publish(dataset="toy", items=3)
+    r = slt("cache", "ls", "--cache", str(deep), cwd=tmp_path, env={"COLUMNS": ""})
+    assert r.returncode == 0, r.stderr
+    assert "0123456789abcdef" * 4 in r.stdout and "translations" in r.stdout
+    assert str(deep) in r.stdout
+
+
+def test_every_environment_variable_named_is_documented():
+    readme = (REPO / "README.md").read_text()
+    names = set()
+    for package in ("cache", "extract", "pipeline", "train"):
+        for path in (REPO / package).rglob("*.py"):
+            src = path.read_text()
+            names.update(re.findall(r"environ(?:\.get)?\(?\[?\"([A-Z][A-Z0-9_]+)\"", src))
+            names.update(re.findall(r"\$([A-Z][A-Z0-9_]{3,})", src))
+            names.update(re.findall(r"\b(SLT_PIPE_[A-Z_]+|FAIRSEQ2_[A-Z_]+|HF_[A-Z_]+)=", src))
+    names -= {"PYTHONPATH", "PATH", "HOME", "COLUMNS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"}
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, f"environment variables named in messages but not in README.md: {missing}"
+
+
+# ------------------------------------------------------------------ fixes that work when pasted
+
+
+def suggested_commands(text: str) -> list[list[str]]:
+    """`slt-pipe ...` commands quoted in an error or note, as argv lists without `slt-pipe`."""
+    import shlex
+
+    return [shlex.split(c)[1:] for c in re.findall(r"`(slt-pipe [^`]+)`", text)]
+
+
+def parses(argv: list[str]) -> None:
+    """The command and every option exist (click's own parser; nothing runs)."""
+    import click
+    import typer.main
+
+    cmd: click.Command = typer.main.get_command(app)
+    ctx = None
+    while isinstance(cmd, click.Group):
+        name, argv = argv[0], argv[1:]
+        assert name in cmd.commands, f"no command {name!r}"
+        cmd = cmd.commands[name]
+    cmd.make_context(cmd.name, list(argv), parent=ctx)
+
+
+def test_suggested_commands_parse_and_the_cheap_ones_work(tmp_path, monkeypatch):
+    from pipeline.config import build_config, to_toml
+    from pipeline.project import resolve
+
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    seen: list[list[str]] = []
+
+    r = invoke("train", "--cache", str(cache))  # no project file
+    seen += suggested_commands(r.exception.render())
+    r = invoke("cache", "stats", "--dataset", "toy", "--cache", str(cache), "--set", "dataset.toy_videos=12")
+    cmds = suggested_commands(r.exception.render())
+    assert ["extract", "--dataset", "toy", "--cache", str(cache), "--set", "dataset.toy_videos=12"] in cmds
+    seen += cmds
+    (tmp_path / "slt-pipe.toml").write_text(to_toml(build_config({"profile": "tiny"})))
+    (note,) = resolve().notes
+    old_file = suggested_commands(note)
+    seen += old_file
+    c = Cache(cache)
+    with c.begin("t", "k", {}) as p:
+        (p.dir / "f").write_text("1")
+        entry = p.publish()
+    (entry.dir / "f").write_text("2")
+    r = slt("cache", "verify", "--cache", str(cache), cwd=tmp_path)
+    assert r.returncode == 1
+    gc = [c for c in suggested_commands(r.stderr) if c[:2] == ["cache", "gc"]]
+    seen += gc
+    assert len(seen) >= 5
+    for argv in seen:
+        parses(argv)
+    # the cheap ones, run as pasted
+    assert invoke(*gc[0]).exit_code == 0 and not (cache / "t" / "k").exists()
+    assert old_file[-1][:2] == ["init", "--force"]
+    assert invoke(*old_file[-1]).exit_code == 0 and resolve().notes == []
+    assert invoke("train", "--cache", str(cache)).exception.problem.startswith("no features")  # init made a project
+
+
+def test_error_messages_keep_long_paths_whole_in_a_pipe(tmp_path):
+    missing = tmp_path / ("a-rather-long-folder-name-" * 5) / "PHOENIX-2014-T-release-v3"
+    r = slt("init", "--dataset", "phoenix", "--root", str(missing), cwd=tmp_path, env={"COLUMNS": ""})
+    assert r.returncode == 2
+    assert f"error: {missing}: dataset root is not a directory" in r.stderr.splitlines()[0]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path):
+    """SIGINT mid-extraction: one line, exit 130, no lock left, and the re-run resumes."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [*SLT, "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"), "--split", "train",
+            "--set", "dataset.toy_videos=40", "--set", "extract.shard_videos=2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    features = tmp_path / "c" / "features"
+    while time.time() < deadline:  # wait for the first finished shard
+        if list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted: kept the finished work of features/") and "same command again" in last
+    assert not list(features.glob("*.lock"))
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming:" in again.stderr
