@@ -5,6 +5,8 @@ Layout of a features entry (`{entry}/features.zarr`, readable with plain `zarr`)
     zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models
     shards/{k:05d}/zarr.json      one shard = the videos sorted_ids[k*shard_videos:(k+1)*shard_videos];
                                   attrs: ids, spatial_offsets, motion_offsets (prefix sums), failures
+                                  ([id, reason, fix] of its skipped videos), fingerprint (sha256 of its
+                                  samples' identities: what determines its content)
     shards/{k:05d}/spatial        [sum T, Ds] float16: the shard's videos' frames, concatenated in id order
     shards/{k:05d}/motion         [sum C, Dm] float16: the shard's videos' clips, same order
     index/ids                     [N] str: every video present, sorted
@@ -16,6 +18,10 @@ only the inner chunks that hold its rows. Every shard is written by one process 
 `shards/.tmp-{k:05d}-{pid}` and renamed into place when complete: a shard directory that
 exists is finished (kill -9 leaves at most a `.tmp-*` that the next run deletes), and no two
 workers ever write the same chunk. The index is derived from the shards' attrs at the end.
+
+Repair: a finished shard without failures is immutable and determined by its fingerprint
+(given the entry's other key inputs), so `adopt_shard` hard-links it from an older entry
+into a new one instead of recomputing it; the result equals a fresh computation byte for byte.
 
 Reading one video with plain zarr::
 
@@ -59,7 +65,10 @@ class ShardData:
     ids: list[str]
     spatial: list[np.ndarray]
     motion: list[np.ndarray]
-    failures: list[tuple[str, str]]
+    failures: list[tuple[str, ...]]
+    """(video id, reason, fix) of the shard's videos that were skipped."""
+    fingerprint: str = ""
+    """sha256 of the shard's samples' identities (`extract.runner.ShardPlan.fingerprint`)."""
 
 
 class FeatureStoreWriter:
@@ -108,27 +117,38 @@ class FeatureStoreWriter:
             "spatial_offsets": _offsets(data.spatial),
             "motion_offsets": _offsets(data.motion),
             "failures": [list(f) for f in data.failures],
+            "fingerprint": data.fingerprint,
         })
+        self._publish_shard(tmp, data.index)
+
+    def adopt_shard(self, source: Path, index: int) -> None:
+        """Hard-link (or copy, across file systems) a finished shard of another entry in as shard `index`."""
+        tmp = self.shards_dir / f".tmp-{shard_name(index)}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(source, tmp, copy_function=_link_or_copy)
+        self._publish_shard(tmp, index)
+
+    def _publish_shard(self, tmp: Path, index: int) -> None:
         _fsync_tree(tmp)
-        final = self.shards_dir / shard_name(data.index)
-        os.rename(tmp, final)
+        os.rename(tmp, self.shards_dir / shard_name(index))
         fsync_path(self.shards_dir)
 
-    def finish(self, shards: Sequence[int]) -> tuple[int, list[tuple[str, str]]]:
+    def finish(self, shards: Sequence[int]) -> tuple[int, list[tuple[str, ...]]]:
         """Write the index over `shards` (all must be done); returns (videos, failures)."""
         import zarr
 
         root = zarr.open_group(self.path, mode="a", zarr_format=3)
         ids: list[str] = []
         rows: list[list[int]] = []
-        failures: list[tuple[str, str]] = []
+        failures: list[tuple[str, ...]] = []
         for k in shards:
             attrs = zarr.open_group(self.shards_dir / shard_name(k), mode="r").attrs
             so, mo = attrs["spatial_offsets"], attrs["motion_offsets"]
             for j, vid in enumerate(attrs["ids"]):
                 ids.append(vid)
                 rows.append([k, so[j], so[j + 1], mo[j], mo[j + 1]])
-            failures.extend((f[0], f[1]) for f in attrs["failures"])
+            failures.extend(tuple(f) for f in attrs["failures"])
         order = np.argsort(np.array(ids, dtype=str), kind="stable") if ids else np.zeros(0, np.int64)
         index = root.require_group("index")
         for name in ("ids", "rows"):
@@ -141,6 +161,25 @@ class FeatureStoreWriter:
             a[:] = np.array(ids, dtype=str)[order]
             r[:] = np.array(rows, np.int64)[order]
         return n, sorted(failures)
+
+
+def finished_shard(entry_dir: Path, index: int) -> tuple[Path, str, list[list[str]]] | None:
+    """(directory, fingerprint, failures) of shard `index` of a features entry; None if it has none."""
+    import zarr
+
+    path = Path(entry_dir) / STORE / "shards" / shard_name(index)
+    if not (path / "zarr.json").is_file():
+        return None
+    attrs = zarr.open_group(path, mode="r", zarr_format=3).attrs
+    return path, str(attrs.get("fingerprint", "")), [list(f) for f in attrs.get("failures", [])]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Shard files are never rewritten in place, so sharing them between entries is safe.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _offsets(parts: list[np.ndarray]) -> list[int]:

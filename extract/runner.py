@@ -2,7 +2,9 @@
 
 Flow for one split (`run_extraction`):
   1. Videos sorted by id are cut into shards of `shard_videos`; shards already in the pending
-     entry are skipped (a finished shard is never recomputed).
+     entry are skipped (a finished shard is never recomputed), and so are shards that an older
+     entry of the same split holds with the same fingerprint and no failures: they are
+     hard-linked in (repair in place after the user restored a file; see `adopt_shards`).
   2. One `ModelWorker` actor per GPU (or `workers` CPU actors) gets its shards round-robin and
      streams results back (a Ray streaming generator). Inside, it keeps `decode_ahead` videos
      decoding in Ray CPU tasks (decode + resize + crop) while it runs the models, so decoding
@@ -10,17 +12,21 @@ Flow for one split (`run_extraction`):
      function of the shard, so a resumed run computes bit-identical features.
   3. The driver writes each finished shard (temporary name + rename; see cache/features.py),
      so no two workers write the same chunk, and a remote cluster needs no shared cache disk.
-Bad videos (DatasetError while decoding) are recorded with their reason in their shard and
-end up in the manifest's `failures`; everything else is still extracted.
+Bad videos are recorded as (id, reason, fix) in their shard and end up in the manifest's
+`failures`; everything else is still extracted. They are the samples a reader marked with
+`Sample.problem` (never decoded) and those whose decoding raised a DatasetError.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray
@@ -29,9 +35,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from cache.errors import DatasetError
-from cache.features import FeatureStoreWriter, ShardData
+from cache.features import FeatureStoreWriter, ShardData, finished_shard
 from extract.config import ExtractConfig
-from extract.datasets.base import FrameSource, PngFolder, Sample
+from extract.datasets.base import FrameSource, PngFolder, Sample, split_problem
 from extract.ray_session import ray_session
 
 MIN_OBJECT_STORE = 256 * 1024**2
@@ -43,8 +49,8 @@ TYPICAL_FRAMES = 200
 class ExtractionResult:
     done: int
     """Videos with features in the entry."""
-    skipped: list[tuple[str, str]]
-    """(video id, reason) of videos that could not be read."""
+    skipped: list[tuple[str, ...]]
+    """(video id, reason, fix) of videos that were skipped."""
     shards: int = 0
     shards_computed: int = 0
     """Shards computed by this call (the rest were already in the pending entry)."""
@@ -53,20 +59,41 @@ class ExtractionResult:
     seconds: float = 0.0
     compute: dict[str, Any] = field(default_factory=dict)
     """Device and precision the features were computed with."""
+    reused: dict[str, list[int]] = field(default_factory=dict)
+    """Older features entry key -> the shards hard-linked from it (repair), for the manifest."""
 
 
 @dataclass(frozen=True)
 class ShardPlan:
     index: int
     samples: tuple[Sample, ...]
+    fingerprint: str = ""
+    """sha256 over the samples' (id, digest) pairs; "" when no digests were given (not repairable)."""
+
+    def needs_compute(self) -> bool:
+        return any(s.problem is None for s in self.samples)
 
 
-def plan_shards(samples: Sequence[Sample], shard_videos: int) -> list[ShardPlan]:
-    """Deterministic shards: sorted ids cut every `shard_videos`."""
+def plan_shards(samples: Sequence[Sample], shard_videos: int,
+                digests: Mapping[str, str] | None = None) -> list[ShardPlan]:
+    """Deterministic shards: sorted ids cut every `shard_videos` (samples with a problem included,
+    so membership does not move when their files are restored). `digests`: `Dataset.sample_digests`."""
     if shard_videos < 1:
         raise ValueError("shard_videos must be >= 1")
     ordered = sorted(samples, key=lambda s: s.id)
-    return [ShardPlan(k, tuple(ordered[i:i + shard_videos])) for k, i in enumerate(range(0, len(ordered), shard_videos))]
+    plans = []
+    for k, i in enumerate(range(0, len(ordered), shard_videos)):
+        part = tuple(ordered[i:i + shard_videos])
+        fp = "" if digests is None else hashlib.sha256(
+            json.dumps([[s.id, digests[s.id]] for s in part], separators=(",", ":")).encode()).hexdigest()
+        plans.append(ShardPlan(k, part, fp))
+    return plans
+
+
+def problem_failure(sample: Sample) -> tuple[str, str, str]:
+    """(id, reason, fix) of a sample the reader marked as not extractable."""
+    assert sample.problem is not None
+    return (sample.id, *split_problem(sample.problem))
 
 
 # --------------------------------------------------------------------------- CPU side
@@ -75,17 +102,19 @@ def plan_shards(samples: Sequence[Sample], shard_videos: int) -> list[ShardPlan]
 @dataclass
 class Decoded:
     views: dict[int, np.ndarray] | None
-    error: str | None = None
+    error: tuple[str, str] | None = None
+    """(reason naming the file, fix) when the video could not be read."""
 
 
 def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
-    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes an error string."""
+    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes (reason, fix)."""
     from extract.video import read_frames
 
     try:
         frames = read_frames(src, fps=cfg.fps, max_side=recipe.max_decode_side())
     except DatasetError as e:
-        return Decoded(None, e.render().replace("\n", ";"))
+        reason = f"{e.path}: {e.problem}" if e.path else e.problem
+        return Decoded(None, (reason, e.fix or ""))
     return Decoded(recipe.prepare(frames))
 
 
@@ -108,7 +137,9 @@ class ShardComputer:
         self.cfg = cfg
 
     def run(self, shard: ShardPlan, decoded: Iterator[Decoded]) -> Iterator[tuple[str, Any]]:
-        """Yields ("frames", n) after each spatial batch, then ("shard", ShardData)."""
+        """Yields ("frames", n) after each spatial batch, then ("shard", ShardData).
+
+        `decoded` yields one item per sample without a problem (those are never decoded)."""
         import torch
 
         cfg = self.cfg
@@ -116,7 +147,7 @@ class ShardComputer:
         ids: list[str] = []
         lengths: list[int] = []
         clip_counts: list[int] = []
-        failures: list[tuple[str, str]] = []
+        failures: list[tuple[str, ...]] = []
         views_buf: dict[int, list[np.ndarray]] = {}
         clips_buf: list[np.ndarray] = []
         n_views = n_clips = 0
@@ -141,9 +172,12 @@ class ShardComputer:
                 n_clips -= take
 
         for sample in shard.samples:
+            if sample.problem is not None:
+                failures.append(problem_failure(sample))
+                continue
             d = next(decoded)
             if d.error is not None:
-                failures.append((sample.id, d.error))
+                failures.append((sample.id, *d.error))
                 continue
             assert d.views is not None
             one = d.views[recipe.motion_key]
@@ -165,7 +199,8 @@ class ShardComputer:
         spatial = torch.cat(spatial_out).cpu().numpy().astype(dtype) if spatial_out else np.zeros((0, self.fx.spatial_dim), dtype)
         motion = torch.cat(motion_out).cpu().numpy().astype(dtype) if motion_out else np.zeros((0, self.fx.motion_dim), dtype)
         yield "shard", ShardData(shard.index, ids, np.split(spatial, np.cumsum(lengths)[:-1]) if ids else [],
-                         np.split(motion, np.cumsum(clip_counts)[:-1]) if ids else [], failures)
+                         np.split(motion, np.cumsum(clip_counts)[:-1]) if ids else [], failures,
+                         shard.fingerprint)
 
 
 def _take(parts: list[np.ndarray], n: int) -> np.ndarray:
@@ -205,7 +240,7 @@ class ModelWorker:
         return self.fx.frames_forwarded
 
     def run(self, shards: list[ShardPlan]):
-        sources = [s.frames for shard in shards for s in shard.samples]
+        sources = [s.frames for shard in shards for s in shard.samples if s.problem is None]
         decoded = _prefetch(sources, self.cfg, self.fx.recipe, self.cfg.decode_ahead)
         computer = ShardComputer(self.fx, self.cfg)
         for shard in shards:
@@ -269,6 +304,8 @@ def _progress(console: Console | None) -> Progress:
 
 
 def _frame_count(sample: Sample, cfg: ExtractConfig) -> int:
+    if sample.problem is not None:
+        return 0
     if isinstance(sample.frames, PngFolder):
         return len(sample.frames.files)
     from extract.video import count_frames
@@ -280,16 +317,22 @@ def _frame_count(sample: Sample, cfg: ExtractConfig) -> int:
 
 
 def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, *,
-                   console: Console | None = None, random_init: bool = False) -> ExtractionResult:
+                   console: Console | None = None, random_init: bool = False,
+                   digests: Mapping[str, str] | None = None, donors: Sequence[tuple[str, Path]] = (),
+                   before_compute: Callable[[], None] | None = None) -> ExtractionResult:
     """Extract every sample into `pending.dir/features.zarr`, resuming finished shards.
 
+    `digests` (`Dataset.sample_digests`) fingerprints each shard; `donors` are (key, entry dir)
+    of older published entries of the same split whose other key inputs equal ours: a shard
+    they hold with our fingerprint and no failures is hard-linked instead of computed.
+    `before_compute` runs once before the first shard is computed (the stage starts Ray there).
     `random_init` (benchmarks only) runs paper-size models with random weights.
     """
     from extract.models import feature_dims, model_identity
 
     t0 = time.time()
     identity = model_identity(cfg, random_init=random_init)
-    plan = plan_shards(samples, cfg.shard_videos)
+    plan = plan_shards(samples, cfg.shard_videos, digests)
     dims = feature_dims(cfg, random_init=random_init)
     writer = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype=cfg.dtype,
                                 attrs={"shard_videos": cfg.shard_videos, "models": identity,
@@ -297,20 +340,48 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
                                        "clip_len": cfg.clip_len, "clip_stride": cfg.clip_stride,
                                        "motion_pool": cfg.motion_pool})
     done = writer.done_shards()
-    todo = [s for s in plan if s.index not in done]
     console = console or Console(stderr=True)
     if done:
-        console.print(f"resuming: {len(plan) - len(todo)} of {len(plan)} shards already done")
+        console.print(f"resuming: {len(done & {s.index for s in plan})} of {len(plan)} shards already done")
+    reused = adopt_shards(writer, [s for s in plan if s.index not in done], donors)
+    for key, shards in reused.items():
+        console.print(f"repair: reusing {len(shards)} of {len(plan)} shards from features/{key}")
+    done |= {k for shards in reused.values() for k in shards}
+    todo = [s for s in plan if s.index not in done]
+    for shard in (s for s in todo if not s.needs_compute()):  # nothing to decode: no Ray needed
+        writer.write_shard(ShardData(shard.index, [], [], [], [problem_failure(x) for x in shard.samples],
+                                     shard.fingerprint))
+    compute_todo = [s for s in todo if s.needs_compute()]
     frames_forwarded = 0
     compute: dict[str, Any] = {}
-    if todo:
+    if compute_todo:
+        if before_compute is not None:
+            before_compute()
         with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
-            frames_forwarded, compute = _run_shards(cfg, todo, writer, console, random_init)
+            frames_forwarded, compute = _run_shards(cfg, compute_todo, writer, console, random_init)
     videos, failures = writer.finish([s.index for s in plan])
     console.print(f"extracted {videos} videos ({frames_forwarded} frames forwarded in this run, "
                   f"{len(todo)} of {len(plan)} shards computed)")
     return ExtractionResult(done=videos, skipped=failures, shards=len(plan), shards_computed=len(todo),
-                            frames_forwarded=frames_forwarded, seconds=time.time() - t0, compute=compute)
+                            frames_forwarded=frames_forwarded, seconds=time.time() - t0, compute=compute,
+                            reused=reused)
+
+
+def adopt_shards(writer: FeatureStoreWriter, todo: Sequence[ShardPlan],
+                 donors: Sequence[tuple[str, Path]]) -> dict[str, list[int]]:
+    """Hard-link into `writer` every shard of `todo` that a donor holds with the same fingerprint
+    and no failures (first donor wins); returns donor key -> adopted shard indices."""
+    reused: dict[str, list[int]] = {}
+    for shard in todo:
+        if not shard.fingerprint:
+            continue
+        for key, entry_dir in donors:
+            found = finished_shard(entry_dir, shard.index)
+            if found is not None and found[1] == shard.fingerprint and not found[2]:
+                writer.adopt_shard(found[0], shard.index)
+                reused.setdefault(key, []).append(shard.index)
+                break
+    return reused
 
 
 def _run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter,
@@ -335,8 +406,6 @@ def _run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreW
                         progress.advance(task, payload)
                     else:
                         writer.write_shard(payload)
-                        for vid, reason in payload.failures:
-                            console.print(f"[red]skipped[/] {vid}: {reason}", highlight=False)
             except BaseException as e:  # re-raised on the driver's thread below
                 errors.append(e)
 

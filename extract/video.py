@@ -10,8 +10,11 @@ the dataset's, e.g. 25 fps for PHOENIX). For mp4s, `fps=None` keeps every native
 `t0 + k / fps`, the latest decoded frame at or before it (frame index selection, no
 blending), so 24 -> 12 fps keeps every other frame and 24 -> 25 repeats one frame a second.
 
-Every failure (missing file, truncated or corrupt image or mp4, no frames) is a
-`DatasetError` naming the file, so the extraction runner can record it and skip the video.
+Every failure (missing file, truncated or corrupt image or mp4, no frames, a window that
+ends past the end of the video) is a `DatasetError` naming the file, so the extraction
+runner can record it and skip the video. A window is never clipped to the video: a window
+ending more than one frame past the container's duration is an error (How2Sign's overrunning
+END times: the sentence's end is not in the video; see extract/datasets/how2sign.py).
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def _read_video(src: VideoFile, fps: float | None, max_side: int | None, max_fra
     try:
         stream = _video_stream(container, src.path)
         stream.thread_type = "AUTO"
+        _check_window(src, stream, _duration_s(container, stream, av))
         frames, times = _decode_window(container, stream, src, max_side, max_frames, av)
         if frames and max_frames is None:
             _check_complete(src, stream, times, _duration_s(container, stream, av))
@@ -198,6 +202,17 @@ def _decode_window(container, stream, src: VideoFile, max_side: int | None, max_
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise DatasetError(f"corrupt or truncated video ({e})", path=src.path, fix=_FIX_VIDEO) from e
     return frames, times
+
+
+def _check_window(src: VideoFile, stream, duration: float) -> None:
+    """A window must end inside the video (one frame of slack for rounding in the annotations)."""
+    if src.end is None or not math.isfinite(duration):
+        return
+    rate = float(stream.average_rate or 0) or 25.0
+    if src.end > duration + 1.0 / rate:
+        fix = f"none needed, or correct {src.origin}" if src.origin else "correct the window's end time, or drop the sample"
+        raise DatasetError(f"window [{src.start}, {src.end}) s ends past the end of {Path(src.path).name} ({duration:.1f} s); "
+                           "skipped", path=src.path, fix=fix)
 
 
 def _check_complete(src: VideoFile, stream, times: list[float], duration: float) -> None:

@@ -442,6 +442,12 @@ def check_dataset(cfg: Config, ctx: Context) -> list[Row]:
         if not samples:
             rows.append(Row(check, FAIL, f"split {s!r} has no samples (root {resolved})",
                             "check the split's annotation file, or drop the split with --split", data))
+        elif problems := [smp for smp in samples if getattr(smp, "problem", None)]:
+            # The reader kept them (one bad sample never refuses a split); extract will skip and list them.
+            data["skipped"] = [smp.id for smp in problems[:20]]
+            first, _, fix = problems[0].problem.partition("; fix: ")
+            rows.append(Row(check, WARN, detail + f"; {len(problems)} will be skipped by extract, first: {first}",
+                            fix or "restore the files, or leave them: the rest is extracted", data))
         elif empty:
             data["no_frames"] = empty[:20]
             rows.append(Row(check, WARN, detail + f"; {len(empty)} without frames (skipped by extract): "

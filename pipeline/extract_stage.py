@@ -3,6 +3,13 @@
 Keys hash exactly what determines the features (dataset fingerprint, model identities and
 weights, preprocessing, dtype, sharding; see cache/keys.py), so changing a training
 setting never invalidates them.
+
+Bad samples (a missing or empty frame folder or clip, an unreadable frame, a window past the
+end of the video) are skipped and listed with reason and fix; the rest is published and the
+entry's manifest `failures` holds [id, reason, fix] of each. Restoring a file changes the
+dataset fingerprint, hence the key; the new entry then reuses (hard-links) every shard of the
+older entry of the same split whose samples are unchanged, so only the repaired shards are
+recomputed (`repaired_from` in the manifest names where the others came from).
 """
 
 from __future__ import annotations
@@ -10,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
 
-from cache.keys import make_key
+from cache.keys import canonical_json, make_key
 from cache.store import Cache, Entry
 from extract.config import ExtractConfig
+from pipeline.commands import suggest
 from pipeline.config import Config, to_dict
 from pipeline.dataset import open_dataset
 
@@ -29,7 +38,8 @@ FEATURES_LAYOUT = ("features.zarr: Zarr v3; shards/{k:05d}/spatial [sum T, Ds] a
 @dataclass
 class ExtractReport:
     entries: dict[str, Entry] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, ...]] = field(default_factory=list)
+    """(sample id, reason, fix) of every skipped sample of every split."""
     computed: list[str] = field(default_factory=list)
 
 
@@ -76,7 +86,8 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
         for split in cfg.dataset.splits:
             _extract_split(cfg, cache, dataset, split, report, start_ray, console)
     if report.failures:
-        console.print(f"[red]{len(report.failures)} video(s) skipped[/]; fix them and re-run (their entry is keyed on the files, so a fixed dataset gets a fresh entry)")
+        console.print(f"[red]{len(report.failures)} sample(s) skipped[/] in all; the others are published. Fix them "
+                      "(listed above) and re-run: only their shards are recomputed")
     return report
 
 
@@ -86,22 +97,46 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
 
     key, inputs = features_key(cfg, dataset, split)
     entry = cache.get("features", key)
+    samples = dataset.samples[split]
     if entry is None:
-        console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(dataset.samples[split])} videos -> features/{key}")
+        console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(samples)} videos -> features/{key}")
         ecfg = stage_config(cfg, dataset.name)
-        start_ray(ecfg)
+        donors = repair_donors(cache, key, inputs, dataset.name, split)
         with cache.begin("features", key, inputs) as pending:
-            result = run_extraction(ecfg, dataset.samples[split], pending, console=console)
+            result = run_extraction(ecfg, samples, pending, console=console,
+                                    digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
+                                    donors=[(e.key, e.dir) for e in donors], before_compute=lambda: start_ray(ecfg))
+            extra = {"repaired_from": result.reused} if result.reused else {}
             entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
                                     failures=[list(f) for f in result.skipped], config=to_dict(ecfg),
-                                    layout=FEATURES_LAYOUT, compute=result.compute)
+                                    layout=FEATURES_LAYOUT, compute=result.compute, **extra)
         report.computed.append(split)
     else:
         console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
     report.entries[split] = entry
-    for vid, reason in entry.manifest.get("failures", []):
-        console.print(f"[red]skipped[/] {split}/{vid}: {reason}")
-        report.failures.append((vid, reason))
+    failures = entry.manifest.get("failures", [])
+    for f in failures:
+        vid, reason, fix = (list(f) + [""])[:3]
+        console.print(f"[red]skipped[/] {dataset.name}/{split}/{vid}: {reason}" + (f"; fix: {fix}" if fix else ""),
+                      highlight=False)
+        report.failures.append((vid, reason, fix))
+    if failures:
+        console.print(f"[red]{dataset.name}/{split}: {len(failures)} of {len(samples)} sample(s) skipped[/]; "
+                      f"the other {entry.items} are in features/{entry.key}")
+
+
+def repair_donors(cache: Cache, key: str, inputs: dict[str, Any], name: str, split: str) -> list[Entry]:
+    """Published features entries of the same dataset and split whose key inputs equal ours except
+    the dataset's files: their unchanged shards can be reused (newest first)."""
+    def same_but_files(other: dict[str, Any]) -> bool:
+        mine, theirs = dict(inputs), dict(other)
+        a, b = mine.pop("dataset", {}), theirs.pop("dataset", {})
+        return canonical_json(mine) == canonical_json(theirs) and all(a.get(k) == b.get(k) for k in ("dataset", "split", "mode"))
+
+    found = [e for e in cache.entries("features") if isinstance(e, Entry) and e.key != key
+             and e.manifest.get("dataset") == name and e.manifest.get("split") == split
+             and same_but_files(e.manifest.get("inputs", {})) and Path(e.dir).is_dir()]
+    return sorted(found, key=lambda e: str(e.manifest.get("created", "")), reverse=True)
 
 
 def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:
@@ -109,7 +144,7 @@ def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:
     out = {}
     for split in cfg.dataset.splits:
         key, _ = features_key(cfg, dataset, split)
-        out[split] = cache.require("features", key, hint=f"run `slt-pipe extract --dataset {cfg.dataset.name} --split {split}` with the same profile first")
+        out[split] = cache.require("features", key, hint=f"run `{suggest(cfg, 'extract', splits=[split])}` first")
     return out
 
 
@@ -121,7 +156,7 @@ def feature_stats(cfg: Config, split: str, console: Console) -> dict[str, Any]:
 
     dataset = open_dataset(cfg, console)
     key, _ = features_key(cfg, dataset, split)
-    entry = Cache(cfg.cache.dir).require("features", key, hint=f"run `slt-pipe extract --split {split}` with the same profile first")
+    entry = Cache(cfg.cache.dir).require("features", key, hint=f"run `{suggest(cfg, 'extract', splits=[split])}` first")
     reader = FeatureReader(entry.dir)
     stats = compute_stats(reader)
     out: dict[str, Any] = {"videos": len(reader.ids), **stats}

@@ -103,7 +103,10 @@ def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
     cache, proc = clean
     assert proc.returncode == 1, proc.stderr  # everything else finished, the bad video makes it non-zero
     unwrapped = "".join(proc.stderr.split())  # rich wraps long lines on a non-terminal
-    assert f"skipped{bad}:" in unwrapped and str(bad_file) in unwrapped
+    assert f"skippedtoy/train/{bad}:{bad_file}:" in unwrapped and "1of24sample(s)skipped" in unwrapped
+    # Quiet: every stderr line is slt-pipe's own (no Ray log lines such as its auth-token warning).
+    assert not [line for line in proc.stderr.splitlines() if "WARNING" in line or "\tINFO " in line
+                or "Warning:" in line or "Token authentication" in line]
     entry = only_entry(cache)
     assert not list((cache / "features").glob("*.partial")), "nothing partial is left in the store"
     manifest = json.loads((entry / "manifest.json").read_text())
@@ -270,7 +273,8 @@ def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
     with cache.begin("features", "k", {}) as pending:
         result = run_extraction(cfg, samples + [empty], pending)
         entry = pending.publish(items=result.done, failures=[list(f) for f in result.skipped])
-    reasons = dict(result.skipped)
+    reasons = {f[0]: f[1] for f in result.skipped}
+    assert all(len(f) == 3 and f[2] for f in result.skipped)  # each with its fix
     assert sorted(reasons) == sorted([samples[0].id, "zz-empty"]) and result.done == len(samples) - 1
     assert str(missing) in reasons[samples[0].id] and "missing" in reasons[samples[0].id]
     assert "no frames" in reasons["zz-empty"]
@@ -297,7 +301,8 @@ def write_mp4(path: Path, frames: int, size: int = 48, fps: int = 24) -> Path:
 def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
     head = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
     rows = ["a\ta-1\ta_0\ta_0-1\t0.0\t1.0\tFirst.", "b\tb-1\tb_0\tb_0-1\t0.5\t1.5\tCut from a video.",
-            "c\tc-1\tc_0\tc_0-1\t0.0\t1.0\tTruncated."]
+            "c\tc-1\tc_0\tc_0-1\t0.0\t1.0\tTruncated.", "b\tb-1\tb_1\tb_1-1\t1.0\t2.5\tPast the end.",
+            "e\te-1\te_0\te_0-1\t0.0\t1.0\tNo video at all."]
     (tmp_path / "h2s").mkdir()
     (tmp_path / "h2s/how2sign_realigned_test.csv").write_text("\n".join([head] + rows) + "\n")
     write_mp4(tmp_path / "h2s/clips/a_0-1.mp4", frames=20)
@@ -305,8 +310,12 @@ def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
     good = write_mp4(tmp_path / "h2s/clips/c_0-1.mp4", frames=40).read_bytes()
     (tmp_path / "h2s/clips/c_0-1.mp4").write_bytes(good[: len(good) // 2])
     report, log = extract_in_process(tmp_path, "how2sign", tmp_path / "h2s", ["test"])
-    assert [f[0] for f in report.failures] == ["c_0-1"] and "c_0-1.mp4" in report.failures[0][1]
-    assert "c_0-1.mp4" in log
+    assert [f[0] for f in report.failures] == ["b_1-1", "c_0-1", "e_0-1"]
+    assert "c_0-1.mp4" in report.failures[1][1] and "c_0-1.mp4" in log
+    assert "window [1.0, 2.5) s ends past the end of b-1.mp4 (2.0 s); skipped; fix: none needed, or correct " \
+           "END_REALIGNED on line 5 of" in log
+    assert "skipped how2sign/test/e_0-1: " in log and "no video for 'e_0-1'" in log
+    assert "how2sign/test: 3 of 5 sample(s) skipped; the other 2 are in features/" in log
     reader = FeatureReader(report.entries["test"].dir)
     assert reader.ids == ["a_0-1", "b_0-1"]
     a_sp, a_mo = reader.get("a_0-1")

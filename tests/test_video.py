@@ -202,7 +202,10 @@ def test_garbage_and_missing_mp4(tmp_path):
     assert e.value.path == str(tmp_path / "nope.mp4")
 
 
-def test_window_past_the_end_has_no_frames(mp4):
-    with pytest.raises(DatasetError, match="no frames") as e:
-        read_frames(VideoFile(mp4, start=10.0, end=11.0))
-    assert e.value.path == str(mp4)
+def test_window_past_the_end_is_an_error_not_clipped(mp4):
+    """The 2 s video: a window ending past it is refused (its sentence's end is not in the video)."""
+    for start, end in ((10.0, 11.0), (1.0, 2.5)):
+        with pytest.raises(DatasetError, match=r"ends past the end of clip.mp4 \(2.0 s\)") as e:
+            read_frames(VideoFile(mp4, start=start, end=end, origin="END_REALIGNED on line 7 of x.csv"))
+        assert e.value.path == str(mp4) and e.value.fix == "none needed, or correct END_REALIGNED on line 7 of x.csv"
+    assert read_frames(VideoFile(mp4, start=1.5, end=2.0 + 0.5 / 24)).shape[0] == 12  # within a frame: kept

@@ -2,7 +2,10 @@
 
 Names: phoenix (PHOENIX-2014-T release v3), toy (the generated corpus, same layout and
 reader as phoenix), csl-daily (CSL-Daily), how2sign (How2Sign). Each reader checks the
-whole release up front and raises one `DatasetError` naming the file and the fix.
+whole release up front: a bad annotation file raises one `DatasetError` naming the file and
+the fix; a sample without frames (missing or empty folder, missing clip) is kept with
+`Sample.problem` set and listed by `Dataset.skipped(split)`, so one bad sample never refuses
+its split (see extract/datasets/base.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@ not read here (see `extract.video.read_frames`); only their locations are record
 A dataset's cache identity is `Dataset.fingerprint`: it hashes what determines the
 features (frame file names and sizes, or their bytes) and the annotation files, never
 mtimes or the absolute root, so a dataset copied to another disk keeps its cache entries.
+
+Bad samples (one policy for every reader): a sample whose frames are missing or empty is
+kept in `Dataset.samples` with `Sample.problem` set ("<reason>; fix: <fix>"), never raised,
+so one bad sample does not refuse its split and shard membership (sorted ids cut every
+`shard_videos`) is the same before and after the file is restored. Extraction skips such
+samples and lists them; `Dataset.skipped(split)` lists them for other stages. Problems only
+found while decoding (an unreadable frame, a window past the end of the video) follow the
+same path at decode time. Annotation-file problems (a bad header, a duplicate id) are not
+one sample's and still raise `DatasetError`.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ class VideoFile:
     path: Path
     start: float | None = None
     end: float | None = None
+    origin: str | None = field(default=None, compare=False)
+    """The annotation that set the window (file and line), named in errors about it; not identity."""
 
 
 FrameSource = PngFolder | VideoFile
@@ -57,6 +68,9 @@ class Sample:
     """Reference translation in the dataset's source language."""
     gloss: str | None
     frames: FrameSource
+    problem: str | None = None
+    """Why the sample cannot be extracted, "<path>: <reason>; fix: <fix>" (see `problem_text`);
+    None for a good sample. Such samples stay in their split and are skipped, never decoded."""
 
 
 @dataclass
@@ -92,7 +106,7 @@ class Dataset:
         h = hashlib.sha256()
         frames = 0
         for s in sorted(samples, key=lambda s: s.id):
-            record, n = _frames_record(s.frames, self.root, mode)
+            record, n = self._record(s, mode)
             frames += n
             h.update(_canonical([s.id, record]).encode())
             h.update(b"\n")
@@ -105,6 +119,23 @@ class Dataset:
             "items_sha256": h.hexdigest(),
             "annotations": {_rel(p, self.root): _sha256_file(p) for p in sorted(self._annotations(split))},
         }
+
+    def sample_digests(self, split: str, mode: Literal["stat", "content"] = "stat") -> dict[str, str]:
+        """sample id -> sha256 of what determines its features (frame records, or its problem),
+        root-relative like `fingerprint`; extraction keys each shard on its samples' digests."""
+        return {s.id: hashlib.sha256(_canonical([s.id, self._record(s, mode)[0]]).encode()).hexdigest()
+                for s in self._split(split)}
+
+    def skipped(self, split: str) -> list[tuple[str, str, str]]:
+        """(sample id, reason, fix) of the split's samples that extraction skips, sorted by id."""
+        return [(s.id, *split_problem(s.problem)) for s in self._split(split) if s.problem is not None]
+
+    def _record(self, s: Sample, mode: str) -> tuple[object, int]:
+        if s.problem is not None:
+            # Its files are absent or empty: the problem is the identity, so restoring them
+            # changes the fingerprint. Root-relative, so a copied dataset keeps its key.
+            return {"problem": s.problem.replace(str(self.root), ".")}, 0
+        return _frames_record(s.frames, self.root, mode)
 
     def text_fingerprint(self, split: str) -> str:
         """sha256 over the sorted (id, text) pairs of one split: changes only when a text does."""
@@ -119,7 +150,7 @@ class Dataset:
             raise DatasetError(
                 f"split {split!r} was not opened for dataset {self.name!r} (have {sorted(self.samples)})",
                 path=self.root,
-                fix=f"open the dataset with splits including {split!r}",
+                fix=f"pass --split {','.join([*sorted(self.samples), split])} (or set dataset.splits) so {split!r} is read",
             )
         return self.samples[split]
 
@@ -140,6 +171,17 @@ def list_frame_files(folder: Path) -> tuple[str, ...]:
     except (FileNotFoundError, NotADirectoryError):
         return ()
     return tuple(sorted(names, key=natural_key))
+
+
+def problem_text(path: Path | str, reason: str, fix: str) -> str:
+    """The `Sample.problem` of a sample that cannot be extracted: names the item and the fix."""
+    return f"{path}: {reason}; fix: {fix}"
+
+
+def split_problem(problem: str) -> tuple[str, str]:
+    """(reason, fix) of a `problem_text`; the fix is "" when the text has none."""
+    reason, sep, fix = problem.rpartition("; fix: ")
+    return (reason, fix) if sep else (problem, "")
 
 
 def sorted_samples(samples: Iterable[Sample]) -> list[Sample]:

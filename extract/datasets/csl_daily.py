@@ -12,6 +12,10 @@ with a `CSL-Daily/` folder)::
 Reference text = "".join(label_char) (Chinese has no spaces; evaluate BLEU with sacrebleu
 tokenize="zh"); gloss = " ".join(label_gloss). The labels file is a pickle because that is
 how the release ships it: only open releases you trust.
+
+A sample whose frame folder is missing or holds no .jpg frames is kept with `Sample.problem`
+set: extraction skips and lists it (see extract/datasets/base.py); bad label or split files
+still raise.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import Dataset, PngFolder, Sample, list_frame_files, sorted_samples
+from extract.datasets.base import Dataset, PngFolder, Sample, list_frame_files, problem_text, sorted_samples
 
 SOURCE_LANG = "zho_Hans"
 FRAMES = Path("sentence/frames_512x512")
@@ -40,7 +44,7 @@ def resolve_root(root: Path) -> Path:
 
 
 def open_csl_daily(root: Path, splits: Sequence[str]) -> Dataset:
-    """Read and validate the requested splits; raises DatasetError on the first bad input."""
+    """Read and validate the requested splits; raises DatasetError on the first bad annotation."""
     base = resolve_root(root)
     labels = read_labels(base / LABELS)
     assignment = read_splits(base / SPLITS_FILE, labels)
@@ -109,10 +113,13 @@ def read_splits(path: Path, labels: dict[str, dict[str, Any]]) -> dict[str, str]
 def _sample(base: Path, name: str, split: str, rec: dict[str, Any]) -> Sample:
     folder = base / FRAMES / name
     files = list_frame_files(folder)
+    problem = None
     if not files:
-        problem = "frame folder has no .jpg frames" if folder.is_dir() else "frame folder is missing"
-        raise DatasetError(f"{problem} (sample {name!r}, split {split})", path=folder,
-                           fix=f"restore the frames from the release, or delete {name!r} from {SPLITS_FILE}")
+        what = "frame folder has no .jpg frames" if folder.is_dir() else "frame folder is missing"
+        problem = problem_text(folder, f"{what} (sample {name!r}, split {split})",
+                               f"restore {folder} from the release, or delete the line {name}|{split} from "
+                               f"{base / SPLITS_FILE}")
     gloss = rec.get("label_gloss")
     return Sample(id=name, split=split, text="".join(str(c) for c in rec["label_char"]),
-                  gloss=" ".join(str(g) for g in gloss) if gloss else None, frames=PngFolder(folder, files))
+                  gloss=" ".join(str(g) for g in gloss) if gloss else None, frames=PngFolder(folder, files),
+                  problem=problem)

@@ -23,6 +23,17 @@ Full video `{VIDEO_NAME}.mp4`, cut to [START_REALIGNED, END_REALIGNED) seconds:
 Clip and video names never collide (clips carry a `_N-` sentence suffix), so one index of
 all mp4s found in those folders serves both look-ups. Videos are 24 fps front RGB
 (1280x720); `extract.video.read_frames(fps=...)` resamples if asked.
+
+The public release does not match its own CSVs (see extract/datasets/base.py for the policy):
+  * A row with neither its clip nor its full video (117 train, 2 val, 14 test rows of the
+    release) is kept with `Sample.problem` set: extraction skips and lists it.
+  * A window whose END_REALIGNED lies past the end of its full video (how2sign-data issue #9,
+    e.g. rows ending at 141-144 s of a 140 s video) is skipped and listed too, not clipped:
+    the sentence's end is not in the video, and published How2Sign results ignore these
+    samples. It is found at decode time from the container's duration (opening every full
+    video here would cost a pass over the release), so the row's file and line travel with
+    the window (`VideoFile.origin`) into the message.
+A malformed CSV (header, columns, duplicate SENTENCE_NAME, a non-numeric time) still raises.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import Dataset, Sample, VideoFile, sorted_samples
+from extract.datasets.base import Dataset, Sample, VideoFile, problem_text, sorted_samples
 
 SOURCE_LANG = "eng_Latn"
 COLUMNS = ("VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "START_REALIGNED", "END_REALIGNED", "SENTENCE")
@@ -46,7 +57,7 @@ VIDEO_DIRS = ("videos", "raw_videos", "{s}/videos", "video_level/{s}/rgb_front/r
 
 
 def open_how2sign(root: Path, splits: Sequence[str]) -> Dataset:
-    """Read and validate the requested splits; raises DatasetError on the first bad input."""
+    """Read and validate the requested splits; raises DatasetError on the first bad annotation."""
     root = Path(root)
     samples: dict[str, list[Sample]] = {}
     annotation_files: dict[str, list[Path]] = {}
@@ -134,15 +145,20 @@ def _sample(line_row: tuple[int, dict[str, str]], split: str, mp4s: dict[str, Pa
             root: Path, s: str) -> Sample:
     line, row = line_row
     name = row["SENTENCE_NAME"]
+    problem = None
     if name in mp4s:
         frames = VideoFile(mp4s[name])
     elif row["VIDEO_NAME"] in mp4s:
-        frames = VideoFile(mp4s[row["VIDEO_NAME"]], float(row["START_REALIGNED"]), float(row["END_REALIGNED"]))
+        origin = (f"END_REALIGNED on line {line} of {csv_path} (How2Sign's realigned END times overrun their "
+                  "videos, how2sign-data issue #9)")
+        frames = VideoFile(mp4s[row["VIDEO_NAME"]], float(row["START_REALIGNED"]), float(row["END_REALIGNED"]),
+                           origin=origin)
     else:
-        raise DatasetError(
-            f"no video for {name!r} ({csv_path.name} line {line}): neither {name}.mp4 nor {row['VIDEO_NAME']}.mp4 "
-            f"in the searched folders (e.g. {s}/rgb_front/clips/, clips/, videos/; see extract/datasets/how2sign.py)",
-            path=root,
-            fix="put the sentence clips or the full videos in one of the searched folders, or delete that row",
-        )
-    return Sample(id=name, split=split, text=row["SENTENCE"], gloss=None, frames=frames)
+        # Never read; names where the clip would go so the listing points somewhere useful.
+        frames = VideoFile(root / CLIP_DIRS[4].format(s=s) / f"{name}.mp4")
+        problem = problem_text(
+            root, f"no video for {name!r} ({csv_path.name} line {line}): neither {name}.mp4 nor "
+            f"{row['VIDEO_NAME']}.mp4 in the searched folders (e.g. {s}/rgb_front/clips/, clips/, videos/; see "
+            "extract/datasets/how2sign.py); the public release lacks some clips (how2sign-data issue #4)",
+            f"none needed (the sample is skipped), or put {name}.mp4 in {root / CLIP_DIRS[4].format(s=s)}/")
+    return Sample(id=name, split=split, text=row["SENTENCE"], gloss=None, frames=frames, problem=problem)

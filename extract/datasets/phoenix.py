@@ -16,8 +16,11 @@ as `PHOENIX-2014-T/`, as `PHOENIX-2014-T-release-v3/`, or as the folder holding 
 latter (what `make_toy` and `slt-pipe make-toy --out DIR` produce).
 
 Everything is validated when the dataset is opened (rows, duplicates, frame folders), so
-a long extraction job never fails on an annotation problem; `validate_frames` checks the
-images themselves and reports, rather than raises, so batch jobs can skip bad videos.
+a long extraction job never fails on an annotation problem. A row whose frame folder is
+missing or holds no frames is kept with `Sample.problem` set (skipped and listed by
+extraction, see extract/datasets/base.py); a bad CSV (header, columns, duplicate names)
+still raises. `validate_frames` checks the images themselves and reports, rather than
+raises, so batch jobs can skip bad videos.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import Dataset, PngFolder, Sample, VideoFile, list_frame_files, sorted_samples
+from extract.datasets.base import (Dataset, PngFolder, Sample, VideoFile, list_frame_files, problem_text,
+                                  sorted_samples, split_problem)
 
 SOURCE_LANG = "deu_Latn"
 HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
@@ -62,7 +66,9 @@ def resolve_root(root: Path) -> Path:
 
 
 def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") -> Dataset:
-    """Read and validate the requested splits; raises DatasetError on the first bad input."""
+    """Read and validate the requested splits; raises DatasetError on the first bad annotation.
+
+    A sample without frames is kept with `Sample.problem` set (see the module docstring)."""
     base = resolve_root(root)
     samples: dict[str, list[Sample]] = {}
     references: dict[str, dict[str, dict[str, str]]] = {}
@@ -83,7 +89,7 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
         frames_dir = base / frames_rel / split
         frames_folders[split] = str(frames_rel / split)
         split_samples = [
-            Sample(id=n, split=split, text=text, gloss=gloss or None, frames=_frame_folder(frames_dir, n, csv_path, line))
+            Sample(n, split, text, gloss or None, *_frame_folder(frames_dir, n, csv_path, line))
             for n, (line, gloss, text) in rows.items()
         ]
         samples[split] = sorted_samples(split_samples)
@@ -154,16 +160,17 @@ def read_translations(path: Path, names: set[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _frame_folder(frames_dir: Path, name: str, csv_path: Path, line: int) -> PngFolder:
+def _frame_folder(frames_dir: Path, name: str, csv_path: Path, line: int) -> tuple[PngFolder, str | None]:
+    """The sample's frames, and its problem when it has none (missing or empty folder)."""
     for folder in (frames_dir / name, frames_dir / name / "1"):
         files = list_frame_files(folder)
         if files:
-            return PngFolder(folder, files)
+            return PngFolder(folder, files), None
     folder = frames_dir / name
-    problem = "frame folder has no .png frames" if folder.is_dir() else "frame folder is missing"
-    raise DatasetError(f"{problem} (sample {name!r}, {csv_path.name} line {line}; also looked in {name}/1/)",
-                       path=folder,
-                       fix="restore the frames from the release, or delete that row from the CSV")
+    what = "frame folder has no .png frames" if folder.is_dir() else "frame folder is missing"
+    return PngFolder(folder, ()), problem_text(
+        folder, f"{what} (sample {name!r}, {csv_path.name} line {line}; also looked in {name}/1/)",
+        f"restore {folder} from the release, or delete line {line} from {csv_path}")
 
 
 # --------------------------------------------------------------------------- frame checks
@@ -180,16 +187,20 @@ def validate_frames(dataset: Dataset, deep: bool = False, *, splits: Sequence[st
     pool because the work is I/O bound.
     """
     jobs: list[tuple[str, Path, bool]] = []
+    known: list[tuple[str, Path, str]] = []
     for split in splits if splits is not None else list(dataset.samples):
         for s in dataset._split(split):
-            if isinstance(s.frames, PngFolder):
+            if s.problem is not None:  # the reader found it already: nothing on disk to check
+                where = s.frames.dir if isinstance(s.frames, PngFolder) else s.frames.path
+                known.append((s.id, where, split_problem(s.problem)[0]))
+            elif isinstance(s.frames, PngFolder):
                 jobs.extend((s.id, p, True) for p in s.frames.paths())
             else:
                 jobs.append((s.id, s.frames.path, False))
     check = _check_deep if deep else _check_shallow
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         reasons = list(pool.map(lambda j: check(j[1], j[2]), jobs))
-    return [(sid, path, r) for (sid, path, _), r in zip(jobs, reasons) if r is not None]
+    return known + [(sid, path, r) for (sid, path, _), r in zip(jobs, reasons) if r is not None]
 
 
 def _check_shallow(path: Path, is_image: bool) -> str | None:
