@@ -169,19 +169,23 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
 
 
 def flat_rows(rows: list[dict]) -> list[dict[str, Any]]:
-    """One row per (variant, language): BLEU, chrF, BLEURT (if any), cosine to target, train time."""
+    """One row per (variant, language): BLEU, chrF, BLEURT (if any), cosine to target, train time, references.
+
+    As `evaluate`: a language is scored against the dataset's own references only (one without
+    them is not in a trial's scores), so `references` says "reference" unless a score says otherwise.
+    """
     out = []
     for r in rows:
         for lang, s in r["scores"].items():
             out.append({"variant": r["variant"], "lang": lang, "bleu": round(s["bleu"], 2), "chrf": round(s["chrf"], 2),
                         "bleurt": round(s["bleurt"], 4) if "bleurt" in s else "", "cosine": round(s.get("cosine", float("nan")), 4),
-                        "train_s": r["train_s"]})
+                        "train_s": r["train_s"], "references": s.get("references", "reference")})
     return out
 
 
 def write_results(rows: list[dict], out: Path) -> None:
     flat = flat_rows(rows)
-    cols = ["variant", "lang", "bleu", "chrf", "bleurt", "cosine", "train_s"]
+    cols = ["variant", "lang", "bleu", "chrf", "bleurt", "cosine", "train_s", "references"]
     with (out / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -195,10 +199,11 @@ def write_results(rows: list[dict], out: Path) -> None:
 
 def results_table(rows: list[dict]) -> Table:
     table = Table(title="ablation (test split)")
-    for col in ("variant", "lang", "BLEU", "chrF", "cosine", "train s"):
+    for col in ("variant", "lang", "references", "BLEU", "chrF", "cosine", "train s"):
         table.add_column(col)
     for r in flat_rows(rows):
-        table.add_row(r["variant"], r["lang"], f"{r['bleu']:.2f}", f"{r['chrf']:.2f}", f"{r['cosine']:.3f}", f"{r['train_s']:.0f}")
+        table.add_row(r["variant"], r["lang"], r["references"], f"{r['bleu']:.2f}", f"{r['chrf']:.2f}",
+                      f"{r['cosine']:.3f}", f"{r['train_s']:.0f}")
     return table
 
 

@@ -5,11 +5,18 @@ target embeddings of every language and the SONAR decoder (`embed_stage`). It ne
 a feature extractor, NLLB or the SONAR encoder; a missing entry is an error that names the
 command to run. The run directory records the full pipeline config (`pipeline.json`) and
 the cache entries it read (`inputs.json`), so `evaluate` and `translate` need only `--run`.
+
+Every input is checked before a model is built, and every fix names a command that works
+when pasted (`suggest`: the dataset, root, profile, cache and data settings of the run).
+Results (score tables) go to `out`, progress and notes to `console`: the CLI passes stdout
+and stderr, so `slt-pipe evaluate ... > scores.txt` keeps only the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,24 +25,125 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cache.errors import SltPipeError
+from cache.errors import CacheError, SltPipeError
+from pipeline.commands import suggest
 from pipeline.config import Config, build_config, to_dict
 
 PIPELINE_FILE = "pipeline.json"
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+"""Files `translate --video` decodes (with PyAV); anything else must be a frame folder."""
+def _with(cfg: Config, *, splits: list[str] | None = None, langs: list[str] | None = None) -> Config:
+    """`cfg` with other dataset splits and/or embed languages (the rest, and so the cache keys, unchanged)."""
+    dataset = cfg.dataset if splits is None else dataclasses.replace(cfg.dataset, splits=list(splits))
+    embed = cfg.embed if langs is None else dataclasses.replace(cfg.embed, langs=list(langs))
+    return dataclasses.replace(cfg, dataset=dataset, embed=embed)
 
 
-def train_inputs(cfg: Config, dataset: Any):
-    """The trainer's inputs: cache entries only (raises with the command to run if one is missing)."""
-    from pipeline.embed_stage import require_targets, sonar_decoder
-    from pipeline.extract_stage import require_features
+# ------------------------------------------------------------------ cache look-ups
+
+
+def find_features(cfg: Config, dataset: Any) -> tuple[dict[str, Path], list[str]]:
+    """(split -> features entry dir of those in the cache, splits that have none). Loads no model."""
+    from cache.store import Cache
+    from pipeline.extract_stage import features_key
+
+    cache, found, missing = Cache(cfg.cache.dir), {}, []
+    for split in cfg.dataset.splits:
+        entry = cache.get("features", features_key(cfg, dataset, split)[0])
+        if entry is None:
+            missing.append(split)
+        else:
+            found[split] = entry.dir
+    return found, missing
+
+
+def find_targets(cfg: Config, dataset: Any, langs: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """(language -> targets.h5 of those in the cache for cfg's splits, languages that have none)."""
+    from pipeline.embed_stage import require_targets
+
+    found, missing = {}, []
+    for lang in langs:
+        try:
+            found.update(require_targets(_with(cfg, langs=[lang]), dataset))
+        except CacheError:  # its hint lacks the user's root and settings: the caller names the full command
+            missing.append(lang)
+    return found, missing
+
+
+def _missing_targets(cfg: Config, dataset: Any, missing: list[str], found: dict[str, Path],
+                     langs: list[str]) -> CacheError:
+    have = f"the cache has {', '.join(found)}" if found else "the cache has none of them"
+    return CacheError(f"no {', '.join(missing)} targets for {dataset.name} {','.join(cfg.dataset.splits)} ({have})",
+                      fix=suggest(cfg, "embed-targets", langs=langs))
+
+
+def coverage(features_dir: Path, targets_h5: Path, split: str) -> Any:
+    """Which videos of `split` have both features and a source-language target (train.data.Coverage)."""
+    from cache.features import FeatureReader
+    from cache.targets import TargetReader
+    from train.data import split_coverage
+
+    with TargetReader(targets_h5) as t:
+        target_ids = t.ids(split) if split in t.splits else []
+    return split_coverage(split, list(FeatureReader(features_dir).ids), target_ids)
+
+
+def left_out_note(stage: str, cov: Any, features_dir: Path) -> str | None:
+    """'train: 3 of 480 videos of split train left out: 2 without features (listed in ...), 1 without targets'."""
+    from cache.store import MANIFEST
+
+    if not cov.left_out:
+        return None
+    parts = []
+    if cov.without_features:
+        manifest = Path(features_dir) / MANIFEST
+        failures = {str(f[0]): str(f[1]) for f in json.loads(manifest.read_text()).get("failures", [])
+                    if len(f) >= 2} if manifest.is_file() else {}
+        listed = [f"{i} ({failures[i]})" for i in cov.without_features if i in failures]
+        where = f"features/{Path(features_dir).name}"
+        detail = (f" (listed in {where} failures: {', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
+                  if listed else f" (not in {where})")
+        parts.append(f"{len(cov.without_features)} without features{detail}")
+    if cov.without_targets:
+        parts.append(f"{len(cov.without_targets)} without targets")
+    return f"{stage}: {cov.left_out} of {cov.total} videos of split {cov.split} left out: {', '.join(parts)}"
+
+
+def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
+    """The trainer's inputs: cache entries only, checked (an error names the command that makes what is missing)."""
+    from extract.languages import resolve_langs
+    from pipeline.embed_stage import sonar_decoder
     from train.trainer import TrainInputs
 
-    features = {split: entry.dir for split, entry in require_features(cfg, dataset).items()}
-    targets = require_targets(cfg, dataset)
+    if "train" not in cfg.dataset.splits:
+        raise SltPipeError("training needs the train split", fix="keep `train` in [dataset] splits")
+    features, missing = find_features(cfg, dataset)
+    if missing:
+        raise CacheError(f"no features for {dataset.name} split(s) {', '.join(missing)} with this recipe in the cache",
+                         fix=suggest(cfg, "extract", splits=missing))
+    src = dataset.source_lang
+    asked = resolve_langs(cfg.embed.langs)
+    langs = list(dict.fromkeys([src, *asked]))
+    if src not in asked and console is not None:
+        console.print(f"[yellow]note[/]: the source language {src} is trained on too (its targets choose the videos)")
+    targets, absent = find_targets(cfg, dataset, langs)
+    if absent:
+        raise _missing_targets(cfg, dataset, absent, targets, langs)
     spec, tiny_dir = sonar_decoder(cfg, dataset)
-    if "train" not in features:
-        raise SltPipeError("training needs the train split", fix="keep `train` in --split / [dataset] splits")
-    return TrainInputs(features=features, targets=targets, source_lang=dataset.source_lang, decoder_spec=spec,
+    for split in list(features):
+        cov = coverage(features[split], targets[src], split)
+        note = left_out_note("train", cov, features[split])
+        if note and console is not None:
+            console.print(note, highlight=False, markup=False)
+        if not cov.kept and split == "train":
+            what = "is empty" if not cov.total else f"has no video with both features and a {src} target"
+            raise SltPipeError(f"split train of {dataset.name} {what}", path=getattr(dataset, "root", None),
+                               fix=f"check the dataset's train annotations, then {suggest(cfg, 'extract')}")
+        if not cov.kept:
+            del features[split]  # an empty dev or test split is said, never trained or scored on
+            if console is not None:
+                console.print(f"[yellow]note[/]: split {split} has no usable video; it is left out")
+    return TrainInputs(features=features, targets=targets, source_lang=src, decoder_spec=spec,
                        tiny_dir=tiny_dir, train_split="train", dev_split="dev", dataset=cfg.dataset.name)
 
 
@@ -50,13 +158,13 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
     from train.trainer import train as run_training
 
     run_dir = Path(cfg.train.out)
+    dataset = open_dataset(cfg, console)
+    inputs = train_inputs(cfg, dataset, console)  # before --overwrite clears anything
     _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if cfg.train.warmup_steps > cfg.train.steps:
         console.print(f"[yellow]note[/]: warmup_steps = {cfg.train.warmup_steps} is longer than the run "
                       f"({cfg.train.steps} steps); clipped to {cfg.train.steps}, so the peak rate is reached at the end")
         cfg.train.warmup_steps = cfg.train.steps
-    dataset = open_dataset(cfg, console)
-    inputs = train_inputs(cfg, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PIPELINE_FILE).write_text(json.dumps(to_dict(cfg), indent=2))
     console.print(f"[bold]train[/] {dataset.name}: {len(dataset.samples.get('train', []))} videos, "
@@ -102,63 +210,149 @@ def load_run(run: Path) -> tuple[Config, Any]:
 
 
 def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt: Path | None = None,
-             console: Console, checkpoint: str = "best", case: str | None = None) -> dict[str, dict]:
-    """Decode every video of `split` into each language; BLEU/chrF table, predictions TSV in the run dir.
+             console: Console, out: Console | None = None, checkpoint: str = "best", case: str | None = None,
+             machine_references: bool = False) -> dict[str, dict]:
+    """Decode every video of `split` into each language (default: every language with targets) and score it.
 
-    `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU.
+    Each language is scored against the dataset's own references; one without them is skipped
+    with a note, unless `machine_references` (then its score says it was against translations).
+    `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU. The
+    split and languages are checked, and their cache entries found, before any model loads.
+    The score table goes to `out` (default: `console`).
     """
-    from extract.languages import resolve_langs
     from train.evaluate import evaluate as run_evaluation
 
     cfg, inputs = load_run(run)
-    if split not in inputs.features:
-        raise SltPipeError(f"the run has no features for split {split!r} (it has {sorted(inputs.features)})",
-                           fix=f"extract that split (slt-pipe extract --split {split}) and train with it listed")
-    chosen = resolve_langs(langs) if langs else [inputs.source_lang]
-    missing = [lang for lang in chosen if lang not in inputs.targets]
-    if missing:
-        raise SltPipeError(f"no references in {', '.join(missing)} for this run (it has {', '.join(inputs.targets)})",
-                           fix=f"slt-pipe embed-targets --langs {','.join([*inputs.targets, *missing])}, then train again")
+    inputs = eval_inputs(cfg, inputs, split, langs)
+    cov = coverage(inputs.features[split], inputs.targets[inputs.source_lang], split)
+    note = left_out_note("evaluate", cov, inputs.features[split])
+    if note:
+        console.print(note, highlight=False, markup=False)
+    if not cov.kept:
+        what = "is empty" if not cov.total else f"has no video with both features and a {inputs.source_lang} target"
+        raise SltPipeError(f"split {split} of {cfg.dataset.name} {what}: nothing to evaluate",
+                           fix=f"evaluate another split: slt-pipe evaluate --run {shlex.quote(str(run))} --split "
+                               f"{next((s for s in sorted(inputs.features) if s != split), 'test')}")
+    chosen = list(inputs.targets) if langs is None else _chosen_langs(langs)
     results = run_evaluation(run, inputs, split, chosen, checkpoint=checkpoint, bleurt_checkpoint=bleurt,
-                             device=cfg.train.device, case=case)
-    console.print(score_table(f"{split} ({Path(run).name})", results))
+                             device=cfg.train.device, case=case, machine_references=machine_references,
+                             log=lambda text: console.print(text, highlight=False, markup=False))
+    (out or console).print(score_table(f"{split} ({Path(run).name})", results))
     return results
+
+
+def _chosen_langs(langs: str) -> list[str]:
+    from extract.languages import resolve_langs
+
+    return resolve_langs(langs)
+
+
+def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
+    """The run's inputs, plus the cache entries of a split or language it did not train with.
+
+    The model decodes any language its decoder knows, on any split of the dataset: it needs
+    that split's features (the run's recipe) and that language's targets (the references).
+    A recorded entry that is gone (cache gc, another cache) is looked up again by its key.
+    Missing ones are one error naming the commands that make them. Loads no model.
+    """
+    from pipeline.dataset import open_dataset
+
+    src = inputs.source_lang
+    chosen = list(inputs.targets) if langs is None else _chosen_langs(langs)
+    _check_decoder_langs(inputs, chosen)
+    features = {s: p for s, p in inputs.features.items() if Path(p).is_dir()}
+    new_split = split not in inputs.features
+    targets = {} if new_split else {lang: p for lang, p in inputs.targets.items() if Path(p).is_file()}
+    want = [lang for lang in dict.fromkeys([src, *chosen]) if lang not in targets]
+    if split in features and not want:
+        return inputs
+    one = _with(cfg, splits=[split])
+    here = one if new_split else cfg  # a run's targets entries hold its own splits only
+    lacking, fixes = [], []
+    if split not in features:
+        found, _ = find_features(one, _open_split(one, split, sorted(inputs.features)))
+        if split not in found:
+            lacking.append(f"{split} features made with the run's recipe")
+            fixes.append(suggest(one, "extract"))
+        features.update(found)
+    if want:
+        found_t, absent = find_targets(here, open_dataset(here), want)
+        targets.update(found_t)
+        if absent:
+            lacking.append(f"{', '.join(absent)} targets for split {','.join(here.dataset.splits)}")
+            fixes.append(suggest(here, "embed-targets", langs=list(dict.fromkeys([src, *chosen]))))
+    if lacking:
+        raise CacheError(f"evaluate {split} {','.join(chosen)}: the cache has no {' and no '.join(lacking)}",
+                         fix=" && ".join(fixes) + "; then run this evaluate again")
+    return dataclasses.replace(inputs, features=features, targets=targets)
+
+
+def _open_split(cfg: Config, split: str, known: list[str]) -> Any:
+    """The dataset with just `split`; a name its reader does not know is an evaluate error, not a reader one."""
+    from cache.errors import DatasetError
+    from pipeline.dataset import open_dataset
+
+    try:
+        return open_dataset(cfg)
+    except DatasetError as e:
+        raise DatasetError(f"{cfg.dataset.name} has no split {split!r} ({e.problem})", path=e.path,
+                           fix=f"pass --split with one of the run's splits ({', '.join(known)}) or another split "
+                               f"of the dataset; the reader says: {e.fix}") from None
+
+
+def decoder_langs(inputs: Any) -> list[str] | None:
+    """Languages the run's decoder can write: a tiny SONAR knows only its corpus languages; None = all of FLORES-200."""
+    if inputs.tiny_dir is None:
+        return None
+    config = Path(inputs.tiny_dir) / "config.json"
+    if not config.is_file():
+        return None
+    # its tokenizer has every FLORES-200 token, but it was trained on (and writes) its corpus languages only
+    return list(json.loads(config.read_text()).get("train", {}).get("langs", [])) or None
+
+
+def _check_decoder_langs(inputs: Any, langs: list[str]) -> None:
+    known = decoder_langs(inputs)
+    unknown = [lang for lang in langs if known is not None and lang not in known]
+    if unknown:
+        raise SltPipeError(f"the run's decoder (a tiny SONAR) cannot write {', '.join(unknown)}: "
+                           f"it knows only {', '.join(known or [])}",
+                           path=inputs.tiny_dir, fix=f"pick one of {', '.join(known or [])}")
 
 
 def score_table(title: str, results: dict[str, dict]) -> Table:
     table = Table(title=title)
-    for col in ("language", "BLEU", "case", "other case", "chrF", "BLEURT", "n", "predictions"):
+    for col in ("language", "references", "BLEU", "case", "other case", "chrF", "BLEURT", "n", "predictions"):
         table.add_column(col)
     for lang, r in results.items():
         bleurt = f"{r['bleurt']:.4f}" if "bleurt" in r else "-"
         other = r.get("bleu_cased" if r.get("case") == "lc" else "bleu_lc")
-        table.add_row(lang, f"{r['bleu']:.2f}", r.get("case", "mixed"), "-" if other is None else f"{other:.2f}",
+        table.add_row(lang, r.get("references", "reference"), f"{r['bleu']:.2f}", r.get("case", "mixed"), "-" if other is None else f"{other:.2f}",
                       f"{r['chrf']:.2f}", bleurt, str(r["n"]), r.get("tsv", ""))
     return table
 
 
 def translate_video(run: Path, video: Path, lang: str) -> str:
-    """One video (frame folder or mp4) -> text in `lang`, features computed with the run's extractor config."""
+    """One video (frame folder or mp4) -> text in `lang`, features computed with the run's extractor config.
+
+    The video, the language and the run's weights are checked before any model is built.
+    """
     import torch
 
-    from extract.datasets.base import PngFolder, VideoFile, list_frame_files
     from extract.languages import resolve_lang
     from extract.models import FeatureExtractor
     from extract.video import read_frames
     from train.trainer import build_models, load_trainable, resolve_device
 
     cfg, inputs = load_run(run)
-    video = Path(video)
-    if video.is_dir():
-        folder = video if list_frame_files(video) else video / "1"  # PHOENIX's {name}/1/ layout too
-        files = list_frame_files(folder)
-        if not files:
-            raise SltPipeError("no PNG/JPEG frames in the folder", path=video, fix="point --video at a frame folder or an mp4")
-        src: Any = PngFolder(folder, files)
-    elif video.is_file():
-        src = VideoFile(video)
-    else:
-        raise SltPipeError("video not found", path=video, fix="pass a frame folder or an mp4")
+    src = video_source(Path(video))
+    code = resolve_lang(lang)
+    _check_decoder_langs(inputs, [code])
+    weights = Path(run) / "ckpt" / "best" / "weights.safetensors"
+    weights = weights if weights.exists() else Path(run) / "ckpt" / "last" / "weights.safetensors"
+    if not weights.exists():
+        raise SltPipeError("the run has no trained weights", path=weights,
+                           fix="train first, or pass the --out directory of a finished `slt-pipe train`")
     if "visual_block" not in json.loads((Path(run) / "config.json").read_text()):
         cfg.train.visual_block = "slt-pipe-masked"  # runs from before the variants existed
     device = resolve_device(cfg.train.device)
@@ -168,15 +362,32 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
     extractor = FeatureExtractor(stage_config(cfg, cfg.dataset.name), device)
     spatial, motion = extractor.spatial(frames), extractor.motion(frames)
     visual, dec = build_models(cfg.train, inputs, spatial.shape[1], motion.shape[1], _emb_dim(inputs), device)
-    weights = Path(run) / "ckpt" / "best" / "weights.safetensors"
-    load_trainable(visual, dec, weights if weights.exists() else Path(run) / "ckpt" / "last" / "weights.safetensors")
+    load_trainable(visual, dec, weights)
     visual.eval()
     with torch.no_grad():
         sp = torch.as_tensor(spatial, dtype=torch.float32, device=device)[None]
         mo = torch.as_tensor(motion, dtype=torch.float32, device=device)[None]
         ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool, device=device)  # noqa: E731
         z = visual(sp, ones(sp), mo, ones(mo))
-    return dec.generate(z, resolve_lang(lang), beam_size=cfg.train.beam_size, max_len=cfg.train.max_len)[0]
+    return dec.generate(z, code, beam_size=cfg.train.beam_size, max_len=cfg.train.max_len)[0]
+
+
+def video_source(video: Path) -> Any:
+    """A frame folder (PNG/JPEG, also PHOENIX's {name}/1/ layout) or a video file, checked; nothing decoded yet."""
+    from extract.datasets.base import PngFolder, VideoFile, list_frame_files
+
+    if video.is_dir():
+        folder = video if list_frame_files(video) else video / "1"
+        files = list_frame_files(folder) if folder.is_dir() else []
+        if not files:
+            raise SltPipeError("no PNG/JPEG frames in the folder", path=video, fix="point --video at a frame folder or an mp4")
+        return PngFolder(folder, files)
+    if video.is_file():
+        if video.suffix.lower() not in VIDEO_SUFFIXES:
+            raise SltPipeError(f"not a video file ({video.suffix or 'no suffix'})", path=video,
+                               fix=f"pass a frame folder or a video ({', '.join(VIDEO_SUFFIXES)})")
+        return VideoFile(video)
+    raise SltPipeError("video not found", path=video, fix="pass an existing frame folder or mp4")
 
 
 def _emb_dim(inputs: Any) -> int:
@@ -196,15 +407,16 @@ class DemoResult:
     control: dict[str, dict] | None = None
 
 
-def demo(cfg: Config, *, console: Console, control: bool = False) -> DemoResult:
+def demo(cfg: Config, *, console: Console, out: Console | None = None, control: bool = False) -> DemoResult:
     """make-toy -> extract -> embed-targets -> train -> evaluate (tiny profile), with a summary table.
 
     With `control`, a second run pairs every video with another video's targets
     (`--shuffle-targets`): it must not learn, which shows the first run's BLEU comes from
-    the videos and not from the decoder's prior.
+    the videos and not from the decoder's prior. Stages log to `console`; the summary goes to `out`.
     """
     from pipeline import embed_stage, extract_stage
 
+    out = out or console
     console.rule("[bold]1/4 extract")
     report = extract_stage.extract(cfg, console)
     if report.failures:
@@ -224,17 +436,18 @@ def demo(cfg: Config, *, console: Console, control: bool = False) -> DemoResult:
         result.control = evaluate(ctl.train.out, split="test", langs=langs, console=console)
     table = Table(title="slt-pipe demo: toy test set")
     table.add_column("language")
+    table.add_column("references")
     table.add_column("BLEU")
     table.add_column("chrF")
     if control:
         table.add_column("BLEU, shuffled-targets control")
     for lang, r in test.items():
-        row = [lang, f"{r['bleu']:.2f}", f"{r['chrf']:.2f}"]
+        row = [lang, r["references"], f"{r['bleu']:.2f}", f"{r['chrf']:.2f}"]
         if result.control is not None:
-            row.append(f"{result.control[lang]['bleu']:.2f}")
+            row.append(f"{result.control[lang]['bleu']:.2f}" if lang in result.control else "-")
         table.add_row(*row)
-    console.print(table)
+    out.print(table)
     run_dir = Path(cfg.train.out)
-    console.print(f"plots: {run_dir / 'curves.png'}   predictions: {run_dir}/predictions_test_*.tsv   "
+    out.print(f"plots: {run_dir / 'curves.png'}   predictions: {run_dir}/predictions_test_*.tsv   "
                   f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
     return result

@@ -8,6 +8,7 @@ learning (that is `slt-pipe demo --control`, reported in the README).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -98,21 +99,108 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     assert all(Path(p).is_relative_to(cache) for p in [*inputs.features.values(), *inputs.targets.values()])
     assert inputs.tiny_dir is not None and Path(inputs.tiny_dir).is_relative_to(cache)
 
-    scores = train_stage.evaluate(run, split="test", langs="deu,fra", console=QUIET, checkpoint="last")
-    assert set(scores) == {"deu_Latn", "fra_Latn"}
-    for lang, s in scores.items():
-        assert 0.0 <= s["bleu"] <= 100.0 and -1.0 <= s["cosine"] <= 1.0
-        lines = Path(s["tsv"]).read_text().splitlines()
-        assert lines[0] == "id\tref\thyp" and len(lines) == 1 + s["n"]
-    with pytest.raises(SltPipeError, match="spa_Latn"):
-        train_stage.evaluate(run, split="test", langs="spa", console=QUIET)
-
-    monkeypatch.undo()  # translate computes features on the fly: it may build the extractor
     from extract.datasets import open_dataset
 
-    sample = open_dataset("toy", root, ["test"]).samples["test"][0]
+    toy = open_dataset("toy", root, ["train", "dev", "test"])
+    # the eng/fra targets are the toy's own sentences, not translations
+    from cache.targets import TargetReader
+
+    for lang in ("eng_Latn", "fra_Latn"):
+        with TargetReader(inputs.targets[lang]) as r:
+            for split in ("train", "test"):
+                assert r.texts(split) == [toy.references[split][lang][i] for i in r.ids(split)]
+                assert set(r.sources(split)) == {"reference"}
+
+    logs, table = Console(file=io.StringIO(), width=250), Console(file=io.StringIO(), width=250)
+    scores = train_stage.evaluate(run, split="test", console=logs, out=table, checkpoint="last")
+    assert set(scores) == {"deu_Latn", "eng_Latn", "fra_Latn"}  # every language with targets
+    truth = {lang: toy.references["test"].get(lang, {}) for lang in scores}
+    truth["deu_Latn"] = {s.id: s.text for s in toy.samples["test"]}
+    for lang, s in scores.items():
+        assert 0.0 <= s["bleu"] <= 100.0 and -1.0 <= s["cosine"] <= 1.0 and s["references"] == "reference"
+        lines = Path(s["tsv"]).read_text().splitlines()
+        assert lines[0] == "id\tref\thyp" and len(lines) == 1 + s["n"]
+        assert {row.split("\t")[0]: row.split("\t")[1] for row in lines[1:]} == truth[lang]
+    assert "test (run)" in table.file.getvalue() and "BLEURT skipped" not in table.file.getvalue()
+    assert "BLEURT skipped" in logs.file.getvalue() and "test (run)" not in logs.file.getvalue()
+    with pytest.raises(SltPipeError, match="cannot write spa_Latn"):  # a tiny SONAR knows only deu, eng, fra
+        train_stage.evaluate(run, split="test", langs="spa", console=QUIET)
+    with pytest.raises(SltPipeError, match=r"train, dev, test"):
+        train_stage.evaluate(run, split="val", console=QUIET)
+
+    sample = toy.samples["test"][0]
+    with pytest.raises(SltPipeError, match="cannot write spa_Latn"):  # checked before the extractor is built
+        train_stage.translate_video(run, sample.frames.dir, "spa")
+    with pytest.raises(SltPipeError, match="video not found"):
+        train_stage.translate_video(run, tmp_path / "nope.mp4", "eng")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SltPipeError, match="not a video file"):
+        train_stage.translate_video(run, tmp_path / "notes.txt", "eng")
+
+    monkeypatch.undo()  # translate computes features on the fly: it may build the extractor
     text = train_stage.translate_video(run, sample.frames.dir, "eng")
     assert isinstance(text, str)
+
+
+def _parse(fix: str) -> None:
+    """Each `slt-pipe ...` command of a fix parses with the real CLI (a bad option or name raises)."""
+    import shlex
+
+    import typer.main
+
+    from pipeline.cli import app
+
+    group = typer.main.get_command(app)
+    for command in fix.split("; then")[0].split(" && "):
+        words = shlex.split(command)
+        assert words[0] == "slt-pipe", command
+        group.commands[words[1]].make_context(words[1], words[2:])
+
+
+def test_missing_targets_name_the_language_and_a_command_that_works(cached, tmp_path):
+    from pipeline import train_stage
+
+    cache, root = cached
+    cfg = make_cfg(cache, root, tmp_path / "run")
+    cfg.embed.langs = ["eng_Latn", "spa_Latn"]
+    with pytest.raises(CacheError, match="no spa_Latn targets") as e:
+        train_stage.train(cfg, console=QUIET)
+    fix = e.value.fix
+    assert "slt-pipe embed-targets --dataset toy --root " in fix and "--langs deu_Latn,eng_Latn,spa_Latn" in fix
+    assert f"--cache {cache}" in fix and "--set embed.tiny_sonar_steps=150" in fix  # what keys the entries
+    _parse(fix)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_a_split_the_run_lacks_suggests_commands_that_work(cached, tmp_path):
+    """A run trained on train,dev; `evaluate --split test` names the command that makes its test targets,
+    and after running it as printed, the same evaluate works."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from pipeline import train_stage
+    from pipeline.cli import app
+
+    cache, root = cached
+    cfg = make_cfg(cache, root, tmp_path / "run", steps=2)
+    cfg.embed.langs = ["deu_Latn"]
+    train_stage.train(cfg, console=QUIET)
+    # as if trained with --set dataset.splits=train,dev: its entries hold no test split
+    for name, edit in (("pipeline.json", lambda d: d["dataset"].update(splits=["train", "dev"])),
+                       ("inputs.json", lambda d: d["features"].pop("test"))):
+        recorded = json.loads((tmp_path / "run" / name).read_text())
+        edit(recorded)
+        (tmp_path / "run" / name).write_text(json.dumps(recorded))
+    with pytest.raises(CacheError, match="the cache has no deu_Latn targets for split test") as e:
+        train_stage.evaluate(tmp_path / "run", split="test", console=QUIET)
+    _parse(e.value.fix)
+    command = shlex.split(e.value.fix.split("; then")[0])
+    assert command[:2] == ["slt-pipe", "embed-targets"] and "--split" in command
+    result = CliRunner().invoke(app, command[1:])
+    assert result.exit_code == 0, result.output
+    scores = train_stage.evaluate(tmp_path / "run", split="test", console=QUIET, checkpoint="last")
+    assert set(scores) == {"deu_Latn"} and scores["deu_Latn"]["references"] == "reference"
 
 
 def test_resume_through_the_stage(cached, tmp_path):

@@ -2,8 +2,10 @@
 
 Reads caches only (`cache.features`, `cache.targets`); never imports `pipeline`/`extract`.
 A sample is video id -> (spatial f16 [T, Ds], motion f16 [C, Dm], {lang: (embedding, token ids)}).
-Videos are those with features and a target in the source language; other languages are
-used for the ids they cover (per-sample availability mask).
+Videos are those with features and a target in the source language (`split_coverage` says
+which were left out); other languages are used for the ids they cover (per-sample
+availability mask). Each target row keeps its `source`: REFERENCE (the dataset's own text)
+or the translator that made it, so evaluation can score against true references only.
 
 Batch order is a pure function of (seed, step) (epoch-wise permutations), so a resumed run
 sees exactly the batches the uninterrupted run would; background threads only prefetch.
@@ -22,6 +24,46 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import Tensor
+
+from cache.errors import SltPipeError
+
+REFERENCE = "reference"
+"""Target `source` of a dataset's own text (cache.targets); anything else is a machine translation."""
+
+
+@dataclass
+class Coverage:
+    """Which videos of a split have both features and a source-language target."""
+
+    split: str
+    total: int
+    """Videos with features or a target (the split as the caches know it)."""
+    kept: list[str]
+    """Ids with both, in target order."""
+    without_features: list[str]
+    without_targets: list[str]
+
+    @property
+    def left_out(self) -> int:
+        return len(self.without_features) + len(self.without_targets)
+
+
+def split_coverage(split: str, feature_ids: list[str], target_ids: list[str]) -> Coverage:
+    """The videos usable for training or scoring, and the ones left out (a sample in one cache only never crashes)."""
+    feats, targets = set(feature_ids), set(target_ids)
+    kept = [i for i in target_ids if i in feats]
+    return Coverage(split, len(feats | targets), kept, sorted(targets - feats), sorted(feats - targets))
+
+
+def target_sources(reader: Any, split: str) -> list[str]:
+    """Per row, where the target text came from; readers without the field say it in their `translator` attr."""
+    if hasattr(reader, "sources"):
+        try:
+            return list(reader.sources(split))
+        except KeyError:  # a file written before the field existed
+            pass
+    label = getattr(reader, "translator", REFERENCE) or REFERENCE
+    return [REFERENCE if label == REFERENCE else f"machine ({label})"] * len(reader.ids(split))
 
 
 def open_features(entry_dir: Path):
@@ -66,20 +108,22 @@ class CacheDataset:
                  encode=None, max_tokens: int | None = None, shuffle_targets: bool = False, seed: int = 0):
         """features: FeatureReader; targets: lang -> TargetReader; encode(texts, lang, max_len) -> list[LongTensor]."""
         if source_lang not in targets:
-            raise ValueError(f"no targets for the source language {source_lang}; have {sorted(targets)}")
+            raise SltPipeError(f"no targets for the source language {source_lang} (have {', '.join(sorted(targets))})",
+                               fix=f"embed-targets with {source_lang} among --langs")
         self.features = features
         self.split = split
         self.langs = [source_lang] + sorted(lang for lang in targets if lang != source_lang)
-        feat_ids = set(features.ids)
-        src_ids = targets[source_lang].ids(split)
-        self.ids = [i for i in src_ids if i in feat_ids]
+        self.coverage = split_coverage(split, list(features.ids), targets[source_lang].ids(split))
+        self.ids = self.coverage.kept
         if not self.ids:
-            raise ValueError(f"split {split}: no video has both features and a {source_lang} target")
+            what = "is empty" if not self.coverage.total else f"has no video with both features and a {source_lang} target"
+            raise SltPipeError(f"split {split} {what}", fix="check the dataset's split and re-run extract and embed-targets")
         n, pos = len(self.ids), {v: k for k, v in enumerate(self.ids)}
         dim = None
         self.emb: dict[str, np.ndarray] = {}
         self.avail: dict[str, np.ndarray] = {}
         self.text: dict[str, list[str | None]] = {}
+        self.source: dict[str, list[str | None]] = {}
         self.tok: dict[str, list[Tensor | None]] = {}
         for lang in self.langs:
             r = targets[lang]
@@ -88,11 +132,12 @@ class CacheDataset:
             e = np.zeros((n, dim), np.float32)
             a = np.zeros(n, bool)
             tx: list[str | None] = [None] * n
-            for vid, t, row in zip(ids, texts, embs):
+            src: list[str | None] = [None] * n
+            for vid, t, row, origin in zip(ids, texts, embs, target_sources(r, split)):
                 k = pos.get(vid)
                 if k is not None:
-                    e[k], a[k], tx[k] = row, True, t
-            self.emb[lang], self.avail[lang], self.text[lang] = e, a, tx
+                    e[k], a[k], tx[k], src[k] = row, True, t, origin
+            self.emb[lang], self.avail[lang], self.text[lang], self.source[lang] = e, a, tx, src
             if encode is not None:
                 have = [k for k in range(n) if a[k]]
                 enc = encode([tx[k] for k in have], lang, max_tokens)

@@ -9,13 +9,19 @@ tables (`BLEU_CASE`: SpaMo lower-cases hypotheses and references for every datas
 so PHOENIX-2014T numbers are lower-cased BLEU). The casing is part of the printed signature
 (`case:lc` / `case:mixed`), and both BLEUs are kept. BLEURT only when a checkpoint path is
 given; predictions TSV (id, ref, hyp; as decoded, not lower-cased) per language in the run dir.
+
+References: a language is scored against the dataset's own texts only (target rows whose
+`source` is "reference"); a language the dataset has no text in is skipped, unless
+`machine_references` is set, and then its score says so (`"references": "machine (...)"`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -76,20 +82,61 @@ def score(lang: str, refs: list[str], hyps: list[str], case: str = "mixed") -> d
     return out
 
 
+def reference_rows(dataset, lang: str, machine_references: bool) -> tuple[list[int], str | None]:
+    """(dataset rows scored for `lang`, label of their references); no rows and None: skip the language.
+
+    Only the dataset's own texts count as references, unless `machine_references`, which
+    scores every target row and names the translator in the label.
+    """
+    from train.data import REFERENCE
+
+    sources = dataset.source[lang]
+    true = [k for k, s in enumerate(sources) if s == REFERENCE]
+    if not machine_references:
+        return (true, REFERENCE) if true else ([], None)
+    rows = [k for k, s in enumerate(sources) if s is not None]
+    machine = sorted({s for s in sources if s is not None and s != REFERENCE})
+    if not machine:
+        return rows, REFERENCE
+    label = "machine (" + ", ".join(_machine_name(m) for m in machine) + ")"
+    return rows, f"{REFERENCE} + {label}" if true else label
+
+
+def _machine_name(source: str) -> str:
+    # cache.targets rows name the translator; older readers already wrap it as "machine (...)"
+    return source[len("machine ("):-1] if source.startswith("machine (") and source.endswith(")") else source
+
+
+def skipped_languages(dataset, langs: list[str], machine_references: bool = False) -> dict[str, str]:
+    """Language -> why it is not scored on this split (no true references, or no targets at all)."""
+    out = {}
+    for lang in langs:
+        if lang not in dataset.langs:
+            out[lang] = f"no {lang} targets for split {dataset.split}"
+        elif not reference_rows(dataset, lang, machine_references)[0]:
+            out[lang] = (f"no true {lang} references in split {dataset.split} (its targets are machine translations)"
+                         if not machine_references else f"no {lang} targets for the videos of split {dataset.split}")
+    return out
+
+
 def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_len: int, batch_size: int, device,
-                out_dir: Path | None = None, tag: str = "", case: str = "mixed") -> dict[str, dict]:
-    """Decode and score; writes predictions TSVs to out_dir when given."""
+                out_dir: Path | None = None, tag: str = "", case: str = "mixed",
+                machine_references: bool = False) -> dict[str, dict]:
+    """Decode and score each language that has references (`reference_rows`); writes predictions TSVs to out_dir."""
     ids, z = encode_split(visual, dataset, batch_size=batch_size, device=device)
     pos = {v: k for k, v in enumerate(dataset.ids)}
     results = {}
     for lang in langs:
-        if lang not in dataset.langs:
-            raise ValueError(f"no {lang} references for split {dataset.split}; have {dataset.langs}")
+        if lang in skipped_languages(dataset, [lang], machine_references):
+            continue
+        scored, label = reference_rows(dataset, lang, machine_references)
+        wanted = set(scored)
         rows = [(vid, dataset.text[lang][pos[vid]]) for vid in ids]
-        keep = [k for k, (_, ref) in enumerate(rows) if ref is not None]
+        keep = [k for k, vid in enumerate(ids) if pos[vid] in wanted]
         hyps = dec.generate(z[keep], lang, beam_size=beam_size, max_len=max_len, batch_size=batch_size)
         refs = [rows[k][1] for k in keep]
         res = score(lang, refs, hyps, case)
+        res["references"] = label
         target = torch.as_tensor(dataset.emb[lang][[pos[ids[k]] for k in keep]])
         res["cosine"] = float(torch.nn.functional.cosine_similarity(z[keep], target, dim=-1).mean())
         if out_dir is not None:
@@ -119,13 +166,20 @@ def bleurt_scores(checkpoint: str | Path, refs: list[str], hyps: list[str]) -> f
     return float(np.mean(scorer.score(references=refs, candidates=hyps)))
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] | None = None, *,
              checkpoint: str = "best", beam_size: int | None = None, bleurt_checkpoint: str | Path | None = None,
-             batch_size: int | None = None, device: str | None = None, case: str | None = None) -> dict[str, dict]:
-    """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: source).
+             batch_size: int | None = None, device: str | None = None, case: str | None = None,
+             machine_references: bool = False, log: Callable[[str], None] = _stderr) -> dict[str, dict]:
+    """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: every target language).
 
     Reads only the run dir and the caches: never `train.init_visual_block` (the trained weights
     hold the whole block). `case` overrides the run's train.bleu_case (auto, lc or mixed).
+    Languages without true references are skipped (said through `log`) unless `machine_references`.
+    Scores go to the return value and scores_{split}.json; `log` gets progress lines only.
     """
     from train.config import TrainConfig
     from train import data as tdata
@@ -138,6 +192,7 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     cfg = TrainConfig(**{k: v for k, v in raw.items() if k in names})
     if "visual_block" not in raw:  # runs from before the variants existed used slt-pipe's masked block
         cfg.visual_block = "slt-pipe-masked"
+    lc = bleu_case(case or cfg.bleu_case, inputs.dataset)  # a bad --case fails before any model loads
     dev = resolve_device(device or cfg.device)
     weights = run_dir / "ckpt" / checkpoint / "weights.safetensors"
     if not weights.exists() and checkpoint == "best":
@@ -147,26 +202,31 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
 
         raise WeightsError("no trained weights in the run dir", path=weights, fix="train first (slt-pipe train)")
     if split not in inputs.features:
-        raise ValueError(f"no features for split {split!r}; have {sorted(inputs.features)}")
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"the run has no features for split {split!r} (it has {', '.join(sorted(inputs.features))})",
+                           fix=f"evaluate one of {', '.join(sorted(inputs.features))}")
     feats = tdata.open_features(Path(inputs.features[split]))
     targets = {lang: tdata.open_targets(Path(p)) for lang, p in inputs.targets.items()}
     ds = CacheDataset(feats, targets, split, inputs.source_lang)
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
     load_trainable(visual, dec, weights)
-    langs = list(langs or [inputs.source_lang])
-    lc = bleu_case(case or cfg.bleu_case, inputs.dataset)
+    langs = list(langs or ds.langs)
+    for lang, why in skipped_languages(ds, langs, machine_references).items():
+        hint = "" if machine_references or lang not in ds.langs else "; --machine-references scores it against them, labelled"
+        log(f"note: {lang} skipped: {why}{hint}")
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
                           batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
-                          case=lc)
+                          case=lc, machine_references=machine_references)
     for lang, res in results.items():
         other = f"cased {res['bleu_cased']:.2f}" if lc == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
-        print(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if lc == 'lc' else 'cased'}; {other}) "
-              f"chrF {res['chrf']:.2f}  [{res['signature']}]")
+        log(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if lc == 'lc' else 'cased'}; {other}) "
+            f"chrF {res['chrf']:.2f} against {res['references']} references  [{res['signature']}]")
         if bleurt_checkpoint is not None:
             rows = list(csv.reader(open(res["tsv"]), delimiter="\t"))[1:]
             res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])
-            print(f"{split} {lang}: BLEURT {res['bleurt']:.4f}")
+            log(f"{split} {lang}: BLEURT {res['bleurt']:.4f}")
     if bleurt_checkpoint is None:
-        print("BLEURT skipped: no checkpoint given (slt-pipe evaluate --bleurt DIR, e.g. BLEURT-20)")
+        log("BLEURT skipped: no checkpoint given (slt-pipe evaluate --bleurt DIR, e.g. BLEURT-20)")
     (run_dir / f"scores_{split}.json").write_text(json.dumps(results, indent=2))
     return results

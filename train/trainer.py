@@ -267,7 +267,15 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     feats = {split: tdata.open_features(Path(p)) for split, p in inputs.features.items()}
     targets = {lang: tdata.open_targets(Path(p)) for lang, p in inputs.targets.items()}
     if inputs.train_split not in feats:
-        raise ValueError(f"no features for the train split {inputs.train_split!r}; have {sorted(feats)}")
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"no features for the train split {inputs.train_split!r} (have {', '.join(sorted(feats))})",
+                           fix="keep `train` among the dataset's splits")
+    if inputs.source_lang not in targets:
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"no targets in the source language {inputs.source_lang} (have {', '.join(targets)})",
+                           fix=f"embed-targets with {inputs.source_lang} among --langs")
     train_feats = feats[inputs.train_split]
     train_feats.preload(int(cfg.preload_gb * 2**30))
     emb_dim = np.asarray(targets[inputs.source_lang].embeddings(inputs.train_split)).shape[1]
@@ -298,6 +306,12 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     if inputs.dev_split in feats and cfg.eval_every > 0:
         dev_ds = CacheDataset(feats[inputs.dev_split], targets, inputs.dev_split, inputs.source_lang)
     eval_langs = list(cfg.eval_langs) or [inputs.source_lang]
+    unknown = [lang for lang in eval_langs if lang not in targets]
+    if unknown:
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"train.eval_langs {', '.join(unknown)} has no targets in this run "
+                           f"(it has {', '.join(targets)})", fix="add the language to --langs, or drop it from train.eval_langs")
 
     # optimisation
     lora_params = [p for p in dec.parameters() if p.requires_grad]
@@ -347,7 +361,8 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
             return
         visual.eval()
         scores = score_split(visual, dec, dev_ds, eval_langs, beam_size=cfg.beam_size, max_len=cfg.max_len,
-                             batch_size=cfg.batch_size, device=device, case=bleu_case(cfg.bleu_case, inputs.dataset))
+                             batch_size=cfg.batch_size, device=device, case=bleu_case(cfg.bleu_case, inputs.dataset),
+                             machine_references=True)  # model selection; best.json labels each language's references
         visual.train()
         bleu = float(np.mean([v["bleu"] for v in scores.values()]))
         log({"kind": "eval", "step": step, "bleu": bleu, **{f"bleu_{k}": v["bleu"] for k, v in scores.items()},
@@ -358,6 +373,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
             save(best_dir, with_state=False)
             (best_dir / "best.json").write_text(json.dumps({"step": step, "bleu": bleu, "scores": scores}, indent=2))
 
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     visual.train()
@@ -367,7 +383,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  transient=False) as progress:
+                  transient=False, console=Console(stderr=True)) as progress:  # stdout is for results
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         for idx, batch in loader.iterate(step, end):
             batch = batch.to(device)
