@@ -96,3 +96,15 @@ class EmbedConfig:
     """Training steps of the tiny NLLB that nllb_model 'tiny' names (exercises the NLLB code path)."""
     tiny_seed: int = 0
     """Seed of the tiny SONAR and tiny NLLB training."""
+    gate_max_bad_fraction: float = 0.05
+    """Translation quality gate: the largest share of a language's machine translations that may fail a check (empty, wrong script, repetitive, length outlier) before the language is refused and nothing is published for it. Recorded in the targets manifest, not in its key."""
+    gate_min_script_fraction: float = 0.5
+    """Translation quality gate: an output with a smaller share of its letters in the language's script (the NLLB code's suffix: Latn, Hans, Cyrl, ...) is in the wrong script."""
+    gate_max_repeats: int = 4
+    """Translation quality gate: an output repeating one n-gram (up to 4 tokens) this many times in a row, more than its source does, is degenerate."""
+    gate_min_unique_ratio: float = 0.3
+    """Translation quality gate: an output of 8 tokens or more with a smaller share of distinct tokens is degenerate."""
+    gate_length_factor: float = 3.0
+    """Translation quality gate: an output whose output/source length ratio is this many times above or below the language's median ratio is a length outlier (relative, so zho is judged against zho)."""
+    allow_poor_translations: bool = False
+    """Publish a language whose translations fail the quality gates anyway; its targets manifest says so (CLI: --allow-poor-translations)."""

@@ -85,7 +85,10 @@ def source_label(translator_identity: dict[str, Any] | None) -> str:
     """The per-row `source` written to HDF5: the translation model's name, or "reference"."""
     if translator_identity is None:
         return REFERENCE
-    return str(translator_identity.get("model") or translator_identity.get("kind") or "translator")
+    model = translator_identity.get("model")
+    if isinstance(model, dict):  # an NLLB snapshot's identity: its id and file hashes
+        model = model.get("model")
+    return str(model or translator_identity.get("kind") or "translator")
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -9,8 +9,9 @@ on one batch of sentences, and ``identity`` (a JSON-able dict for cache keys).
   from disk (a local directory or the Hugging Face cache, ``local_files_only=True``) and
   strictly (`load_nllb_model`): absent weights, or a file that does not fill every tensor
   of the model its config.json describes, raise `WeightsError`; so do language codes
-  (``langs=``) the tokenizer lacks, before any model is loaded. `nllb_identity` hashes a
-  snapshot's files for cache keys.
+  (``langs=``) the tokenizer lacks, before any model is loaded (`nllb_missing_langs` asks
+  the tokenizer alone, so a stage can refuse them before it loads anything). `nllb_identity`
+  hashes a snapshot's files for cache keys.
 * `SonarTranslator(encoder, decoder, tokenizer)`: encode in the source language, decode
   the sentence embedding in the target language with sonar's pipelines.
 * `make_tiny_nllb(out_dir, sentences, seed)`: a tiny M2M100 (the NLLB architecture) with an
@@ -21,7 +22,7 @@ on one batch of sentences, and ``identity`` (a JSON-able dict for cache keys).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from cache.errors import WeightsError
 
@@ -54,17 +55,13 @@ class NllbTranslator:
         """`langs`: FLORES-200 codes this translator will be asked for, checked against the
         tokenizer right after loading (before any translation work)."""
         import torch
-        from transformers import AutoTokenizer
 
         self.model_id = str(model)
         self.device = _device(device)
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise _not_on_disk(self.model_id, e) from None
+        self.tokenizer = load_nllb_tokenizer(self.model_id)
         if langs:
             self.check_langs(langs)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -83,8 +80,7 @@ class NllbTranslator:
                 "or a snapshot whose tokenizer has them")
 
     def _has_lang(self, lang: str) -> bool:
-        tid = self.tokenizer.convert_tokens_to_ids(lang)
-        return tid is not None and tid != self.tokenizer.unk_token_id
+        return _has_lang_token(self.tokenizer, lang)
 
     def _lang_id(self, lang: str) -> int:
         self.check_langs([lang])
@@ -117,6 +113,28 @@ class NllbTranslator:
         with torch.inference_mode():
             return self.model.generate(**batch, forced_bos_token_id=self._lang_id(tgt_lang),
                                        num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+
+
+def load_nllb_tokenizer(model_id: str) -> Any:
+    """The snapshot's tokenizer from disk (no weights are read), or WeightsError."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(model_id), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise _not_on_disk(str(model_id), e) from None
+
+
+def nllb_missing_langs(model_id: str, langs: list[str]) -> list[str]:
+    """The codes in `langs` the snapshot's tokenizer has no language token for, read from the
+    tokenizer alone: a target stage can refuse them before loading any model."""
+    tokenizer = load_nllb_tokenizer(model_id)
+    return [lang for lang in langs if not _has_lang_token(tokenizer, lang)]
+
+
+def _has_lang_token(tokenizer: Any, lang: str) -> bool:
+    tid = tokenizer.convert_tokens_to_ids(lang)
+    return tid is not None and tid != tokenizer.unk_token_id
 
 
 # ------------------------------------------------------------------ strict loading
@@ -309,12 +327,14 @@ class SonarTranslator:
 
 
 def make_tiny_nllb(out_dir: Path, sentences: dict[str, list[str]] | list[str], seed: int = 0,
-                   *, train_steps: int = 0) -> Path:
+                   *, train_steps: int = 0, on_step: Callable[[int, float], None] | None = None) -> Path:
     """Save a tiny M2M100 (NLLB architecture) + NLLB tokenizer in HF format under `out_dir`.
 
     `sentences` (a list, or {lang: list} aligned by index) trains the SentencePiece model.
     Weights are random for `seed` unless `train_steps` > 0 (then: brief parallel training on
     every language pair of the dict). It need not translate well: it exercises the code path.
+    It only ever saw the dict's languages: asked for another, it writes one of those.
+    `on_step(step, loss)` is called after every training step (for a progress bar).
     """
     import torch
     from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
@@ -352,6 +372,8 @@ def make_tiny_nllb(out_dir: Path, sentences: dict[str, list[str]] | list[str], s
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if on_step is not None:
+                on_step(step, float(loss.detach()))
         model.eval()
     model.generation_config.max_length = 64
     model.save_pretrained(out_dir)

@@ -43,7 +43,7 @@ from rich.table import Table
 
 from cache.errors import SltPipeError
 from cache.store import Cache, Entry
-from pipeline.config import Config, build_config, load_toml, parse_override, to_dict
+from pipeline.config import Config, Layer, build_config, build_named, load_toml, parse_override, to_dict
 
 DEFAULT_GRID = {
     "full": [],
@@ -64,8 +64,13 @@ class Trial:
     cfg: Config
 
 
-def read_grid(path: Path | None, base: Config) -> list[Trial]:
-    """Variants of `base` named in a grid file (see the module docstring); no file: DEFAULT_GRID."""
+def read_grid(path: Path | None, base: Config, layers: list[Layer] | None = None) -> list[Trial]:
+    """Variants of `base` named in a grid file (see the module docstring); no file: DEFAULT_GRID.
+
+    With the layers `base` was resolved from, the grid's [base] goes in just above the project
+    file and --config (command-line flags still win), and profiles and presets apply as on the
+    command line; without them, `base` itself is the bottom layer.
+    """
     grid = load_toml(path) if path is not None else {}
     unknown = set(grid) - {"base", "variants"}
     if unknown:
@@ -76,7 +81,14 @@ def read_grid(path: Path | None, base: Config) -> list[Trial]:
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise SltPipeError(f"variant {name!r} must be a list of overrides", path=path,
                                fix=f'write {name} = ["train.w_cos=0"]')
-        trials.append(Trial(name, build_config(to_dict(base), grid.get("base", {}), *[parse_override(o) for o in overrides])))
+        variant = [(f"variant {name}: {o}", parse_override(o)) for o in overrides]
+        grid_base = ("grid [base]", grid.get("base", {}))
+        if layers is None:
+            below, above = [("base config", to_dict(base))], []
+        else:
+            files = [layer for layer in layers if layer[0].startswith(("project file", "--config"))]
+            below, above = files, [layer for layer in layers if layer not in files]
+        trials.append(Trial(name, build_named(*below, grid_base, *above, *variant)))
     return trials
 
 
@@ -118,9 +130,10 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int) -> dict[str, An
     return {"variant": name, "train_s": round(train_s, 1), "run": str(cfg.train.out), "scores": scores}
 
 
-def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *, parallel: int | None = None) -> list[dict]:
+def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *, parallel: int | None = None,
+                 layers: list[Layer] | None = None) -> list[dict]:
     """Prepare the caches, run every variant on Ray, write results.{md,csv,json} and results.png in `out`."""
-    trials = read_grid(grid, base)
+    trials = read_grid(grid, base, layers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:

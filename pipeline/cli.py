@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,14 +20,28 @@ app = typer.Typer(
     no_args_is_help=True,
     help="SONAR-SLT sign-language translation: cached features, cached targets, a light trainer.",
     pretty_exceptions_enable=False,
+    # Plain click help: boolean flags show as switches (rich help labels them <bool>), and
+    # nothing is drawn in boxes that a pipe or a SLURM log would cut at 80 columns.
+    rich_markup_mode=None,
 )
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the content-addressed cache.")
-config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the content-addressed cache.",
+                        rich_markup_mode=None)
+config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.", rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
 app.add_typer(config_app, name="config")
 
-err = Console(stderr=True)
-out = Console()
+LOG_WIDTH = 100_000
+"""Console width when not on a terminal: tables keep whole keys and paths in pipes and log files."""
+
+
+def _console(*, stderr: bool) -> Console:
+    """Results go to stdout, progress and logs to stderr; text never hard-wraps outside a terminal."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else LOG_WIDTH)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 # ------------------------------------------------------------------ shared options
 
@@ -47,28 +63,86 @@ def _config(
     cache: Path | None = None,
     split: str | None = None,
     sets: list[str] | None = None,
+    *,
+    needs_dataset: bool = False,
     **flags: Any,
 ):
-    from pipeline.project import resolve_config
+    """The effective Config; `needs_dataset` refuses to guess a dataset nobody chose."""
+    from pipeline.project import require_dataset
+
+    resolved = _resolve(config, profile, dataset, root, cache, split, sets, **flags)
+    if needs_dataset:
+        require_dataset(resolved)
+    return resolved.config
+
+
+_CACHE_DIRS: set[Path] = set()
+"""Cache roots this command resolved: where a Ctrl-C looks for the work it leaves."""
+
+
+def _resolve(config=None, profile=None, dataset=None, root=None, cache=None, split=None, sets=None, **flags: Any):
+    from pipeline.project import resolve
 
     flat = {"profile": profile, "dataset.name": dataset, "dataset.root": root, "cache.dir": cache}
     if split:
         flat["dataset.splits"] = split
     flat.update(flags)
-    return resolve_config(config_file=config, flags=flat, sets=sets)
+    resolved = resolve(config_file=config, flags=flat, sets=sets)
+    _CACHE_DIRS.add(resolved.config.cache.dir)
+    for note in resolved.notes:
+        err.print(f"[yellow]note[/]: {note}", highlight=False)
+    return resolved
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"slt-pipe {version('slt-pipe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also show Ray's and other libraries' own warnings and logs (sets SLT_PIPE_VERBOSE=1).")] = False,
+) -> None:
+    """SONAR-SLT sign-language translation: cached features, cached targets, a light trainer."""
+    if verbose:
+        os.environ["SLT_PIPE_VERBOSE"] = "1"
 
 
 def main() -> None:
+    started = time.time()
     try:
         app()
     except SltPipeError as e:
         err.print(f"[bold red]error:[/] {e.render()}", highlight=False)
         sys.exit(2)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: {_interrupted_summary(started)}", highlight=False)
+        sys.exit(130)
     except OSError as e:
         if e.errno == 28:  # ENOSPC: the partial entry is kept; nothing half-written is published
             err.print(f"[bold red]error:[/] disk full writing {e.filename or 'the cache'}\n  fix: free space or point --cache at a larger disk, then re-run (finished work is kept)")
             sys.exit(2)
         raise
+
+
+def _interrupted_summary(started: float) -> str:
+    """What a Ctrl-C leaves: the entries this command was building, which the same command resumes."""
+    from cache.store import Cache
+
+    kept = []
+    for root in _CACHE_DIRS:
+        for e in Cache(root).entries():
+            if not isinstance(e, tuple) or not e[2].name.endswith(".partial"):
+                continue
+            files = [p for p in e[2].rglob("*") if p.is_file()]
+            if files and max(p.stat().st_mtime for p in files) >= started:
+                kept.append(f"{e[0]}/{e[1]} ({len(files)} finished files)")
+    done = f"kept the finished work of {', '.join(kept)}; " if kept else "nothing was half-written; "
+    return done + "run the same command again to resume"
 
 
 # ------------------------------------------------------------------ project and config
@@ -81,22 +155,56 @@ def init(
     profile: ProfileOpt = "tiny",
     langs: LangsOpt = "deu,eng,fra",
     cache: CacheOpt = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help="Also pin this field in the project file: --set train.lr=1e-4 (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing slt-pipe.toml.")] = False,
 ) -> None:
-    """Write slt-pipe.toml in the working directory: the defaults the other commands read."""
-    from pipeline.config import PROJECT_FILE, build_config, to_toml
+    """Write slt-pipe.toml in the working directory with only what you choose here.
+
+    Profiles and training presets fill in everything else, so a later `--profile paper`
+    really switches every model (`config show --explain` says where each value comes from).
+    """
+    from extract.datasets import READERS
     from extract.languages import resolve_langs
+    from pipeline.config import PROJECT_FILE, PROFILES, build_config, parse_override
+    from pipeline.project import PROJECT_HEADER
 
     path = Path(PROJECT_FILE)
     if path.exists() and not force:
         raise SltPipeError("already exists", path=path.resolve(), fix="edit it, or pass --force to overwrite")
-    layer: dict[str, Any] = {"profile": profile, "dataset": {"name": dataset}, "embed": {"langs": resolve_langs(langs or "")}}
+    name = dataset or "toy"
+    if name not in READERS:
+        import difflib
+
+        close = difflib.get_close_matches(name, READERS, n=1)
+        raise SltPipeError(f"unknown dataset {name!r}", fix=(f"did you mean --dataset {close[0]}? " if close else "")
+                           + f"use one of: {', '.join(READERS)}")
+    if profile not in PROFILES:
+        raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
+    if root is not None and not root.expanduser().is_dir():
+        raise SltPipeError("dataset root is not a directory", path=root.expanduser().resolve(),
+                           fix="pass --root pointing at the unpacked release")
+    if root is None and name != "toy":
+        raise SltPipeError(f"dataset {name!r} needs --root", fix=f"pass --root pointing at the unpacked {name} release")
+    layer: dict[str, Any] = {"profile": profile, "dataset": {"name": name}, "embed": {"langs": resolve_langs(langs or "")}}
     if root:
-        layer["dataset"]["root"] = str(root.resolve())
+        layer["dataset"]["root"] = str(root.expanduser().resolve())
     if cache:
-        layer["cache"] = {"dir": str(cache.resolve())}
-    path.write_text(to_toml(build_config(layer)))
-    out.print(f"wrote {path.resolve()}")
+        layer["cache"] = {"dir": str(cache.expanduser().resolve())}
+    for text in sets or []:
+        for section, values in parse_override(text).items():
+            layer.setdefault(section, {}).update(values) if isinstance(values, dict) else layer.update({section: values})
+    build_config(layer)  # every --set must name a real field with a valid value
+    path.write_text(PROJECT_HEADER + "\n" + _layer_toml(layer))
+    out.print(f"wrote {path.resolve()}", highlight=False)
+
+
+def _layer_toml(layer: dict[str, Any]) -> str:
+    top = [f"{k} = {json.dumps(v)}" for k, v in layer.items() if not isinstance(v, dict)]
+    lines = [*top, ""]
+    for section, values in layer.items():
+        if isinstance(values, dict):
+            lines += [f"[{section}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
+    return "\n".join(lines)
 
 
 @config_app.command("show")
@@ -108,17 +216,31 @@ def config_show(
     cache: CacheOpt = None,
     sets: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print every field with the layer its value comes from (default, profile, preset, project file, --config, a flag, --set).")] = False,
     presets: Annotated[bool, typer.Option("--presets", help="List the training presets (train.preset: paper-spamo, generic, tiny): every value and where it comes from.")] = False,
 ) -> None:
-    """Print the effective config (profile <- slt-pipe.toml <- --config <- flags <- --set)."""
-    from pipeline.config import to_dict, to_toml
+    """Print the effective config (profile <- $SLT_PIPE_CACHE <- slt-pipe.toml <- --config <- flags <- --set)."""
+    from pipeline.config import flat_fields, to_dict, to_toml
 
     if presets:
         from train.presets_table import presets_text
 
         print(presets_text())
         return
-    cfg = _config(config, profile, dataset, root, cache, sets=sets)
+    resolved = _resolve(config, profile, dataset, root, cache, sets=sets)
+    cfg = resolved.config
+    if explain:
+        where = resolved.origins()
+        if where.get("cache.dir") == "default" and os.environ.get("SLT_PIPE_CACHE"):
+            where["cache.dir"] = "$SLT_PIPE_CACHE"
+        values = flat_fields(cfg)
+        if as_json:
+            print(json.dumps({k: {"value": str(v) if isinstance(v, Path) else v, "from": where[k]}
+                              for k, v in values.items()}, indent=2))
+            return
+        for k, v in values.items():
+            print(f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}    # {where[k]}")
+        return
     if as_json:
         print(json.dumps(to_dict(cfg), indent=2))
     else:
@@ -184,7 +306,7 @@ def extract(
     """Compute ViT (per frame) and VideoMAE (per clip) features into Zarr shards in the cache."""
     from pipeline import extract_stage
 
-    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers})
+    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers}, needs_dataset=True)
     report = extract_stage.extract(cfg, console=err)
     _exit_on_failures(report)
 
@@ -199,12 +321,16 @@ def embed_targets(
     split: SplitOpt = None,
     langs: LangsOpt = None,
     translator: Annotated[Optional[str], typer.Option("--translator", help="Translate references with 'nllb' or 'sonar' (encode source, decode target).")] = None,
+    allow_poor_translations: Annotated[bool, typer.Option("--allow-poor-translations", help="Publish a language whose translations fail the quality gates (empty, wrong script, repetitive, length outliers) anyway; its manifest says so.")] = False,
     sets: SetOpt = None,
 ) -> None:
     """Translate references into every language (NLLB) and store SONAR embeddings in HDF5."""
     from pipeline import embed_stage
 
-    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator})
+    # unset, not False: a config file's embed.allow_poor_translations = true still holds
+    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator,
+                                                                          "embed.allow_poor_translations": allow_poor_translations or None},
+                  needs_dataset=True)
     report = embed_stage.embed_targets(cfg, console=err)
     _exit_on_failures(report)
 
@@ -233,6 +359,7 @@ def train(
         config, profile, dataset, root, cache, None, sets,
         **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
            "train.shuffle_targets": shuffle_targets or None, "train.init_visual_block": init_visual_block},
+        needs_dataset=True,
     )
     train_stage.train(cfg, resume=resume, overwrite=overwrite, console=err)
 
@@ -244,11 +371,13 @@ def evaluate(
     langs: LangsOpt = None,
     bleurt: Annotated[Optional[Path], typer.Option("--bleurt", help="BLEURT checkpoint directory (optional).")] = None,
     case: Annotated[Optional[str], typer.Option("--case", help="Headline BLEU casing: auto (the dataset's published tables: lower-cased for PHOENIX-2014T, as SpaMo), lc or mixed; default: the run's train.bleu_case. Both are in scores_SPLIT.json.")] = None,
+    machine_references: Annotated[bool, typer.Option("--machine-references", help="Also score languages the dataset has no text in, against their machine translations (labelled so in the table and scores_SPLIT.json); default: skip them.")] = False,
 ) -> None:
-    """Decode every video of a split into each language; BLEU and chrF (sacrebleu), predictions TSV."""
+    """Decode every video of a split into each language with targets (or --langs); BLEU and chrF against the dataset's own references, predictions TSV. The table goes to stdout, progress to stderr."""
     from pipeline import train_stage
 
-    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=out, case=case)
+    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=err, out=out, case=case,
+                         machine_references=machine_references)
 
 
 @app.command()
@@ -257,10 +386,14 @@ def translate(
     video: Annotated[Path, typer.Option("--video", help="A frame folder (PNG/JPEG) or an mp4.")],
     lang: Annotated[str, typer.Option("--lang", help="Output language (deu, eng_Latn, ...).")] = "deu",
 ) -> None:
-    """Translate one video: features computed on the fly with the run's extractor config."""
+    """Translate one video: features computed on the fly with the run's extractor config. The text goes to stdout, logs to stderr."""
+    import contextlib
+
     from pipeline import train_stage
 
-    print(train_stage.translate_video(run, video, lang))
+    with contextlib.redirect_stdout(sys.stderr):  # whatever a model prints while loading is a log line
+        text = train_stage.translate_video(run, video, lang)
+    print(text)
 
 
 @app.command()
@@ -276,12 +409,12 @@ def demo(
     from pipeline import train_stage
 
     cfg = _config(None, "tiny", "toy", None, cache, None, sets, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
-    train_stage.demo(cfg, console=out, control=control)
+    train_stage.demo(cfg, console=err, out=out, control=control)
 
 
 @app.command()
 def ablate(
-    grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: \\[base] config plus \\[variants] name = [\"section.field=value\", ...]. Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
+    grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: [base] config plus [variants] name = [\"section.field=value\", ...]. Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the per-variant runs and results.{md,csv,json,png}.")] = Path("runs/ablation"),
     profile: ProfileOpt = None,
     dataset: DatasetOpt = None,
@@ -294,8 +427,14 @@ def ablate(
     """Run training variants that all read the same cached features and targets; compare them."""
     from pipeline import ablate_stage
 
-    cfg = _config(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
-    ablate_stage.run_ablation(cfg, grid, out_dir, console=err, parallel=parallel)
+    from pipeline.config import load_toml
+    from pipeline.project import require_dataset
+
+    grid_names_dataset = grid is not None and "name" in load_toml(grid).get("base", {}).get("dataset", {})
+    resolved = _resolve(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
+    if not grid_names_dataset:
+        require_dataset(resolved)
+    ablate_stage.run_ablation(resolved.config, grid, out_dir, console=err, parallel=parallel, layers=resolved.layers)
 
 
 @app.command()
@@ -388,7 +527,8 @@ def cache_verify(cache: CacheOpt = None) -> None:
         for p in problems:
             out.print(f"   {p}")
     if bad:
-        err.print(f"{bad} corrupt entr{'y' if bad == 1 else 'ies'}: remove with `slt-pipe cache gc --corrupt` and re-run the stage")
+        err.print(f"{bad} corrupt entr{'y' if bad == 1 else 'ies'}: remove with "
+                  f"`slt-pipe cache gc --corrupt --cache {cfg.cache.dir}` and re-run the stage", highlight=False)
         raise typer.Exit(1)
 
 
@@ -396,24 +536,40 @@ def cache_verify(cache: CacheOpt = None) -> None:
 def cache_gc(
     cache: CacheOpt = None,
     corrupt: Annotated[bool, typer.Option("--corrupt", help="Also remove complete entries whose checksums fail.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="Also remove interrupted entries that hold finished work (the next run of their stage would resume from it).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed and what is kept, and why.")] = False,
 ) -> None:
-    """Remove incomplete (crashed or abandoned) entries, and corrupt ones with --corrupt."""
+    """Remove abandoned entries and leftovers; keep what can resume (unless --partial) or is being built."""
     from cache.store import Cache, Entry
 
     cfg = _config(cache=cache)
     c = Cache(cfg.cache.dir)
-    doomed = []
+    doomed: list[tuple[Path, str]] = []
+    kept: list[tuple[Path, str]] = []
     for e in c.entries():
-        if not isinstance(e, Entry):
-            doomed.append(e[2])
-        elif corrupt and c.verify(e):
-            doomed.append(e.dir)
-    for path in doomed:
-        out.print(f"{'would remove' if dry_run else 'removing'} {path}")
+        if isinstance(e, Entry):
+            if corrupt and c.verify(e):
+                doomed.append((e.dir, "corrupt"))
+            continue
+        kind, key, path = e
+        files = [p for p in path.rglob("*") if p.is_file()]
+        if c.is_locked(kind, key):
+            kept.append((path, "being built by a running slt-pipe process"))
+        elif files and path.name.endswith(".partial") and not partial:
+            size = _human(sum(p.stat().st_size for p in files))
+            kept.append((path, f"resumable: {len(files)} finished files, {size}; the next run of its stage resumes "
+                               "from it (--partial removes it)"))
+        else:
+            doomed.append((path, "interrupted, resumable work removed (--partial)" if files else "empty, abandoned"))
+    doomed += [(p, "stale lock or interrupted deletion") for p in c.stale_files()]
+    for path, why in kept:
+        out.print(f"keep {path}  ({why})", highlight=False)
+    for path, why in doomed:
+        out.print(f"{'would remove' if dry_run else 'removing'} {path}  ({why})", highlight=False)
         if not dry_run:
             c.remove(path)
-    out.print(f"{len(doomed)} entr{'y' if len(doomed) == 1 else 'ies'} {'to remove' if dry_run else 'removed'}")
+    n = len(doomed)
+    out.print(f"{n} entr{'y' if n == 1 else 'ies'} {'to remove' if dry_run else 'removed'}, {len(kept)} kept", highlight=False)
 
 
 @cache_app.command("stats")
@@ -424,11 +580,16 @@ def cache_stats(
     root: RootOpt = None,
     cache: CacheOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split whose feature entry to summarise.")] = "train",
+    sets: SetOpt = None,
 ) -> None:
     """Per-dimension mean/std of a feature entry, computed with dask over the Zarr shards."""
     from pipeline import extract_stage
 
-    cfg = _config(config, profile, dataset, root, cache)
+    from pipeline.dataset import cached_toy
+
+    cfg = _config(config, profile, dataset, root, cache, split, sets, needs_dataset=True)
+    if cfg.dataset.name == "toy" and cfg.dataset.root is None:
+        cached_toy(cfg)  # read-only: find the generated toy, never make it
     extract_stage.feature_stats(cfg, split, console=out)
 
 

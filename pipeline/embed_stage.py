@@ -13,7 +13,15 @@ Cache entries (kind/key under the cache root), each published atomically (cache.
                          languages than the source only) and the encoder identity.
 
 So adding a language builds one new targets entry (and its translations), changing nothing
-loads no model, and no training setting is in any key. Work in progress survives a crash
+loads no model, and no training setting is in any key.
+
+Two refusals keep bad targets out of the cache: a language the translator cannot write at
+all (a tiny translator outside its corpus' languages, an NLLB tokenizer without the code) is
+refused before any model is trained or loaded, and machine translations that fail the quality
+gates (extract.translation_gates: empty, wrong script, repetitive, length outliers; thresholds
+`embed.gate_*`) are refused before they are embedded. Either is a failure of the run, the other
+languages still complete, and `embed.allow_poor_translations` publishes the second kind anyway.
+Every targets manifest records the gate's figures and thresholds (`quality_gate`). Work in progress survives a crash
 in the entries' `.partial` directories at fixed batch boundaries (translation chunks of
 `RESUME_CHUNK_BATCHES` batches, embeddings per split), so a killed run resumes where it
 stopped and ends with the same bytes as an uninterrupted one.
@@ -31,15 +39,18 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from cache.errors import CacheError, SltPipeError
+from cache.errors import CacheError, SltPipeError, WeightsError
 from cache.keys import make_key
 from cache.store import MANIFEST, Cache, Entry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
 from extract.embed_targets import REFERENCE, source_label
+from extract.translation_gates import GateThresholds, score_translations
+from pipeline.commands import suggest
 from pipeline.config import Config
 from pipeline.dataset import open_dataset
 
@@ -71,8 +82,10 @@ class LangSummary:
     """Distinct sentences sent to the SONAR encoder in this run (0 when cached)."""
     seconds: float
     status: str
-    """cached, built or failed."""
+    """cached, built, refused (cannot be made well: nothing published) or failed."""
     key: str = ""
+    gate: str = ""
+    """The translation quality gate's figures, as the summary table shows them."""
 
 
 @dataclass
@@ -81,7 +94,7 @@ class EmbedReport:
     """Language -> its complete targets entry."""
     summary: list[LangSummary] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
-    """(language, error) of every language that could not be built; the others are."""
+    """(language, error) of every language that was refused or could not be built; the others are."""
     calls: dict[str, int] = field(default_factory=dict)
     """Model calls (batches) this run made: {'translate': n, 'embed': n}."""
 
@@ -213,8 +226,125 @@ def _uses_tiny_sonar(cfg: Config) -> bool:
 
 
 def _hint(cfg: Config) -> str:
-    langs = ",".join(target_langs(cfg))
-    return f"run `slt-pipe embed-targets --dataset {cfg.dataset.name} --langs {langs}` with the same profile"
+    return f"run `{_command(cfg, target_langs(cfg))}`"
+
+
+def _command(cfg: Config, langs: list[str], *extra: str) -> str:
+    """The embed-targets command line of this config with other languages, to paste."""
+    return " ".join([suggest(cfg, "embed-targets", langs=langs), *extra])
+
+
+# ------------------------------------------------------------------ refusals and quality gates
+
+
+class PoorTranslationsError(SltPipeError):
+    """A language whose machine translations fail the quality gates: nothing is published for it."""
+
+    def __init__(self, problem: str, *, figures: dict[str, Any], path: str | Path | None = None,
+                 fix: str | None = None):
+        super().__init__(problem, path=path, fix=fix)
+        self.figures = figures
+
+
+GATE_FIELDS = {"max_bad_fraction": (0.0, 1.0), "min_script_fraction": (0.0, 1.0), "max_repeats": (2, None),
+               "min_unique_ratio": (0.0, 1.0), "length_factor": (1.0, None)}
+"""GateThresholds field -> (lowest, highest) allowed value of its `embed.gate_*` config field."""
+
+
+def gate_thresholds(cfg: Config) -> GateThresholds:
+    """The configured gate thresholds, or SltPipeError naming the field out of range."""
+    values = {name: getattr(cfg.embed, f"gate_{name}") for name in GATE_FIELDS}
+    for name, (lo, hi) in GATE_FIELDS.items():
+        v = values[name]
+        if v < lo or (hi is not None and v > hi):
+            allowed = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise SltPipeError(f"embed.gate_{name} = {v} is out of range ({allowed})",
+                               fix=f"--set embed.gate_{name}={getattr(GateThresholds(), name)} (the default)")
+    return GateThresholds(**values)
+
+
+def unwritable_langs(cfg: Config, dataset: Any, langs: list[str]) -> dict[str, SltPipeError]:
+    """Languages to translate that the configured tiny translator cannot write at all, each with its error.
+
+    The tiny SONAR and the tiny NLLB learn only the languages of the dataset's train-split
+    references; asked for another, they write one of those (the toy's 'Spanish' is English).
+    Decided from the references alone: no model is trained or loaded."""
+    e = cfg.embed
+    need = [lang for lang in langs if needs_translation(cfg, dataset, lang)]
+    tiny = {"sonar": _uses_tiny_sonar(cfg), "nllb": e.nllb_model == "tiny"}[e.translator]
+    if not need or not tiny:
+        return {}
+    known = list(tiny_corpus(cfg, dataset))
+    bad = [lang for lang in need if lang not in known]
+    keep = [lang for lang in langs if lang not in bad]
+    name = "tiny SONAR" if e.translator == "sonar" else "tiny NLLB"
+    drop = (f"drop it: `{_command(cfg, keep)}`" if keep
+            else f"ask for languages it knows: `{_command(cfg, known)}`")
+    return {lang: SltPipeError(
+        f"{lang}: the {name} translator cannot write {lang}: it only learns the languages of "
+        f"{dataset.name}'s train-split references ({', '.join(known)}), and asked for another language it "
+        "writes one of those", path=dataset.root,
+        fix=f"{drop}; or translate with a model that knows {lang} (`--profile paper`: SONAR and NLLB-200 "
+        f"know the 202 FLORES-200 languages); or give every train sentence a {lang} reference") for lang in bad}
+
+
+def _nllb_refusals(cfg: Config, src: str, langs: list[str]) -> dict[str, SltPipeError]:
+    """Languages the NLLB snapshot's tokenizer has no token for, read from the tokenizer alone
+    (WeightsError when it lacks the source language: then it can translate nothing)."""
+    from extract.nllb import nllb_missing_langs
+
+    model = cfg.embed.nllb_model
+    missing = nllb_missing_langs(model, [src, *langs])
+    if src in missing:
+        raise WeightsError(f"NLLB model {model} has no language token for the source language {src}",
+                           path=model if Path(model).exists() else None,
+                           fix="use an NLLB-200 snapshot (--set embed.nllb_model=facebook/nllb-200-distilled-600M)")
+    keep = [lang for lang in target_langs(cfg) if lang not in missing]
+    return {lang: SltPipeError(
+        f"{lang}: NLLB model {model} has no language token for {lang}, so it cannot translate into it",
+        path=model if Path(model).exists() else None,
+        fix=(f"drop it: `{_command(cfg, keep)}`; or " if keep else "")
+        + "use an NLLB-200 snapshot whose tokenizer has it (--set embed.nllb_model=facebook/nllb-200-distilled-600M)")
+        for lang in missing}
+
+
+def _gate(cfg: Config, cache: Cache, dataset: Any, lang: str, pairs: list[tuple[str, str, str]],
+          models: "_Models", thresholds: GateThresholds) -> dict[str, Any]:
+    """Score the machine-translated (source, output, split) rows of a language; the figures for its
+    manifest, or PoorTranslationsError when they fail and `embed.allow_poor_translations` is off."""
+    if not pairs:
+        return {"applied": False, "why": "every sentence is the dataset's own reference"}
+    first: dict[str, tuple[str, str]] = {}
+    for src_text, out, split in pairs:  # each distinct sentence once: the translator's work, not row counts
+        first.setdefault(src_text, (out, split))
+    scored = list(first.items())
+    report = score_translations([(src_text, out) for src_text, (out, _) in scored], lang, dataset.source_lang,
+                                thresholds)
+    allow = cfg.embed.allow_poor_translations
+    figures = {"applied": True, **report.figures(), "allow_poor_translations": allow,
+               "published_despite_failing": allow and not report.passed}
+    if report.passed or allow:
+        return figures
+    label = source_label(models.ident.translator)
+    c = report.counts
+    worst = "\n".join(f"    {_clip(f.source)} -> {_clip(f.output)}  ({f.detail})" for f in report.worst)
+    split = scored[report.worst[0].index][1][1]
+    where = cache.path("translations", translations_key(dataset, split, lang, models.ident)[0]) / TRANSLATIONS_FILE
+    langs = target_langs(cfg)
+    keep = [x for x in langs if x != lang]
+    drop = f"drop it: `{_command(cfg, keep)}`; or " if keep else ""
+    raise PoorTranslationsError(
+        f"{lang}: {report.bad} of {report.checked} {label} translations from {dataset.source_lang} "
+        f"({report.bad_fraction:.0%}) fail the quality gates (at most {thresholds.max_bad_fraction:.0%} may): "
+        f"empty {c['empty']}, wrong script {c['wrong_script']}, repetitive {c['repetitive']}, "
+        f"length outliers {c['length']}; nothing is published for {lang}. Worst:\n{worst}",
+        figures=figures, path=where,
+        fix=f"use a translator that knows {lang} (e.g. `--profile paper`: NLLB-200); or {drop}"
+        f"publish them anyway: `{_command(cfg, langs, '--allow-poor-translations')}`")
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 # ------------------------------------------------------------------ what the trainer reads
@@ -268,11 +398,9 @@ def ensure_tiny_sonar(cfg: Config, dataset: Any, console: Console) -> Path:
     console.print(f"[bold]tiny SONAR[/]: training on {n} train sentences x {len(corpus)} languages "
                   f"({', '.join(corpus)}), {steps} steps -> tiny-sonar/{key}")
     # A crash mid-training leaves nothing worth resuming: training restarts, deterministically.
-    with cache.begin("tiny-sonar", key, inputs) as pending, _progress(console) as progress:
-        task = progress.add_task("train tiny SONAR", total=steps, unit="steps")
+    with cache.begin("tiny-sonar", key, inputs) as pending, _steps(console, "train tiny SONAR", steps) as on_step:
         train_tiny_sonar(corpus, pending.dir, seed=cfg.embed.tiny_seed, steps=steps, device=_device(cfg),
-                         on_step=lambda step, loss: progress.update(task, completed=step + 1, loss=loss),
-                         **{k: v for k, v in TINY_SETTINGS.items()})
+                         on_step=on_step, **{k: v for k, v in TINY_SETTINGS.items()})
         entry = pending.publish(dataset=dataset.name, items=n, langs=list(corpus))
     return entry.dir
 
@@ -284,10 +412,11 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
     key, inputs = tiny_nllb_key_inputs(cfg, dataset)
     entry = cache.get("tiny-nllb", key)
     if entry is None:
-        console.print(f"[bold]tiny NLLB[/]: training {cfg.embed.tiny_nllb_steps} steps -> tiny-nllb/{key}")
-        with cache.begin("tiny-nllb", key, inputs) as pending:
-            make_tiny_nllb(pending.dir, tiny_corpus(cfg, dataset), seed=cfg.embed.tiny_seed,
-                           train_steps=cfg.embed.tiny_nllb_steps)
+        steps = cfg.embed.tiny_nllb_steps
+        console.print(f"[bold]tiny NLLB[/]: training {steps} steps -> tiny-nllb/{key}")
+        with cache.begin("tiny-nllb", key, inputs) as pending, _steps(console, "train tiny NLLB", steps) as on_step:
+            make_tiny_nllb(pending.dir, tiny_corpus(cfg, dataset), seed=cfg.embed.tiny_seed, train_steps=steps,
+                           on_step=on_step)
             entry = pending.publish(dataset=dataset.name)
     return entry.dir
 
@@ -295,8 +424,10 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
 class _Models:
     """The encoder and translator, each loaded on first use only (a cached run loads neither)."""
 
-    def __init__(self, cfg: Config, dataset: Any, ident: TextModels, console: Console):
+    def __init__(self, cfg: Config, dataset: Any, ident: TextModels, console: Console, langs: list[str]):
         self.cfg, self.dataset, self.ident, self.console = cfg, dataset, ident, console
+        self.langs = langs
+        """The languages this run builds (the refused ones left out)."""
         self._encoder_model: Any = None
         self._tokenizer: Any = None
         self._encoder: Any = None
@@ -308,8 +439,9 @@ class _Models:
 
         if self._encoder_model is None:
             spec, tiny = self.cfg.embed.sonar_encoder, self.ident.tiny_sonar
-            self._encoder_model = self._load(lambda: load_sonar_encoder(spec, tiny, _device(self.cfg)))
-            self._tokenizer = self._load(lambda: load_sonar_tokenizer(spec, tiny))
+            self._encoder_model = self._load(f"SONAR encoder {spec}",
+                                             lambda: load_sonar_encoder(spec, tiny, _device(self.cfg)))
+            self._tokenizer = self._load(f"SONAR tokenizer {spec}", lambda: load_sonar_tokenizer(spec, tiny))
         return self._encoder_model, self._tokenizer
 
     @property
@@ -330,7 +462,8 @@ class _Models:
                 from extract.nllb import SonarTranslator
 
                 model, tok = self._sonar_parts()
-                decoder = self._load(lambda: load_sonar_decoder(e.sonar_decoder, self.ident.tiny_sonar, _device(self.cfg)))
+                decoder = self._load(f"SONAR decoder {e.sonar_decoder}", lambda: load_sonar_decoder(
+                    e.sonar_decoder, self.ident.tiny_sonar, _device(self.cfg)))
                 self._translator = SonarTranslator(model, decoder, tok, device=_device(self.cfg), beam_size=e.beam_size,
                                                    max_seq_len=MAX_LEN, batch_size=e.batch_size)
             else:
@@ -338,88 +471,141 @@ class _Models:
 
                 path = (str(ensure_tiny_nllb(self.cfg, self.dataset, self.console)) if e.nllb_model == "tiny"
                         else e.nllb_model)
-                langs = [self.dataset.source_lang, *target_langs(self.cfg)]  # refused before any work if unknown
-                self._translator = self._load(lambda: NllbTranslator(path, _device(self.cfg), num_beams=e.beam_size,
-                                                                     max_new_tokens=MAX_LEN, batch_size=e.batch_size,
-                                                                     langs=langs))
+                langs = [self.dataset.source_lang, *self.langs]
+                self._translator = self._load(f"NLLB {path}", lambda: NllbTranslator(
+                    path, _device(self.cfg), num_beams=e.beam_size, max_new_tokens=MAX_LEN, batch_size=e.batch_size,
+                    langs=langs))
             # one identity, the one the keys were made from
             self._translator.identity = self.ident.translator
         return self._translator
 
-    def _load(self, fn: Callable[[], Any]) -> Any:
+    def _load(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            with _status(self.console, f"loading {what}"):
+                return fn()
         except SltPipeError:
             self.load_failed = True  # missing weights fail every language alike: stop the run
             raise
 
 
 def embed_targets(cfg: Config, console: Console) -> EmbedReport:
-    """Build (or find) the targets entry of every requested language; a summary table at the end."""
+    """Build (or find) the targets entry of every requested language; a summary table at the end.
+
+    A language the translator cannot write at all is refused before any work; one whose
+    translations fail the quality gates is refused before anything of it is published. Either
+    is a failure of the report, and the other languages still complete."""
     from extract.embed_targets import CALLS
 
     calls0 = dict(CALLS)
     cache = Cache(cfg.cache.dir)
+    langs = target_langs(cfg)  # an unknown code is refused before the dataset is even read
+    thresholds = gate_thresholds(cfg)
     dataset = open_dataset(cfg, console)
-    langs = target_langs(cfg)
     src = dataset.source_lang
     if src not in langs:
         console.print(f"[yellow]note[/]: the source language {src} is not among --langs; its targets are not built")
-    tiny = ensure_tiny_sonar(cfg, dataset, console) if _uses_tiny_sonar(cfg) else None
-    ident = text_models(cfg, dataset, tiny)
-    models = _Models(cfg, dataset, ident, console)
+    n = sum(len(dataset.samples[s]) for s in cfg.dataset.splits)
     report = EmbedReport()
-    for lang in langs:
-        key, inputs = targets_key(cfg, dataset, lang, ident)
+    refused = unwritable_langs(cfg, dataset, langs)
+    todo = [lang for lang in langs if lang not in refused]
+    if todo:
+        tiny = ensure_tiny_sonar(cfg, dataset, console) if _uses_tiny_sonar(cfg) else None
+        ident = text_models(cfg, dataset, tiny)
+        plan = {lang: targets_key(cfg, dataset, lang, ident) for lang in todo}
+        refused.update(_uncached_nllb_refusals(cfg, cache, dataset, plan, console))
+        todo = [lang for lang in todo if lang not in refused]
+        models = _Models(cfg, dataset, ident, console, todo)
+    for lang, error in refused.items():
+        console.print(f"[red]refused[/] {escape(error.render())}", highlight=False)
+        report.failures.append((lang, error.render()))
+        report.summary.append(LangSummary(lang, _machine_label(cfg), n, 0, 0, 0.0, "refused", gate="cannot write it"))
+    for lang in todo:
+        key, inputs = plan[lang]
         t0 = time.monotonic()
         entry = cache.get("targets", key)
-        n = sum(len(dataset.samples[s]) for s in cfg.dataset.splits)
         label = _label(cfg, dataset, lang, ident)
         if entry is not None:
             console.print(f"[green]cached[/] targets {lang}: targets/{key} ({entry.items} sentences)")
+            if (entry.manifest.get("quality_gate") or {}).get("published_despite_failing"):
+                console.print(f"[yellow]warning[/] {lang}: these translations failed the quality gates and were "
+                              "published with --allow-poor-translations (see quality_gate in its manifest)")
             report.entries[lang] = entry
-            report.summary.append(LangSummary(lang, label, n, 0, 0, 0.0, "cached", key))
+            report.summary.append(LangSummary(lang, label, n, 0, 0, 0.0, "cached", key,
+                                              _gate_cell(entry.manifest.get("quality_gate"))))
             continue
         console.print(f"[bold]embed-targets[/] {dataset.name} {lang} ({label}): {n} sentences -> targets/{key}")
         counts = {"translated": 0, "embedded": 0}
         try:
-            entry = _build_language(cfg, cache, dataset, lang, key, inputs, models, console, counts)
+            entry = _build_language(cfg, cache, dataset, lang, key, inputs, models, console, counts, thresholds)
         except SltPipeError as e:
             if models.load_failed:
                 raise
-            console.print(f"[red]failed[/] {lang}: {e.render()}", highlight=False)
+            status = "refused" if isinstance(e, PoorTranslationsError) else "failed"
+            said = e.render() if isinstance(e, PoorTranslationsError) else f"{lang}: {e.render()}"  # names lang
+            console.print(f"[red]{status}[/] {escape(said)}", highlight=False)
             report.failures.append((lang, e.render()))
             report.summary.append(LangSummary(lang, label, n, counts["translated"], counts["embedded"],
-                                              time.monotonic() - t0, "failed", key))
+                                              time.monotonic() - t0, status, key,
+                                              _gate_cell(getattr(e, "figures", None))))
             continue
         report.entries[lang] = entry
         report.summary.append(LangSummary(lang, label, n, counts["translated"], counts["embedded"],
-                                          time.monotonic() - t0, "built", key))
+                                          time.monotonic() - t0, "built", key,
+                                          _gate_cell(entry.manifest.get("quality_gate"))))
+    order = {lang: i for i, lang in enumerate(langs)}
+    report.summary.sort(key=lambda r: order[r.lang])
+    report.failures.sort(key=lambda f: order[f[0]])
     report.calls = {k: CALLS[k] - calls0.get(k, 0) for k in CALLS}
     console.print(summary_table(report, dataset.name))
     if report.failures:
-        console.print(f"[red]{len(report.failures)} language(s) failed[/]; the others are cached. Fix and re-run.")
+        console.print(f"[red]{len(report.failures)} language(s) refused or failed[/]; the others are cached. "
+                      "Fix and re-run.")
     return report
 
 
+def _uncached_nllb_refusals(cfg: Config, cache: Cache, dataset: Any, plan: dict[str, tuple[str, dict[str, Any]]],
+                            console: Console) -> dict[str, SltPipeError]:
+    """A real NLLB's missing language tokens, for the languages still to translate; reads its tokenizer only."""
+    e = cfg.embed
+    if e.translator != "nllb" or e.nllb_model == "tiny":
+        return {}
+    pending = [lang for lang, (key, _) in plan.items()
+               if needs_translation(cfg, dataset, lang) and cache.get("targets", key) is None]
+    if not pending:
+        return {}
+    with _status(console, f"reading the tokenizer of NLLB {e.nllb_model}"):
+        return _nllb_refusals(cfg, dataset.source_lang, pending)
+
+
 def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, key: str, inputs: dict[str, Any],
-                    models: _Models, console: Console, counts: dict[str, int]) -> Entry:
+                    models: _Models, console: Console, counts: dict[str, int], thresholds: GateThresholds) -> Entry:
+    """Translate what the dataset lacks, gate the translations, embed, publish one targets entry."""
     src = dataset.source_lang
+    machine = source_label(models.ident.translator)
     with cache.begin("targets", key, inputs) as pending, _discard_on_error(cache, pending):
+        texts: dict[str, list[str]] = {}
+        sources: dict[str, list[str]] = {}
+        machine_rows: list[tuple[str, str, str]] = []
+        for split in cfg.dataset.splits:
+            refs = reference_texts(cfg, dataset, split, lang)
+            translated = (_translations(cfg, cache, dataset, split, lang, models, console, counts)
+                          if any(t is None for t in refs) else refs)
+            texts[split] = [r if r is not None else t for r, t in zip(refs, translated)]
+            sources[split] = [REFERENCE if r is not None else machine for r in refs]
+            machine_rows += [(s.text, t, split) for s, r, t in zip(dataset.samples[split], refs, translated)
+                             if r is None]
+        gate = _gate(cfg, cache, dataset, lang, machine_rows, models, thresholds)  # before anything is embedded
+        if gate.get("published_despite_failing"):
+            console.print(f"[yellow]warning[/] {lang}: {gate['bad']} of {gate['checked']} translations fail the "
+                          "quality gates; published anyway (--allow-poor-translations), the manifest says so")
         h5 = pending.dir / TARGETS_FILE
         if not h5.exists():  # written by rename: if it is there, it is whole
             splits: dict[str, SplitTargets] = {}
-            machine = source_label(models.ident.translator)
             for split in cfg.dataset.splits:
                 ids = [s.id for s in dataset.samples[split]]
-                refs = reference_texts(cfg, dataset, split, lang)
-                translated = (_translations(cfg, cache, dataset, split, lang, models, console, counts)
-                              if any(t is None for t in refs) else refs)
-                texts = [r if r is not None else t for r, t in zip(refs, translated)]
-                sources = [REFERENCE if r is not None else machine for r in refs]
-                emb = _embeddings(pending.dir / f"{split}.npy", texts, lang, cfg, models, console, counts,
+                emb = _embeddings(pending.dir / f"{split}.npy", texts[split], lang, cfg, models, console, counts,
                                   f"embed {lang} {split}")
-                splits[split] = SplitTargets(ids, texts, emb, sources)
+                splits[split] = SplitTargets(ids, texts[split], emb, sources[split])
             write_targets(h5, lang, splits, key=key, encoder=models.ident.encoder,
                           translator=inputs["translator"])
         _keep_only(pending.dir, TARGETS_FILE)
@@ -427,7 +613,8 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, key: str
             dim = int(f.attrs["dim"])
         return pending.publish(dataset=dataset.name, lang=lang, source_lang=src, items=sum(
             len(dataset.samples[s]) for s in cfg.dataset.splits), splits={s: len(dataset.samples[s]) for s in
-                                                                        cfg.dataset.splits}, dim=dim)
+                                                                        cfg.dataset.splits}, dim=dim,
+                               quality_gate=gate)
 
 
 def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str, models: _Models,
@@ -512,17 +699,77 @@ def _embeddings(path: Path, texts: list[str], lang: str, cfg: Config, models: _M
 
 
 def summary_table(report: EmbedReport, dataset: str) -> Table:
-    """Per language: where its texts come from, how many sentences, what this run computed."""
+    """Per language: where its texts come from, how many sentences, what this run computed, the gate's figures."""
     table = Table(title=f"embed-targets {dataset}",
-                  caption="translated / embedded: distinct sentences this run computed (0 = from the cache)")
-    for col in ("language", "source", "sentences", "translated", "embedded", "seconds", "status"):
+                  caption="translated / embedded: distinct sentences this run computed (0 = from the cache); "
+                  "gate: machine translations that are empty / in the wrong script / repetitive / length outliers")
+    for col in ("language", "source", "sentences", "translated", "embedded", "seconds", "gate", "status"):
         table.add_column(col, justify="right" if col in ("sentences", "translated", "embedded", "seconds") else "left",
                          no_wrap=True)
-    style = {"cached": "green", "built": "bold", "failed": "red"}
+    style = {"cached": "green", "built": "bold", "failed": "red", "refused": "red"}
     for r in report.summary:
         table.add_row(r.lang, r.source, str(r.sentences), str(r.translated), str(r.embedded), f"{r.seconds:.1f}",
-                      f"[{style[r.status]}]{r.status}[/]")
+                      escape(r.gate), f"[{style[r.status]}]{r.status}[/]")
     return table
+
+
+def _gate_cell(figures: dict[str, Any] | None) -> str:
+    """A manifest's `quality_gate` in a few characters: 'ok 0/0/0/1 of 168', 'reference', ..."""
+    if not figures:
+        return "-"  # an entry made before the gates existed
+    if not figures.get("applied"):
+        return "reference (not gated)"
+    c = "/".join(str(figures.get(k, 0)) for k in ("empty", "wrong_script", "repetitive", "length"))
+    verdict = "ok" if figures.get("passed") else "POOR, allowed" if figures.get("published_despite_failing") else "FAIL"
+    return f"{verdict} {c} of {figures.get('checked', 0)}"
+
+
+def _machine_label(cfg: Config) -> str:
+    """The translator's label before any identity is resolved (for languages refused up front)."""
+    e = cfg.embed
+    if e.translator == "sonar":
+        return "sonar"
+    return "tiny-nllb" if e.nllb_model == "tiny" else e.nllb_model
+
+
+@contextlib.contextmanager
+def _status(console: Console, what: str) -> Iterator[None]:
+    """A spinner while `what` runs (a line when not on a terminal), then how long it took."""
+    t0 = time.monotonic()
+    if console.is_terminal:
+        with console.status(f"{what} ..."):
+            yield
+    else:
+        console.print(f"{what} ...", highlight=False)
+        yield
+    console.print(f"[dim]{what}: {time.monotonic() - t0:.1f}s[/]", highlight=False)
+
+
+@contextlib.contextmanager
+def _steps(console: Console, what: str, total: int) -> Iterator[Callable[[int, float], None]]:
+    """`on_step(step, loss)` of a training loop: a live bar on a terminal, else a line every tenth of the way."""
+    t0 = time.monotonic()
+    if console.is_terminal:
+        with _progress(console) as progress:
+            task = progress.add_task(what, total=total, unit="steps", loss=None)
+            yield lambda step, loss: progress.update(task, completed=step + 1, loss=loss)
+        return
+    every = max(1, total // 10)
+
+    def line(step: int, loss: float) -> None:
+        if (step + 1) % every == 0 or step + 1 == total:
+            console.print(f"  {what}: step {step + 1}/{total}, loss {loss:.3f}, {time.monotonic() - t0:.0f}s",
+                          highlight=False)
+
+    yield line
+
+
+class _Loss(ProgressColumn):
+    """A training task's latest loss (blank for other tasks)."""
+
+    def render(self, task: Any) -> Text:
+        loss = task.fields.get("loss")
+        return Text(f"loss {loss:.3f}" if loss is not None else "")
 
 
 class _Rate(ProgressColumn):
@@ -536,7 +783,7 @@ class _Rate(ProgressColumn):
 
 def _progress(console: Console) -> Progress:
     # not on a terminal (CI logs, tests): no bars, the per-language lines and the table say it all
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), _Loss(),
                     TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 

@@ -297,7 +297,8 @@ def test_suggested_commands_parse_and_the_cheap_ones_work(tmp_path, monkeypatch)
     assert invoke(*gc[0]).exit_code == 0 and not (cache / "t" / "k").exists()
     assert old_file[-1][:2] == ["init", "--force"]
     assert invoke(*old_file[-1]).exit_code == 0 and resolve().notes == []
-    assert invoke("train", "--cache", str(cache)).exception.problem.startswith("no features")  # init made a project
+    # init made a project that names the toy: the read-only stats now looks for it instead of asking for init
+    assert "not in the cache" in invoke("cache", "stats", "--cache", str(cache)).exception.problem
 
 
 def test_error_messages_keep_long_paths_whole_in_a_pipe(tmp_path):
@@ -333,3 +334,19 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path):
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "resuming:" in again.stderr
+
+
+def test_ablation_grid_base_layers_like_a_config_file(tmp_path, monkeypatch):
+    """The grid's [base] sits above the project file and below flags; profiles still mean what they say."""
+    from pipeline.ablate_stage import read_grid
+    from pipeline.project import resolve
+
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "--profile", "tiny").exit_code == 0
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[base]\nprofile = "paper"\n[base.train]\nlr = 0.01\nsteps = 9\n[variants]\nfull = []\nslow = ["train.lr=0.001"]\n')
+    res = resolve(sets=["train.steps=3"])
+    full, slow = read_grid(grid, res.config, res.layers)
+    assert full.cfg.extract.spatial_model == "openai/clip-vit-large-patch14"  # the grid's profile, not tiny
+    assert (full.cfg.train.lr, full.cfg.train.steps) == (0.01, 3)  # --set beats the grid's [base]
+    assert slow.cfg.train.lr == 0.001  # the variant beats both

@@ -7,6 +7,9 @@ the stage as a user would and read the HDF5 files with plain h5py.
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -153,28 +156,57 @@ def test_unchanged_rerun_loads_no_model(built, monkeypatch):
     assert {k: e.key for k, e in report.entries.items()} == {k: e.key for k, e in first.entries.items()}
 
 
-def test_adding_a_language_translates_and_embeds_only_it(built):
+def test_a_language_the_tiny_sonar_cannot_write_is_refused_before_any_work(built):
+    """The toy's tiny SONAR knows deu/eng/fra only: asked for Spanish it would write English. spa is
+    refused before any model call, with the fix; the others are served, and the report fails."""
     from pipeline.embed_stage import embed_targets, require_targets
 
     cfg, first, ds = built
     cfg4 = make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "eng", "fra", "spa"])
     report = embed_targets(cfg4, QUIET)
     by_lang = {r.lang: r for r in report.summary}
+    assert list(by_lang) == [*LANGS, "spa_Latn"]
     assert [by_lang[lang].status for lang in LANGS] == ["cached"] * 3
-    assert by_lang["spa_Latn"].status == "built"
-    # each distinct reference is translated once, each distinct translation embedded once: spa's, nobody else's
-    from cache.targets import TargetReader
-
-    with TargetReader(report.entries["spa_Latn"].dir) as r:
-        spa = {split: set(r.texts(split)) for split in cfg.dataset.splits}
-    src = {split: {s.text for s in ds.samples[split]} for split in cfg.dataset.splits}
-    batches = lambda d: sum(-(-len(v) // cfg.embed.batch_size) for v in d.values())  # noqa: E731
-    assert report.calls == {"translate": batches(src), "embed": batches(spa)}
-    assert by_lang["spa_Latn"].translated == sum(map(len, src.values()))
-    assert by_lang["spa_Latn"].embedded == sum(map(len, spa.values()))
+    assert by_lang["spa_Latn"].status == "refused" and by_lang["spa_Latn"].gate == "cannot write it"
+    assert report.calls == {"translate": 0, "embed": 0}
+    assert [lang for lang, _ in report.failures] == ["spa_Latn"]
+    message = report.failures[0][1]
+    assert "the tiny SONAR translator cannot write spa_Latn" in message and "deu_Latn, eng_Latn, fra_Latn" in message
+    assert "--langs deu_Latn,eng_Latn,fra_Latn" in message and "--profile paper" in message
     for lang in LANGS:  # the others keep their keys
         assert report.entries[lang].key == first.entries[lang].key
-    assert set(require_targets(cfg4, ds)) == {*LANGS, "spa_Latn"}
+    assert "spa_Latn" not in _published_langs(Path(cfg.cache.dir))
+    with pytest.raises(CacheError, match="spa_Latn"):
+        require_targets(cfg4, ds)
+    # the tiny NLLB learns the same corpus: the same refusal, before it is trained
+    by_nllb = embed_targets(make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "spa"], translator="nllb"), QUIET)
+    assert [r.status for r in by_nllb.summary] == ["cached", "refused"]
+    assert "the tiny NLLB translator cannot write spa_Latn" in by_nllb.failures[0][1]
+
+
+def test_a_corpus_without_english_refuses_english_before_training_anything(toy, tmp_path):
+    """PHOENIX as released (German only), tiny profile, --langs eng: refused at once; no tiny SONAR is
+    trained (that takes a minute), nothing is published, and the command exits non-zero."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    german = tmp_path / "PHOENIX-2014-T-release-v3" / "PHOENIX-2014-T"
+    ann = german / "annotations" / "manual"
+    ann.mkdir(parents=True)
+    for csv in (toy / "PHOENIX-2014-T-release-v3" / "PHOENIX-2014-T" / "annotations" / "manual").glob("*.corpus.csv"):
+        shutil.copy(csv, ann / csv.name)
+    (german / "features").symlink_to(toy / "PHOENIX-2014-T-release-v3" / "PHOENIX-2014-T" / "features")
+    cache = tmp_path / "cache"
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["embed-targets", "--profile", "tiny", "--dataset", "phoenix", "--root", str(german),
+                                   "--cache", str(cache), "--langs", "eng,fra", "--set", "embed.device=cpu"])
+    assert res.exit_code == 1, res.output
+    assert time.monotonic() - t0 < 20
+    assert not (cache / "tiny-sonar").exists() and not (cache / "targets").exists()
+    out = " ".join(res.output.split())  # rich wraps long lines
+    assert "refused" in out and "the tiny SONAR translator cannot write eng_Latn" in out
+    assert "train-split references (deu_Latn)" in out and "cannot write fra_Latn" in out
 
 
 def test_require_targets_and_decoder_read_the_cache_only(built, tmp_path, monkeypatch):
@@ -197,7 +229,8 @@ def test_require_targets_and_decoder_read_the_cache_only(built, tmp_path, monkey
     # a language never embedded, or an empty cache: the error names the entry and the command
     with pytest.raises(CacheError) as e:
         require_targets(make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "ita"]), ds)
-    assert "ita_Latn" in str(e.value) and "slt-pipe embed-targets --dataset toy --langs deu_Latn,ita_Latn" in str(e.value)
+    assert "ita_Latn" in str(e.value) and f"slt-pipe embed-targets --dataset toy --root {cfg.dataset.root}" in str(e.value)
+    assert "--langs deu_Latn,ita_Latn" in str(e.value)
     with pytest.raises(CacheError, match="tiny SONAR"):
         sonar_decoder(make_cfg(tmp_path / "empty", cfg.dataset.root), ds)
 
@@ -335,18 +368,129 @@ def test_a_failing_language_is_reported_and_the_others_finish(built, monkeypatch
     real = et.translate_texts
 
     def flaky(texts, src, tgt, *a, **k):
-        if tgt == "ita_Latn":
+        if tgt == "eng_Latn":
             raise CacheError("translator returned 0 sentences for 3")
         return real(texts, src, tgt, *a, **k)
 
     monkeypatch.setattr(et, "translate_texts", flaky)
-    dev = make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "ita", "nld"], splits=["dev"])
+    # beam 2: another translator identity, so the dev translations are not in the cache yet
+    dev = make_cfg(cfg.cache.dir, cfg.dataset.root, splits=["dev"], beam_size=2)
     report = embed_targets(dev, QUIET)
-    assert [lang for lang, _ in report.failures] == ["ita_Latn"]
-    assert set(report.entries) == {"deu_Latn", "nld_Latn"}
+    assert [lang for lang, _ in report.failures] == ["eng_Latn"]
+    assert set(report.entries) == {"deu_Latn", "fra_Latn"}
     status = {r.lang: r.status for r in report.summary}
-    assert status == {"deu_Latn": "built", "ita_Latn": "failed", "nld_Latn": "built"}
+    assert status == {"deu_Latn": "built", "eng_Latn": "failed", "fra_Latn": "built"}
     assert not list(Path(cfg.cache.dir).glob("*/*.partial"))  # the failed language left nothing behind
+
+
+def _published_langs(cache: Path) -> dict[str, dict]:
+    """Language -> manifest of every published targets entry."""
+    manifests = (json.loads(p.read_text()) for p in cache.glob("targets/*/manifest.json"))
+    return {m["lang"]: m for m in manifests}
+
+
+def _cache_with_tiny_sonar_of(built, path: Path) -> Path:
+    """A fresh cache holding only the module's tiny SONAR (a content-addressed entry: same corpus, same key)."""
+    tiny = next(Path(built[0].cache.dir, "tiny-sonar").glob("*/manifest.json")).parent
+    shutil.copytree(tiny, path / "tiny-sonar" / tiny.name)
+    return path
+
+
+def _garbage_for(lang: str, output: str, monkeypatch) -> None:
+    """Make the translator write `output` for every sentence in `lang` (a translator that lacks it)."""
+    import extract.embed_targets as et
+
+    real = et.translate_texts
+    monkeypatch.setattr(et, "translate_texts", lambda texts, src, tgt, *a, **k: (
+        [output] * len(texts) if tgt == lang else real(texts, src, tgt, *a, **k)))
+
+
+def test_translations_failing_the_quality_gates_are_refused_and_the_others_published(built, tmp_path, monkeypatch):
+    from pipeline.embed_stage import embed_targets
+
+    cache = _cache_with_tiny_sonar_of(built, tmp_path / "cache")
+    _garbage_for("fra_Latn", "。", monkeypatch)
+    cfg = make_cfg(cache, built[0].dataset.root, splits=["dev"])
+    log = io.StringIO()
+    report = embed_targets(cfg, Console(file=log, width=300))
+    assert [lang for lang, _ in report.failures] == ["fra_Latn"]  # the CLI exits 1 on failures
+    said = " ".join(log.getvalue().split())  # rich wraps long lines
+    assert "loading SONAR encoder tiny ..." in said and "loading SONAR decoder tiny: " in said  # not silence
+    assert "refused " + " ".join(report.failures[0][1].splitlines()[0].split()) in said
+    assert set(report.entries) == {"deu_Latn", "eng_Latn"} and set(_published_langs(cache)) == {"deu_Latn", "eng_Latn"}
+    assert not list(cache.glob("targets/*.partial"))
+    n = len(set(s.text for s in built[2].samples["dev"]))
+    rows = {r.lang: r for r in report.summary}
+    assert rows["fra_Latn"].status == "refused" and rows["fra_Latn"].gate == f"FAIL {n}/0/0/0 of {n}"
+    assert rows["eng_Latn"].gate.startswith("ok 0/0/0/") and rows["deu_Latn"].gate == "reference (not gated)"
+    message = report.failures[0][1]
+    assert f"fra_Latn: {n} of {n} sonar translations from deu_Latn (100%) fail the quality gates" in message
+    assert message.count(" -> '。'  (empty output (only '。'))") == 3  # the worst three examples
+    assert "--allow-poor-translations" in message and re.search(r"drop it: `[^`]* --langs deu_Latn,eng_Latn[ `]", message)
+    assert "translations.json: " in message  # the file holding the bad translations
+    gates = {lang: m["quality_gate"] for lang, m in _published_langs(cache).items()}
+    assert gates["deu_Latn"]["applied"] is False
+    assert gates["eng_Latn"]["applied"] and gates["eng_Latn"]["passed"] and gates["eng_Latn"]["checked"] == n
+    assert gates["eng_Latn"]["thresholds"]["max_bad_fraction"] == cfg.embed.gate_max_bad_fraction
+
+    allowed = make_cfg(cache, built[0].dataset.root, splits=["dev"], allow_poor_translations=True)
+    report = embed_targets(allowed, QUIET)
+    assert not report.failures and report.calls["translate"] == 0  # the refused run's translations are reused
+    gate = _published_langs(cache)["fra_Latn"]["quality_gate"]
+    assert gate["published_despite_failing"] and gate["allow_poor_translations"] and not gate["passed"]
+    assert gate["empty"] == n and gate["worst"][0]["output"] == "。"
+    assert {r.lang: r.gate for r in report.summary}["fra_Latn"] == f"POOR, allowed {n}/0/0/0 of {n}"
+
+
+def test_an_nllb_without_the_language_token_is_refused_before_any_model_load(built, tmp_path, monkeypatch):
+    """A snapshot's tokenizer is asked first (extract.nllb.nllb_missing_langs, tested in test_text_assets);
+    a language it lacks is refused before NLLB or SONAR is loaded, the others are served."""
+    import extract.nllb as nl
+    from pipeline.embed_stage import embed_targets
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before the languages were checked")
+
+    monkeypatch.setattr(nl, "nllb_missing_langs", lambda model, langs: [x for x in langs if x == "eng_Latn"])
+    monkeypatch.setattr(nl, "NllbTranslator", boom)
+    cfg = make_cfg(built[0].cache.dir, built[0].dataset.root, langs=["deu", "eng"], translator="nllb",
+                   nllb_model=str(tmp_path / "my-nllb"))
+    report = embed_targets(cfg, QUIET)
+    assert [r.status for r in report.summary] == ["cached", "refused"] and report.calls["translate"] == 0
+    assert "NLLB model" in report.failures[0][1] and "has no language token for eng_Latn" in report.failures[0][1]
+
+
+def test_long_preparations_report_progress_off_a_terminal():
+    """Off a terminal (logs, CI) training steps show every tenth of the way and model loads say how
+    long they took; on a terminal the same calls drive a live bar and a spinner."""
+    import io
+
+    from pipeline.embed_stage import _status, _steps
+
+    log = io.StringIO()
+    console = Console(file=log, width=200)
+    with _steps(console, "train tiny SONAR", 40) as on_step:
+        for step in range(40):
+            on_step(step, 1.0 / (step + 1))
+    with _status(console, "loading SONAR encoder tiny"):
+        pass
+    lines = log.getvalue().splitlines()
+    assert [ln.split(",")[0].strip() for ln in lines[:10]] == [f"train tiny SONAR: step {4 * i}/40" for i in range(1, 11)]
+    assert "loss 0.025" in lines[9] and lines[10] == "loading SONAR encoder tiny ..."
+    assert lines[11].startswith("loading SONAR encoder tiny: ") and lines[11].endswith("s")
+    live = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with _steps(live, "train tiny NLLB", 5) as on_step, _status(Console(file=io.StringIO()), "x"):
+        on_step(4, 0.5)
+
+
+def test_bad_gate_thresholds_are_refused_with_the_field(built):
+    from pipeline.embed_stage import embed_targets
+
+    cfg = make_cfg(built[0].cache.dir, built[0].dataset.root, gate_max_bad_fraction=1.5)
+    with pytest.raises(SltPipeError) as e:
+        embed_targets(cfg, QUIET)
+    assert "embed.gate_max_bad_fraction = 1.5 is out of range" in str(e.value)
+    assert "--set embed.gate_max_bad_fraction=0.05" in str(e.value)
 
 
 def test_missing_sonar_weights_name_the_file(built, tmp_path, monkeypatch):
@@ -365,7 +509,8 @@ def test_missing_sonar_weights_name_the_file(built, tmp_path, monkeypatch):
 
 
 def test_nllb_translator_path_with_the_tiny_nllb(built):
-    """translator=nllb, nllb_model=tiny: a tiny M2M100 in HF format, built once into the cache."""
+    """translator=nllb, nllb_model=tiny: a tiny M2M100 in HF format, built once into the cache. Trained
+    20 steps it writes empty strings: the gates refuse them, --allow-poor-translations publishes them."""
     from cache.targets import TargetReader
     from pipeline.embed_stage import embed_targets
 
@@ -374,8 +519,11 @@ def test_nllb_translator_path_with_the_tiny_nllb(built):
     nllb = make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "eng"], splits=["dev"], translator="nllb",
                     tiny_nllb_steps=20)
     by_sonar = embed_targets(sonar, QUIET)
-    report = embed_targets(nllb, QUIET)
-    assert not report.failures
+    refused = embed_targets(nllb, QUIET)
+    assert [lang for lang, _ in refused.failures] == ["eng_Latn"] and "tiny-nllb translations" in refused.failures[0][1]
+    report = embed_targets(make_cfg(cfg.cache.dir, cfg.dataset.root, langs=["deu", "eng"], splits=["dev"],
+                                    translator="nllb", tiny_nllb_steps=20, allow_poor_translations=True), QUIET)
+    assert not report.failures and report.calls["translate"] == 0
     assert report.entries["deu_Latn"].key == by_sonar.entries["deu_Latn"].key  # source: no translator in its key
     eng = report.entries["eng_Latn"]
     assert eng.key != by_sonar.entries["eng_Latn"].key  # another translator, another entry

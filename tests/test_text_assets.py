@@ -330,6 +330,27 @@ def test_nllb_unknown_language_is_refused_before_any_work(tiny_nllb, monkeypatch
     assert "xyz_Latn, fra_Latm" in e.value.problem and "deu_Latn" not in e.value.problem
 
 
+def test_nllb_missing_langs_reads_the_tokenizer_only(tiny_nllb, tmp_path, monkeypatch):
+    import extract.nllb as nllb
+
+    def no_model(*a, **k):
+        raise AssertionError("the weights were read to check language codes")
+
+    monkeypatch.setattr(nllb, "load_nllb_model", no_model)
+    assert nllb.nllb_missing_langs(str(tiny_nllb), ["deu_Latn", "zho_Hans", "xyz_Latn"]) == ["xyz_Latn"]
+    with pytest.raises(WeightsError, match="not on disk"):
+        nllb.nllb_missing_langs(str(tmp_path / "absent"), ["deu_Latn"])
+
+
+def test_tiny_nllb_reports_each_training_step(tmp_path, corpus):
+    from extract.nllb import make_tiny_nllb
+
+    seen: list[tuple[int, float]] = []
+    make_tiny_nllb(tmp_path / "nllb", {k: v[:20] for k, v in corpus.items()}, train_steps=3,
+                   on_step=lambda step, loss: seen.append((step, loss)))
+    assert [step for step, _ in seen] == [0, 1, 2] and all(loss > 0 for _, loss in seen)
+
+
 def test_nllb_tied_copies_are_the_only_allowed_absences(tiny_nllb):
     """transformers already drops tied keys from missing_keys when their source was read; the
     strict check must keep allowing them then, and refuse them when the source is absent too."""
