@@ -1,14 +1,32 @@
 """Decode a sample's frames into one uint8 array [T, H, W, 3] (RGB).
 
-Frame folders (PHOENIX, CSL-Daily, toy) are read file by file with PIL. mp4s (How2Sign)
-are decoded with PyAV: the container is seeked to the window start and decoding stops at
-its end, so a sentence cut from a long video costs only its own frames.
+Frame folders (PHOENIX, CSL-Daily, toy) are read file by file with PIL and returned as
+stored (`fps` is ignored: their native rate is the dataset's, e.g. 25 fps for PHOENIX).
+mp4s (How2Sign) are decoded with PyAV: the container is seeked to the window start and
+decoding stops at its end, so a sentence cut from a long video costs only its own frames.
 
-Frame rate: frame folders are returned as stored (`fps` is ignored: their native rate is
-the dataset's, e.g. 25 fps for PHOENIX). For mp4s, `fps=None` keeps every native frame
-(How2Sign: 24 fps); a number resamples to that rate by picking, for each output instant
-`t0 + k / fps`, the latest decoded frame at or before it (frame index selection, no
-blending), so 24 -> 12 fps keeps every other frame and 24 -> 25 repeats one frame a second.
+Which mp4 frames come back is a pure function of the file's frame timestamps, never of
+decode timing, threads or the run (issue #15: a count that changed between runs came from
+reading the stream after its container was closed). The rules, all in exact fractions:
+
+- A frame's time is `pts * time_base`. `fps` and window bounds are taken as the decimals they
+  print as (`29.97` is 2997/100, not the binary float just below it); a bound is then rounded
+  to the nearest tick of the time base, so a bound written as a frame's time (`0.542`, or
+  `26 / 30` as a float) means that frame.
+- Window [start, end): the frames with start <= time < end (`None`: from the beginning / to
+  the end). A seek that lands past `start` (a keyframe its B-frames delay) is redone
+  earlier, so where the keyframes are never decides a window's first frame.
+- `fps=None` keeps every native frame (How2Sign: 24 fps). A number resamples by frame
+  selection (no blending): with t0 the first frame's time, t1 the last's and d the native
+  frame step (the median step of the timestamps), there is one output frame per instant
+  t0 + k/fps < t1 + d, i.e. ceil((t1 - t0 + d) * fps) frames, each the latest frame at or
+  before its instant. 24 -> 12 fps keeps every other frame, 24 -> 25 repeats one a second.
+- Header values (time base, rate, frame count, duration) are copied out while the container
+  is open (`_StreamInfo`); nothing touches a PyAV stream after its container is closed.
+
+`count_frames` applies the same window and resampling rules to the constant-rate frame grid
+the header describes, without decoding: it equals `len(read_frames(...))` when the frames lie
+on that grid, and is an estimate otherwise (see its docstring).
 
 Every failure (missing file, truncated or corrupt image or mp4, no frames, a window that
 ends past the end of the video) is a `DatasetError` naming the file, so the extraction
@@ -20,6 +38,9 @@ END times: the sentence's end is not in the video; see extract/datasets/how2sign
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +50,10 @@ from extract.datasets.base import FrameSource, PngFolder, VideoFile
 
 _FIX_IMAGE = "restore the frame from the release (or re-extract the video's frames), or drop the sample"
 _FIX_VIDEO = "re-download or re-encode the mp4 (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4), or drop the sample"
+_FIX_FPS = "pass a positive rate, e.g. --set extract.fps=25, or leave extract.fps unset to keep the native rate"
+_DEFAULT_RATE = Fraction(25)  # a header without a frame rate (and too few frames to measure one)
+# Seconds before a window's start to seek to, in turn, until decoding starts at or before it.
+_SEEK_BACK = (Fraction(0), Fraction(1), Fraction(4), Fraction(16))
 
 
 def read_frames(src: FrameSource, *, fps: float | None = None, max_side: int | None = None,
@@ -37,15 +62,14 @@ def read_frames(src: FrameSource, *, fps: float | None = None, max_side: int | N
 
     `max_side` shrinks frames whose longer side exceeds it (aspect kept; never enlarges),
     which saves memory on 1280x720 video when the model wants 224 px anyway. `max_frames`
-    stops early (used by cheap validity checks).
+    stops early (used by cheap validity checks; no resampling then).
     """
-    if fps is not None and fps <= 0:
-        raise DatasetError(f"fps must be positive, got {fps}", fix="pass a positive --set extract.fps=... or leave it unset")
+    out_rate = _output_rate(fps)
     if isinstance(src, PngFolder):
         frames = _read_folder(src, max_side, max_frames)
         where: Path = src.dir
     elif isinstance(src, VideoFile):
-        frames = _read_video(src, fps, max_side, max_frames)
+        frames = _read_video(src, out_rate, max_side, max_frames)
         where = src.path
     else:
         raise TypeError(f"not a frame source: {type(src).__name__}")
@@ -56,35 +80,53 @@ def read_frames(src: FrameSource, *, fps: float | None = None, max_side: int | N
 
 
 def count_frames(src: FrameSource, *, fps: float | None = None) -> int:
-    """Frame count without decoding: exact for frame folders, an estimate for mp4s.
+    """Frame count without decoding: exact for frame folders; for mp4s, from the header.
 
-    For mp4s it is derived from the container's frame count or duration and the window,
-    so it can differ from `len(read_frames(...))` by a frame or two; use it for progress
-    and batch planning, not for indexing.
+    The header's frame count (or duration), average rate, start time and time base describe
+    a constant-rate grid of frame times (each rounded to the time base, as muxers write
+    them); the window and resampling rules of `read_frames` are applied to that grid. So for
+    a constant-rate mp4 with a true header (what encoders write) this equals
+    `len(read_frames(...))`; for variable-rate video, dropped frames or a wrong header it is
+    an ESTIMATE that can be a few frames off. Use it for progress and planning, never for
+    indexing.
     """
+    out_rate = _output_rate(fps)
     if isinstance(src, PngFolder):
         return len(src.files)
     av = _av()
+    bounds = _window(src)
     container = _open_container(src.path)
     try:
         stream = _video_stream(container, src.path)
-        rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-        if src.start is None and src.end is None and stream.frames:
-            native = int(stream.frames)
-            duration = native / rate
-        else:
-            total = _duration_s(container, stream, av)
-            if not math.isfinite(total):  # no duration in the header: demux (no decode) and count
-                total = sum(1 for pk in container.demux(stream) if pk.size) / rate
-            lo = max(0.0, src.start or 0.0)
-            hi = total if src.end is None else min(src.end, total)
-            duration = max(0.0, hi - lo)
-            native = int(round(duration * rate))
+        info = _stream_info(container, stream, src.path, av)
+        start, end = (_on_tick(x, info.time_base) for x in bounds)
+        total = info.frames or _frames_in_duration(info) or _count_packets(container, stream, src.path, av)
     finally:
         container.close()
+    grid = _Grid(info, total)
+    first = 0 if start is None else grid.first_at_or_after(start)
+    stop = total if end is None else grid.first_at_or_after(end)
+    if out_rate is None or stop <= first:
+        return max(0, stop - first)
+    pts = [grid.pts(i) for i in range(first, stop)]
+    return _resampled_count((pts[-1] - pts[0]) * info.time_base + _frame_step(pts, info), out_rate)
+
+
+def _output_rate(fps: float | None) -> Fraction | None:
     if fps is None:
-        return native
-    return max(1, int(round(duration * fps))) if native else 0
+        return None
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise DatasetError(f"fps must be a positive number, got {fps!r}", fix=_FIX_FPS)
+    return _decimal(value)
+
+
+def _decimal(x: float) -> Fraction:
+    """`x` as the decimal it prints as (0.1 -> 1/10): what the user wrote, not its binary neighbour."""
+    return Fraction(repr(float(x)))
 
 
 # --------------------------------------------------------------------------- frame folders
@@ -129,6 +171,26 @@ def _av():
     return av
 
 
+@dataclass(frozen=True)
+class _StreamInfo:
+    """The header values the reader needs, copied out of a PyAV stream while its container is open.
+
+    A stream read after `container.close()` reads freed memory: that gave one mp4 132
+    frames on one run and 131 on the next (issue #15).
+    """
+
+    time_base: Fraction
+    """Seconds per pts unit."""
+    rate: Fraction | None
+    """Average frame rate in the header (frames/s); None when it gives none."""
+    frames: int
+    """Frame count in the container's index; 0 when unknown."""
+    duration: Fraction | None
+    """Seconds; None when the header gives none."""
+    start: Fraction
+    """Time of the first frame in seconds (the stream's start_time; 0 when unknown)."""
+
+
 def _open_container(path: Path):
     av = _av()
     if not Path(path).is_file():
@@ -145,109 +207,217 @@ def _video_stream(container, path: Path):
     return container.streams.video[0]
 
 
-def _duration_s(container, stream, av) -> float:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return math.inf
+def _stream_info(container, stream, path: Path, av) -> _StreamInfo:
+    if not stream.time_base:
+        raise DatasetError("video stream has no time base, so its frames have no times", path=path, fix=_FIX_VIDEO)
+    tb = Fraction(stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration is not None:
+        duration: Fraction | None = stream.duration * tb
+    elif container.duration is not None:
+        duration = Fraction(container.duration, av.time_base)
+    else:
+        duration = None
+    return _StreamInfo(time_base=tb, rate=Fraction(rate) if rate else None, frames=int(stream.frames or 0),
+                       duration=duration, start=stream.start_time * tb if stream.start_time is not None else Fraction(0))
 
 
-def _read_video(src: VideoFile, fps: float | None, max_side: int | None, max_frames: int | None) -> np.ndarray:
+@dataclass(frozen=True)
+class _Grid:
+    """The frame times a constant-rate stream's header implies: frame i at start + i/rate,
+    rounded to the nearest pts tick."""
+
+    info: _StreamInfo
+    frames: int
+
+    def pts(self, i: int) -> int:
+        rate = self.info.rate or _DEFAULT_RATE
+        return round((self.info.start + Fraction(i) / rate) / self.info.time_base)
+
+    def first_at_or_after(self, t: Fraction) -> int:
+        """Index of the first grid frame at or after `t` (a tick); `frames` if none."""
+        return bisect_left(range(self.frames), t / self.info.time_base, key=self.pts)
+
+
+def _frames_in_duration(info: _StreamInfo) -> int:
+    if info.duration is None or info.rate is None:
+        return 0
+    return round(info.duration * info.rate)
+
+
+def _count_packets(container, stream, path: Path, av) -> int:
+    """No frame count nor duration in the header: demux (no decode) and count."""
+    try:
+        return sum(1 for pk in container.demux(stream) if pk.size)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_FIX_VIDEO) from e
+
+
+def _window(src: VideoFile) -> tuple[Fraction | None, Fraction | None]:
+    """The window's bounds in exact seconds (None: open on that side)."""
+    bounds = []
+    for name, x in (("start", src.start), ("end", src.end)):
+        if x is not None and not math.isfinite(x):
+            fix = f"correct {src.origin}" if src.origin else "give the window finite start and end times in seconds"
+            raise DatasetError(f"window {name} time is {x}, not a number of seconds", path=src.path, fix=fix)
+        bounds.append(None if x is None else _decimal(x))
+    return bounds[0], bounds[1]
+
+
+def _on_tick(t: Fraction | None, time_base: Fraction) -> Fraction | None:
+    """A window bound rounded to the nearest pts tick: a float that means a frame's time is that time."""
+    return None if t is None else round(t / time_base) * time_base
+
+
+def _read_video(src: VideoFile, fps: Fraction | None, max_side: int | None, max_frames: int | None) -> np.ndarray:
     av = _av()
+    bounds = _window(src)
     container = _open_container(src.path)
     try:
         stream = _video_stream(container, src.path)
-        stream.thread_type = "AUTO"
-        _check_window(src, stream, _duration_s(container, stream, av))
-        frames, times = _decode_window(container, stream, src, max_side, max_frames, av)
-        if frames and max_frames is None:
-            _check_complete(src, stream, times, _duration_s(container, stream, av))
+        stream.thread_type = "AUTO"  # frame threads decode faster and return the same frames in the same order
+        info = _stream_info(container, stream, src.path, av)
+        start, end = (_on_tick(x, info.time_base) for x in bounds)
+        _check_window(src, end, info)
+        frames, pts = _decode_window(container, stream, src.path, start, end, info, max_side, max_frames, av)
     finally:
         container.close()
     if not frames:
         return np.zeros((0, 0, 0, 3), np.uint8)
-    out = np.stack(frames)
+    # Decoders emit presentation order; sorting (stable) makes the order a function of pts alone.
+    order = sorted(range(len(pts)), key=pts.__getitem__)
+    pts = [pts[i] for i in order]
+    if max_frames is None:
+        _check_complete(src, end, info, pts)
+    out = np.stack([frames[i] for i in order])
     if fps is None or max_frames is not None:
         return out
-    rate = float(stream.average_rate or 0) or _median_rate(times)
-    return out[_resample_index(np.asarray(times), rate, fps)]
+    return out[_resample_index(pts, info.time_base, _frame_step(pts, info), fps)]
 
 
-def _decode_window(container, stream, src: VideoFile, max_side: int | None, max_frames: int | None, av):
-    start = src.start if src.start is not None and src.start > 0 else None
-    end = src.end
-    if start is not None and stream.time_base is not None:
-        try:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
-        except av.error.FFmpegError:
-            container.seek(0)
+def _decode_window(container, stream, path: Path, start: Fraction | None, end: Fraction | None, info: _StreamInfo,
+                   max_side: int | None, max_frames: int | None, av) -> tuple[list[np.ndarray], list[int]]:
+    """The frames of [start, end) and their pts, seeking first when the window starts late."""
+    sought = False
+    try:
+        for target in _seek_targets(start, info):
+            if target is not None or sought:
+                at = info.start if target is None else target
+                try:
+                    container.seek(math.floor(at / info.time_base), stream=stream, backward=True, any_frame=False)
+                except av.error.FFmpegError:
+                    continue  # a broken index: try earlier, in the end from the beginning
+                sought = True
+            decoded = _decode_from(container, stream, path, start, end, info.time_base, max_side, max_frames,
+                                   after_seek=target is not None)
+            if decoded is not None:
+                return decoded
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_FIX_VIDEO) from e
+    raise DatasetError("cannot seek to the start of the video", path=path, fix=_FIX_VIDEO)
+
+
+def _seek_targets(start: Fraction | None, info: _StreamInfo) -> list[Fraction | None]:
+    """Times to seek to for a window starting at `start`, ever earlier; None is the file's beginning."""
+    if start is None or start <= info.start:
+        return [None]
+    return [start - back for back in _SEEK_BACK if start - back > info.start] + [None]
+
+
+def _decode_from(container, stream, path: Path, start: Fraction | None, end: Fraction | None, time_base: Fraction,
+                 max_side: int | None, max_frames: int | None, *,
+                 after_seek: bool) -> tuple[list[np.ndarray], list[int]] | None:
+    """Frames of [start, end) from where the container stands, and their pts.
+
+    None when `after_seek` and the first frame decoded is already past `start`: the seek
+    landed on a keyframe shown after the window starts, and the caller seeks earlier.
+    """
     size = None
     frames: list[np.ndarray] = []
-    times: list[float] = []
-    rate = float(stream.average_rate or 0) or 25.0
+    pts: list[int] = []
+    first = True
+    reformatter = _av().video.reformatter.VideoReformatter()  # one scaler for all frames: 5x faster than one each
+    decoder = container.decode(stream)
     try:
-        for index, frame in enumerate(container.decode(stream)):
-            t = frame.time if frame.time is not None else index / rate
-            if start is not None and t < start - 1e-6:
+        for frame in decoder:
+            if frame.pts is None:
+                raise DatasetError("a frame has no timestamp (pts)", path=path,
+                                   fix="re-mux the mp4 (e.g. ffmpeg -i in.mp4 -c copy out.mp4), or drop the sample")
+            t = frame.pts * time_base
+            if first and after_seek and start is not None and t > start:
+                return None
+            first = False
+            if start is not None and t < start:
                 continue
-            if end is not None and t >= end - 1e-6:
+            if end is not None and t >= end:
                 break
             if size is None:
                 size = _shrunk(frame.width, frame.height, max_side) if max_side else (frame.width, frame.height)
-            frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-            times.append(t)
+            frames.append(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray())
+            pts.append(int(frame.pts))
             if max_frames is not None and len(frames) >= max_frames:
                 break
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DatasetError(f"corrupt or truncated video ({e})", path=src.path, fix=_FIX_VIDEO) from e
-    return frames, times
+    finally:
+        decoder.close()
+    return frames, pts
 
 
-def _check_window(src: VideoFile, stream, duration: float) -> None:
+def _check_window(src: VideoFile, end: Fraction | None, info: _StreamInfo) -> None:
     """A window must end inside the video (one frame of slack for rounding in the annotations)."""
-    if src.end is None or not math.isfinite(duration):
+    if end is None or info.duration is None:
         return
-    rate = float(stream.average_rate or 0) or 25.0
-    if src.end > duration + 1.0 / rate:
+    if end > info.duration + 1 / (info.rate or _DEFAULT_RATE):
         fix = f"none needed, or correct {src.origin}" if src.origin else "correct the window's end time, or drop the sample"
-        raise DatasetError(f"window [{src.start}, {src.end}) s ends past the end of {Path(src.path).name} ({duration:.1f} s); "
-                           "skipped", path=src.path, fix=fix)
+        raise DatasetError(f"window [{src.start}, {src.end}) s ends past the end of {Path(src.path).name} "
+                           f"({float(info.duration):.1f} s); skipped", path=src.path, fix=fix)
 
 
-def _check_complete(src: VideoFile, stream, times: list[float], duration: float) -> None:
+def _check_complete(src: VideoFile, end: Fraction | None, info: _StreamInfo, pts: list[int]) -> None:
     """Catch truncation that FFmpeg decodes silently (moov atom first, 'faststart').
 
     A whole file must yield the frame count its index lists; a window must run to its end
     (or to the end of the video) give or take two frames.
     """
-    if src.start is None and src.end is None and stream.frames:
-        if len(times) < stream.frames:
-            raise DatasetError(f"truncated video: the container lists {stream.frames} frames, only {len(times)} decode",
+    if src.start is None and src.end is None and info.frames:
+        if len(pts) < info.frames:
+            raise DatasetError(f"truncated video: the container lists {info.frames} frames, only {len(pts)} decode",
                                path=src.path, fix=_FIX_VIDEO)
         return
-    rate = float(stream.average_rate or 0) or _median_rate(times)
-    expected_end = min(src.end if src.end is not None else math.inf, duration)
-    if math.isfinite(expected_end) and times[-1] + 1.0 / rate < expected_end - 2.0 / rate:
-        raise DatasetError(f"truncated video: frames stop at {times[-1]:.2f} s, expected until {expected_end:.2f} s",
+    ends = [x for x in (end, info.duration) if x is not None]
+    if not ends:
+        return
+    expected_end = min(ends)
+    step = _frame_step(pts, info)
+    last = pts[-1] * info.time_base
+    if last + step < expected_end - 2 * step:
+        raise DatasetError(f"truncated video: frames stop at {float(last):.2f} s, expected until {float(expected_end):.2f} s",
                            path=src.path, fix=_FIX_VIDEO)
 
 
-def _resample_index(times: np.ndarray, native_fps: float, fps: float) -> np.ndarray:
-    """Indices of the frames shown at t0 + k/fps: the latest frame at or before each instant."""
-    t0 = times[0]
-    duration = (times[-1] - t0) + 1.0 / native_fps
-    n_out = max(1, int(round(duration * fps)))
-    targets = t0 + np.arange(n_out) / fps
-    idx = np.searchsorted(times, targets + 1e-6, side="right") - 1
-    return np.clip(idx, 0, len(times) - 1)
+def _frame_step(pts: list[int], info: _StreamInfo) -> Fraction:
+    """Native frame duration in seconds: the median step between sorted timestamps (the lower
+    one for an even count, to stay exact); the header's rate for a single frame."""
+    steps = sorted(b - a for a, b in zip(pts, pts[1:]) if b > a)
+    if steps:
+        return steps[(len(steps) - 1) // 2] * info.time_base
+    return 1 / (info.rate or _DEFAULT_RATE)
 
 
-def _median_rate(times: list[float]) -> float:
-    if len(times) < 2:
-        return 25.0
-    d = float(np.median(np.diff(times)))
-    return 1.0 / d if d > 0 else 25.0
+def _resampled_count(span: Fraction, fps: Fraction) -> int:
+    """Output frames for native frames covering `span` seconds: one per instant t0 + k/fps inside it."""
+    return max(1, math.ceil(span * fps))
+
+
+def _resample_index(pts: list[int], time_base: Fraction, step: Fraction, fps: Fraction) -> np.ndarray:
+    """Index of the frame shown at each output instant t0 + k/fps: the latest at or before it.
+
+    In pts units instant k is k / (fps * time_base) = k * q / p for fps * time_base = p / q, so
+    frame i is at or before it iff (pts_i - pts_0) * p <= k * q: integers, no rounding.
+    """
+    r = fps * time_base
+    keys = [(x - pts[0]) * r.numerator for x in pts]
+    n_out = _resampled_count((pts[-1] - pts[0]) * time_base + step, fps)
+    return np.array([bisect_right(keys, k * r.denominator) - 1 for k in range(n_out)], dtype=np.int64)
 
 
 def _shrunk(w: int, h: int, max_side: int | None) -> tuple[int, int]:

@@ -209,3 +209,17 @@ def test_window_past_the_end_is_an_error_not_clipped(mp4):
             read_frames(VideoFile(mp4, start=start, end=end, origin="END_REALIGNED on line 7 of x.csv"))
         assert e.value.path == str(mp4) and e.value.fix == "none needed, or correct END_REALIGNED on line 7 of x.csv"
     assert read_frames(VideoFile(mp4, start=1.5, end=2.0 + 0.5 / 24)).shape[0] == 12  # within a frame: kept
+
+
+@pytest.mark.parametrize("fps", [0, -1.0, float("nan"), float("inf"), "fast"])
+def test_bad_fps_is_a_dataset_error(mp4, fps):
+    for call in (read_frames, count_frames):
+        with pytest.raises(DatasetError, match="fps must be a positive number") as e:
+            call(VideoFile(mp4), fps=fps)
+        assert "--set extract.fps=" in e.value.fix
+
+
+def test_non_finite_window_is_a_dataset_error(mp4):
+    with pytest.raises(DatasetError, match="window end time is nan") as e:
+        read_frames(VideoFile(mp4, start=0.5, end=float("nan"), origin="END_REALIGNED on line 3 of x.csv"))
+    assert e.value.path == str(mp4) and e.value.fix == "correct END_REALIGNED on line 3 of x.csv"
