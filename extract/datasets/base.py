@@ -16,6 +16,21 @@ samples and lists them; `Dataset.skipped(split)` lists them for other stages. Pr
 found while decoding (an unreadable frame, a window past the end of the video) follow the
 same path at decode time. Annotation-file problems (a bad header, a duplicate id) are not
 one sample's and still raise `DatasetError`.
+
+Annotation files (one policy for every reader, read through `read_annotation_lines`):
+  * UTF-8 only. A leading UTF-8 BOM is accepted silently: spreadsheet programs add one when
+    a user re-saves a release file ("CSV UTF-8"), and it carries no meaning. Any other
+    non-UTF-8 byte refuses the file, naming the line and byte offset and the `iconv` fix.
+  * Lines end at LF (a CR before it is dropped) and nowhere else: `str.splitlines` would
+    also cut a sentence at U+2028 or NEL (U+0085) and shift every line number after it.
+  * The delimiter is checked on the header: a file separated by another one (a PHOENIX CSV
+    saved with commas, a How2Sign CSV with commas instead of tabs) says which delimiter it
+    found and which is expected, with a command that converts it.
+  * A file with a header and no rows (an empty split) is an error, never an empty dataset.
+  * An empty reference text is an annotation error, not a skipped sample: the text is the
+    training target and the evaluation reference, so skipping would silently shrink a test
+    set (and move its BLEU) for what is a one-line edit of the file.
+  * Duplicate ids, within a file or across the requested splits, are errors naming both places.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
@@ -182,6 +198,62 @@ def split_problem(problem: str) -> tuple[str, str]:
     """(reason, fix) of a `problem_text`; the fix is "" when the text has none."""
     reason, sep, fix = problem.rpartition("; fix: ")
     return (reason, fix) if sep else (problem, "")
+
+
+# --------------------------------------------------------------------------- annotation text
+
+UTF8_BOM = b"\xef\xbb\xbf"
+DELIMITER_NAMES = {"|": "'|'", "\t": "tab", ",": "','", ";": "';'", " ": "space"}
+"""Delimiters a hand-edited annotation file is found with, and how messages name them."""
+
+
+def read_annotation_lines(path: Path, *, fix: str) -> list[str]:
+    """The lines of a UTF-8 annotation file (no line ends, no trailing empty line).
+
+    A leading BOM is dropped (see the module docstring); `fix` is offered when the file
+    cannot be read at all. Non-UTF-8 text raises naming the line and the byte offset."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DatasetError(f"cannot read annotation file ({e.strerror})", path=path, fix=fix) from e
+    skip = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    try:
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, data, skip + e.start) from e
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def not_utf8(path: Path, data: bytes, offset: int) -> DatasetError:
+    """The error for a file whose byte at `offset` is not UTF-8: line, offsets and the iconv fix."""
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    q = shlex.quote(str(path))
+    return DatasetError(
+        f"line {line}: not UTF-8 text (byte 0x{data[offset]:02x} at byte offset {offset} of the file, "
+        f"byte {column} of the line); the file was probably saved as Latin-1",
+        path=path, fix=f"convert it to UTF-8: iconv -f latin1 -t utf-8 {q} > {q}.utf8 && mv {q}.utf8 {q}")
+
+
+def other_delimiter(line: str, expected: str, candidates: str = "|\t,;") -> str | None:
+    """The delimiter `line` seems to use when `expected` is absent from it; None otherwise."""
+    if expected in line:
+        return None
+    found = max((d for d in candidates if d != expected), key=line.count)
+    return found if line.count(found) else None
+
+
+def delimiter_fix(path: Path, found: str, expected: str) -> str:
+    """A pasteable command that rewrites a `found`-separated file `expected`-separated (quotes
+    honoured, so a comma inside a quoted sentence stays in the sentence)."""
+    q, tmp = shlex.quote(str(path)), shlex.quote(f"{path}.fixed")
+    script = (f"import csv,sys; [print({expected!r}.join(r)) for r in csv.reader(open(sys.argv[1], "
+              f"encoding='utf-8-sig', newline=''), delimiter={found!r})]")
+    return (f"restore the file from the release, or convert it: python3 -c \"{script}\" {q} > {tmp} "
+            f"&& mv {tmp} {q}")
 
 
 def sorted_samples(samples: Iterable[Sample]) -> list[Sample]:

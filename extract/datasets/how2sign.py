@@ -33,17 +33,24 @@ The public release does not match its own CSVs (see extract/datasets/base.py for
     samples. It is found at decode time from the container's duration (opening every full
     video here would cost a pass over the release), so the row's file and line travel with
     the window (`VideoFile.origin`) into the message.
-A malformed CSV (header, columns, duplicate SENTENCE_NAME, a non-numeric time) still raises.
+A malformed CSV still raises one DatasetError naming the file, the line and the fix: a
+comma-separated file or header (says which delimiter it found), a missing column, a
+duplicate SENTENCE_NAME (in one file or in two splits; asking for both dev and val is
+refused for that reason), a header and no rows, non-UTF-8 text, an empty SENTENCE, a
+non-numeric or non-finite time, a negative START or an END not after START. A UTF-8 BOM
+is accepted (see extract/datasets/base.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import Dataset, Sample, VideoFile, problem_text, sorted_samples
+from extract.datasets.base import (DELIMITER_NAMES, Dataset, Sample, VideoFile, delimiter_fix, other_delimiter,
+                                  problem_text, read_annotation_lines, sorted_samples)
 
 SOURCE_LANG = "eng_Latn"
 COLUMNS = ("VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "START_REALIGNED", "END_REALIGNED", "SENTENCE")
@@ -61,12 +68,23 @@ def open_how2sign(root: Path, splits: Sequence[str]) -> Dataset:
     root = Path(root)
     samples: dict[str, list[Sample]] = {}
     annotation_files: dict[str, list[Path]] = {}
+    seen: dict[str, tuple[Path, int]] = {}
+    _refuse_dev_and_val(root, splits)
     for split in splits:
         if split not in FILE_SPLIT:
             raise DatasetError(f"unknown How2Sign split {split!r}", path=root, fix="use train, dev (= val) or test")
         s = FILE_SPLIT[split]
         csv_path = find_csv(root, s)
         rows = read_realigned_csv(csv_path)
+        for line, row in rows:
+            name = row["SENTENCE_NAME"]
+            if name in seen:
+                other, other_line = seen[name]
+                raise DatasetError(
+                    f"line {line}: SENTENCE_NAME {name!r} also appears in {other} line {other_line}", path=csv_path,
+                    fix=f"a sentence belongs to one split: delete line {line} of {csv_path} "
+                        f"or line {other_line} of {other}")
+            seen[name] = (csv_path, line)
         mp4s = index_mp4s(root, s)
         samples[split] = sorted_samples(_sample(row, split, mp4s, csv_path, root, s) for row in rows)
         annotation_files[split] = [csv_path]
@@ -74,6 +92,14 @@ def open_how2sign(root: Path, splits: Sequence[str]) -> Dataset:
     return Dataset(name="how2sign", root=root, source_lang=SOURCE_LANG, samples=samples, references=references,
                    annotation_files=[p for files in annotation_files.values() for p in files],
                    split_annotation_files=annotation_files)
+
+
+def _refuse_dev_and_val(root: Path, splits: Sequence[str]) -> None:
+    """dev and val are one file: asking for both would list every val sentence in two splits."""
+    if "dev" in splits and "val" in splits:
+        rest = [x for x in splits if x != "val"]
+        raise DatasetError("splits 'dev' and 'val' are both How2Sign's val file; each sentence would be in two splits",
+                           path=root, fix=f"ask for one of them: --split {','.join(rest)}")
 
 
 def find_csv(root: Path, s: str) -> Path:
@@ -87,16 +113,12 @@ def find_csv(root: Path, s: str) -> Path:
 
 
 def read_realigned_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """[(line number, {column: value})] of one realigned CSV, validated row by row."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"cannot read annotation file ({e})", path=path, fix="restore the file (UTF-8, tab-separated)") from e
-    header = [c.strip() for c in lines[0].split("\t")] if lines else []
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise DatasetError(f"line 1: header lacks {', '.join(missing)} (is the file tab-separated?)", path=path,
-                           fix=f"restore the file; its header is {' '.join(COLUMNS)} separated by tabs")
+    """[(line number, {column: value})] of one realigned CSV, validated row by row.
+
+    Text rules (BOM accepted, UTF-8 only, delimiter, empty split, empty SENTENCE) are those
+    of every reader: see extract/datasets/base.py."""
+    lines = read_annotation_lines(path, fix="restore the file from the How2Sign release (UTF-8, tab-separated)")
+    header = _header(path, lines)
     rows: list[tuple[int, dict[str, str]]] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(lines[1:], start=2):
@@ -104,26 +126,67 @@ def read_realigned_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
             continue
         cols = raw.split("\t")
         if len(cols) != len(header):
-            raise DatasetError(f"line {i}: {len(cols)} tab-separated columns, expected {len(header)}", path=path,
-                               fix="fix or delete that row")
+            found = other_delimiter(raw, "\t", ",;|")
+            what = f"the row is {DELIMITER_NAMES[found]}-separated" if found else f"{len(cols)} columns"
+            raise DatasetError(f"line {i}: {what}, expected {len(header)} tab-separated columns", path=path,
+                               fix=f"fix or delete line {i} (columns {' '.join(header)}, separated by tabs)")
         row = {h: c.strip() for h, c in zip(header, cols)}
         name = row["SENTENCE_NAME"]
-        if not name or not row["SENTENCE"]:
-            raise DatasetError(f"line {i}: empty SENTENCE_NAME or SENTENCE", path=path, fix="fix or delete that row")
+        if not name:
+            raise DatasetError(f"line {i}: empty SENTENCE_NAME", path=path, fix=f"fix or delete line {i}")
+        if not row["SENTENCE"]:
+            raise DatasetError(f"line {i}: empty SENTENCE for {name!r}", path=path,
+                               fix=f"write the English sentence into the SENTENCE column of line {i}, "
+                               "or delete the row")
         if name in seen:
             raise DatasetError(f"line {i}: duplicate SENTENCE_NAME {name!r} (first on line {seen[name]})", path=path,
-                               fix="delete one of the two rows")
-        try:
-            start, end = float(row["START_REALIGNED"]), float(row["END_REALIGNED"])
-        except ValueError as e:
-            raise DatasetError(f"line {i}: START_REALIGNED/END_REALIGNED are not numbers", path=path,
-                               fix="fix or delete that row") from e
-        if not 0 <= start < end:
-            raise DatasetError(f"line {i}: window [{start}, {end}) is empty or negative", path=path,
-                               fix="fix or delete that row")
+                               fix=f"delete line {i} or line {seen[name]}")
+        _check_window(path, i, row)
         seen[name] = i
         rows.append((i, row))
+    if not rows:
+        raise DatasetError("line 1: a header and no rows (an empty split)", path=path,
+                           fix="restore the file from the How2Sign release, or leave this split out of --split")
     return rows
+
+
+def _header(path: Path, lines: list[str]) -> list[str]:
+    """The header's column names; refuses an empty file, another delimiter or missing columns."""
+    if not lines or not lines[0].strip():
+        raise DatasetError("line 1: the file is empty (no header)", path=path,
+                           fix=f"restore the file from the How2Sign release; its header is {' '.join(COLUMNS)} "
+                           "separated by tabs")
+    found = other_delimiter(lines[0], "\t", ",;|")
+    if found is not None:
+        raise DatasetError(f"line 1: the header is {DELIMITER_NAMES[found]}-separated, expected tab-separated",
+                           path=path, fix=delimiter_fix(path, found, "\t"))
+    header = [c.strip() for c in lines[0].split("\t")]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(f"line 1: header lacks column {', '.join(missing)}", path=path,
+                           fix=f"restore the file; its header is {' '.join(COLUMNS)} separated by tabs")
+    return header
+
+
+def _check_window(path: Path, line: int, row: dict[str, str]) -> None:
+    """A row's START/END_REALIGNED: finite numbers of seconds, 0 <= start < end."""
+    start, end = row["START_REALIGNED"], row["END_REALIGNED"]
+    seconds = f"write the times of line {line} in seconds, e.g. 12.5, or delete the row"
+    try:
+        t0, t1 = float(start), float(end)
+    except ValueError as e:
+        raise DatasetError(f"line {line}: START_REALIGNED {start!r} / END_REALIGNED {end!r}: not numbers (seconds)",
+                           path=path, fix=seconds) from e
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise DatasetError(f"line {line}: START_REALIGNED {start!r} / END_REALIGNED {end!r}: not finite", path=path,
+                           fix=seconds)
+    if t0 < 0:
+        raise DatasetError(f"line {line}: START_REALIGNED {start} is negative", path=path,
+                           fix=f"fix the times of line {line} or delete the row")
+    if t1 <= t0:
+        what = "before" if t1 < t0 else "equal to"
+        raise DatasetError(f"line {line}: END_REALIGNED {end} is {what} START_REALIGNED {start} (an empty window)",
+                           path=path, fix=f"swap or fix the two times of line {line}, or delete the row")
 
 
 def index_mp4s(root: Path, s: str) -> dict[str, Path]:

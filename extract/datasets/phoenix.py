@@ -18,9 +18,10 @@ latter (what `make_toy` and `slt-pipe make-toy --out DIR` produce).
 Everything is validated when the dataset is opened (rows, duplicates, frame folders), so
 a long extraction job never fails on an annotation problem. A row whose frame folder is
 missing or holds no frames is kept with `Sample.problem` set (skipped and listed by
-extraction, see extract/datasets/base.py); a bad CSV (header, columns, duplicate names)
-still raises. `validate_frames` checks the images themselves and reports, rather than
-raises, so batch jobs can skip bad videos.
+extraction, see extract/datasets/base.py); a bad CSV (delimiter, header, columns, a name
+twice or in two splits, an empty translation, no rows, non-UTF-8 text) still raises,
+naming the file, the line and the fix. A UTF-8 BOM is accepted. `validate_frames` checks
+the images themselves and reports, rather than raises, so batch jobs can skip bad videos.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (Dataset, PngFolder, Sample, VideoFile, list_frame_files, problem_text,
+from extract.datasets.base import (DELIMITER_NAMES, Dataset, PngFolder, Sample, VideoFile, delimiter_fix,
+                                  list_frame_files, other_delimiter, problem_text, read_annotation_lines,
                                   sorted_samples, split_problem)
 
 SOURCE_LANG = "deu_Latn"
@@ -81,8 +83,10 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
         for row_name, (line, _, _) in rows.items():
             if row_name in seen:
                 other, other_line = seen[row_name]
-                raise DatasetError(f"line {line}: sample {row_name!r} also appears in {other} line {other_line}",
-                                   path=csv_path, fix="every sample name must be unique across splits; remove one row")
+                raise DatasetError(
+                    f"line {line}: sample {row_name!r} also appears in {other} line {other_line}", path=csv_path,
+                    fix=f"a sample belongs to one split: delete line {line} of {csv_path} "
+                        f"or line {other_line} of {other}")
             seen[row_name] = (csv_path, line)
         # SpaMo reads the 256x256 copy; use it when the user made one for this split.
         frames_rel = FRAMES_256 if (base / FRAMES_256 / split).is_dir() else FRAMES
@@ -107,44 +111,72 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
 
 
 def read_corpus_csv(path: Path) -> dict[str, tuple[int, str, str]]:
-    """{name: (line number, orth, translation)} of one corpus CSV, validated row by row."""
+    """{name: (line number, orth, translation)} of one corpus CSV, validated row by row.
+
+    Text rules (BOM accepted, UTF-8 only, delimiter, empty split, empty translation) are
+    those of every reader: see extract/datasets/base.py."""
     if not path.is_file():
         raise DatasetError("split annotation file is missing", path=path,
                            fix="check --root and the split names (train, dev, test), or drop the split with --split")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"cannot read annotation file ({e})", path=path, fix="restore the file from the release (UTF-8 text)") from e
-    if not lines or tuple(c.strip() for c in lines[0].split("|")) != HEADER:
-        raise DatasetError(f"line 1: header must be {'|'.join(HEADER)!r}", path=path,
-                           fix="restore the file from the release; it is '|'-separated with that header")
+    lines = read_annotation_lines(path, fix="restore the file from the release (UTF-8 text)")
+    _check_header(path, lines)
     rows: dict[str, tuple[int, str, str]] = {}
     for i, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
             continue
         cols = raw.split("|")
         if len(cols) != len(HEADER):
-            raise DatasetError(f"line {i}: {len(cols)} '|'-separated columns, expected {len(HEADER)}", path=path,
-                               fix="fix or delete that row (name|video|start|end|speaker|orth|translation)")
+            found = other_delimiter(raw, "|")
+            what = f"the row is {DELIMITER_NAMES[found]}-separated" if found else f"{len(cols)} columns"
+            raise DatasetError(f"line {i}: {what}, expected {len(HEADER)} '|'-separated columns", path=path,
+                               fix=f"fix or delete line {i} ({'|'.join(HEADER)})")
         name, orth, text = cols[0].strip(), cols[5].strip(), cols[6].strip()
         if not name:
-            raise DatasetError(f"line {i}: empty name", path=path, fix="fix or delete that row")
+            raise DatasetError(f"line {i}: empty name", path=path, fix=f"fix or delete line {i}")
         if not text:
-            raise DatasetError(f"line {i}: empty translation for {name!r}", path=path, fix="fix or delete that row")
+            raise DatasetError(f"line {i}: empty translation for {name!r}", path=path,
+                               fix=f"write the German sentence into the last column of line {i}, or delete the row")
         if name in rows:
             raise DatasetError(f"line {i}: duplicate name {name!r} (first on line {rows[name][0]})", path=path,
-                               fix="delete one of the two rows")
+                               fix=f"delete line {i} or line {rows[name][0]}")
         rows[name] = (i, orth, text)
+    if not rows:
+        raise DatasetError("line 1: a header and no rows (an empty split)", path=path,
+                           fix="restore the file from the release, or leave this split out of --split")
     return rows
 
 
+def _check_header(path: Path, lines: list[str]) -> None:
+    """Refuse an empty file, another delimiter, or missing columns, saying which."""
+    expected = "|".join(HEADER)
+    if not lines or not lines[0].strip():
+        raise DatasetError("line 1: the file is empty (no header)", path=path,
+                           fix=f"restore the file from the release; its first line is {expected}")
+    found = other_delimiter(lines[0], "|")
+    if found is not None:
+        raise DatasetError(f"line 1: the header is {DELIMITER_NAMES[found]}-separated, expected '|'-separated",
+                           path=path, fix=delimiter_fix(path, found, "|"))
+    cols = tuple(c.strip() for c in lines[0].split("|"))
+    if cols != HEADER:
+        missing = [c for c in HEADER if c not in cols]
+        what = f"lacks column {', '.join(missing)}" if missing else f"is {'|'.join(cols)!r}"
+        raise DatasetError(f"line 1: header {what}; expected {expected!r}", path=path,
+                           fix=f"restore the file from the release; its header is {expected}")
+
+
 def read_translations(path: Path, names: set[str]) -> dict[str, dict[str, str]]:
-    """{lang: {name: text}} from an optional translations JSON; names not in the split are ignored."""
+    """{lang: {name: text}} from an optional translations JSON; names not in the split are ignored.
+
+    Same text rules as the CSV (BOM accepted, UTF-8 only, an empty text is an error); a
+    name given twice is refused rather than letting the last one win silently."""
+    lines = read_annotation_lines(path, fix='write valid JSON {name: {"eng_Latn": "...", ...}} or delete the file')
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"cannot read translations ({e})", path=path,
+        data = json.loads("\n".join(lines), object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})", path=path,
                            fix='write valid JSON {name: {"eng_Latn": "...", ...}} or delete the file') from e
+    except _DuplicateKey as e:
+        raise DatasetError(f"entry {e.args[0]!r} appears twice", path=path, fix="keep one of the two entries") from e
     if not isinstance(data, dict):
         raise DatasetError("translations must be a JSON object {name: {lang: text}}", path=path,
                            fix="rewrite the file in that shape or delete it")
@@ -155,8 +187,24 @@ def read_translations(path: Path, names: set[str]) -> dict[str, dict[str, str]]:
                                fix="fix that entry or delete the file")
         if name in names:
             for lang, text in texts.items():
-                if lang != SOURCE_LANG and text.strip():
+                if not text.strip():
+                    raise DatasetError(f"entry {name!r}: empty {lang} text", path=path,
+                                       fix=f"write the {lang} sentence of {name!r}, or delete that language from it")
+                if lang != SOURCE_LANG:
                     out.setdefault(lang, {})[name] = text.strip()
+    return out
+
+
+class _DuplicateKey(Exception):
+    """A JSON object key seen twice (raised inside json.loads, turned into a DatasetError)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
     return out
 
 

@@ -308,18 +308,22 @@ def _add_noise(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 
 
-def make_toy(out: Path, videos: int = 240, seed: int = 0, *, workers: int | None = None) -> Path:
+def make_toy(out: Path, videos: int = 240, seed: int = 0, *, workers: int | None = None,
+             frames: bool = True) -> Path:
     """Write the toy corpus under `out/PHOENIX-2014-T-release-v3/PHOENIX-2014-T/` and return that path.
 
     The same (videos, seed) gives byte-identical files. Videos are rendered and written on
     a small thread pool (numpy and PIL's zlib release the GIL); `workers` only changes speed.
+    `frames=False` writes only the annotation files (milliseconds instead of seconds), for
+    tests of the readers' annotation parsing; every sample then lacks its frame folder.
     """
     plan = plan_corpus(videos, seed)
     root = Path(out) / RELEASE_DIR / CORPUS_DIR
     (root / ANNOTATIONS).mkdir(parents=True, exist_ok=True)
-    n_workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        list(pool.map(lambda v: _write_video(root / FRAMES / v.split / v.name, render_video(v, seed)), plan))
+    if frames:
+        n_workers = workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            list(pool.map(lambda v: _write_video(root / FRAMES / v.split / v.name, render_video(v, seed)), plan))
     for split in SPLITS:
         _write_annotations(root, split, [v for v in plan if v.split == split])
     return root
