@@ -23,6 +23,14 @@ Repair: a finished shard without failures is immutable and determined by its fin
 (given the entry's other key inputs), so `adopt_shard` hard-links it from an older entry
 into a new one instead of recomputing it; the result equals a fresh computation byte for byte.
 
+Verification on read: every inner chunk of a shard array ends in a crc32c (`Crc32cCodec`, the
+last bytes-to-bytes codec; the shard index has its own), so a flipped byte fails the read of
+that chunk; `FeatureReader` turns zarr's error into a `CorruptEntryError` naming the entry and
+the fix. Opening an entry checks every file the manifest lists for presence and size (zarr
+reads a missing chunk as zeros) and hashes the small ones (json, index arrays) against the
+manifest's sha256. Arrays written before the codec (`format` 1) stay readable: each such
+array's files are hashed against the manifest once, on first read.
+
 Reading one video with plain zarr::
 
     g = zarr.open_group(f"{entry}/features.zarr", mode="r")
@@ -44,13 +52,38 @@ from typing import Any, Sequence
 import numpy as np
 
 from cache.errors import CacheError
-from cache.store import fsync_path
+from cache.keys import sha256_file
+from cache.store import CorruptEntryError, check_files, fsync_path, read_manifest
 
 STORE = "features.zarr"
-FORMAT = "slt-pipe.features/1"
+FORMAT = "slt-pipe.features/2"
+"""2: crc32c on every inner chunk of the shard arrays (1: none; still readable, see the module docstring)."""
 CHUNK_ROWS = 64
 """Rows per inner Zarr chunk: the read granularity of one video (~2 chunks for a typical video)."""
 _SHARD = re.compile(r"^\d{5}$")
+_CHUNK_FILE = re.compile(rf"^{re.escape(STORE)}/shards/\d{{5}}/(spatial|motion)/c/")
+"""Manifest names of shard array data: covered by crc32c, so not hashed on open."""
+READ_ERRORS = (ValueError, RuntimeError, OSError, EOFError)
+"""What zarr and its codecs raise on bytes that fail to decode (crc32c mismatch: ValueError)."""
+REBUILD = "`slt-pipe extract` with the same settings"
+
+
+def chunk_codecs(checksums: bool = True) -> tuple[Any, ...]:
+    """Bytes-to-bytes codecs of an inner chunk: zarr's default zstd, then crc32c (checked first on read)."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return (ZstdCodec(level=0, checksum=False), Crc32cCodec()) if checksums else (ZstdCodec(level=0, checksum=False),)
+
+
+def has_checksums(array: Any) -> bool:
+    """Whether a shard array's inner chunks carry crc32c (format 2) or not (format 1)."""
+    from zarr.codecs import Crc32cCodec, ShardingCodec
+
+    for codec in array.metadata.codecs:
+        inner = codec.codecs if isinstance(codec, ShardingCodec) else (codec,)
+        if any(isinstance(c, Crc32cCodec) for c in inner):
+            return True
+    return False
 
 
 def shard_name(k: int) -> str:
@@ -74,14 +107,18 @@ class ShardData:
 class FeatureStoreWriter:
     """Builds `features.zarr` inside a pending cache entry; safe to resume after a crash."""
 
-    def __init__(self, entry_dir: Path, *, spatial_dim: int, motion_dim: int, dtype: str, attrs: dict[str, Any]):
+    def __init__(self, entry_dir: Path, *, spatial_dim: int, motion_dim: int, dtype: str, attrs: dict[str, Any],
+                 checksums: bool = True):
+        """checksums=False writes format 1 (no crc32c): only to measure and test reading old entries."""
         import zarr
 
         self.path = Path(entry_dir) / STORE
         self.dtype = dtype
+        self.checksums = checksums
         self.dims = (spatial_dim, motion_dim)
         root = zarr.open_group(self.path, mode="a", zarr_format=3)
-        root.attrs.update({"format": FORMAT, "spatial_dim": spatial_dim, "motion_dim": motion_dim, "dtype": dtype, **attrs})
+        fmt = FORMAT if checksums else "slt-pipe.features/1"
+        root.attrs.update({"format": fmt, "spatial_dim": spatial_dim, "motion_dim": motion_dim, "dtype": dtype, **attrs})
         root.require_group("shards")
         self._drop_temporaries()
 
@@ -109,7 +146,8 @@ class FeatureStoreWriter:
             if rows.ndim != 2 or rows.shape[1] != dim:
                 raise ValueError(f"shard {data.index} {name}: rows of shape {rows.shape}, expected [*, {dim}]")
             outer = max(CHUNK_ROWS, -(-rows.shape[0] // CHUNK_ROWS) * CHUNK_ROWS)
-            arr = g.create_array(name, shape=rows.shape, dtype=self.dtype, chunks=(CHUNK_ROWS, dim), shards=(outer, dim))
+            arr = g.create_array(name, shape=rows.shape, dtype=self.dtype, chunks=(CHUNK_ROWS, dim), shards=(outer, dim),
+                                 compressors=chunk_codecs(self.checksums))
             if rows.size:
                 arr[:] = rows
         g.attrs.update({
@@ -164,13 +202,17 @@ class FeatureStoreWriter:
 
 
 def finished_shard(entry_dir: Path, index: int) -> tuple[Path, str, list[list[str]]] | None:
-    """(directory, fingerprint, failures) of shard `index` of a features entry; None if it has none."""
+    """(directory, fingerprint, failures) of shard `index` of a features entry; None if it has none
+    (or only one without checksums)."""
     import zarr
 
     path = Path(entry_dir) / STORE / "shards" / shard_name(index)
     if not (path / "zarr.json").is_file():
         return None
-    attrs = zarr.open_group(path, mode="r", zarr_format=3).attrs
+    g = zarr.open_group(path, mode="r", zarr_format=3)
+    if not all(has_checksums(g[name]) for name in ("spatial", "motion")):
+        return None  # written before crc32c: a new entry recomputes it rather than inherit unchecked chunks
+    attrs = g.attrs
     return path, str(attrs.get("fingerprint", "")), [list(f) for f in attrs.get("failures", [])]
 
 
@@ -193,12 +235,21 @@ def _fsync_tree(root: Path) -> None:
 
 
 class FeatureReader:
-    """Read one features entry: `.get(video_id)` reads only that video's rows (one index lookup)."""
+    """Read one features entry: `.get(video_id)` reads only that video's rows (one index lookup).
 
-    def __init__(self, entry_dir: Path):
+    Checked as it reads (see the module docstring): corrupt bytes are a `CorruptEntryError`,
+    never tensors. `rerun` is the fix's last step (a stage passes the exact command).
+    """
+
+    def __init__(self, entry_dir: Path, *, rerun: str = REBUILD):
         import zarr
 
-        self.path = Path(entry_dir) / STORE
+        self.entry_dir = Path(entry_dir)
+        self.path = self.entry_dir / STORE
+        self.rerun = rerun
+        self._manifest = read_manifest(self.entry_dir)
+        if self._manifest is not None:
+            check_files(self.entry_dir, self._manifest, hash_if=lambda rel: not _CHUNK_FILE.match(rel), rerun=rerun)
         try:
             self._root = zarr.open_group(self.path, mode="r", zarr_format=3)
             ids = self._root["index/ids"][:]
@@ -206,6 +257,8 @@ class FeatureReader:
         except (FileNotFoundError, KeyError) as e:
             raise CacheError(f"not a features entry ({e})", path=self.path,
                              fix="re-run `slt-pipe extract` (or `slt-pipe cache gc --corrupt`)") from e
+        except READ_ERRORS as e:
+            raise self.corrupt("index", e) from None
         attrs = self._root.attrs
         self.ids: list[str] = [str(i) for i in ids]
         self.spatial_dim = int(attrs["spatial_dim"])
@@ -213,11 +266,16 @@ class FeatureReader:
         self.attrs: dict[str, Any] = dict(attrs)
         self._rows = {vid: tuple(int(v) for v in row) for vid, row in zip(self.ids, rows)}
         self._arrays: dict[tuple[int, str], Any] = {}
+        self._checked: set[tuple[int, str]] = set()
         self._loaded: dict[tuple[int, str], np.ndarray] = {}
+
+    def corrupt(self, what: str, error: BaseException) -> CorruptEntryError:
+        """The error for a read of `what` (a path inside the store) that failed to decode."""
+        return CorruptEntryError(self.entry_dir, f"{STORE}/{what} fails to read ({error})", rerun=self.rerun)
 
     def nbytes(self) -> int:
         """Bytes of both streams of every shard that holds videos (what `preload` would hold)."""
-        return sum(a.nbytes for name in ("spatial", "motion") for a in self.shard_arrays(name))
+        return sum(self._array(k, name).nbytes for name in ("spatial", "motion") for k in self._shards())
 
     def preload(self, max_bytes: int) -> bool:
         """Hold every shard in memory (one contiguous read per array) if they fit in `max_bytes`.
@@ -228,10 +286,9 @@ class FeatureReader:
         """
         if self.nbytes() > max_bytes:
             return False
-        shards = sorted({row[0] for row in self._rows.values()})
-        for k in shards:
+        for k in self._shards():
             for name in ("spatial", "motion"):
-                self._loaded[(k, name)] = self._array(k, name)[:]
+                self._loaded[(k, name)] = self._read(k, name, slice(None))
         return True
 
     def __len__(self) -> int:
@@ -240,11 +297,43 @@ class FeatureReader:
     def __contains__(self, video_id: str) -> bool:
         return video_id in self._rows
 
+    def _shards(self) -> list[int]:
+        return sorted({row[0] for row in self._rows.values()})
+
     def _array(self, shard: int, name: str):
+        """The zarr array, opened (metadata only, nothing verified or read)."""
         key = (shard, name)
         if key not in self._arrays:
-            self._arrays[key] = self._root[f"shards/{shard_name(shard)}/{name}"]
+            try:
+                self._arrays[key] = self._root[f"shards/{shard_name(shard)}/{name}"]
+            except KeyError:
+                raise CorruptEntryError(self.entry_dir, f"{STORE}/shards/{shard_name(shard)}/{name} is missing",
+                                        rerun=self.rerun) from None
         return self._arrays[key]
+
+    def _verified(self, shard: int, name: str):
+        """The array, its data known to be checked: by crc32c as read, or (format 1) hashed here once."""
+        key = (shard, name)
+        arr = self._array(shard, name)
+        if key not in self._checked:
+            if not has_checksums(arr) and self._manifest is not None:
+                self._hash_legacy(shard, name)
+            self._checked.add(key)
+        return arr
+
+    def _hash_legacy(self, shard: int, name: str) -> None:
+        prefix = f"{STORE}/shards/{shard_name(shard)}/{name}/c/"
+        for rel, meta in self._manifest["files"].items():
+            if rel.startswith(prefix) and sha256_file(self.entry_dir / rel) != meta["sha256"]:
+                raise CorruptEntryError(self.entry_dir, f"{rel} does not match its sha256 in the manifest",
+                                        rerun=self.rerun)
+
+    def _read(self, shard: int, name: str, rows: slice) -> np.ndarray:
+        arr = self._verified(shard, name)
+        try:
+            return arr[rows]
+        except READ_ERRORS as e:
+            raise self.corrupt(f"shards/{shard_name(shard)}/{name}", e) from None
 
     def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(spatial float16 [T, Ds], motion float16 [C, Dm]) of one video."""
@@ -259,15 +348,16 @@ class FeatureReader:
 
     def _slice(self, shard: int, name: str, start: int, stop: int) -> np.ndarray:
         held = self._loaded.get((shard, name))
-        return held[start:stop] if held is not None else self._array(shard, name)[start:stop]
+        return held[start:stop] if held is not None else self._read(shard, name, slice(start, stop))
 
     def shard_arrays(self, name: str) -> list[Any]:
-        """The `name` (spatial or motion) zarr arrays of every shard that holds videos, in order."""
-        shards = sorted({row[0] for row in self._rows.values()})
-        return [self._array(k, name) for k in shards]
+        """The `name` (spatial or motion) zarr arrays of every shard that holds videos, in order
+        (format-1 arrays hashed first; crc32c is checked as they are read)."""
+        return [self._verified(k, name) for k in self._shards()]
 
     def dask(self, name: str):
-        """All rows of `name` across shards as one dask array (no data read until computed)."""
+        """All rows of `name` across shards as one dask array (no data read until computed;
+        a decode failure while computing is `corrupt(...)`'s to raise, as in `feature_stats`)."""
         import dask.array as da
 
         parts = [da.from_zarr(a) for a in self.shard_arrays(name)]
@@ -282,7 +372,10 @@ def feature_stats(reader: FeatureReader) -> dict[str, dict[str, Any]]:
     out = {}
     for name in ("spatial", "motion"):
         x = reader.dask(name).astype("float32")
-        mean, std = dask.compute(x.mean(axis=0), x.std(axis=0)) if x.shape[0] else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        try:
+            mean, std = dask.compute(x.mean(axis=0), x.std(axis=0)) if x.shape[0] else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        except READ_ERRORS as e:
+            raise reader.corrupt(f"shards/*/{name}", e) from None
         out[name] = {"rows": int(x.shape[0]), "mean": np.asarray(mean, np.float32), "std": np.asarray(std, np.float32)}
     return out
 

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,65 @@ from cache.keys import sha256_file
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
 LOCK = ".lock"
+
+
+class CorruptEntryError(CacheError):
+    """A published entry whose bytes fail a checksum when read (one byte flipped on disk is enough).
+
+    Raised by the readers (`cache.features`, `cache.targets`); a stage that knows the user's
+    settings swaps in the exact command that rebuilds the entry (`with_rerun`).
+    """
+
+    def __init__(self, entry_dir: Path, detail: str, rerun: str):
+        self.entry_dir = Path(entry_dir)
+        self.kind = self.entry_dir.parent.name
+        self.detail = detail
+        self.rerun = rerun
+        cache = shlex.quote(str(self.entry_dir.parent.parent))
+        super().__init__(
+            f"{self.kind} entry {self.entry_dir.name} is corrupt: {detail}",
+            path=self.entry_dir,
+            fix=(f"`slt-pipe cache verify --cache {cache}` lists its damaged files; "
+                 f"`slt-pipe cache gc --corrupt --cache {cache}` removes it; then re-run {rerun}"),
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # crosses process boundaries (Ray trials) whole, not as its rendered message
+        return type(self), (self.entry_dir, self.detail, self.rerun)
+
+    def with_rerun(self, command: str) -> "CorruptEntryError":
+        """The same error, its fix ending in `command` (the stage run that rebuilds the entry)."""
+        return CorruptEntryError(self.entry_dir, self.detail, rerun=f"`{command}`, then this command again")
+
+
+def read_manifest(entry_dir: Path) -> dict[str, Any] | None:
+    """The entry's manifest, or None where there is none (a store outside a cache, a partial entry)."""
+    try:
+        return json.loads((Path(entry_dir) / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise CacheError(f"corrupt manifest ({e})", path=Path(entry_dir) / MANIFEST,
+                         fix=f"run `slt-pipe cache gc --corrupt --cache {shlex.quote(str(Path(entry_dir).parent.parent))}`"
+                         ) from None
+
+
+def check_files(entry_dir: Path, manifest: dict[str, Any], *, hash_if, rerun: str) -> None:
+    """Check the payload on open: every file the manifest lists exists with its size (a stat each),
+    and those `hash_if(relative name)` selects also match its sha256. CorruptEntryError otherwise.
+
+    Why sizes for all: a missing or truncated chunk file reads as fill values in zarr, silently.
+    """
+    for rel, meta in manifest.get("files", {}).items():
+        p = Path(entry_dir) / rel
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            raise CorruptEntryError(entry_dir, f"{rel} is missing", rerun=rerun) from None
+        if size != meta["bytes"]:
+            raise CorruptEntryError(entry_dir, f"{rel} has {size} bytes, the manifest says {meta['bytes']}", rerun=rerun)
+        if hash_if(rel) and sha256_file(p) != meta["sha256"]:
+            raise CorruptEntryError(entry_dir, f"{rel} does not match its sha256 in the manifest", rerun=rerun)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Layout (readable with plain h5py or h5dump; no slt-pipe code needed)::
 
     targets.h5
-      attrs: format = 1
+      attrs: format = 2
              lang        FLORES-200 code of this entry, e.g. "eng_Latn"
              key         the cache key of the entry
              encoder     JSON of the SONAR encoder identity (asset name or tiny hash)
@@ -14,6 +14,12 @@ Layout (readable with plain h5py or h5dump; no slt-pipe code needed)::
       /{split}/{lang}/embedding       [N, D] float32 SONAR sentence embeddings (NOT normalised)
       /{split}/{lang}/source          [N]    utf-8 strings: "reference" (gold text) or the
                                              translation model id that produced the text
+
+Verification on read (format 2): `embedding` datasets carry HDF5's fletcher32 filter, and
+every string dataset an attr `sha256` (of its utf-8 strings, each ended by a NUL byte),
+since HDF5 filters cannot cover variable-length strings; `TargetReader` checks both as it
+reads and raises `CorruptEntryError` naming the entry and the fix. A format-1 file (no
+checksums) is still read: it is hashed against its entry's manifest when opened.
 
 Row i of every dataset under a split belongs to `ids[i]`. Files are written under a
 temporary name in the same directory and renamed into place, so a reader sees either
@@ -27,6 +33,7 @@ no file or a complete one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -36,9 +43,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from cache.errors import CacheError
+from cache.store import CorruptEntryError, check_files, read_manifest
 
-FORMAT = 1
+FORMAT = 2
+"""2: fletcher32 on embeddings and a sha256 attr on string datasets (1: no checksums)."""
 TARGETS_FILE = "targets.h5"
+REBUILD = "`slt-pipe embed-targets` with the same settings"
 
 
 @dataclass
@@ -84,11 +94,11 @@ def write_targets(
                 if not (len(st.texts) == len(st.sources) == n):
                     raise CacheError(f"split {split}: ids/texts/sources lengths differ", path=path)
                 g = f.create_group(split)
-                g.create_dataset("ids", data=list(st.ids), dtype=str_t)
+                _strings(g, "ids", st.ids, str_t)
                 lg = g.create_group(lang)
-                lg.create_dataset("text", data=list(st.texts), dtype=str_t)
-                lg.create_dataset("embedding", data=emb)
-                lg.create_dataset("source", data=list(st.sources), dtype=str_t)
+                _strings(lg, "text", st.texts, str_t)
+                lg.create_dataset("embedding", data=emb, fletcher32=True)
+                _strings(lg, "source", st.sources, str_t)
             f.flush()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -97,6 +107,18 @@ def write_targets(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _strings(group: Any, name: str, values: Sequence[str], dtype: Any) -> None:
+    group.create_dataset(name, data=list(values), dtype=dtype).attrs["sha256"] = strings_digest(values)
+
+
+def strings_digest(values: Sequence[str]) -> str:
+    """sha256 of the strings, each utf-8 and ended by NUL (what a string dataset's `sha256` attr holds)."""
+    h = hashlib.sha256()
+    for v in values:
+        h.update(v.encode("utf-8") + b"\0")
+    return h.hexdigest()
 
 
 def _as_json(obj: Any) -> str:
@@ -108,41 +130,79 @@ def _as_json(obj: Any) -> str:
 
 
 class TargetReader:
-    """Read a `targets.h5` file (one language)."""
+    """Read a `targets.h5` file (one language), checked as it reads (see the module docstring).
 
-    def __init__(self, path: Path):
+    `rerun` is the last step of a corrupt entry's fix (a stage passes the exact command).
+    """
+
+    def __init__(self, path: Path, *, rerun: str = REBUILD):
         import h5py
 
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / TARGETS_FILE
+        self.rerun = rerun
+        manifest = read_manifest(self.path.parent) if self.path.is_file() else None
+        if manifest is not None:  # sizes first: a truncated file can fail to open at all
+            check_files(self.path.parent, manifest, hash_if=lambda rel: False, rerun=rerun)
         try:
             self._f = h5py.File(self.path, "r")
-        except (OSError, FileNotFoundError) as e:
+        except FileNotFoundError:
+            raise CacheError("cannot read target embeddings (no such file)", path=self.path,
+                             fix="re-run the target-embedding stage") from None
+        except OSError as e:
+            if manifest is not None:
+                raise self.corrupt(TARGETS_FILE, e) from None
             raise CacheError(f"cannot read target embeddings ({e})", path=self.path,
                              fix="re-run the target-embedding stage") from None
-        self.lang: str = _s(self._f.attrs["lang"])
-        self.key: str = _s(self._f.attrs.get("key", ""))
-        self.encoder: str = _s(self._f.attrs.get("encoder", ""))
-        self.translator: str = _s(self._f.attrs.get("translator", ""))
-        self.splits: list[str] = sorted(self._f.keys())
+        try:
+            self.format = int(self._f.attrs.get("format", 1))
+            if self.format < 2 and manifest is not None:  # no checksums inside: hash it whole, once
+                check_files(self.path.parent, manifest, hash_if=lambda rel: rel == TARGETS_FILE, rerun=rerun)
+            self.lang: str = _s(self._f.attrs["lang"])
+            self.key: str = _s(self._f.attrs.get("key", ""))
+            self.encoder: str = _s(self._f.attrs.get("encoder", ""))
+            self.translator: str = _s(self._f.attrs.get("translator", ""))
+            self.splits: list[str] = sorted(self._f.keys())
+        except (OSError, KeyError, ValueError) as e:
+            self._f.close()
+            raise self.corrupt(f"{TARGETS_FILE} attributes", e) from None
+
+    def corrupt(self, what: str, error: BaseException | str) -> CorruptEntryError:
+        """The error for a read of `what` that failed its checksum or did not decode."""
+        return CorruptEntryError(self.path.parent, f"{what} fails to read ({error})", rerun=self.rerun)
 
     def _group(self, split: str) -> Any:
         if split not in self._f:
             raise CacheError(f"no split {split!r} in target file (has {self.splits})", path=self.path)
         return self._f[split]
 
+    def _read_strings(self, split: str, name: str) -> list[str]:
+        where = f"{TARGETS_FILE}:/{split}/{name}"
+        try:
+            ds = self._group(split)[name]
+            values = [_s(x) for x in ds[:]]
+            digest = ds.attrs.get("sha256")
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise self.corrupt(where, e) from None
+        if digest is not None and _s(digest) != strings_digest(values):
+            raise self.corrupt(where, "its strings do not match their sha256")
+        return values
+
     def ids(self, split: str) -> list[str]:
-        return [_s(x) for x in self._group(split)["ids"][:]]
+        return self._read_strings(split, "ids")
 
     def texts(self, split: str) -> list[str]:
-        return [_s(x) for x in self._group(split)[self.lang]["text"][:]]
+        return self._read_strings(split, f"{self.lang}/text")
 
     def sources(self, split: str) -> list[str]:
-        return [_s(x) for x in self._group(split)[self.lang]["source"][:]]
+        return self._read_strings(split, f"{self.lang}/source")
 
     def embeddings(self, split: str) -> np.ndarray:
-        return np.asarray(self._group(split)[self.lang]["embedding"][:], dtype=np.float32)
+        try:
+            return np.asarray(self._group(split)[self.lang]["embedding"][:], dtype=np.float32)
+        except OSError as e:  # fletcher32 mismatch: "filter returned failure during read"
+            raise self.corrupt(f"{TARGETS_FILE}:/{split}/{self.lang}/embedding", e) from None
 
     @property
     def dim(self) -> int:

@@ -14,13 +14,14 @@ and stderr, so `slt-pipe evaluate ... > scores.txt` keeps only the table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +41,26 @@ def _with(cfg: Config, *, splits: list[str] | None = None, langs: list[str] | No
 
 
 # ------------------------------------------------------------------ cache look-ups
+
+
+REBUILDS = {"features": "extract", "targets": "embed-targets"}
+"""The stage that rebuilds an entry of each kind the trainer reads."""
+
+
+@contextlib.contextmanager
+def rebuild_hint(cfg: Config) -> Iterator[None]:
+    """A corrupt entry read inside says the exact command that rebuilds it (with the user's settings)."""
+    from cache.store import CorruptEntryError
+
+    try:
+        yield
+    except CorruptEntryError as e:
+        stage = REBUILDS.get(e.kind)
+        if stage is None:
+            raise
+        langs = list(cfg.embed.langs) if stage == "embed-targets" else None
+        raise e.with_rerun(suggest(cfg, stage, langs=langs)) from None
+
 
 
 def find_features(cfg: Config, dataset: Any) -> tuple[dict[str, Path], list[str]]:
@@ -131,7 +152,8 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
         raise _missing_targets(cfg, dataset, absent, targets, langs)
     spec, tiny_dir = sonar_decoder(cfg, dataset)
     for split in list(features):
-        cov = coverage(features[split], targets[src], split)
+        with rebuild_hint(cfg):
+            cov = coverage(features[split], targets[src], split)
         note = left_out_note("train", cov, features[split])
         if note and console is not None:
             console.print(note, highlight=False, markup=False)
@@ -169,7 +191,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
     (run_dir / PIPELINE_FILE).write_text(json.dumps(to_dict(cfg), indent=2))
     console.print(f"[bold]train[/] {dataset.name}: {len(dataset.samples.get('train', []))} videos, "
                   f"targets {', '.join(inputs.targets)} -> {run_dir}")
-    result = run_training(cfg.train, inputs, resume=resume)
+    with rebuild_hint(cfg):
+        result = run_training(cfg.train, inputs, resume=resume)
     best = "n/a" if result.best_bleu is None else f"{result.best_bleu:.2f} at step {result.best_step}"
     console.print(f"[green]trained[/] {result.step} steps ({result.stopped}); last loss {result.last_loss:.4g}; "
                   f"best dev BLEU {best}; curves in {run_dir / 'curves.png'}")
@@ -220,10 +243,17 @@ def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt
     split and languages are checked, and their cache entries found, before any model loads.
     The score table goes to `out` (default: `console`).
     """
-    from train.evaluate import evaluate as run_evaluation
-
     cfg, inputs = load_run(run)
     inputs = eval_inputs(cfg, inputs, split, langs)
+    with rebuild_hint(cfg if split in cfg.dataset.splits else _with(cfg, splits=[split])):
+        return _evaluate(run, cfg, inputs, split, langs, bleurt, console, out, checkpoint, case, machine_references)
+
+
+def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None, bleurt: Path | None,
+              console: Console, out: Console | None, checkpoint: str, case: str | None,
+              machine_references: bool) -> dict[str, dict]:
+    from train.evaluate import evaluate as run_evaluation
+
     cov = coverage(inputs.features[split], inputs.targets[inputs.source_lang], split)
     note = left_out_note("evaluate", cov, inputs.features[split])
     if note:
@@ -361,7 +391,9 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
 
     extractor = FeatureExtractor(stage_config(cfg, cfg.dataset.name), device)
     spatial, motion = extractor.spatial(frames), extractor.motion(frames)
-    visual, dec = build_models(cfg.train, inputs, spatial.shape[1], motion.shape[1], _emb_dim(inputs), device)
+    with rebuild_hint(cfg):
+        emb_dim = _emb_dim(inputs)
+    visual, dec = build_models(cfg.train, inputs, spatial.shape[1], motion.shape[1], emb_dim, device)
     load_trainable(visual, dec, weights)
     visual.eval()
     with torch.no_grad():
