@@ -29,6 +29,13 @@ PACKAGES_DIR = Path(__file__).resolve().parents[1]
 """The directory that holds slt-pipe's top-level packages (repo root, or site-packages)."""
 VERBOSE_ENV = "SLT_PIPE_VERBOSE"
 
+# slt-pipe always starts or joins Ray explicitly. Ray's auto-connect would otherwise let a
+# worker-draining thread that outlives `ray.shutdown()` (Ctrl-C) start a second, orphaned
+# local Ray from inside `ray.get`.
+from ray._private import auto_init_hook  # noqa: E402
+
+auto_init_hook.enable_auto_connect = False
+
 
 def verbose() -> bool:
     """Whether the user asked to see library output (`SLT_PIPE_VERBOSE` non-empty)."""

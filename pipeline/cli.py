@@ -119,7 +119,10 @@ def main() -> None:
     except SltPipeError as e:
         err.print(f"[bold red]error:[/] {e.render()}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:
+        # typer turns Ctrl-C into a silent exit 130; say what was kept and how to resume.
+        if isinstance(e, SystemExit) and e.code != 130:
+            raise
         err.print(f"[yellow]interrupted[/]: {_interrupted_summary(started)}", highlight=False)
         sys.exit(130)
     except OSError as e:
