@@ -350,3 +350,16 @@ def test_ablation_grid_base_layers_like_a_config_file(tmp_path, monkeypatch):
     assert full.cfg.extract.spatial_model == "openai/clip-vit-large-patch14"  # the grid's profile, not tiny
     assert (full.cfg.train.lr, full.cfg.train.steps) == (0.01, 3)  # --set beats the grid's [base]
     assert slow.cfg.train.lr == 0.001  # the variant beats both
+
+
+def test_a_split_name_the_release_lacks_names_the_flag_and_the_splits(tmp_path, monkeypatch):
+    from extract.datasets.toy import make_toy
+
+    monkeypatch.chdir(tmp_path)
+    make_toy(tmp_path / "toy", videos=12, seed=0, frames=False)
+    r = invoke("cache", "stats", "--dataset", "toy", "--root", str(tmp_path / "toy"), "--split", "validation",
+               "--cache", str(tmp_path / "c"))
+    assert isinstance(r.exception, SltPipeError)
+    assert "PHOENIX calls that split 'dev'" in r.exception.problem
+    assert r.exception.fix == "this release has splits dev, test, train: pass --split dev,test,train (or a subset)"
+    parses(["cache", "stats", "--split", "dev"])

@@ -116,8 +116,12 @@ def read_corpus_csv(path: Path) -> dict[str, tuple[int, str, str]]:
     Text rules (BOM accepted, UTF-8 only, delimiter, empty split, empty translation) are
     those of every reader: see extract/datasets/base.py."""
     if not path.is_file():
-        raise DatasetError("split annotation file is missing", path=path,
-                           fix="check --root and the split names (train, dev, test), or drop the split with --split")
+        have = sorted(f.name[len("PHOENIX-2014-T."):-len(".corpus.csv")] for f in path.parent.glob("PHOENIX-2014-T.*.corpus.csv"))
+        hint = f"this release has splits {', '.join(have)}: pass --split {','.join(have)} (or a subset)" if have \
+            else "check --root: no PHOENIX-2014-T.*.corpus.csv is in this folder"
+        alias = {"validation": "dev", "val": "dev", "eval": "dev"}.get(path.name.split(".")[1])
+        raise DatasetError("split annotation file is missing" + (f" (PHOENIX calls that split {alias!r})" if alias else ""),
+                           path=path, fix=hint)
     lines = read_annotation_lines(path, fix="restore the file from the release (UTF-8 text)")
     _check_header(path, lines)
     rows: dict[str, tuple[int, str, str]] = {}
