@@ -298,3 +298,14 @@ def _rel(path: Path, root: Path) -> str:
 
 def _canonical(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def claim_once(seen: dict[str, tuple[Path, int]], name: str, path: Path, line: int, *,
+               label: str = "sample", noun: str = "sample") -> None:
+    """Record that `name` is on `line` of `path`; a name another split already claimed is an error."""
+    if name in seen:
+        other, other_line = seen[name]
+        raise DatasetError(f"line {line}: {label} {name!r} also appears in {other} line {other_line}", path=path,
+                           fix=f"a {noun} belongs to one split: delete line {line} of {path} "
+                               f"or line {other_line} of {other}")
+    seen[name] = (path, line)

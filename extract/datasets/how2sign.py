@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (DELIMITER_NAMES, Dataset, Sample, VideoFile, delimiter_fix, other_delimiter,
+from extract.datasets.base import (DELIMITER_NAMES, Dataset, claim_once, Sample, VideoFile, delimiter_fix, other_delimiter,
                                   problem_text, read_annotation_lines, sorted_samples)
 
 SOURCE_LANG = "eng_Latn"
@@ -78,13 +78,7 @@ def open_how2sign(root: Path, splits: Sequence[str]) -> Dataset:
         rows = read_realigned_csv(csv_path)
         for line, row in rows:
             name = row["SENTENCE_NAME"]
-            if name in seen:
-                other, other_line = seen[name]
-                raise DatasetError(
-                    f"line {line}: SENTENCE_NAME {name!r} also appears in {other} line {other_line}", path=csv_path,
-                    fix=f"a sentence belongs to one split: delete line {line} of {csv_path} "
-                        f"or line {other_line} of {other}")
-            seen[name] = (csv_path, line)
+            claim_once(seen, name, csv_path, line, label="SENTENCE_NAME", noun="sentence")
         mp4s = index_mp4s(root, s)
         samples[split] = sorted_samples(_sample(row, split, mp4s, csv_path, root, s) for row in rows)
         annotation_files[split] = [csv_path]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (DELIMITER_NAMES, Dataset, PngFolder, Sample, VideoFile, delimiter_fix,
+from extract.datasets.base import (DELIMITER_NAMES, Dataset, claim_once, PngFolder, Sample, VideoFile, delimiter_fix,
                                   list_frame_files, other_delimiter, problem_text, read_annotation_lines,
                                   sorted_samples, split_problem)
 
@@ -81,13 +81,7 @@ def open_phoenix(root: Path, splits: Sequence[str], *, name: str = "phoenix") ->
         csv_path = corpus_csv(base, split)
         rows = read_corpus_csv(csv_path)
         for row_name, (line, _, _) in rows.items():
-            if row_name in seen:
-                other, other_line = seen[row_name]
-                raise DatasetError(
-                    f"line {line}: sample {row_name!r} also appears in {other} line {other_line}", path=csv_path,
-                    fix=f"a sample belongs to one split: delete line {line} of {csv_path} "
-                        f"or line {other_line} of {other}")
-            seen[row_name] = (csv_path, line)
+            claim_once(seen, row_name, csv_path, line)
         # SpaMo reads the 256x256 copy; use it when the user made one for this split.
         frames_rel = FRAMES_256 if (base / FRAMES_256 / split).is_dir() else FRAMES
         frames_dir = base / frames_rel / split
