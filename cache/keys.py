@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 KEY_CHARS = 20
+HASH_MEMO = "file-sha256.json"
+"""Per-machine memo of weight-file hashes, in $XDG_CACHE_HOME/slt-pipe (default ~/.cache/slt-pipe)."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -42,6 +45,63 @@ def sha256_tree(path: Path) -> str:
         h.update(str(p.relative_to(path)).encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+def sha256_memo(path: Path) -> str:
+    """sha256 of a file, hashed once per machine while its path, size and mtime stay the same.
+
+    Why: a paper checkpoint is gigabytes, and every command keys its entries from these
+    hashes; re-reading them on each run is most of a cached run's time. A rewritten file
+    changes size or mtime and is hashed again.
+    """
+    real = Path(path).resolve()
+    st = real.stat()
+    stamp = [st.st_size, st.st_mtime_ns]
+    key = str(real)
+    if key in _MEMO and _MEMO[key][:2] == stamp:
+        return _MEMO[key][2]
+    disk = _read_memo()
+    if key in disk and disk[key][:2] == stamp:
+        _MEMO[key] = disk[key]
+        return disk[key][2]
+    digest = sha256_file(real)
+    _MEMO[key] = [*stamp, digest]
+    # files gone since (temporary checkouts, deleted snapshots) leave the memo when it is next written
+    _write_memo({k: v for k, v in _read_memo().items() if Path(k).exists()} | {key: _MEMO[key]})
+    return digest
+
+
+_MEMO: dict[str, list] = {}
+"""This process's view of the memo: path -> [size, mtime_ns, sha256]."""
+
+
+def hash_memo_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()
+    return Path(base) / "slt-pipe" / HASH_MEMO
+
+
+def _read_memo() -> dict[str, list]:
+    """The memo on disk; an unreadable or foreign file counts as empty (it is only a memo: files get re-hashed)."""
+    try:
+        data = json.loads(hash_memo_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3 and isinstance(v[2], str)}
+
+
+def _write_memo(memo: dict[str, list]) -> None:
+    """Atomically (temp file + rename): a concurrent reader sees the old memo or the new one, never half.
+    A read-only home only costs the re-hash next time, so a failed write is not an error."""
+    path = hash_memo_path()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(memo, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _default(obj: Any) -> Any:

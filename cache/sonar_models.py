@@ -46,7 +46,6 @@ Call `cache.fairseq2_env.ensure_fairseq2()` first (these functions do).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -414,14 +413,12 @@ def sonar_identity(spec: str, tiny_dir: Path | None = None) -> dict[str, Any]:
     'tiny': the entry's file hashes. An asset name: the name, the card's model definition
     (family, arch, config overrides, tokenizer family/config) and, per ``checkpoint`` /
     ``tokenizer`` field, the sha256 of the local file (``file://`` or a path; hashed once per
-    path+size+mtime in a process) or the URI of a remote one. So a different checkpoint
+    path+size+mtime on this machine) or the URI of a remote one. So a different checkpoint
     behind the same card name gives a different key.
     """
     if spec == TINY:
-        from cache.keys import sha256_file
-
         _tiny_config(tiny_dir)
-        files = {name: sha256_file(Path(tiny_dir) / name) for name in TINY_FILES}  # type: ignore[arg-type]
+        files = {name: file_identity(Path(tiny_dir) / name)["sha256"] for name in TINY_FILES}  # type: ignore[arg-type]
         return {"spec": TINY, "files": files}
     from cache.fairseq2_env import ensure_fairseq2
 
@@ -460,21 +457,16 @@ def _card_field_value(card: Any, field: str) -> Any:
 
 
 def file_identity(path: Path) -> dict[str, Any]:
-    """{"file": name, "bytes": size, "sha256": ...} of a weights file, hashed once per path+size+mtime."""
+    """{"file": name, "bytes": size, "sha256": ...} of a weights file, hashed once per machine while its
+    path, size and mtime stay the same (cache.keys.sha256_memo)."""
     real = Path(path).resolve()
-    st = real.stat()
-    return {"file": Path(path).name, "bytes": st.st_size,
-            "sha256": _sha256_cached(str(real), st.st_size, st.st_mtime_ns)}
+    return {"file": Path(path).name, "bytes": real.stat().st_size, "sha256": _sha256(real)}
 
 
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    # size and mtime are in the cache key so a rewritten file is hashed again; a SONAR
-    # checkpoint is 3 GB, which is worth reading once per process, not once per key.
+def _sha256(real: Path) -> str:
     # The HF cache stores LFS files as blobs named by their sha256: no need to read them.
-    real = Path(path)
     if real.parent.name == "blobs" and len(real.name) == 64:
         return real.name
-    from cache.keys import sha256_file
+    from cache.keys import sha256_memo
 
-    return sha256_file(real)
+    return sha256_memo(real)

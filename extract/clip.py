@@ -27,14 +27,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
 from extract.weights import (Converted, check_file, files_identity, fill_strictly, is_torchscript, read_state_dict,
                              split_qkv, tensor_shapes)
+
+if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
+    import torch
+    from torch import Tensor
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -294,6 +295,7 @@ def resolve(spatial_model: str, spatial_weights: str | None, arch: str) -> tuple
 
 def load(weights: ClipWeights, config: Any) -> torch.nn.Module:
     """CLIPVisionModel with every parameter from the file (float32, eval mode)."""
+    import torch
     from transformers import CLIPVisionModel
 
     conv = convert(weights.format, read_state_dict(weights.path))

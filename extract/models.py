@@ -20,25 +20,37 @@ through `FeatureExtractor`, which `slt-pipe translate --video` also uses in-proc
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import torch
-from torch import Tensor, nn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from extract import clip as clipm
 from extract import videomae as maem
 from extract.clip import CLIP_MEAN, CLIP_STD, ImageRecipe
 from extract.config import ExtractConfig
-from extract.preprocess import SQUASH_RESAMPLER, normalise, processor_crop, s2_tiles, squash, squash_side
 from extract.videomae import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # torch, numpy and the model libraries load where they are used: a cached run keys without them
+    import numpy as np
+    import torch
+    from torch import Tensor, nn
 
 TINY_VIT = "tiny-vit"
 TINY_VIDEOMAE = "tiny-videomae"
 TINY_SEED = 0
+TINY_VIT_ARCH: dict[str, Any] = dict(patch_size=16, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, pre_norm=True,
+                                     num_classes=0, act_layer="quick_gelu")
+"""timm VisionTransformer settings of the tiny spatial model (besides img_size)."""
+TINY_VIDEOMAE_ARCH: dict[str, Any] = dict(patch_size=16, tubelet_size=2, hidden_size=64, num_hidden_layers=2,
+                                          num_attention_heads=4, intermediate_size=128, use_mean_pooling=False)
+"""transformers VideoMAEConfig settings of the tiny motion model (besides image_size and num_frames)."""
+TINY_INIT = "unit gain: 2-d params randn/sqrt(fan_in), cls_token/pos_embed randn*0.5, generator seed+2, sorted names"
+"""How `_rescale_init` draws the tiny weights; change this text whenever that function changes."""
+TINY_LIBRARIES = ("torch", "timm", "transformers")
+"""The libraries whose code generates the tiny weights from the seed (their versions are in the identity)."""
 TINY_RESIZE = "torch bicubic-antialias shortest side (rounded), centre crop"
 """How the tiny recipe makes model inputs (both streams share the 1x view)."""
 
@@ -62,6 +74,9 @@ def prepare_views(frames: np.ndarray, image_size: int, scales: list[int], *, chu
     Vectorised over frames with torch (antialiased bicubic); `chunk` bounds the float32
     working memory on large video frames.
     """
+    import numpy as np
+    import torch
+
     views: dict[int, np.ndarray] = {}
     needed = sorted(set(scales) | {1})  # the 1x view also feeds the motion stream
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
@@ -73,6 +88,9 @@ def prepare_views(frames: np.ndarray, image_size: int, scales: list[int], *, chu
 
 
 def _resize_crop(x: Tensor, side: int) -> Tensor:
+    import torch
+    from torch import nn
+
     h, w = x.shape[-2:]
     k = side / min(h, w)
     nh, nw = max(side, round(h * k)), max(side, round(w * k))
@@ -86,6 +104,8 @@ def _resize_crop(x: Tensor, side: int) -> Tensor:
 def clip_index(frames: int, clip_len: int, stride: int) -> np.ndarray:
     """[C, clip_len] frame indices of the sliding clips (SpaMo: windows past the end are dropped;
     a video shorter than one clip is padded by repeating its last frame)."""
+    import numpy as np
+
     if frames <= 0:
         raise ValueError("a video needs at least one frame")
     if frames < clip_len:
@@ -128,6 +148,8 @@ class Recipe:
         """Decoded uint8 [T, H, W, 3] -> named uint8 views (all [T, h, w, 3])."""
         if self.kind == "tiny":
             return prepare_views(frames, self.image_size, list(self.scales))
+        from extract.preprocess import processor_crop, squash
+
         assert self.clip is not None and self.mae is not None
         images = squash(frames, self.squash) if self.squash else frames  # once, for both processors
         return {"clip": processor_crop(images, self.clip), "mae": processor_crop(images, self.mae)}
@@ -137,6 +159,8 @@ class Recipe:
             return {"kind": "tiny", "resize": TINY_RESIZE, "image_size": self.image_size, "scales": list(self.scales),
                     "spatial_norm": {"mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
                     "motion_norm": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+        from extract.preprocess import SQUASH_RESAMPLER
+
         assert self.clip is not None and self.mae is not None
         return {"kind": "spamo", "scales": list(self.scales),
                 "s2": "normalised crop upsampled with F.interpolate(bicubic), tiles' class tokens averaged",
@@ -159,7 +183,48 @@ class PaperModels:
 
 def resolve_paper(cfg: ExtractConfig, *, random_init: bool = False) -> PaperModels:
     """Locate both checkpoints, detect their formats and check from names and shapes that each
-    fills its architecture. Raises WeightsError (naming file and fix) before any work starts."""
+    fills its architecture. Raises WeightsError (naming file and fix) before any work starts.
+
+    Once per process and config: a command asks for every split's key, the feature widths and
+    the recipe, and checking a ViT-L from its names and shapes builds it on the meta device.
+    Done again when a file it read changed size or mtime."""
+    from extract.hf_cache import hf_cache_dir
+
+    memo_key = (cfg.spatial_model, cfg.spatial_weights, cfg.spatial_arch, cfg.motion_model, cfg.motion_weights,
+                cfg.motion_arch, random_init, str(hf_cache_dir()))
+    hit = _PAPER.get(memo_key)
+    if hit is not None and hit[0] == _stamp(hit[1]):
+        return hit[1]
+    paper = _resolve_paper(cfg, random_init=random_init)
+    _PAPER[memo_key] = (_stamp(paper), paper)
+    return paper
+
+
+_PAPER: dict[tuple, tuple[tuple, PaperModels]] = {}
+"""resolve_paper's memo: config fields -> (stamp of the files read, the result)."""
+
+
+def _stamp(paper: PaperModels) -> tuple:
+    """(path, size, mtime) of every file resolve_paper read: weights, shards, the snapshots' configs."""
+    from extract.weights import weight_files
+
+    files: list[Path] = []
+    for w in (paper.clip, paper.mae):
+        if w is not None:
+            files += [w.path, *weight_files(w.path)]
+            if w.snapshot is not None:
+                files += [w.snapshot / "config.json", w.snapshot / "preprocessor_config.json"]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(f), None, None))  # absent now or before: a change shows as a different stamp
+    return tuple(out)
+
+
+def _resolve_paper(cfg: ExtractConfig, *, random_init: bool) -> PaperModels:
     if random_init:  # benchmarks only: paper sizes, random weights, marked so in the identity
         from transformers import CLIPVisionConfig, VideoMAEConfig
 
@@ -173,6 +238,8 @@ def make_recipe(cfg: ExtractConfig, paper: PaperModels | None = None) -> Recipe:
     scales = tuple(sorted(cfg.spatial_scales))
     if is_tiny(cfg):
         return Recipe("tiny", scales, cfg.image_size)
+    from extract.preprocess import squash_side
+
     paper = paper or resolve_paper(cfg)
     size = int(paper.clip_config.image_size)
     clip_r = clipm.read_recipe(paper.clip.snapshot if paper.clip else None, clipm.clip_default_recipe(size))
@@ -189,7 +256,7 @@ def make_recipe(cfg: ExtractConfig, paper: PaperModels | None = None) -> Recipe:
 def feature_dims(cfg: ExtractConfig, *, random_init: bool = False) -> tuple[int, int]:
     """(spatial, motion) widths without building the models."""
     if is_tiny(cfg):
-        return 64 * len(cfg.spatial_scales), 64
+        return TINY_VIT_ARCH["embed_dim"] * len(cfg.spatial_scales), TINY_VIDEOMAE_ARCH["hidden_size"]
     paper = resolve_paper(cfg, random_init=random_init)
     return int(paper.clip_config.hidden_size) * len(cfg.spatial_scales), int(paper.mae_config.hidden_size)
 
@@ -198,21 +265,21 @@ def feature_dims(cfg: ExtractConfig, *, random_init: bool = False) -> tuple[int,
 
 
 def _tiny_vit(image_size: int) -> nn.Module:
+    import torch
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(TINY_SEED)
-    model = VisionTransformer(img_size=image_size, patch_size=16, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0,
-                              pre_norm=True, num_classes=0, act_layer="quick_gelu")
+    model = VisionTransformer(img_size=image_size, **TINY_VIT_ARCH)
     _rescale_init(model)
     return model
 
 
 def _tiny_videomae(image_size: int, clip_len: int) -> nn.Module:
+    import torch
     from transformers import VideoMAEConfig, VideoMAEModel
 
     torch.manual_seed(TINY_SEED + 1)
-    config = VideoMAEConfig(image_size=image_size, patch_size=16, num_frames=clip_len, tubelet_size=2, hidden_size=64,
-                            num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, use_mean_pooling=False)
+    config = VideoMAEConfig(image_size=image_size, num_frames=clip_len, **TINY_VIDEOMAE_ARCH)
     model = VideoMAEModel(config)
     _rescale_init(model)
     return model
@@ -224,7 +291,10 @@ def _rescale_init(model: nn.Module) -> None:
     Why: with std 0.02 an untrained transformer is nearly the identity on its input tokens and
     attention is uniform, so a class token learns nothing about where a shape is; unit gain
     keeps attention content-dependent, so random tiny features still carry colour and shape.
+    Described by TINY_INIT in the identity: keep the two in step.
     """
+    import torch
+
     gen = torch.Generator().manual_seed(TINY_SEED + 2)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
@@ -232,16 +302,6 @@ def _rescale_init(model: nn.Module) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
             elif name.endswith(("cls_token", "pos_embed")):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-
-
-def _state_sha256(model: nn.Module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- identity
@@ -253,12 +313,15 @@ def model_identity(cfg: ExtractConfig, *, random_init: bool = False) -> dict[str
     absent or do not fill their architecture."""
     if is_tiny(cfg):
         recipe = make_recipe(cfg)
+        generated = {"init": TINY_INIT, "init_seed": TINY_SEED + 2, "libraries": dict(library_versions(TINY_LIBRARIES))}
         return {"spatial": {"name": TINY_VIT, "library": "timm", "token": "cls of last block, before final norm",
-                            "weights": {"seed": TINY_SEED, "state_sha256": _tiny_sha("vit", cfg.image_size, cfg.clip_len)}},
+                            "weights": {"seed": TINY_SEED, "arch": {"img_size": cfg.image_size, **TINY_VIT_ARCH},
+                                        **generated}},
                 "motion": {"name": TINY_VIDEOMAE, "library": "transformers.VideoMAEModel", "pool": cfg.motion_pool,
                            "token": "last_hidden_state (after the final LayerNorm)",
-                           "weights": {"seed": TINY_SEED + 1,
-                                       "state_sha256": _tiny_sha("videomae", cfg.image_size, cfg.clip_len)}},
+                           "weights": {"seed": TINY_SEED + 1, "arch": {"image_size": cfg.image_size,
+                                                                       "num_frames": cfg.clip_len, **TINY_VIDEOMAE_ARCH},
+                                       **generated}},
                 "recipe": recipe.to_json()}
     paper = resolve_paper(cfg, random_init=random_init)
     recipe = make_recipe(cfg, paper)
@@ -276,20 +339,38 @@ def model_identity(cfg: ExtractConfig, *, random_init: bool = False) -> dict[str
     return {"spatial": spatial, "motion": motion, "recipe": recipe.to_json()}
 
 
-_TINY_SHA: dict[tuple, str] = {}
+@functools.lru_cache(maxsize=None)
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions, read from package metadata (importing torch or timm would cost seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def _tiny_sha(which: str, image_size: int, clip_len: int) -> str:
-    key = (which, image_size, clip_len)
-    if key not in _TINY_SHA:
-        _TINY_SHA[key] = _state_sha256(_tiny_vit(image_size) if which == "vit" else _tiny_videomae(image_size, clip_len))
-    return _TINY_SHA[key]
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 # --------------------------------------------------------------------------- the extractor
 
 
+def _inference_mode(fn: Callable) -> Callable:
+    """`torch.inference_mode()` as a decorator that imports torch when the method runs, not at import."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    return run
+
+
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -303,6 +384,8 @@ class Precision:
     autocast: str | None
 
     def context(self):
+        import torch
+
         if self.autocast is None:
             return nullcontext()
         return torch.autocast(self.device, dtype=getattr(torch, self.autocast))
@@ -316,6 +399,8 @@ class FeatureExtractor:
     """
 
     def __init__(self, cfg: ExtractConfig, device: str | torch.device = "auto", *, random_init: bool = False):
+        import torch
+
         self.cfg = cfg
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = Precision(self.device.type, cfg.autocast if self.device.type == "cuda" and cfg.autocast != "none" else None)
@@ -349,15 +434,22 @@ class FeatureExtractor:
         self.clips_forwarded = 0
 
     def _to_device(self, x: np.ndarray | Tensor) -> Tensor:
+        import numpy as np
+        import torch
+
         t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
         if self.device.type == "cuda":
             # Pinned + non_blocking: the host queues the copy and goes on preparing the next batch.
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
 
-    @torch.inference_mode()
+    @_inference_mode
     def spatial_batch(self, views: dict[Any, np.ndarray | Tensor]) -> Tensor:
         """Prepared views (`Recipe.spatial_keys`, each uint8 [B, h, w, 3]) -> float [B, Ds] on the device."""
+        import torch
+
+        from extract.preprocess import normalise, s2_tiles
+
         if self.recipe.kind == "tiny":
             return self._tiny_spatial(views)
         x = normalise(self._to_device(views["clip"]), self._clip_mean, self._clip_std)  # [B, 3, S, S]
@@ -376,6 +468,10 @@ class FeatureExtractor:
         return torch.cat(out, dim=1)
 
     def _tiny_spatial(self, views: dict[Any, np.ndarray | Tensor]) -> Tensor:
+        import torch
+
+        from extract.preprocess import normalise
+
         S = self.cfg.image_size
         images, counts = [], []
         for s in self.scales:
@@ -396,9 +492,11 @@ class FeatureExtractor:
         self.frames_forwarded += b
         return torch.cat(out, dim=1)
 
-    @torch.inference_mode()
+    @_inference_mode
     def motion_batch(self, clips: np.ndarray | Tensor) -> Tensor:
         """uint8 [B, L, S, S, 3] clips -> float [B, Dm] on the device (not synchronised)."""
+        from extract.preprocess import normalise
+
         x = normalise(self._to_device(clips), self._mae_mean, self._mae_std)  # [B, L, 3, S, S]
         with self.precision.context():
             if self.recipe.kind == "tiny":
@@ -414,6 +512,8 @@ class FeatureExtractor:
     def spatial(self, frames: np.ndarray, views: dict[Any, np.ndarray] | None = None) -> np.ndarray:
         """One video's raw uint8 [T, H, W, 3] -> float32 [T, Ds]."""
         views = views if views is not None else self.prepare(frames)
+        import torch
+
         B = self.cfg.batch_frames
         keys = self.recipe.spatial_keys
         out = [self.spatial_batch({k: views[k][i:i + B] for k in keys}) for i in range(0, len(frames), B)]
@@ -424,6 +524,8 @@ class FeatureExtractor:
         views = views if views is not None else self.prepare(frames)
         view = views[self.recipe.motion_key]
         clips = view[clip_index(len(view), self.cfg.clip_len, self.cfg.clip_stride)]
+        import torch
+
         B = self.cfg.batch_clips
         return torch.cat([self.motion_batch(clips[i:i + B]) for i in range(0, len(clips), B)]).cpu().numpy()
 

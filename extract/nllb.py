@@ -230,7 +230,8 @@ NLLB_FILES = ("config.json", "generation_config.json", "model.safetensors", "mod
 def nllb_identity(model_id: str) -> dict[str, Any]:
     """What identifies an NLLB model in cache keys, without loading it: the id and, for a snapshot
     on disk (a folder or the HF cache), the sha256 of each of its `NLLB_FILES` and weight shards
-    (hashed once per path+size+mtime; HF cache blobs are named by their sha256 and not read)."""
+    (hashed once per machine while path, size and mtime hold; HF cache blobs are named by their sha256 and
+    not read)."""
     from cache.sonar_models import file_identity
 
     snap = _snapshot_dir(model_id)

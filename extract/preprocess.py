@@ -13,21 +13,23 @@ same squash in memory with PIL bicubic (the tool SpaMo's copy was made with is u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
 
 from cache.errors import SltPipeError
 from extract.clip import ImageRecipe
+
+if TYPE_CHECKING:  # torch and PIL load only where frames are processed: a cached run keys without them
+    from PIL import Image
+    from torch import Tensor
 
 PHOENIX_SQUASH = 256
 SQUASH_DATASETS = ("phoenix", "toy")
 """Datasets in PHOENIX-2014T layout, whose frames SpaMo reads squashed to 256x256."""
 SQUASH_RESAMPLER = "PIL bicubic"
-_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
-            "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+FILTERS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+"""PIL resamplers a recipe may name (`Image.Resampling` members, lower-cased)."""
 
 
 def resolve_squash(setting: str, dataset: str) -> str:
@@ -55,14 +57,20 @@ def squash_side(setting: str) -> int | None:
 
 def squash(frames: np.ndarray, side: int) -> list[Image.Image]:
     """Every frame resized to side x side with PIL bicubic (PIL returns a frame already that size as is)."""
+    from PIL import Image
+
     return [Image.fromarray(f).resize((side, side), Image.Resampling.BICUBIC) for f in frames]
 
 
 def processor_crop(frames: np.ndarray | list[Image.Image], recipe: ImageRecipe) -> np.ndarray:
     """uint8 [T, H, W, 3] (or PIL frames) -> uint8 [T, crop_h, crop_w, 3]: resize shortest side, centre crop."""
+    from PIL import Image
+
     ch, cw = recipe.crop
     out = np.empty((len(frames), ch, cw, 3), dtype=np.uint8)
-    resample = _FILTERS[recipe.resample]
+    if recipe.resample not in FILTERS:
+        raise SltPipeError(f"unknown resampler {recipe.resample!r}", fix=f"use one of: {', '.join(FILTERS)}")
+    resample = Image.Resampling[recipe.resample.upper()]
     for i, frame in enumerate(frames):
         im = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
         w, h = im.size
@@ -88,6 +96,8 @@ def s2_tiles(x: Tensor, scale: int) -> Tensor:
     """SpaMo's S2 view: the normalised [B, 3, S, S] crop upsampled `scale` times with plain bicubic
     `F.interpolate` (no antialias, float) and cut into scale^2 tiles: [B * scale^2, 3, S, S]."""
     b, c, h, w = x.shape
+    import torch
+
     big = torch.nn.functional.interpolate(x, size=(h * scale, w * scale), mode="bicubic")
     tiles = big.view(b, c, scale, h, scale, w).permute(0, 2, 4, 1, 3, 5)
     return tiles.reshape(b * scale * scale, c, h, w)

@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
 from extract.clip import ImageRecipe
 from extract.weights import Converted, check_file, files_identity, fill_strictly, read_state_dict, weight_files
+
+if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
+    import torch
+    from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,6 +126,7 @@ def resolve(motion_model: str, motion_weights: str | None, arch: str) -> tuple[V
 
 def load(weights: VideoMAEWeights, config: Any) -> torch.nn.Module:
     """VideoMAEModel with every parameter from the file (float32, eval mode)."""
+    import torch
     from transformers import VideoMAEModel
 
     from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table

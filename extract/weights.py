@@ -19,12 +19,12 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cache.errors import WeightsError
+
+if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
+    from torch import Tensor, nn
 
 SHOW_KEYS = 5
 """How many offending keys an error lists before '... and N more'."""
@@ -81,6 +81,8 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _read_one(path: Path) -> dict[str, Tensor]:
+    import torch
+
     if not path.is_file():
         raise WeightsError("weights file is missing", path=path, fix="check the path in the config")
     try:
@@ -100,7 +102,7 @@ def _read_one(path: Path) -> dict[str, Tensor]:
     for wrapper in ("state_dict", "model"):  # training checkpoints wrap the weights
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError("file does not hold a state dict of tensors", path=path,
                            fix="point the config at the weights file itself (safetensors, .bin or OpenAI .pt)")
     return state
@@ -140,6 +142,8 @@ def check_file(path: Path, convert: Callable[[dict[str, Tensor]], Converted], mo
     """Verify from names and shapes alone (no tensor read from a safetensors file) that the checkpoint
     at `path`, renamed by `convert`, fills `model_cls(config)`; returns what `convert` ignored by name.
     Raises WeightsError exactly as loading the file would."""
+    import torch
+
     conv = convert({k: torch.empty(s, device="meta") for k, s in tensor_shapes(path).items()})
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}

@@ -54,7 +54,7 @@ from pipeline.commands import suggest
 from pipeline.config import Config
 from pipeline.dataset import open_dataset
 
-TARGETS_FORMAT = 2  # 2: the dataset's own references win over machine translations
+TARGETS_FORMAT = 3  # 2: the dataset's own references win over machine translations; 3: fletcher32 embeddings, sha256 on strings
 TRANSLATIONS_FORMAT = 1
 TINY_SONAR_FORMAT = 1
 TINY_NLLB_FORMAT = 1

@@ -29,10 +29,10 @@ from pipeline.commands import suggest
 from pipeline.config import Config, to_dict
 from pipeline.dataset import open_dataset
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: tiny models identified by seed, architecture and library versions; crc32c on every chunk
 FEATURES_LAYOUT = ("features.zarr: Zarr v3; shards/{k:05d}/spatial [sum T, Ds] and /motion [sum C, Dm] hold the "
                    "videos sorted_ids[k*shard_videos:(k+1)*shard_videos] concatenated; index/ids [N] and index/rows "
-                   "[N, 5] = (shard, spatial start, stop, motion start, stop); see cache/features.py")
+                   "[N, 5] = (shard, spatial start, stop, motion start, stop); every chunk zstd then crc32c; see cache/features.py")
 
 
 @dataclass
@@ -93,12 +93,12 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
 
 def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: ExtractReport,
                    start_ray: Callable[[ExtractConfig], None], console: Console) -> None:
-    from extract.runner import run_extraction
-
     key, inputs = features_key(cfg, dataset, split)
     entry = cache.get("features", key)
     samples = dataset.samples[split]
     if entry is None:
+        from extract.runner import run_extraction  # torch, Ray, Zarr: only when there is work
+
         console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(samples)} videos -> features/{key}")
         ecfg = stage_config(cfg, dataset.name)
         donors = repair_donors(cache, key, inputs, dataset.name, split)

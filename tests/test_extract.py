@@ -112,7 +112,7 @@ def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
     manifest = json.loads((entry / "manifest.json").read_text())
     assert [f[0] for f in manifest["failures"]] == [bad] and str(bad_file) in manifest["failures"][0][1]
     assert manifest["items"] == 23 and manifest["compute"]["device"] == "cpu"
-    assert manifest["inputs"]["models"]["spatial"]["weights"]["state_sha256"]
+    assert manifest["inputs"]["models"]["spatial"]["weights"]["libraries"]["torch"]
     reader = FeatureReader(entry)
     assert bad not in reader.ids and len(reader.ids) == 23
     vid = reader.ids[0]
