@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from cache.errors import CacheError
 from cache.keys import sha256_file
@@ -206,17 +206,20 @@ class Cache:
                 path=self.lock_path(kind, key),
                 fix="wait for it to finish (or kill it; the work it finished is kept)",
             )
-        partial = base / f"{key}{PARTIAL}"
+        return self._pending(kind, key, inputs, fd)
+
+    def _pending(self, kind: str, key: str, inputs: dict[str, Any], fd: int) -> PendingEntry:
+        partial = self.root / kind / f"{key}{PARTIAL}"
         partial.mkdir(exist_ok=True)
         return PendingEntry(self, kind, key, partial, inputs, fd)
 
-    def _lock(self, kind: str, key: str) -> int | None:
-        """An fd holding the entry's lock, or None if another process holds it."""
+    def _lock(self, kind: str, key: str, *, block: bool = False) -> int | None:
+        """An fd holding the entry's lock (its file names our pid), or None if another process holds it."""
         path = self.lock_path(kind, key)
         while True:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
             except BlockingIOError:
                 os.close(fd)
                 return None
@@ -225,8 +228,56 @@ class Cache:
             except FileNotFoundError:
                 same = False
             if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 return fd
             os.close(fd)  # its holder unlinked the file as it finished: lock the new one
+
+    def get_or_wait(self, kind: str, key: str, note: Callable[[str], None] | None = None) -> Entry | None:
+        """The complete entry; if another live process is building it, wait for that process first."""
+        entry = self.get(kind, key)
+        if entry is None and self.is_locked(kind, key):
+            self._wait(kind, key, note)
+            entry = self.get(kind, key)
+        return entry
+
+    def claim(self, kind: str, key: str, inputs: dict[str, Any],
+              note: Callable[[str], None] | None = None) -> Entry | PendingEntry:
+        """The complete entry, or the right to build it (a locked PendingEntry), atomically.
+
+        Two jobs of one entry cooperate: the second waits while the first builds, then gets
+        the published entry and redoes nothing; if the first died, the second resumes its
+        partial entry. (`begin` instead refuses at once when another process holds the lock.)
+        """
+        while True:
+            entry = self.get(kind, key)
+            if entry is not None:
+                return entry
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
+            fd = self._lock(kind, key)
+            if fd is None:
+                self._wait(kind, key, note)
+                continue
+            entry = self.get(kind, key)  # published between our look and our lock
+            if entry is None:
+                return self._pending(kind, key, inputs, fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path(kind, key))
+            os.close(fd)
+            return entry
+
+    def _wait(self, kind: str, key: str, note: Callable[[str], None] | None) -> None:
+        if note is not None:
+            try:
+                pid = self.lock_path(kind, key).read_text().strip() or "?"
+            except OSError:
+                pid = "?"
+            note(f"waiting for slt-pipe process {pid}, which is building {kind}/{key}; this run then reuses it")
+        fd = self._lock(kind, key, block=True)
+        if fd is not None:  # held only to learn that the builder is done; unlinked while held (see release)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path(kind, key))
+            os.close(fd)
 
     def is_locked(self, kind: str, key: str) -> bool:
         """Whether a live process holds the entry's build lock (a kill -9 releases it)."""

@@ -67,11 +67,11 @@ def toy_corpus(cfg: Config, console: Console | None = None) -> Entry:
     cache = Cache(cfg.cache.dir)
     inputs = _toy_inputs(cfg)
     key = make_key("toy", inputs, format_version=TOY_FORMAT)
-    entry = cache.get("datasets", key)
-    if entry is None:
-        if console:
-            console.print(f"generating the toy corpus ({cfg.dataset.toy_videos} videos) in the cache")
-        with cache.begin("datasets", key, inputs) as pending:
-            make_toy(pending.dir, videos=cfg.dataset.toy_videos, seed=cfg.dataset.toy_seed)
-            entry = pending.publish(dataset="toy", items=cfg.dataset.toy_videos)
-    return entry
+    got = cache.claim("datasets", key, inputs, note=console.print if console else None)
+    if isinstance(got, Entry):
+        return got
+    if console:
+        console.print(f"generating the toy corpus ({cfg.dataset.toy_videos} videos) in the cache")
+    with got as pending:
+        make_toy(pending.dir, videos=cfg.dataset.toy_videos, seed=cfg.dataset.toy_seed)
+        return pending.publish(dataset="toy", items=cfg.dataset.toy_videos)

@@ -46,7 +46,7 @@ from rich.text import Text
 
 from cache.errors import CacheError, SltPipeError, WeightsError
 from cache.keys import make_key
-from cache.store import MANIFEST, Cache, Entry
+from cache.store import MANIFEST, Cache, Entry, PendingEntry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
 from extract.embed_targets import REFERENCE, source_label
 from extract.translation_gates import GateThresholds, score_translations
@@ -384,21 +384,25 @@ def sonar_decoder(cfg: Config, dataset: Any) -> tuple[str, Path | None]:
 # ------------------------------------------------------------------ building
 
 
+def _note(console: Console):
+    return lambda message: console.print(message, highlight=False)
+
+
 def ensure_tiny_sonar(cfg: Config, dataset: Any, console: Console) -> Path:
     """The tiny-SONAR entry of this corpus and settings, trained (about a minute on CPU) if absent."""
     from extract.tiny_sonar import train_tiny_sonar
 
     cache = Cache(cfg.cache.dir)
     key, inputs = tiny_sonar_key_inputs(cfg, dataset)
-    entry = cache.get("tiny-sonar", key)
-    if entry is not None:
-        return entry.dir
+    got = cache.claim("tiny-sonar", key, inputs, note=_note(console))
+    if isinstance(got, Entry):
+        return got.dir
     corpus = tiny_corpus(cfg, dataset)
     n, steps = inputs["items"], cfg.embed.tiny_sonar_steps
     console.print(f"[bold]tiny SONAR[/]: training on {n} train sentences x {len(corpus)} languages "
                   f"({', '.join(corpus)}), {steps} steps -> tiny-sonar/{key}")
     # A crash mid-training leaves nothing worth resuming: training restarts, deterministically.
-    with cache.begin("tiny-sonar", key, inputs) as pending, _steps(console, "train tiny SONAR", steps) as on_step:
+    with got as pending, _steps(console, "train tiny SONAR", steps) as on_step:
         train_tiny_sonar(corpus, pending.dir, seed=cfg.embed.tiny_seed, steps=steps, device=_device(cfg),
                          on_step=on_step, **{k: v for k, v in TINY_SETTINGS.items()})
         entry = pending.publish(dataset=dataset.name, items=n, langs=list(corpus))
@@ -410,11 +414,12 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
 
     cache = Cache(cfg.cache.dir)
     key, inputs = tiny_nllb_key_inputs(cfg, dataset)
-    entry = cache.get("tiny-nllb", key)
+    got = cache.claim("tiny-nllb", key, inputs, note=_note(console))
+    entry = got if isinstance(got, Entry) else None
     if entry is None:
         steps = cfg.embed.tiny_nllb_steps
         console.print(f"[bold]tiny NLLB[/]: training {steps} steps -> tiny-nllb/{key}")
-        with cache.begin("tiny-nllb", key, inputs) as pending, _steps(console, "train tiny NLLB", steps) as on_step:
+        with got as pending, _steps(console, "train tiny NLLB", steps) as on_step:
             make_tiny_nllb(pending.dir, tiny_corpus(cfg, dataset), seed=cfg.embed.tiny_seed, train_steps=steps,
                            on_step=on_step)
             entry = pending.publish(dataset=dataset.name)
@@ -522,9 +527,10 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
     for lang in todo:
         key, inputs = plan[lang]
         t0 = time.monotonic()
-        entry = cache.get("targets", key)
+        got = cache.claim("targets", key, inputs, note=_note(console))
         label = _label(cfg, dataset, lang, ident)
-        if entry is not None:
+        if isinstance(got, Entry):
+            entry = got
             console.print(f"[green]cached[/] targets {lang}: targets/{key} ({entry.items} sentences)")
             if (entry.manifest.get("quality_gate") or {}).get("published_despite_failing"):
                 console.print(f"[yellow]warning[/] {lang}: these translations failed the quality gates and were "
@@ -536,7 +542,7 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
         console.print(f"[bold]embed-targets[/] {dataset.name} {lang} ({label}): {n} sentences -> targets/{key}")
         counts = {"translated": 0, "embedded": 0}
         try:
-            entry = _build_language(cfg, cache, dataset, lang, key, inputs, models, console, counts, thresholds)
+            entry = _build_language(cfg, cache, dataset, lang, got, models, console, counts, thresholds)
         except SltPipeError as e:
             if models.load_failed:
                 raise
@@ -577,12 +583,12 @@ def _uncached_nllb_refusals(cfg: Config, cache: Cache, dataset: Any, plan: dict[
         return _nllb_refusals(cfg, dataset.source_lang, pending)
 
 
-def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, key: str, inputs: dict[str, Any],
+def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed: PendingEntry,
                     models: _Models, console: Console, counts: dict[str, int], thresholds: GateThresholds) -> Entry:
-    """Translate what the dataset lacks, gate the translations, embed, publish one targets entry."""
+    """Translate what the dataset lacks, gate the translations, embed, publish the claimed targets entry."""
     src = dataset.source_lang
     machine = source_label(models.ident.translator)
-    with cache.begin("targets", key, inputs) as pending, _discard_on_error(cache, pending):
+    with claimed as pending, _discard_on_error(cache, pending):
         texts: dict[str, list[str]] = {}
         sources: dict[str, list[str]] = {}
         machine_rows: list[tuple[str, str, str]] = []
@@ -606,8 +612,8 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, key: str
                 emb = _embeddings(pending.dir / f"{split}.npy", texts[split], lang, cfg, models, console, counts,
                                   f"embed {lang} {split}")
                 splits[split] = SplitTargets(ids, texts[split], emb, sources[split])
-            write_targets(h5, lang, splits, key=key, encoder=models.ident.encoder,
-                          translator=inputs["translator"])
+            write_targets(h5, lang, splits, key=pending.key, encoder=models.ident.encoder,
+                          translator=pending.inputs["translator"])
         _keep_only(pending.dir, TARGETS_FILE)
         with _h5(h5) as f:
             dim = int(f.attrs["dim"])
@@ -625,13 +631,13 @@ def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str
     src = dataset.source_lang
     texts = [s.text for s in dataset.samples[split]]
     key, inputs = translations_key(dataset, split, lang, models.ident)
-    entry = cache.get("translations", key)
-    if entry is not None:
-        return load_translations(entry.dir / TRANSLATIONS_FILE, texts)
+    got = cache.claim("translations", key, inputs, note=_note(console))
+    if isinstance(got, Entry):
+        return load_translations(got.dir / TRANSLATIONS_FILE, texts)
     tr_id = models.ident.translator
     uniq, inverse = _unique(texts)
     chunk = max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES
-    with cache.begin("translations", key, inputs) as pending, _discard_on_error(cache, pending):
+    with got as pending, _discard_on_error(cache, pending):
         parts = [(uniq[a : a + chunk], pending.dir / f"chunk-{i:05d}.json")
                  for i, a in enumerate(range(0, len(uniq), chunk))]
         cached = [_load_chunk(path, part) for part, path in parts]

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from rich.console import Console
 
 from cache.keys import canonical_json, make_key
-from cache.store import Cache, Entry
+from cache.store import Cache, Entry, PendingEntry
 from extract.config import ExtractConfig
 from pipeline.commands import suggest
 from pipeline.config import Config, to_dict
@@ -94,15 +94,15 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
 def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: ExtractReport,
                    start_ray: Callable[[ExtractConfig], None], console: Console) -> None:
     key, inputs = features_key(cfg, dataset, split)
-    entry = cache.get("features", key)
+    got = cache.claim("features", key, inputs, note=lambda m: console.print(m, highlight=False))
     samples = dataset.samples[split]
-    if entry is None:
+    if isinstance(got, PendingEntry):
         from extract.runner import run_extraction  # torch, Ray, Zarr: only when there is work
 
         console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(samples)} videos -> features/{key}")
         ecfg = stage_config(cfg, dataset.name)
         donors = repair_donors(cache, key, inputs, dataset.name, split)
-        with cache.begin("features", key, inputs) as pending:
+        with got as pending:
             result = run_extraction(ecfg, samples, pending, console=console,
                                     digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
                                     donors=[(e.key, e.dir) for e in donors], before_compute=lambda: start_ray(ecfg))
@@ -112,6 +112,7 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
                                     layout=FEATURES_LAYOUT, compute=result.compute, **extra)
         report.computed.append(split)
     else:
+        entry = got
         console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
     report.entries[split] = entry
     failures = entry.manifest.get("failures", [])

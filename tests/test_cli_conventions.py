@@ -363,3 +363,57 @@ def test_a_split_name_the_release_lacks_names_the_flag_and_the_splits(tmp_path, 
     assert "PHOENIX calls that split 'dev'" in r.exception.problem
     assert r.exception.fix == "this release has splits dev, test, train: pass --split dev,test,train (or a subset)"
     parses(["cache", "stats", "--split", "dev"])
+
+
+def test_a_second_builder_waits_for_the_first_and_reuses_its_entry(tmp_path):
+    """Two jobs of one entry cooperate: the second waits for the lock, then reads what the first published."""
+    import threading
+
+    cache = Cache(tmp_path)
+    first = cache.begin("features", "k", {})
+    (first.dir / "data").write_text("done once")
+    notes: list[str] = []
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(cache.get_or_wait("features", "k", note=notes.append)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and notes and f"process {os.getpid()}" in notes[0]  # still waiting, and says for whom
+    first.publish()
+    waiter.join(timeout=10)
+    assert got and (got[0].dir / "data").read_text() == "done once"
+    assert not list((tmp_path / "features").glob("*.lock"))
+    assert cache.get_or_wait("features", "absent") is None  # nobody building: no wait
+
+
+@pytest.mark.slow
+def test_two_concurrent_extracts_of_one_entry_both_succeed_and_compute_once(tmp_path):
+    import json
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [*SLT, "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"), "--split", "train",
+            "--set", "dataset.toy_videos=24"]
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], [o[1][-2000:] for o in outs]
+    said = outs[0][1] + outs[1][1]
+    assert "waiting for slt-pipe process" in said  # one of them waited (for the toy, the features, or both)
+    assert said.count("extracted ") == 1  # the features were computed by one process only
+    entries = [json.loads(m.read_text()) for m in (tmp_path / "c" / "features").glob("*/manifest.json")]
+    assert len(entries) == 1 and not list((tmp_path / "c").rglob("*.lock"))
+
+
+@pytest.mark.slow
+def test_two_concurrent_embed_targets_both_succeed_and_build_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [*SLT, "embed-targets", "--dataset", "toy", "--cache", str(tmp_path / "c"), "--langs", "deu,eng",
+            "--set", "dataset.toy_videos=24", "--set", "embed.tiny_sonar_steps=40", "--set", "embed.references=false"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    said = outs[0][1] + outs[1][1]
+    assert "waiting for slt-pipe process" in said
+    assert said.count("tiny SONAR: training") == 1  # trained once, by one of them
+    assert len(list((tmp_path / "c" / "targets").glob("*/manifest.json"))) == 2  # deu and eng, once each
+    assert not list((tmp_path / "c").rglob("*.lock")) and not list((tmp_path / "c").rglob("*.partial"))
