@@ -16,7 +16,10 @@ slt-pipe raises are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import tempfile
 import os
 import warnings
 from contextlib import contextmanager
@@ -55,11 +58,11 @@ def ray_session(address: str | None, *, object_store_bytes: int) -> Iterator[Non
     here = os.getcwd()
     os.chdir(PACKAGES_DIR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (contextlib.nullcontext() if loud else _quiet_native_stderr()):
             if not loud:
                 warnings.simplefilter("ignore")
             if address:
-                ray.init(address=address, log_to_driver=False, logging_level=level)
+                _join(address, level)
             else:
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                          object_store_memory=object_store_bytes, log_to_driver=False, logging_level=level)
@@ -70,3 +73,54 @@ def ray_session(address: str | None, *, object_store_bytes: int) -> Iterator[Non
     finally:
         ray.shutdown()
         ray_logger.setLevel(before)
+
+
+AUTH_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+"""Where `ray start --head` writes the cluster's token (Ray's default; RAY_AUTH_TOKEN_PATH moves it)."""
+
+
+def _join(address: str, level: str) -> None:
+    """Connect to a running cluster, with the token that `ray start` enabled, or one clear error."""
+    from cache.errors import SltPipeError
+
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or AUTH_TOKEN_FILE.is_file()
+    if token and not os.environ.get("RAY_AUTH_MODE"):
+        # Current Ray heads enable token auth, but a driver joining one sends the token only in
+        # token mode, which Ray reads into its cached config: set the variable, refresh the config.
+        from ray._raylet import Config
+
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=level)
+    except (ConnectionError, RuntimeError) as e:
+        text = str(e)
+        chain, cause = [], e
+        while cause is not None and len(chain) < 8:  # Ray wraps the auth failure in two connection errors
+            chain.append(f"{type(cause).__name__} {cause}")
+            cause = cause.__cause__ or cause.__context__
+        if any("InvalidAuthToken" in c or "AuthenticationError" in c for c in chain):
+            raise SltPipeError(
+                f"Ray cluster at {address} refused our authentication token", path=AUTH_TOKEN_FILE,
+                fix="copy the head node's ~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN / "
+                    "RAY_AUTH_TOKEN_PATH to it), or start the cluster with RAY_AUTH_MODE=disabled") from None
+        raise SltPipeError(
+            f"cannot reach a Ray cluster at {address} ({text.splitlines()[0] if text else type(e).__name__})",
+            fix="check the address (`ray status` on the head prints it; HOST:6379, ray://HOST:10001 or auto), "
+                "or drop --ray-address to use a local Ray") from None
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what Ray's C++ core writes straight to fd 2 while connecting (e.g. a warning per retry
+    of a refused token); Python-level errors still reach the user through slt-pipe's own message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 
+from cache.errors import SltPipeError
 from cache.keys import canonical_json, make_key
 from cache.store import Cache, Entry, PendingEntry
 from extract.config import ExtractConfig
@@ -103,9 +104,17 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
         ecfg = stage_config(cfg, dataset.name)
         donors = repair_donors(cache, key, inputs, dataset.name, split)
         with got as pending:
-            result = run_extraction(ecfg, samples, pending, console=console,
-                                    digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
-                                    donors=[(e.key, e.dir) for e in donors], before_compute=lambda: start_ray(ecfg))
+            try:
+                result = run_extraction(ecfg, samples, pending, console=console,
+                                        digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
+                                        donors=[(e.key, e.dir) for e in donors], before_compute=lambda: start_ray(ecfg))
+            except SltPipeError:
+                # A user-fixable error (e.g. a Ray cluster that refuses us) before any shard was
+                # written leaves no entry behind; finished shards stay for the re-run to resume.
+                if not any((pending.dir / "features.zarr" / "shards").glob("*/zarr.json")):
+                    pending.release()
+                    cache.remove(pending.dir)
+                raise
             extra = {"repaired_from": result.reused} if result.reused else {}
             entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
                                     failures=[list(f) for f in result.skipped], config=to_dict(ecfg),

@@ -361,7 +361,7 @@ def test_a_split_name_the_release_lacks_names_the_flag_and_the_splits(tmp_path, 
                "--cache", str(tmp_path / "c"))
     assert isinstance(r.exception, SltPipeError)
     assert "PHOENIX calls that split 'dev'" in r.exception.problem
-    assert r.exception.fix == "this release has splits dev, test, train: pass --split dev,test,train (or a subset)"
+    assert r.exception.fix == "this release has splits train, dev, test: pass --split train,dev,test (or a subset)"
     parses(["cache", "stats", "--split", "dev"])
 
 

@@ -13,9 +13,6 @@ import pytest
 from cache.errors import SltPipeError, WeightsError
 from extract.languages import FLORES200, resolve_langs
 
-TRAIN_ITEMS = 200
-TINY_STEPS = 300
-
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
@@ -26,19 +23,23 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def held(corpus):
-    return {k: v[TRAIN_ITEMS:] for k, v in corpus.items()}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, corpus):
+def tiny_dir(toy_tiny_sonar):
+    """The session's tiny SONAR (tests/conftest.py: trained by embed-targets on the toy's train split)."""
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
-    from extract.tiny_sonar import train_tiny_sonar
+    return toy_tiny_sonar
 
-    out = tmp_path_factory.mktemp("tiny_sonar")
-    train_tiny_sonar({k: v[:TRAIN_ITEMS] for k, v in corpus.items()}, out, seed=0, steps=TINY_STEPS)
+
+@pytest.fixture(scope="module")
+def held(toy_embedded):
+    """The toy's dev + test sentences in every language: never seen by the tiny SONAR."""
+    _, _, ds = toy_embedded
+    ids = [(split, s.id) for split in ("dev", "test") for s in ds.samples[split]]
+    out = {lang: [ds.references[split][lang][i] for split, i in ids] for lang in ("deu_Latn", "eng_Latn", "fra_Latn")}
+    train = {lang: {ds.references["train"][lang][s.id] for s in ds.samples["train"]} for lang in out}
+    assert all(not train[lang] & set(texts) for lang, texts in out.items())  # really held out
+    assert len(out["deu_Latn"]) >= 32  # test_tiny_sonar_decodes_held_out scores 32 of them
     return out
 
 

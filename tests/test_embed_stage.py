@@ -1,7 +1,7 @@
 """The embed-targets stage on a real toy corpus and cache: keys, reuse, resume after SIGKILL, quality.
 
-One toy corpus and one cache are built once for the module (tiny SONAR trained on the toy's
-train-split sentences, translations by the tiny SONAR translator); the tests then re-run
+One toy corpus and one cache are built once for the session (tests/conftest.py: tiny SONAR trained
+on the toy's train-split sentences, translations by the tiny SONAR translator); the tests then re-run
 the stage as a user would and read the HDF5 files with plain h5py.
 """
 
@@ -22,14 +22,11 @@ import pytest
 from rich.console import Console
 
 from cache.errors import CacheError, SltPipeError
+from conftest import TOY_EMBED_SETTINGS, TOY_LANGS, toy_embed_cfg
 from pipeline.config import build_config
 
-VIDEOS = 240
-"""The demo's corpus size: 192 train sentences teach the tiny SONAR (default settings)."""
-LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
-SETTINGS = {"translator": "sonar", "beam_size": 1, "batch_size": 128, "references": False}
-"""Greedy tiny-SONAR translation (exact on this toy, and quick) of every language, the toy's own eng/fra
-set aside so that the translation machinery is what these tests exercise."""
+LANGS = TOY_LANGS
+SETTINGS = TOY_EMBED_SETTINGS
 KILL_VIDEOS = 40
 KILL_SETTINGS = {"tiny_sonar_steps": 40, "batch_size": 8}
 """The crash test's own small corpus: quality is irrelevant there, many small batches are the point."""
@@ -38,13 +35,7 @@ REPO = Path(__file__).parents[1]
 
 
 def make_cfg(cache: Path, root: Path, langs=LANGS, splits=("train", "dev", "test"), **embed: object):
-    embed = {**SETTINGS, **embed}
-    return build_config({
-        "profile": "tiny",
-        "dataset": {"name": "toy", "root": str(root), "splits": list(splits)},
-        "cache": {"dir": str(cache)},
-        "embed": {"langs": list(langs), "device": "cpu", **embed},
-    })
+    return toy_embed_cfg(cache, root, langs, splits, **embed)
 
 
 def h5_content(path: Path) -> dict:
@@ -67,23 +58,12 @@ def assert_same_h5(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from extract.datasets.toy import make_toy
+def built(toy_embedded):
+    """(cfg, report, dataset) of a clean first run: trains the tiny SONAR, builds deu/eng/fra (tests/conftest.py).
 
-    root = tmp_path_factory.mktemp("toy")
-    make_toy(root, videos=VIDEOS, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, toy):
-    """(cfg, report, dataset) of a clean first run: trains the tiny SONAR, builds deu/eng/fra."""
-    from pipeline.dataset import open_dataset
-    from pipeline.embed_stage import embed_targets
-
-    cfg = make_cfg(tmp_path_factory.mktemp("cache"), toy)
-    report = embed_targets(cfg, QUIET)
-    return cfg, report, open_dataset(cfg)
+    The session shares this cache: the tests here add entries to it (other settings, other languages)
+    but never change or remove the three first-run entries and the tiny SONAR the other modules read."""
+    return toy_embedded
 
 
 # ------------------------------------------------------------------ first run, layout

@@ -110,7 +110,9 @@ def read_corpus_csv(path: Path) -> dict[str, tuple[int, str, str]]:
     Text rules (BOM accepted, UTF-8 only, delimiter, empty split, empty translation) are
     those of every reader: see extract/datasets/base.py."""
     if not path.is_file():
-        have = sorted(f.name[len("PHOENIX-2014-T."):-len(".corpus.csv")] for f in path.parent.glob("PHOENIX-2014-T.*.corpus.csv"))
+        order = {"train": 0, "dev": 1, "test": 2}
+        have = sorted((f.name[len("PHOENIX-2014-T."):-len(".corpus.csv")] for f in path.parent.glob("PHOENIX-2014-T.*.corpus.csv")),
+                      key=lambda name: (order.get(name, 3), name))
         hint = f"this release has splits {', '.join(have)}: pass --split {','.join(have)} (or a subset)" if have \
             else "check --root: no PHOENIX-2014-T.*.corpus.csv is in this folder"
         alias = {"validation": "dev", "val": "dev", "eval": "dev"}.get(path.name.split(".")[1])

@@ -134,7 +134,8 @@ def plan_corpus(videos: int, seed: int) -> list[ToyVideo]:
     """Which sentence each video signs, its split and speaker; sorted by name."""
     if videos < MIN_VIDEOS:
         raise DatasetError(f"a toy corpus needs at least {MIN_VIDEOS} videos, got {videos}",
-                           fix=f"pass --videos {MIN_VIDEOS} or more")
+                           fix=f"make-toy and demo: pass --videos {MIN_VIDEOS} or more; other commands: "
+                               f"--set dataset.toy_videos={MIN_VIDEOS} or more")
     rng = np.random.default_rng(seed)
     n_held = max(1, round(0.1 * videos))
     n_train = videos - 2 * n_held

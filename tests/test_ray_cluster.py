@@ -1,0 +1,100 @@
+"""`extract --ray-address` against a real Ray head started with `ray start --head` (token auth on)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_head(port: int, deadline: float) -> None:
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"no Ray head on port {port}")
+
+
+def session_pids(temp_dir: Path) -> set[int]:
+    """Processes of the head we started: their command lines name its own temp dir."""
+    out = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()} - {os.getpid()}
+
+
+def extract(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache", str(cache),
+                           "--split", "train", "--set", "dataset.toy_videos=16", "--set", "extract.shard_videos=4", *extra],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def feature_files(cache: Path) -> dict[str, str]:
+    (manifest,) = (cache / "features").glob("*/manifest.json")
+    return {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
+
+
+@pytest.mark.slow
+def test_extract_through_a_real_head_equals_a_local_run(tmp_path):
+    port = free_port()
+    temp_dir = Path(f"/tmp/slt-ray-{port}")  # Ray wants a short path (socket names)
+    head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_head(port, time.time() + 120)
+        remote = extract(tmp_path / "remote", tmp_path, "--ray-address", f"127.0.0.1:{port}")
+        assert remote.returncode == 0, remote.stderr[-3000:]
+        assert "InvalidAuthToken" not in remote.stderr and "Traceback" not in remote.stderr
+        local = extract(tmp_path / "local", tmp_path)
+        assert local.returncode == 0, local.stderr[-3000:]
+        assert feature_files(tmp_path / "remote") == feature_files(tmp_path / "local")
+        wrong = extract(tmp_path / "wrong", tmp_path, "--ray-address", f"127.0.0.1:{port}",
+                        "--set", "dataset.toy_seed=1")
+        assert wrong.returncode == 0  # the head is still usable by a second driver
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
+        head.wait(timeout=120)
+    deadline = time.time() + 60
+    while session_pids(temp_dir) and time.time() < deadline:
+        time.sleep(1)
+    assert not session_pids(temp_dir), "processes of the head we started are still running"
+
+
+@pytest.mark.slow
+def test_a_wrong_token_is_one_clear_error(tmp_path):
+    port = free_port()
+    temp_dir = Path(f"/tmp/slt-ray-{port}")
+    head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_head(port, time.time() + 120)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_TOKEN": "0" * 32}
+        r = subprocess.run([sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache",
+                            str(tmp_path / "c"), "--split", "train", "--set", "dataset.toy_videos=12",
+                            "--ray-address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "refused our authentication token" in r.stderr and "auth_token" in r.stderr
+        assert "Traceback" not in r.stderr and "gcs_client" not in r.stderr
+        assert not list((tmp_path / "c" / "features").glob("*.partial"))
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=120)
