@@ -200,7 +200,6 @@ def test_sonar_checkpoint_with_other_shapes_or_no_embedding_is_refused(tiny_sona
 
 
 def test_sonar_identity_hashes_the_checkpoint_behind_the_card(tiny_sonar, sonar_assets, tmp_path, monkeypatch):
-
     import cache.keys
     import cache.sonar_models as sm
     from cache.keys import sha256_file
