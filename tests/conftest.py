@@ -64,3 +64,17 @@ def toy_tiny_sonar(toy_embedded) -> Path:
 
     cfg, _, ds = toy_embedded
     return sonar_decoder(cfg, ds)[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray for a module's in-process extractions (ray_session reuses it)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()

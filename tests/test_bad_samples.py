@@ -38,19 +38,6 @@ def words(text: str) -> str:
     return "".join(text.split())
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
 def extract_cli(dataset: str, root: Path, cache: Path, split: str):
     from pipeline.cli import app
 

@@ -234,19 +234,6 @@ def test_tiny_vit_features_carry_colour_and_position():
 # --------------------------------------------------------------------------- in-process, one shared Ray
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
-
-
 def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
     from pipeline.extract_stage import extract
     from rich.console import Console

@@ -48,11 +48,22 @@ def rehearsal(tmp_path_factory):
     conf = ["--config", str(d / "assets/rehearsal.toml")]
     out = {"dir": d, "env": env, "conf": conf}
     out["extract"] = run(["extract", *conf], env, d)
-    out["embed"] = run(["embed-targets", *conf, "--langs", "deu,eng,fra", "--set", "embed.references=false"], env, d)
+    embed = ["embed-targets", *conf, "--langs", "deu,eng,fra", "--set", "embed.references=false"]
+    # The toy's 20-step NLLB writes empty strings: the quality gates refuse them on the paper
+    # path too (exit 1, only the reference language published) ...
+    refused = subprocess.run(SLT + embed, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=d)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "fail the quality gates" in refused.stderr and "FORBIDDEN" not in refused.stdout + refused.stderr
+    assert len(list((d / "cache/targets").glob("*/targets.h5"))) == 1
+    out["refused"] = refused
+    # ... and this test, which exercises the NLLB code path, publishes them on purpose.
+    out["embed"] = run([*embed, "--allow-poor-translations"], env, d)
     train = ["--set", "train.steps=12", "--set", "train.eval_every=6", "--set", "train.save_every=6",
              "--set", "embed.references=false"]
     out["train"] = run(["train", *conf, "--out", str(d / "run"), *train], env, d)
-    out["evaluate"] = run(["evaluate", "--run", str(d / "run"), "--split", "test", "--langs", "deu,eng"], env, d)
+    # eng targets are machine translations here (references=false): scored only when asked, and labelled
+    out["evaluate"] = run(["evaluate", "--run", str(d / "run"), "--split", "test", "--langs", "deu,eng",
+                           "--machine-references"], env, d)
     return out
 
 
@@ -84,6 +95,7 @@ def test_train_and_evaluate_through_the_paper_profile(rehearsal):
     assert (run_dir / "ckpt/last/weights.safetensors").is_file()
     scores = json.loads((run_dir / "scores_test.json").read_text())
     assert {"deu_Latn", "eng_Latn"} <= set(scores)
+    assert scores["deu_Latn"]["references"] == "reference" and scores["eng_Latn"]["references"].startswith("machine (")
     cfg = json.loads((run_dir / "pipeline.json").read_text())
     assert cfg["profile"] == "paper" and cfg["train"]["visual_block"] == "spamo"
 
