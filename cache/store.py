@@ -233,14 +233,6 @@ class Cache:
                 return fd
             os.close(fd)  # its holder unlinked the file as it finished: lock the new one
 
-    def get_or_wait(self, kind: str, key: str, note: Callable[[str], None] | None = None) -> Entry | None:
-        """The complete entry; if another live process is building it, wait for that process first."""
-        entry = self.get(kind, key)
-        if entry is None and self.is_locked(kind, key):
-            self._wait(kind, key, note)
-            entry = self.get(kind, key)
-        return entry
-
     def claim(self, kind: str, key: str, inputs: dict[str, Any],
               note: Callable[[str], None] | None = None) -> Entry | PendingEntry:
         """The complete entry, or the right to build it (a locked PendingEntry), atomically.
