@@ -275,7 +275,10 @@ def _read_video(src: VideoFile, fps: Fraction | None, max_side: int | None, max_
     container = _open_container(src.path)
     try:
         stream = _video_stream(container, src.path)
-        stream.thread_type = "AUTO"  # frame threads decode faster and return the same frames in the same order
+        # Slice threads only: frame threading (AUTO/FRAME) deadlocks in FFmpeg when decoding stops
+        # before the end of the file, as every window that ends early does (PyAV #1849; it hung CI
+        # on a many-core machine). Videos are decoded in parallel across workers instead.
+        stream.thread_type = "SLICE"
         info = _stream_info(container, stream, src.path, av)
         start, end = (_on_tick(x, info.time_base) for x in bounds)
         _check_window(src, end, info)

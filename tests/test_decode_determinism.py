@@ -213,6 +213,28 @@ def test_threads_and_a_fresh_process_decode_the_same(cases):
     assert json.loads(out.stdout) == here
 
 
+def test_frame_threading_is_never_switched_on(cases, monkeypatch):
+    """FFmpeg's frame threading (AUTO/FRAME) deadlocks when decoding stops before the end of a
+    file once torchvision is loaded (PyAV #1849; timm loads it). It hung CI in the thread-pool
+    test above on a many-core machine; `bench/frame_threads.py` reproduces it on two cores.
+    Every decode read_frames starts uses slice threading at most."""
+    import av
+
+    seen = []
+    real = video._stream_info  # read_frames asks for the stream's info once its threading is chosen
+
+    def spy(container, stream, *args):
+        seen.append(stream.thread_type)
+        return real(container, stream, *args)
+
+    monkeypatch.setattr(video, "_stream_info", spy)
+    for c in cases[:: max(1, len(cases) // 8)]:
+        digest(*c)
+    assert len(seen) >= 8
+    frame = av.codec.context.ThreadType.FRAME
+    assert not any(t & frame for t in seen), seen
+
+
 def test_count_frames_agrees_with_read_frames(decoded):
     """Constant-rate files with a true header (24 fps rounded to the ms, 30 fps in 1/90000):
     the header-only count is what decoding returns, for every window and rate."""
