@@ -88,6 +88,12 @@ class EmbedConfig:
     """Sentences per model call."""
     beam_size: int = 4
     """Beam width when translating (NLLB num_beams, SONAR decoder beam); part of the translations' key."""
+    workers: int = 0
+    """Ray workers (actors) that translate and embed, chunk by chunk: 0 runs everything in this process (small jobs, the toy), unless ray_address is set, then one worker per GPU of the cluster (one CPU worker where it has none). Results are the same bytes either way."""
+    threads: int = 1
+    """CPU threads each text model computes with, in this process and in every Ray worker alike: CPU kernels split their sums by thread count, so runs with another count differ in the last bits of some embeddings. More is faster in-process; the Ray path scales with workers instead."""
+    ray_address: str | None = None
+    """Existing Ray cluster to run the text workers on (auto, HOST:PORT or ray://HOST:10001); None: a local Ray when workers > 0."""
     device: str = "auto"
     """auto, cpu or cuda."""
     tiny_sonar_steps: int = 400

@@ -24,7 +24,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import ray
 
@@ -46,8 +46,12 @@ def verbose() -> bool:
 
 
 @contextmanager
-def ray_session(address: str | None, *, object_store_bytes: int) -> Iterator[None]:
-    """Use the Ray already initialised, else join `address`, else start a local Ray; shut down only ours."""
+def ray_session(address: str | None, *, object_store_bytes: int,
+                shared: Mapping[str, Path] | None = None) -> Iterator[None]:
+    """Use the Ray already initialised, else join `address`, else start a local Ray; shut down only ours.
+
+    `shared`: paths ("dataset", "cache", ...) the workers read or write; on a joined cluster every
+    node is asked, up front, whether it sees them (`check_shared_paths`)."""
     if ray.is_initialized():
         yield
         return
@@ -69,10 +73,47 @@ def ray_session(address: str | None, *, object_store_bytes: int) -> Iterator[Non
     finally:
         os.chdir(here)
     try:
+        if address and shared:
+            check_shared_paths(shared)
         yield
     finally:
         ray.shutdown()
         ray_logger.setLevel(before)
+
+
+def check_shared_paths(paths: Mapping[str, Path], *, timeout_s: float = 120.0) -> int:
+    """Ask every alive node of the cluster whether it sees `paths` (and can write a "cache"); one
+    SltPipeError naming each node and path it lacks, rather than a failure inside a worker later.
+    Returns the number of nodes checked."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from cache.errors import SltPipeError
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    wanted = {what: str(Path(p).resolve()) for what, p in paths.items()}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = {n.get("NodeManagerAddress", n["NodeID"]): probe.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(wanted) for n in nodes}
+    problems = [f"node {host}: {what} {path} {why}" for host, ref in refs.items()
+                for what, path, why in ray.get(ref, timeout=timeout_s)]
+    if problems:
+        raise SltPipeError(
+            "Ray workers on other nodes need the dataset and the cache at the same paths as this machine:\n  "
+            + "\n  ".join(problems),
+            fix="mount them at the same paths on every node (a shared filesystem such as NFS), or run "
+                "from a machine whose paths the nodes share; without --ray-address everything runs here")
+    return len(nodes)
+
+
+def _probe(paths: dict[str, str]) -> list[tuple[str, str, str]]:
+    """On one node: (what, path, why) for every path it cannot use."""
+    out = []
+    for what, path in paths.items():
+        if not os.path.exists(path):
+            out.append((what, path, "does not exist"))
+        elif what == "cache" and not os.access(path, os.W_OK | os.X_OK):
+            out.append((what, path, "is not writable"))
+    return out
 
 
 AUTH_TOKEN_FILE = Path.home() / ".ray" / "auth_token"

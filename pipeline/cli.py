@@ -325,6 +325,8 @@ def embed_targets(
     langs: LangsOpt = None,
     translator: Annotated[Optional[str], typer.Option("--translator", help="Translate references with 'nllb' or 'sonar' (encode source, decode target).")] = None,
     allow_poor_translations: Annotated[bool, typer.Option("--allow-poor-translations", help="Publish a language whose translations fail the quality gates (empty, wrong script, repetitive, length outliers) anyway; its manifest says so.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Translate and embed on Ray workers of an existing cluster (auto, HOST:PORT or ray://HOST:10001), one per GPU unless --workers says otherwise.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Ray workers that translate and embed chunk by chunk (a local Ray without --ray-address); 0 = in this process. Same bytes either way.")] = None,
     sets: SetOpt = None,
 ) -> None:
     """Translate references into every language (NLLB) and store SONAR embeddings in HDF5."""
@@ -332,7 +334,8 @@ def embed_targets(
 
     # unset, not False: a config file's embed.allow_poor_translations = true still holds
     cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator,
-                                                                          "embed.allow_poor_translations": allow_poor_translations or None},
+                                                                          "embed.allow_poor_translations": allow_poor_translations or None,
+                                                                          "embed.ray_address": ray_address, "embed.workers": workers},
                   needs_dataset=True)
     report = embed_stage.embed_targets(cfg, console=err)
     _exit_on_failures(report)

@@ -49,6 +49,7 @@ from cache.keys import make_key
 from cache.store import MANIFEST, Cache, Entry, PendingEntry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
 from extract.embed_targets import REFERENCE, source_label
+from extract.text_jobs import InProcess, LazyTextModels, TextModelSpec, chunks
 from extract.translation_gates import GateThresholds, score_translations
 from pipeline.commands import suggest
 from pipeline.config import Config
@@ -427,62 +428,64 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
 
 
 class _Models:
-    """The encoder and translator, each loaded on first use only (a cached run loads neither)."""
+    """The run's text models: one spec (extract.text_jobs), built once, and the executor that runs
+    jobs with it, in this process or on Ray workers (embed.workers / embed.ray_address). Nothing
+    is loaded or started until a job needs it, so a cached run loads no model."""
 
-    def __init__(self, cfg: Config, dataset: Any, ident: TextModels, console: Console, langs: list[str]):
+    def __init__(self, cfg: Config, dataset: Any, ident: TextModels, console: Console, langs: list[str],
+                 stack: contextlib.ExitStack, translating: bool):
         self.cfg, self.dataset, self.ident, self.console = cfg, dataset, ident, console
         self.langs = langs
         """The languages this run builds (the refused ones left out)."""
-        self._encoder_model: Any = None
-        self._tokenizer: Any = None
-        self._encoder: Any = None
-        self._translator: Any = None
+        self.translating = translating
+        """Whether any translation is still to be computed (a tiny NLLB is then made or found)."""
+        self._stack = stack
+        self._executor: Any = None
         self.load_failed = False
 
-    def _sonar_parts(self) -> tuple[Any, Any]:
-        from cache.sonar_models import load_sonar_encoder, load_sonar_tokenizer
+    def spec(self) -> TextModelSpec:
+        e = self.cfg.embed
+        nllb = None
+        if e.translator == "nllb" and self.translating:
+            nllb = str(ensure_tiny_nllb(self.cfg, self.dataset, self.console)) if e.nllb_model == "tiny" else e.nllb_model
+        return TextModelSpec(
+            sonar_encoder=e.sonar_encoder, sonar_decoder=e.sonar_decoder, tiny_sonar=self.ident.tiny_sonar,
+            translator=e.translator, nllb_path=nllb, langs=(self.dataset.source_lang, *self.langs),
+            beam_size=e.beam_size, batch_size=e.batch_size, max_len=MAX_LEN, device=_device(self.cfg),
+            threads=max(1, e.threads),
+            encoder_identity=self.ident.encoder, translator_identity=self.ident.translator)
 
-        if self._encoder_model is None:
-            spec, tiny = self.cfg.embed.sonar_encoder, self.ident.tiny_sonar
-            self._encoder_model = self._load(f"SONAR encoder {spec}",
-                                             lambda: load_sonar_encoder(spec, tiny, _device(self.cfg)))
-            self._tokenizer = self._load(f"SONAR tokenizer {spec}", lambda: load_sonar_tokenizer(spec, tiny))
-        return self._encoder_model, self._tokenizer
-
-    @property
-    def encoder(self) -> Any:
-        from extract.embed_targets import SonarEncoder
-
-        if self._encoder is None:
-            model, tok = self._sonar_parts()
-            self._encoder = SonarEncoder(model, tok, identity=self.ident.encoder, device=_device(self.cfg))
-        return self._encoder
-
-    @property
-    def translator(self) -> Any:
-        if self._translator is None:
+    def executor(self, kind: str) -> Any:
+        """The job runner, with the model of `kind` ('translate' or 'embed') loaded where it runs in-process."""
+        if self._executor is None:
             e = self.cfg.embed
-            if e.translator == "sonar":
-                from cache.sonar_models import load_sonar_decoder
-                from extract.nllb import SonarTranslator
+            if e.workers or e.ray_address:
+                from extract.ray_text import RayPool
 
-                model, tok = self._sonar_parts()
-                decoder = self._load(f"SONAR decoder {e.sonar_decoder}", lambda: load_sonar_decoder(
-                    e.sonar_decoder, self.ident.tiny_sonar, _device(self.cfg)))
-                self._translator = SonarTranslator(model, decoder, tok, device=_device(self.cfg), beam_size=e.beam_size,
-                                                   max_seq_len=MAX_LEN, batch_size=e.batch_size)
+                spec = self.spec()
+                shared = {"cache": Path(self.cfg.cache.dir)}
+                if spec.nllb_path and Path(spec.nllb_path).exists():
+                    shared["NLLB snapshot"] = Path(spec.nllb_path)
+                pool = RayPool(spec, e.workers, e.ray_address, shared)
+                with _status(self.console, f"starting Ray text workers ({e.ray_address or 'local Ray'})"):
+                    self._executor = self._stack.enter_context(pool)
+                self.console.print(f"embed-targets: {len(pool.actors)} Ray worker(s) on {pool.spec.device}")
             else:
-                from extract.nllb import NllbTranslator
+                self._executor = InProcess(LazyTextModels(self.spec(), self._load))
+        try:
+            self._executor.prepare(kind)
+        except WeightsError:
+            self.load_failed = True
+            raise
+        return self._executor
 
-                path = (str(ensure_tiny_nllb(self.cfg, self.dataset, self.console)) if e.nllb_model == "tiny"
-                        else e.nllb_model)
-                langs = [self.dataset.source_lang, *self.langs]
-                self._translator = self._load(f"NLLB {path}", lambda: NllbTranslator(
-                    path, _device(self.cfg), num_beams=e.beam_size, max_new_tokens=MAX_LEN, batch_size=e.batch_size,
-                    langs=langs))
-            # one identity, the one the keys were made from
-            self._translator.identity = self.ident.translator
-        return self._translator
+    def run(self, kind: str, jobs: list[Any], on_done: Callable[[int, Any], None],
+            on_batch: Callable[[int], None]) -> None:
+        try:
+            self._executor.run(jobs, on_done, on_batch)
+        except WeightsError:  # missing weights (in a Ray worker, say) fail every language alike
+            self.load_failed = True
+            raise
 
     def _load(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -498,7 +501,13 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
 
     A language the translator cannot write at all is refused before any work; one whose
     translations fail the quality gates is refused before anything of it is published. Either
-    is a failure of the report, and the other languages still complete."""
+    is a failure of the report, and the other languages still complete. Ray workers, when the
+    config asks for them, live for the whole run and are gone when it returns."""
+    with contextlib.ExitStack() as stack:
+        return _embed_targets(cfg, console, stack)
+
+
+def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -> EmbedReport:
     from extract.embed_targets import CALLS
 
     calls0 = dict(CALLS)
@@ -519,7 +528,7 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
         plan = {lang: targets_key(cfg, dataset, lang, ident) for lang in todo}
         refused.update(_uncached_nllb_refusals(cfg, cache, dataset, plan, console))
         todo = [lang for lang in todo if lang not in refused]
-        models = _Models(cfg, dataset, ident, console, todo)
+        models = _Models(cfg, dataset, ident, console, todo, stack, _translating(cfg, cache, dataset, plan, ident))
     for lang, error in refused.items():
         console.print(f"[red]refused[/] {escape(error.render())}", highlight=False)
         report.failures.append((lang, error.render()))
@@ -544,7 +553,7 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
         try:
             entry = _build_language(cfg, cache, dataset, lang, got, models, console, counts, thresholds)
         except SltPipeError as e:
-            if models.load_failed:
+            if models.load_failed:  # missing weights fail every language alike: stop the run
                 raise
             status = "refused" if isinstance(e, PoorTranslationsError) else "failed"
             said = e.render() if isinstance(e, PoorTranslationsError) else f"{lang}: {e.render()}"  # names lang
@@ -567,6 +576,15 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
         console.print(f"[red]{len(report.failures)} language(s) refused or failed[/]; the others are cached. "
                       "Fix and re-run.")
     return report
+
+
+def _translating(cfg: Config, cache: Cache, dataset: Any, plan: dict[str, tuple[str, dict[str, Any]]],
+                 ident: TextModels) -> bool:
+    """Whether this run has any translation left to compute (unpublished targets and translations)."""
+    return any(needs_translation(cfg, dataset, lang) and cache.get("targets", key) is None and
+               any(cache.get("translations", translations_key(dataset, split, lang, ident)[0]) is None
+                   for split in cfg.dataset.splits)
+               for lang, (key, _) in plan.items())
 
 
 def _uncached_nllb_refusals(cfg: Config, cache: Cache, dataset: Any, plan: dict[str, tuple[str, dict[str, Any]]],
@@ -609,8 +627,7 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed:
             splits: dict[str, SplitTargets] = {}
             for split in cfg.dataset.splits:
                 ids = [s.id for s in dataset.samples[split]]
-                emb = _embeddings(pending.dir / f"{split}.npy", texts[split], lang, cfg, models, console, counts,
-                                  f"embed {lang} {split}")
+                emb = _embeddings(pending.dir, split, texts[split], lang, cfg, models, console, counts)
                 splits[split] = SplitTargets(ids, texts[split], emb, sources[split])
             write_targets(h5, lang, splits, key=pending.key, encoder=models.ident.encoder,
                           translator=pending.inputs["translator"])
@@ -626,7 +643,7 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed:
 def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str, models: _Models,
                   console: Console, counts: dict[str, int]) -> list[str]:
     """One split's texts in `lang`, from the translations cache or translated chunk by chunk."""
-    from extract.embed_targets import load_translations, save_translations, translate_texts
+    from extract.embed_targets import load_translations, save_translations
 
     src = dataset.source_lang
     texts = [s.text for s in dataset.samples[split]]
@@ -636,25 +653,25 @@ def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str
         return load_translations(got.dir / TRANSLATIONS_FILE, texts)
     tr_id = models.ident.translator
     uniq, inverse = _unique(texts)
-    chunk = max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES
     with got as pending, _discard_on_error(cache, pending):
-        parts = [(uniq[a : a + chunk], pending.dir / f"chunk-{i:05d}.json")
-                 for i, a in enumerate(range(0, len(uniq), chunk))]
-        cached = [_load_chunk(path, part) for part, path in parts]
-        # load the model (and print what loading prints) before the live progress bar starts
-        translator = models.translator if any(c is None for c in cached) else None
-        done: list[str] = []
-        with _progress(console) as progress:
-            task = progress.add_task(f"translate {src}->{lang} {split}", total=len(uniq))
-            for (part, path), got in zip(parts, cached):
-                if got is None:
-                    got = translate_texts(part, src, lang, translator, batch_size=cfg.embed.batch_size,
-                                          on_batch=lambda k: progress.advance(task, k))
-                    save_translations(path, part, got, src, lang, tr_id)
-                    counts["translated"] += len(part)
-                else:
-                    progress.advance(task, len(part))
-                done.extend(got)
+        jobs = chunks(uniq, "translate", src, lang, max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES)
+        paths = [pending.dir / f"chunk-{i:05d}.json" for i in range(len(jobs))]
+        results: list[list[str] | None] = [_load_chunk(p, list(j.texts)) for p, j in zip(paths, jobs)]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            models.executor("translate")  # loads (and says so) before the live progress bar starts
+
+            def finished(k: int, out: list[str]) -> None:
+                i = todo[k]
+                save_translations(paths[i], jobs[i].texts, out, src, lang, tr_id)
+                results[i] = out
+                counts["translated"] += len(jobs[i].texts)
+
+            with _progress(console) as progress:
+                task = progress.add_task(f"translate {src}->{lang} {split}", total=len(uniq),
+                                         completed=len(uniq) - sum(len(jobs[i].texts) for i in todo))
+                models.run("translate", [jobs[i] for i in todo], finished, lambda k: progress.advance(task, k))
+        done = [t for r in results for t in r or ()]
         full = [done[j] for j in inverse]
         save_translations(pending.dir / TRANSLATIONS_FILE, texts, full, src, lang, tr_id)
         _keep_only(pending.dir, TRANSLATIONS_FILE)
@@ -674,31 +691,55 @@ def _load_chunk(path: Path, texts: list[str]) -> list[str] | None:
         return None
 
 
-def _embeddings(path: Path, texts: list[str], lang: str, cfg: Config, models: _Models, console: Console,
-                counts: dict[str, int], desc: str) -> np.ndarray:
-    """Embeddings [N, D] of `texts`, each distinct text once; kept in `path` until the entry is published."""
-    from extract.embed_targets import embed_texts
-
-    if path.exists():
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
-            path.unlink()
+def _embeddings(directory: Path, split: str, texts: list[str], lang: str, cfg: Config, models: _Models,
+                console: Console, counts: dict[str, int]) -> np.ndarray:
+    """Embeddings [N, D] of `texts`, each distinct text once, chunk by chunk; every chunk is kept
+    in `directory` (`{split}-emb-NNNNN.npy`) until the entry is published, so a crash resumes it."""
     uniq, inverse = _unique(texts)
-    encoder = models.encoder  # loaded before the live progress bar starts
-    with _progress(console) as progress:
-        task = progress.add_task(desc, total=len(uniq))
-        emb = embed_texts(uniq, lang, encoder, batch_size=cfg.embed.batch_size,
-                          on_batch=lambda k: progress.advance(task, k))
-    counts["embedded"] += len(uniq)
-    full = emb[np.asarray(inverse, dtype=np.int64)] if len(uniq) else emb
+    jobs = chunks(uniq, "embed", lang, lang, max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES)
+    paths = [directory / f"{split}-emb-{i:05d}.npy" for i in range(len(jobs))]
+    results: list[np.ndarray | None] = [_load_array(p, len(j.texts)) for p, j in zip(paths, jobs)]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        models.executor("embed")  # loaded before the live progress bar starts
+
+        def finished(k: int, emb: np.ndarray) -> None:
+            i = todo[k]
+            _save_array(paths[i], emb)
+            results[i] = emb
+            counts["embedded"] += len(jobs[i].texts)
+
+        with _progress(console) as progress:
+            task = progress.add_task(f"embed {lang} {split}", total=len(uniq),
+                                     completed=len(uniq) - sum(len(jobs[i].texts) for i in todo))
+            models.run("embed", [jobs[i] for i in todo], finished, lambda k: progress.advance(task, k))
+    if not uniq:
+        return np.zeros((0, 0), np.float32)
+    emb = np.concatenate([r for r in results if r is not None])
+    return emb[np.asarray(inverse, dtype=np.int64)]
+
+
+def _load_array(path: Path, rows: int) -> np.ndarray | None:
+    """A finished chunk's embeddings, or None (absent, unreadable or of another size: redo it)."""
+    if not path.exists():
+        return None
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 2 or len(arr) != rows:
+        path.unlink()
+        return None
+    return arr
+
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
-        np.save(f, full)
+        np.save(f, np.asarray(arr, np.float32))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return full
 
 
 # ------------------------------------------------------------------ small helpers

@@ -81,7 +81,9 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
                 from extract.ray_session import ray_session
                 from extract.runner import object_store_bytes
 
-                scope.enter_context(ray_session(ecfg.ray_address, object_store_bytes=object_store_bytes(ecfg)))
+                shared = {"dataset": dataset.root, "cache": cache.root}  # what workers on other nodes read and write
+                scope.enter_context(ray_session(ecfg.ray_address, object_store_bytes=object_store_bytes(ecfg),
+                                                shared=shared))
                 ray_started = True
 
         for split in cfg.dataset.splits:

@@ -511,3 +511,37 @@ def test_nllb_translator_path_with_the_tiny_nllb(built):
     with TargetReader(eng.dir) as r:
         assert set(r.sources("dev")) == {"tiny-nllb"} and r.splits == ["dev"]
         assert '"kind": "nllb"' in r.translator
+
+
+# ------------------------------------------------------------------ Ray workers
+
+
+@pytest.mark.slow
+def test_ray_workers_publish_the_bytes_of_the_in_process_run(built, local_ray, tmp_path):
+    """embed.workers=2: translation and embedding chunks run on two Ray actors, small batches so that
+    each language is many chunks taken in any order; every targets file is byte-identical to the
+    in-process run's, under the same key, and the model calls are those of an in-process run."""
+    from pipeline.embed_stage import RESUME_CHUNK_BATCHES, embed_targets
+
+    cfg, first, _ = built
+    small = {"batch_size": 1, "langs": ["deu", "eng"]}
+    cache = tmp_path / "cache"
+    tiny = next((Path(cfg.cache.dir) / "tiny-sonar").glob("*/manifest.json")).parent
+    here = embed_targets(_with_tiny(tmp_path / "here", tiny, cfg, small), QUIET)
+    ray_run = embed_targets(_with_tiny(cache, tiny, cfg, {**small, "workers": 2}), QUIET)
+    assert not here.failures and not ray_run.failures
+    distinct = len({s.text for s in built[2].samples["dev"]})
+    assert distinct > 2 * RESUME_CHUNK_BATCHES, "the split must be several chunks for the order to vary"
+    assert ray_run.calls == here.calls and here.calls["translate"] > 0 and here.calls["embed"] > 0
+    for lang in ("deu_Latn", "eng_Latn"):
+        a, b = here.entries[lang], ray_run.entries[lang]
+        assert a.key == b.key
+        assert (a.dir / "targets.h5").read_bytes() == (b.dir / "targets.h5").read_bytes(), lang
+    assert not list(cache.glob("*/*.partial")) and not list(cache.glob("targets/*/*.npy"))
+
+
+def _with_tiny(cache: Path, tiny: Path, cfg, embed: dict):
+    """A config on `cache` holding a copy of the shared tiny SONAR, the dev split only."""
+    if not (cache / "tiny-sonar" / tiny.name).exists():
+        shutil.copytree(tiny, cache / "tiny-sonar" / tiny.name)
+    return make_cfg(cache, cfg.dataset.root, splits=["dev"], **embed)

@@ -1,9 +1,11 @@
-"""`extract --ray-address` against a real Ray head started with `ray start --head` (token auth on)."""
+"""`extract` and `embed-targets --ray-address` against a real Ray head started with `ray start --head` (token auth on)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,13 +47,31 @@ def extract(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def embed(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    """embed-targets deu+eng, every sentence translated (tiny SONAR translator, references set aside)
+    so that both kinds of job run; 40 training steps make poor translations, published on purpose."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "embed-targets", "--dataset", "toy", "--cache",
+                           str(cache), "--split", "train", "--langs", "deu,eng", "--translator", "sonar",
+                           "--allow-poor-translations", "--set", "dataset.toy_videos=16", "--set",
+                           "embed.references=false", "--set", "embed.tiny_sonar_steps=40", "--set",
+                           "embed.batch_size=1", "--set", "embed.beam_size=1", *extra],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def entry_files(cache: Path, kind: str) -> dict[str, dict[str, str]]:
+    """key -> {file: sha256} of every published entry of `kind`."""
+    return {m.parent.name: {k: v["sha256"] for k, v in json.loads(m.read_text())["files"].items()}
+            for m in (cache / kind).glob("*/manifest.json")}
+
+
 def feature_files(cache: Path) -> dict[str, str]:
     (manifest,) = (cache / "features").glob("*/manifest.json")
     return {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
 
 
 @pytest.mark.slow
-def test_extract_through_a_real_head_equals_a_local_run(tmp_path):
+def test_extract_and_embed_targets_through_a_real_head_equal_local_runs(tmp_path):
     port = free_port()
     temp_dir = Path(f"/tmp/slt-ray-{port}")  # Ray wants a short path (socket names)
     head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
@@ -68,6 +88,29 @@ def test_extract_through_a_real_head_equals_a_local_run(tmp_path):
         wrong = extract(tmp_path / "wrong", tmp_path, "--ray-address", f"127.0.0.1:{port}",
                         "--set", "dataset.toy_seed=1")
         assert wrong.returncode == 0  # the head is still usable by a second driver
+
+        # embed-targets: translation and embedding chunks on the head's workers, the same bytes as in-process
+        remote = embed(tmp_path / "remote", tmp_path, "--ray-address", f"127.0.0.1:{port}", "--workers", "2")
+        assert remote.returncode == 0, remote.stderr[-3000:]
+        assert "2 Ray worker(s)" in remote.stderr and "Traceback" not in remote.stderr
+        local_cache = tmp_path / "local-embed"
+        for tiny in (tmp_path / "remote" / "tiny-sonar").glob("*/manifest.json"):  # same model, not retrained
+            shutil.copytree(tiny.parent, local_cache / "tiny-sonar" / tiny.parent.name)
+        local = embed(local_cache, tmp_path)
+        assert local.returncode == 0, local.stderr[-3000:]
+        assert "Ray worker" not in local.stderr  # in-process
+        for kind in ("translations", "targets"):
+            assert entry_files(tmp_path / "remote", kind) == entry_files(local_cache, kind), kind
+        assert len(entry_files(local_cache, "targets")) == 2
+
+        # a path the nodes do not see is named up front, before any worker starts
+        probe = subprocess.run([sys.executable, "-c", PATH_PROBE, f"127.0.0.1:{port}", str(tmp_path / "absent")],
+                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                               text=True, timeout=300)
+        assert probe.returncode == 0, probe.stderr[-3000:]
+        assert re.search(rf"node \S+: dataset {re.escape(str(tmp_path / 'absent'))} does not exist", probe.stdout)
+        assert "cache" not in probe.stdout.split("fix:")[0].split(":\n", 1)[1]  # the cache is seen: not listed
+        assert "same paths on every node" in probe.stdout
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
         head.wait(timeout=120)
@@ -75,6 +118,19 @@ def test_extract_through_a_real_head_equals_a_local_run(tmp_path):
     while session_pids(temp_dir) and time.time() < deadline:
         time.sleep(1)
     assert not session_pids(temp_dir), "processes of the head we started are still running"
+
+
+PATH_PROBE = """
+import sys
+from pathlib import Path
+from cache.errors import SltPipeError
+from extract.ray_session import ray_session
+try:
+    with ray_session(sys.argv[1], object_store_bytes=1 << 27, shared={"dataset": Path(sys.argv[2]), "cache": Path.cwd()}):
+        print("no error")
+except SltPipeError as e:
+    print(e.render())
+"""
 
 
 @pytest.mark.slow
