@@ -154,3 +154,60 @@ def test_a_wrong_token_is_one_clear_error(tmp_path):
     finally:
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=120)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command of every process below `pid`."""
+    rows = [line.split(None, 2) for line in subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                                                           text=True).stdout.splitlines()]
+    children: dict[int, list[int]] = {}
+    args = {}
+    for row in rows:
+        if len(row) == 3:
+            children.setdefault(int(row[1]), []).append(int(row[0]))
+            args[int(row[0])] = row[2]
+    out, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out[child] = args[child]
+            todo.append(child)
+    return out
+
+
+def alive(pids) -> dict[int, str]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return {p: a for p, a in out.items() if a}  # an exited zombie has an empty command line
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_path):
+    """kill -9 of the extract driver alone (not its process group): its model worker, decode tasks,
+    raylet and GCS are gone within seconds; Ray's two agents follow once their report to the dead
+    GCS times out (a fixed 60 s inside Ray); nothing of that Ray outlives it; the re-run resumes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"),
+            "--split", "train", "--set", "dataset.toy_videos=40", "--set", "extract.shard_videos=2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    features = tmp_path / "c" / "features"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
+        time.sleep(0.2)
+    started = descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert any("ModelWorker" in a for a in started.values()) and any("raylet" in a for a in started.values()), started
+    time.sleep(15)
+    ours = {p: a for p, a in alive(started).items() if "Agent" not in a}
+    assert not ours, f"still running 15 s after kill -9: {ours}"
+    deadline = time.time() + 120
+    while alive(started) and time.time() < deadline:
+        time.sleep(2)
+    assert not alive(started), f"outlived the driver: {alive(started)}"
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming:" in again.stderr
