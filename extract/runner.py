@@ -274,22 +274,49 @@ def object_store_bytes(cfg: ExtractConfig) -> int:
     return int(min(MAX_OBJECT_STORE, max(MIN_OBJECT_STORE, want)))
 
 
-def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]:
-    """One actor per GPU (workers=0) or `workers` actors; CPU actors when the cluster has no GPU."""
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    cpus = int(resources.get("CPU", 1))
-    if cfg.device == "cpu":
-        gpus = 0
-    n = cfg.workers or max(1, gpus)
-    # Actors reserve at most (CPUs - 1) in total: decode tasks must always find a free CPU,
-    # or the actors, waiting on their decodes, would deadlock the cluster.
-    share = max(0.0, min(1.0, (cpus - 1) / n))
+@dataclass(frozen=True)
+class ActorPlan:
+    """Where one model worker runs and what it reserves."""
+
+    device: str
+    num_gpus: int
+    num_cpus: float
+    threads: int
+    node: str | None = None
+    """Ray node id to pin the actor to (None: anywhere)."""
+
+
+def plan_actors(nodes: Sequence[Mapping[str, Any]], workers: int, device: str) -> list[ActorPlan]:
+    """Model workers for the alive `nodes` (`ray.nodes()` rows): one per GPU of the cluster, or
+    with no GPU (or device=cpu) one per node; `workers` > 0 caps or sets the count.
+
+    Each node keeps one CPU free of actors: decode tasks must always find a CPU, or actors waiting
+    on their decodes would deadlock the cluster."""
+    alive = [n for n in nodes if n.get("Alive", True)]
+    gpus = 0 if device == "cpu" else sum(int(n.get("Resources", {}).get("GPU", 0)) for n in alive)
+    cpus = sum(int(n.get("Resources", {}).get("CPU", 0)) for n in alive) or 1
     if gpus:
-        n = min(n, gpus)
-        return [ModelWorker.options(num_gpus=1, num_cpus=share).remote(cfg, "cuda", 4, random_init) for _ in range(n)]
-    threads = max(1, (cpus - 1) // n)
-    return [ModelWorker.options(num_cpus=share).remote(cfg, "cpu", threads, random_init) for _ in range(n)]
+        n = min(workers or gpus, gpus)
+        return [ActorPlan("cuda", 1, max(0.0, min(1.0, (cpus - len(alive)) / n)), 4) for _ in range(n)]
+    if workers == 0:  # one per node, each with its node's CPUs but one
+        return [ActorPlan("cpu", 0, max(0.0, min(1.0, c - 1)), max(1, c - 1), node.get("NodeID"))
+                for node in alive for c in [int(node.get("Resources", {}).get("CPU", 1))]] or [
+            ActorPlan("cpu", 0, 0.0, 1)]
+    share = max(0.0, min(1.0, (cpus - 1) / workers))
+    return [ActorPlan("cpu", 0, share, max(1, (cpus - 1) // workers)) for _ in range(workers)]
+
+
+def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]:
+    """The model worker actors of `plan_actors` on the Ray this process is connected to."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actors = []
+    for plan in plan_actors(ray.nodes(), cfg.workers, cfg.device):
+        options: dict[str, Any] = {"num_gpus": plan.num_gpus, "num_cpus": plan.num_cpus}
+        if plan.node is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(plan.node, soft=False)
+        actors.append(ModelWorker.options(**options).remote(cfg, plan.device, plan.threads, random_init))
+    return actors
 
 
 class _FramesPerSecond(ProgressColumn):

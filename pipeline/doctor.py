@@ -590,7 +590,7 @@ def check_ray(cfg: Config, ctx: Context) -> list[Row]:
     if not address or address == "local":
         cpus = os.cpu_count() or 1
         return [Row(name, OK, f"local: Ray {ver} starts on this machine for extract ({cpus} CPUs, "
-                    f"{cfg.extract.workers or 'one per GPU'} model worker(s))", None,
+                    f"{cfg.extract.workers or 'one per GPU or node'} model worker(s))", None,
                     {"mode": "local", "ray": ver, "cpus": cpus, "workers": cfg.extract.workers})]
     target = _auto_address() if address == "auto" else address
     data: dict[str, Any] = {"mode": "cluster", "address": address, "ray": ver}
