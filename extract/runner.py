@@ -1,11 +1,14 @@
-"""Run feature extraction over Ray: CPU tasks decode, model actors forward, the driver writes shards.
+"""Feature extraction's Ray-free core: shard planning, decoding, video-spanning batches, resume.
+
+The Ray adapter (extract.ray_runner) runs `ShardComputer` in model actors and `decode_video`
+in CPU tasks; everything here imports and is tested without Ray.
 
 Flow for one split (`run_extraction`):
   1. Videos sorted by id are cut into shards of `shard_videos`; shards already in the pending
      entry are skipped (a finished shard is never recomputed), and so are shards that an older
      entry of the same split holds with the same fingerprint and no failures: they are
      hard-linked in (repair in place after the user restored a file; see `adopt_shards`).
-  2. One `ModelWorker` actor per GPU (or `workers` CPU actors) gets its shards round-robin and
+  2. One `ModelWorker` actor per GPU (or per node: `plan_actors`) claims shards one at a time and
      streams results back (a Ray streaming generator). Inside, it keeps `decode_ahead` videos
      decoding in Ray CPU tasks (decode + resize + crop) while it runs the models, so decoding
      overlaps compute. Batches span videos but never shards: batch composition is a pure
@@ -21,15 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import ray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
@@ -38,7 +38,6 @@ from cache.errors import DatasetError
 from cache.features import FeatureStoreWriter, ShardData, finished_shard
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource, PngFolder, Sample, split_problem
-from extract.ray_session import ray_session
 
 MIN_OBJECT_STORE = 256 * 1024**2
 MAX_OBJECT_STORE = 8 * 1024**3
@@ -116,14 +115,6 @@ def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
         reason = f"{e.path}: {e.problem}" if e.path else e.problem
         return Decoded(None, (reason, e.fix or ""))
     return Decoded(recipe.prepare(frames))
-
-
-@ray.remote(num_cpus=1)
-def _decode_task(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
-    import torch
-
-    torch.set_num_threads(1)
-    return decode_video(src, cfg, recipe)
 
 
 # --------------------------------------------------------------------------- model side
@@ -219,51 +210,6 @@ def _take(parts: list[np.ndarray], n: int) -> np.ndarray:
     return out[0] if len(out) == 1 else np.concatenate(out)
 
 
-@ray.remote
-class ModelWorker:
-    """One model replica (one GPU, or CPU threads); streams ("frames", n) and ("shard", ShardData)."""
-
-    def __init__(self, cfg: ExtractConfig, device: str, threads: int, random_init: bool = False):
-        import torch
-
-        from extract.models import FeatureExtractor
-
-        torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.fx = FeatureExtractor(cfg, device, random_init=random_init)
-
-    def info(self) -> dict[str, Any]:
-        return {"device": str(self.fx.device), "autocast": self.fx.precision.autocast or "float32",
-                "spatial_dim": self.fx.spatial_dim, "motion_dim": self.fx.motion_dim}
-
-    def frames_forwarded(self) -> int:
-        return self.fx.frames_forwarded
-
-    def run(self, shards: list[ShardPlan]):
-        sources = [s.frames for shard in shards for s in shard.samples if s.problem is None]
-        decoded = _prefetch(sources, self.cfg, self.fx.recipe, self.cfg.decode_ahead)
-        computer = ShardComputer(self.fx, self.cfg)
-        for shard in shards:
-            yield from computer.run(shard, decoded)
-
-
-def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
-    """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
-    pending: deque = deque()
-    it = iter(sources)
-    for src in it:
-        pending.append(_decode_task.remote(src, cfg, recipe))
-        if len(pending) >= max(1, ahead):
-            break
-    while pending:
-        ref = pending.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(_decode_task.remote(nxt, cfg, recipe))
-        yield ray.get(ref)
-        del ref
-
-
 # --------------------------------------------------------------------------- driver
 
 
@@ -306,19 +252,6 @@ def plan_actors(nodes: Sequence[Mapping[str, Any]], workers: int, device: str) -
     return [ActorPlan("cpu", 0, share, max(1, (cpus - 1) // workers)) for _ in range(workers)]
 
 
-def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]:
-    """The model worker actors of `plan_actors` on the Ray this process is connected to."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    actors = []
-    for plan in plan_actors(ray.nodes(), cfg.workers, cfg.device):
-        options: dict[str, Any] = {"num_gpus": plan.num_gpus, "num_cpus": plan.num_cpus}
-        if plan.node is not None:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(plan.node, soft=False)
-        actors.append(ModelWorker.options(**options).remote(cfg, plan.device, plan.threads, random_init))
-    return actors
-
-
 class _FramesPerSecond(ProgressColumn):
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
@@ -330,7 +263,7 @@ def _progress(console: Console | None) -> Progress:
                     _FramesPerSecond(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _frame_count(sample: Sample, cfg: ExtractConfig) -> int:
+def frame_count(sample: Sample, cfg: ExtractConfig) -> int:
     if sample.problem is not None:
         return 0
     if isinstance(sample.frames, PngFolder):
@@ -384,8 +317,11 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     if compute_todo:
         if before_compute is not None:
             before_compute()
+        from extract.ray_runner import run_shards  # the Ray adapter
+        from extract.ray_session import ray_session
+
         with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
-            frames_forwarded, compute = _run_shards(cfg, compute_todo, writer, console, random_init)
+            frames_forwarded, compute = run_shards(cfg, compute_todo, writer, _progress(console), random_init)
     videos, failures = writer.finish([s.index for s in plan])
     console.print(f"extracted {videos} videos ({frames_forwarded} frames forwarded in this run, "
                   f"{len(todo)} of {len(plan)} shards computed)")
@@ -409,41 +345,3 @@ def adopt_shards(writer: FeatureStoreWriter, todo: Sequence[ShardPlan],
                 reused.setdefault(key, []).append(shard.index)
                 break
     return reused
-
-
-def _run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter,
-                console: Console, random_init: bool = False) -> tuple[int, dict[str, Any]]:
-    workers = start_workers(cfg, random_init=random_init)
-    compute = ray.get([w.info.remote() for w in workers])[0]
-    compute["workers"] = len(workers)
-    started = time.time()
-    total = sum(_frame_count(s, cfg) for shard in todo for s in shard.samples)
-    forwarded = [0] * len(workers)
-    errors: list[BaseException] = []
-    with _progress(console) as progress:
-        task = progress.add_task(f"extract ({len(workers)} {compute['device']} worker(s))", total=total)
-
-        def drain(k: int) -> None:
-            try:
-                gen = workers[k].run.options(num_returns="streaming").remote(todo[k::len(workers)])
-                for ref in gen:
-                    kind, payload = ray.get(ref)
-                    if kind == "frames":
-                        forwarded[k] += payload
-                        progress.advance(task, payload)
-                    else:
-                        writer.write_shard(payload)
-            except BaseException as e:  # re-raised on the driver's thread below
-                errors.append(e)
-
-        threads = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(workers))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    compute["steady_seconds"] = time.time() - started  # workers ready -> last shard written
-    for w in workers:
-        ray.kill(w)
-    if errors:
-        raise errors[0]
-    return sum(forwarded), compute

@@ -22,9 +22,11 @@ gates (extract.translation_gates: empty, wrong script, repetitive, length outlie
 `embed.gate_*`) are refused before they are embedded. Either is a failure of the run, the other
 languages still complete, and `embed.allow_poor_translations` publishes the second kind anyway.
 Every targets manifest records the gate's figures and thresholds (`quality_gate`). Work in progress survives a crash
-in the entries' `.partial` directories at fixed batch boundaries (translation chunks of
-`RESUME_CHUNK_BATCHES` batches, embeddings per split), so a killed run resumes where it
-stopped and ends with the same bytes as an uninterrupted one.
+in the entries' `.partial` directories at fixed batch boundaries (chunks of
+`RESUME_CHUNK_BATCHES` batches, translated or embedded), so a killed run resumes where it
+stopped and ends with the same bytes as an uninterrupted one. The chunks run in this process
+or on Ray workers (`embed.workers`, `embed.ray_address`; extract.text_jobs, extract.ray_text),
+with the same bytes either way; this module only orchestrates.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ TINY_SONAR_FORMAT = 1
 TINY_NLLB_FORMAT = 1
 TRANSLATIONS_FILE = "translations.json"
 RESUME_CHUNK_BATCHES = 8
-"""Translation batches per resumable chunk: a crash loses at most this much translation work."""
+"""Batches per resumable chunk (translation or embedding): a crash loses at most this much work per worker."""
 MAX_LEN = 128
 """Longest generated translation in tokens (part of the translator identity)."""
 TINY_SETTINGS = {"dim": 128, "layers": 2, "batch_size": 32, "lr": 2e-3}

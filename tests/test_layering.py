@@ -39,3 +39,25 @@ def test_package_imports_only_what_it_may(package):
         if wrong:
             bad[str(path.relative_to(REPO))] = sorted(wrong)
     assert not bad, f"{package} may import only {sorted(ALLOWED[package])}: {bad}"
+
+
+RAY_ADAPTER = {"ray_session.py", "ray_runner.py", "ray_text.py"}
+"""The only modules under extract/ that may import Ray: the rest is a Ray-free core."""
+
+
+def test_only_the_ray_adapter_imports_ray():
+    users = {str(p.relative_to(REPO)) for p in sorted((REPO / "extract").rglob("*.py")) if "ray" in imported_packages(p)}
+    assert users, "the adapter itself imports Ray: the scan must see it"
+    assert users == {f"extract/{name}" for name in RAY_ADAPTER}, users
+
+
+def test_the_core_imports_without_ray():
+    """Importing the extraction core, the text jobs and every dataset reader loads no Ray module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import extract.runner, extract.text_jobs, extract.datasets, extract.video, extract.models;"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
