@@ -53,7 +53,8 @@ def epoch(cfg, inputs, features, steps: int) -> tuple[float, float]:
     from train import data as tdata
     from train.augment import VideoAugmenter
     from train.data import BatchLoader, CacheDataset
-    from train.trainer import build_models, compute_loss, seed_everything, step_generator
+    from train.model import build_models
+    from train.trainer import compute_loss, seed_everything, step_generator
 
     seed_everything(cfg.seed)
     targets = {lang: tdata.open_targets(p) for lang, p in inputs.targets.items()}

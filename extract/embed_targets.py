@@ -10,7 +10,7 @@ re-translating:
 * `embed_texts(texts, lang, encoder, ...)` -> np.ndarray [N, D] float32, in batches, with
   sonar's `TextToEmbeddingModelPipeline`.
 
-`embed_language(...)` does both for one language and writes `targets.h5`
+pipeline.embed_stage runs them chunk by chunk (extract.text_jobs) and writes `targets.h5`
 (layout in `cache.targets`). `CALLS` counts model calls (one per batch) so tests can
 assert that a cached run made none.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,7 +27,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from cache.errors import CacheError
-from cache.targets import SplitTargets, write_targets
 
 CALLS: dict[str, int] = {"translate": 0, "embed": 0}
 """Model calls made in this process, one per batch (tests reset and read this)."""
@@ -189,53 +187,3 @@ def load_translations(path: Path, texts: Sequence[str] | None = None) -> list[st
         raise CacheError("translations were made from other source texts", path=path,
                          fix="delete it; it will be redone")
     return list(body["translations"])
-
-
-def embed_language(
-    texts_by_split: dict[str, tuple[Sequence[str], Sequence[str]]],
-    src_lang: str,
-    tgt_lang: str,
-    translator: Any,
-    encoder: Any,
-    out_path: Path,
-    progress: bool = True,
-    *,
-    batch_size: int = 32,
-    key: str = "",
-    translations: dict[str, Sequence[str]] | None = None,
-    on_translated: Callable[[str, list[str], list[str]], None] | None = None,
-) -> Path:
-    """Translate each split's source texts into `tgt_lang` (unless it is `src_lang`), embed, write HDF5.
-
-    `texts_by_split`: {split: (ids, source texts)}. `translations`: already known target
-    texts per split (from the translations cache) that skip the translator; `on_translated`
-    is called as (split, src_texts, tgt_texts) after a split is translated, for caching.
-    """
-    splits: dict[str, SplitTargets] = {}
-    t0 = time.time()
-    translator_id = getattr(translator, "identity", None) if tgt_lang != src_lang else None
-    source_name = REFERENCE if tgt_lang == src_lang else source_label(translator_id or {})
-    for split, (ids, src_texts) in texts_by_split.items():
-        ids, src_texts = list(ids), list(src_texts)
-        if len(ids) != len(src_texts):
-            raise CacheError(f"split {split}: {len(ids)} ids but {len(src_texts)} texts")
-        if tgt_lang == src_lang:
-            tgt_texts = src_texts
-        elif translations is not None and split in translations:
-            tgt_texts = list(translations[split])
-        else:
-            tgt_texts = translate_texts(src_texts, src_lang, tgt_lang, translator, batch_size=batch_size,
-                                        progress=progress)
-            if on_translated is not None:
-                on_translated(split, src_texts, tgt_texts)
-        emb = embed_texts(tgt_texts, tgt_lang, encoder, batch_size=batch_size, progress=progress)
-        splits[split] = SplitTargets(ids, tgt_texts, emb.reshape(len(ids), -1) if len(ids) else emb,
-                                     [source_name] * len(ids))
-    write_targets(out_path, tgt_lang, splits, key=key, encoder=getattr(encoder, "identity", None),
-                  translator=translator_id if translator_id is not None else REFERENCE)
-    if progress:
-        n = sum(len(v[0]) for v in texts_by_split.values())
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[green]{tgt_lang}[/]: {n} sentences in {time.time() - t0:.1f}s -> {out_path}")
-    return Path(out_path)

@@ -134,7 +134,7 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     """The trainer's inputs: cache entries only, checked (an error names the command that makes what is missing)."""
     from extract.languages import resolve_langs
     from pipeline.embed_stage import sonar_decoder
-    from train.trainer import TrainInputs
+    from train.model import TrainInputs
 
     if "train" not in cfg.dataset.splits:
         raise SltPipeError("training needs the train split", fix="keep `train` in [dataset] splits")
@@ -217,7 +217,7 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 def load_run(run: Path) -> tuple[Config, Any]:
     """(pipeline config, TrainInputs) recorded in a run directory."""
-    from train.trainer import TrainInputs
+    from train.model import TrainInputs
 
     run = Path(run)
     try:
@@ -372,7 +372,7 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
     from extract.languages import resolve_lang
     from extract.models import FeatureExtractor
     from extract.video import read_frames
-    from train.trainer import build_models, load_trainable, resolve_device
+    from train.model import build_models, load_trainable, resolve_device
 
     cfg, inputs = load_run(run)
     src = video_source(Path(video))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.errors import SltPipeError, WeightsError
+from cache.errors import CacheError, SltPipeError, WeightsError
 from extract.languages import FLORES200, resolve_langs
 
 
@@ -192,35 +192,24 @@ def test_tiny_sonar_decodes_held_out(sonar, held):
 
 
 # --------------------------------------------------------------------------- target stage
-def test_embed_language_caches_translations(tmp_path, sonar, tiny_dir, corpus):
-    from cache.targets import TargetReader
+def test_translate_embed_and_saved_translations(tmp_path, sonar, tiny_dir, corpus):
+    """Batches are model calls; the same source language is returned as is; saved translations
+    load back only for the texts they were made from."""
     from extract import embed_targets as et
 
     enc = et.SonarEncoder.from_spec("tiny", tiny_dir)
-    splits = {"train": (["v0", "v1", "v2"], corpus["deu_Latn"][:3]), "dev": (["v9"], corpus["deu_Latn"][3:4])}
-    saved: dict[str, list[str]] = {}
+    src = corpus["deu_Latn"][:3]
     et.CALLS.update(translate=0, embed=0)
-    out = et.embed_language(splits, "deu_Latn", "eng_Latn", sonar, enc, tmp_path / "eng" / "targets.h5",
-                            progress=False, batch_size=2,
-                            on_translated=lambda split, src, tgt: saved.__setitem__(split, tgt))
-    assert et.CALLS == {"translate": 3, "embed": 3}  # train: 2 batches, dev: 1
-    with TargetReader(out) as r:
-        assert r.lang == "eng_Latn" and r.ids("train") == ["v0", "v1", "v2"]
-        assert r.texts("train") == saved["train"]
-        assert r.embeddings("train").shape == (3, r.dim)
-        assert r.sources("train")[0] == "sonar"
-    et.save_translations(tmp_path / "tr.json", splits["train"][1], saved["train"], "deu_Latn", "eng_Latn", sonar)
-    cached = {"train": et.load_translations(tmp_path / "tr.json", splits["train"][1]), "dev": saved["dev"]}
-    et.CALLS.update(translate=0, embed=0)
-    et.embed_language(splits, "deu_Latn", "eng_Latn", sonar, enc, tmp_path / "eng2.h5", progress=False,
-                      batch_size=2, translations=cached)
-    assert et.CALLS["translate"] == 0 and et.CALLS["embed"] == 3
-    # source language: references, no translation at all
-    et.CALLS.update(translate=0, embed=0)
-    ref = et.embed_language(splits, "deu_Latn", "deu_Latn", sonar, enc, tmp_path / "deu.h5", progress=False)
-    assert et.CALLS["translate"] == 0
-    with TargetReader(ref) as r:
-        assert r.texts("dev") == corpus["deu_Latn"][3:4] and r.sources("dev") == ["reference"]
+    eng = et.translate_texts(src, "deu_Latn", "eng_Latn", sonar, batch_size=2)
+    emb = et.embed_texts(eng, "eng_Latn", enc, batch_size=2)
+    assert et.CALLS == {"translate": 2, "embed": 2} and len(eng) == 3 and emb.shape[0] == 3
+    assert et.translate_texts(src, "deu_Latn", "deu_Latn", sonar) == src and et.CALLS["translate"] == 2
+    whole = et.embed_texts(eng, "eng_Latn", enc, batch_size=3)
+    np.testing.assert_allclose(whole, emb, rtol=1e-5, atol=1e-6)
+    path = et.save_translations(tmp_path / "tr.json", src, eng, "deu_Latn", "eng_Latn", sonar)
+    assert et.load_translations(path, src) == eng
+    with pytest.raises(CacheError, match="other source texts"):
+        et.load_translations(path, corpus["deu_Latn"][1:4])
 
 
 def test_tiny_sonar_deterministic_and_parallel_references(tmp_path, corpus):

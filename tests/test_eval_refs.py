@@ -25,7 +25,7 @@ from train import decoder as tdecoder  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.evaluate import evaluate, reference_rows, skipped_languages  # noqa: E402
 from train.toy import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
-from train.trainer import TrainInputs, _save_weights, build_models, trainable_state  # noqa: E402
+from train.model import TrainInputs, build_models, save_weights, trainable_state  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
 EMB = 16
@@ -73,7 +73,7 @@ def _run_dir(tmp_path: Path, inputs: TrainInputs, feats) -> Path:
     cfg = TrainConfig(out=tmp_path, hidden_dim=16, lora_rank=2, lora_alpha=4, beam_size=1, max_len=6, batch_size=8,
                       device="cpu")
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, EMB, torch.device("cpu"))
-    _save_weights(trainable_state(visual, dec), tmp_path / "ckpt" / "last" / "weights.safetensors")
+    save_weights(trainable_state(visual, dec), tmp_path / "ckpt" / "last" / "weights.safetensors")
     (tmp_path / "config.json").write_text(json.dumps({**cfg.__dict__, "out": str(tmp_path)}, default=str))
     return tmp_path
 

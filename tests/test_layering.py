@@ -61,3 +61,34 @@ def test_the_core_imports_without_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_train_modules_import_each_other_without_a_cycle():
+    """Within train/, the module graph (lazy imports included) is acyclic: evaluation builds the
+    model from train.model, never from the trainer that calls it."""
+    graph = {}
+    for path in sorted((REPO / "train").glob("*.py")):
+        mods = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module == "train":
+                    mods.update(a.name for a in node.names)
+                elif node.module.startswith("train."):
+                    mods.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                mods.update(a.name.split(".")[1] for a in node.names if a.name.startswith("train."))
+        graph[path.stem] = mods - {path.stem}
+    state: dict[str, int] = {}
+
+    def visit(m: str, trail: list[str]) -> None:
+        if state.get(m) == 2:
+            return
+        assert state.get(m) != 1, f"import cycle: {' -> '.join(trail + [m])}"
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            visit(n, trail + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        visit(m, [])
+    assert "model" in graph["evaluate"] and "trainer" not in graph["evaluate"]

@@ -74,7 +74,7 @@ def test_train_without_caches_names_the_command(tmp_path, toy_root):
 
 def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     from pipeline import train_stage
-    from train.trainer import TrainInputs
+    from train.model import TrainInputs
 
     cache, root = cached
 

@@ -29,7 +29,8 @@ ensure_fairseq2()
 from train import data as tdata  # noqa: E402
 from train.config import TrainConfig, train_preset  # noqa: E402
 from train.toy import ToyFeatureReader, ToyTargetReader  # noqa: E402
-from train.trainer import TrainInputs, train  # noqa: E402
+from train.model import TrainInputs  # noqa: E402
+from train.trainer import train  # noqa: E402
 from cache.sonar_models import user_asset_dir  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]

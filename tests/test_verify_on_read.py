@@ -184,7 +184,8 @@ def test_train_refuses_a_corrupt_entry_instead_of_training(tmp_path):
     """Through the trainer's entry that opens the caches: the error, no loss, no checkpoint."""
     from pipeline.train_stage import rebuild_hint
     from pipeline.config import build_config
-    from train.trainer import TrainInputs, train
+    from train.model import TrainInputs
+    from train.trainer import train
 
     feats, tgts = make_features(tmp_path), make_targets(tmp_path)
     flip(shard_file(feats), 40)

@@ -184,7 +184,7 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     from train.config import TrainConfig
     from train import data as tdata
     from train.data import CacheDataset
-    from train.trainer import build_models, load_trainable, resolve_device
+    from train.model import build_models, load_trainable, resolve_device
 
     run_dir = Path(run_dir)
     raw = json.loads((run_dir / "config.json").read_text())

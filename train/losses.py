@@ -34,10 +34,3 @@ def token_ce(logits: Tensor, targets: Tensor, ignore_mask: Tensor | None = None,
     if ignore_mask is not None:
         t[ignore_mask] = -100
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index=-100, label_smoothing=label_smoothing)
-
-
-def weighted(weight: float, fn, *args, **kwargs) -> Tensor | None:
-    """`weight * fn(...)`, or None without calling fn when weight is 0."""
-    if not weight:
-        return None
-    return weight * fn(*args, **kwargs)

@@ -33,46 +33,10 @@ import torch
 from train.augment import VideoAugmenter, sample_languages
 from train.config import TrainConfig
 from train import data as tdata
-from train import decoder as tdecoder
 from train.data import BatchLoader, CacheDataset
-from train.decoder import LoraDecoder
-from train.fusion import VisualBlock, build_visual_block
 from train.losses import alignment_loss
+from train.model import TrainInputs, build_models, load_trainable, resolve_device, save_weights, trainable_state
 from train.visual_init import RECORD_NAME, block_metadata, feature_recipe, load_initial_block
-
-
-@dataclass
-class TrainInputs:
-    """What the trainer reads: caches only."""
-
-    features: dict[str, Path]
-    """Split name -> feature cache entry dir (read with cache.features.FeatureReader)."""
-    targets: dict[str, Path]
-    """Language (NLLB code) -> targets HDF5 (cache.targets.TargetReader); all splits in each file."""
-    source_lang: str
-    """The dataset's spoken language (e.g. deu_Latn); the default eval language."""
-    decoder_spec: str = "text_sonar_basic_decoder"
-    """SONAR decoder asset name / spec passed to cache.sonar_models."""
-    tiny_dir: Path | None = None
-    """Directory of tiny test models for cache.sonar_models (None = real models)."""
-    dataset: str = ""
-    """Dataset reader name (phoenix, csl-daily, how2sign, toy); picks the BLEU casing when train.bleu_case=auto."""
-    train_split: str = "train"
-    """Split trained on."""
-    dev_split: str = "dev"
-    """Split evaluated during training (selects the best checkpoint)."""
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        return json.loads(json.dumps(d, default=str))
-
-    @classmethod
-    def from_json(cls, d: dict) -> "TrainInputs":
-        d = dict(d)
-        d["features"] = {k: Path(v) for k, v in d["features"].items()}
-        d["targets"] = {k: Path(v) for k, v in d["targets"].items()}
-        d["tiny_dir"] = None if d.get("tiny_dir") in (None, "None") else Path(d["tiny_dir"])
-        return cls(**d)
 
 
 @dataclass
@@ -91,62 +55,10 @@ class RunResult:
 
 
 # ---------------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_models(cfg: TrainConfig, inputs: TrainInputs, spatial_dim: int, motion_dim: int, emb_dim: int,
-                 device: torch.device) -> tuple[VisualBlock, LoraDecoder]:
-    """The visual block (fresh weights) and the LoRA decoder.
-
-    Never reads `cfg.init_visual_block`: only a fresh training run does (`train`), and it
-    copies the block into the run, so evaluate/translate depend on the run dir alone.
-    """
-    tokenizer = tdecoder.load_tokenizer(inputs.decoder_spec, inputs.tiny_dir)
-    base = tdecoder.load_base_decoder(inputs.decoder_spec, inputs.tiny_dir, device, torch.float32)
-    dec = LoraDecoder(base, tokenizer, targets=cfg.lora_targets, rank=cfg.lora_rank, alpha=cfg.lora_alpha,
-                      dropout=cfg.lora_dropout).to(device)
-    visual = build_visual_block(cfg.visual_block, spatial_dim, motion_dim, emb_dim, hidden=cfg.hidden_dim,
-                                pooling=cfg.pooling, max_pool=cfg.time_max_pool).to(device)
-    return visual, dec
-
-
-def trainable_state(visual: VisualBlock, dec: LoraDecoder) -> dict[str, torch.Tensor]:
-    state = {f"visual.{k}": v for k, v in visual.state_dict().items()}
-    state.update({f"lora.{k}": v for k, v in dec.trainable_state_dict().items()})
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
-def load_trainable(visual: VisualBlock, dec: LoraDecoder, path: Path) -> None:
-    """A run's own checkpoint (strict: it was written by this code for this config)."""
-    from safetensors.torch import load_file
-
-    from cache.errors import WeightsError
-
-    state = load_file(str(path))
-    try:
-        visual.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("visual.")})
-    except RuntimeError as e:
-        raise WeightsError(f"the run's visual block does not fit its config ({e})", path=path,
-                           fix="evaluate with the run's own config.json (was the run dir edited or mixed?)") from None
-    dec.load_trainable_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lora.")})
-
-
-def _save_weights(state: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
 
 
 def lr_at(step: int, *, peak: float, start: float, end: float, warmup: int, decay_end: int) -> float:
@@ -349,7 +261,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
         metrics.flush()
 
     def save(kind_dir: Path, with_state: bool) -> None:
-        _save_weights(trainable_state(visual, dec), kind_dir / "weights.safetensors", weights_meta)
+        save_weights(trainable_state(visual, dec), kind_dir / "weights.safetensors", weights_meta)
         if with_state:
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                         "best_bleu": best_bleu, "best_step": best_step, "rng": _rng_state()}, kind_dir / "state.pt.tmp")
