@@ -481,8 +481,7 @@ class _Models:
             raise
         return self._executor
 
-    def run(self, kind: str, jobs: list[Any], on_done: Callable[[int, Any], None],
-            on_batch: Callable[[int], None]) -> None:
+    def run(self, jobs: list[Any], on_done: Callable[[int, Any], None], on_batch: Callable[[int], None]) -> None:
         try:
             self._executor.run(jobs, on_done, on_batch)
         except WeightsError:  # missing weights (in a Ray worker, say) fail every language alike
@@ -658,27 +657,44 @@ def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str
     with got as pending, _discard_on_error(cache, pending):
         jobs = chunks(uniq, "translate", src, lang, max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES)
         paths = [pending.dir / f"chunk-{i:05d}.json" for i in range(len(jobs))]
-        results: list[list[str] | None] = [_load_chunk(p, list(j.texts)) for p, j in zip(paths, jobs)]
-        todo = [i for i, r in enumerate(results) if r is None]
-        if todo:
-            models.executor("translate")  # loads (and says so) before the live progress bar starts
-
-            def finished(k: int, out: list[str]) -> None:
-                i = todo[k]
-                save_translations(paths[i], jobs[i].texts, out, src, lang, tr_id)
-                results[i] = out
-                counts["translated"] += len(jobs[i].texts)
-
-            with _progress(console) as progress:
-                task = progress.add_task(f"translate {src}->{lang} {split}", total=len(uniq),
-                                         completed=len(uniq) - sum(len(jobs[i].texts) for i in todo))
-                models.run("translate", [jobs[i] for i in todo], finished, lambda k: progress.advance(task, k))
+        results = _run_chunks(models, jobs, paths, lambda p, j: _load_chunk(p, list(j.texts)),
+                              lambda p, j, out: save_translations(p, j.texts, out, src, lang, tr_id), console,
+                              f"translate {src}->{lang} {split}", lambda n: _count(counts, "translated", n))
         done = [t for r in results for t in r or ()]
         full = [done[j] for j in inverse]
         save_translations(pending.dir / TRANSLATIONS_FILE, texts, full, src, lang, tr_id)
         _keep_only(pending.dir, TRANSLATIONS_FILE)
         pending.publish(dataset=dataset.name, split=split, src_lang=src, lang=lang, items=len(texts))
     return full
+
+
+def _run_chunks(models: _Models, jobs: list[Any], paths: list[Path], load: Callable[[Path, Any], Any],
+                save: Callable[[Path, Any, Any], None], console: Console, desc: str,
+                on_computed: Callable[[int], None]) -> list[Any]:
+    """Each job's result: from its chunk file where a finished one is there, else computed (in this
+    process or on the Ray workers) and saved to its file as it arrives, so a crash resumes it."""
+    results = [load(path, job) for path, job in zip(paths, jobs)]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if not todo:
+        return results
+    kind = jobs[0].kind
+    models.executor(kind)  # loads (and says so) before the live progress bar starts
+
+    def finished(k: int, out: Any) -> None:
+        i = todo[k]
+        save(paths[i], jobs[i], out)
+        results[i] = out
+        on_computed(len(jobs[i].texts))
+
+    total = sum(len(j.texts) for j in jobs)
+    with _progress(console) as progress:
+        task = progress.add_task(desc, total=total, completed=total - sum(len(jobs[i].texts) for i in todo))
+        models.run([jobs[i] for i in todo], finished, lambda n: progress.advance(task, n))
+    return results
+
+
+def _count(counts: dict[str, int], what: str, n: int) -> None:
+    counts[what] += n
 
 
 def _load_chunk(path: Path, texts: list[str]) -> list[str] | None:
@@ -700,21 +716,9 @@ def _embeddings(directory: Path, split: str, texts: list[str], lang: str, cfg: C
     uniq, inverse = _unique(texts)
     jobs = chunks(uniq, "embed", lang, lang, max(1, cfg.embed.batch_size) * RESUME_CHUNK_BATCHES)
     paths = [directory / f"{split}-emb-{i:05d}.npy" for i in range(len(jobs))]
-    results: list[np.ndarray | None] = [_load_array(p, len(j.texts)) for p, j in zip(paths, jobs)]
-    todo = [i for i, r in enumerate(results) if r is None]
-    if todo:
-        models.executor("embed")  # loaded before the live progress bar starts
-
-        def finished(k: int, emb: np.ndarray) -> None:
-            i = todo[k]
-            _save_array(paths[i], emb)
-            results[i] = emb
-            counts["embedded"] += len(jobs[i].texts)
-
-        with _progress(console) as progress:
-            task = progress.add_task(f"embed {lang} {split}", total=len(uniq),
-                                     completed=len(uniq) - sum(len(jobs[i].texts) for i in todo))
-            models.run("embed", [jobs[i] for i in todo], finished, lambda k: progress.advance(task, k))
+    results = _run_chunks(models, jobs, paths, lambda p, j: _load_array(p, len(j.texts)),
+                          lambda p, j, emb: _save_array(p, emb), console, f"embed {lang} {split}",
+                          lambda n: _count(counts, "embedded", n))
     if not uniq:
         return np.zeros((0, 0), np.float32)
     emb = np.concatenate([r for r in results if r is not None])
