@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class LazyTextModels:
         return self._parts
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> SentenceEmbedder:
         from extract.embed_targets import SonarEncoder
 
         if self._encoder is None:
@@ -90,28 +90,59 @@ class LazyTextModels:
         return self._encoder
 
     @property
-    def translator(self) -> Any:
+    def translator(self) -> Translator:
         if self._translator is None:
-            s = self.spec
-            if s.translator == "sonar":
-                from cache.sonar_models import load_sonar_decoder
-                from extract.nllb import SonarTranslator
-
-                model, tok = self._sonar_parts()
-                decoder = self._load(f"SONAR decoder {s.sonar_decoder}",
-                                     lambda: load_sonar_decoder(s.sonar_decoder, s.tiny_sonar, s.device))
-                self._translator = SonarTranslator(model, decoder, tok, device=s.device, beam_size=s.beam_size,
-                                                   max_seq_len=s.max_len, batch_size=s.batch_size)
-            else:
-                from extract.nllb import NllbTranslator
-
-                if s.nllb_path is None:
-                    raise ValueError("this spec was made for a run that translates nothing")
-                self._translator = self._load(f"NLLB {s.nllb_path}", lambda: NllbTranslator(
-                    s.nllb_path, s.device, num_beams=s.beam_size, max_new_tokens=s.max_len,
-                    batch_size=s.batch_size, langs=list(s.langs)))
-            self._translator.identity = s.translator_identity  # the identity the keys were made from
+            build = TRANSLATORS.get(self.spec.translator)
+            if build is None:
+                raise ValueError(f"unknown translator {self.spec.translator!r}; known: {', '.join(sorted(TRANSLATORS))}")
+            self._translator = build(self)
+            self._translator.identity = self.spec.translator_identity  # the identity the keys were made from
         return self._translator
+
+
+class Translator(Protocol):
+    """What embed-targets asks of a translator (extract.nllb holds the two it ships)."""
+
+    identity: dict[str, Any]
+
+    def translate(self, texts: list[str], src_lang: str, tgt_lang: str) -> list[str]: ...
+
+
+class SentenceEmbedder(Protocol):
+    """What embed-targets asks of a sentence encoder (extract.embed_targets.SonarEncoder)."""
+
+    identity: dict[str, Any]
+
+    def embed(self, texts: list[str], lang: str) -> np.ndarray: ...
+
+
+def _nllb(models: LazyTextModels) -> Translator:
+    from extract.nllb import NllbTranslator
+
+    s = models.spec
+    if s.nllb_path is None:
+        raise ValueError("this spec was made for a run that translates nothing")
+    return models._load(f"NLLB {s.nllb_path}", lambda: NllbTranslator(
+        s.nllb_path, s.device, num_beams=s.beam_size, max_new_tokens=s.max_len, batch_size=s.batch_size,
+        langs=list(s.langs)))
+
+
+def _sonar_translator(models: LazyTextModels) -> Translator:
+    """SONAR as a translator: encode the source, decode into the target language."""
+    from cache.sonar_models import load_sonar_decoder
+    from extract.nllb import SonarTranslator
+
+    s = models.spec
+    encoder, tokenizer = models._sonar_parts()
+    decoder = models._load(f"SONAR decoder {s.sonar_decoder}",
+                           lambda: load_sonar_decoder(s.sonar_decoder, s.tiny_sonar, s.device))
+    return SonarTranslator(encoder, decoder, tokenizer, device=s.device, beam_size=s.beam_size,
+                           max_seq_len=s.max_len, batch_size=s.batch_size)
+
+
+TRANSLATORS: dict[str, Callable[[LazyTextModels], Translator]] = {"nllb": _nllb, "sonar": _sonar_translator}
+"""`embed.translator` -> the function that builds it from a run's models: a new translator is
+one such function, one entry here and one name in `EmbedConfig.translator`."""
 
 
 def chunks(texts: list[str], kind: Literal["translate", "embed"], src: str, lang: str,

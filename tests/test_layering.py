@@ -92,3 +92,16 @@ def test_train_modules_import_each_other_without_a_cycle():
     for m in sorted(graph):
         visit(m, [])
     assert "model" in graph["evaluate"] and "trainer" not in graph["evaluate"]
+
+
+def test_every_configurable_translator_is_registered():
+    """EmbedConfig.translator's names and the registry that builds them cannot drift apart."""
+    import dataclasses
+    import typing
+
+    from extract.config import EmbedConfig
+    from extract.text_jobs import TRANSLATORS
+
+    (field,) = [f for f in dataclasses.fields(EmbedConfig) if f.name == "translator"]
+    hint = typing.get_type_hints(EmbedConfig)["translator"]
+    assert set(typing.get_args(hint)) == set(TRANSLATORS), (field.type, sorted(TRANSLATORS))
