@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from extract.encoders.clip import ClipSettings
+from extract.encoders.dinov2 import Dinov2Settings
+from extract.encoders.videomae import VideoMAESettings
+
 @dataclass
 class DatasetConfig:
     name: str = "toy"
@@ -24,22 +28,18 @@ class DatasetConfig:
 
 @dataclass
 class ExtractConfig:
-    spatial_model: str = "openai/clip-vit-large-patch14"
-    """Spatial encoder: a Hugging Face repo id looked up in the local HF cache when spatial_weights is unset (paper: CLIP ViT-L/14, run as transformers' CLIPVisionModel; timm/vit_large_patch14_clip_224.openai is tried too), or 'tiny-vit' (tiny profile: a seeded tiny timm ViT)."""
-    spatial_weights: str | None = None
-    """CLIP weights in any format users hold: a transformers snapshot folder (CLIPModel or CLIPVisionModel), a timm repo folder, open_clip_pytorch_model.bin / open_clip_model.safetensors, or OpenAI's ViT-L-14.pt. Detected from the tensors' names; must fill every parameter of spatial_arch."""
-    spatial_arch: str = "ViT-L/14"
-    """Architecture the spatial weights must fill: ViT-L/14 (paper), ViT-B/16, or 'snapshot' (the transformers snapshot's own config.json; for other CLIP sizes and rehearsals)."""
+    streams: list[str] = field(default_factory=lambda: ["clip", "videomae"])
+    """Feature encoders, by name (extract/encoders/): frame encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; clip encoders (videomae, tiny-videomae) run per clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    """Weights of the clip encoder (CLIP ViT-L/14): extract.clip.model / weights / arch."""
+    videomae: VideoMAESettings = field(default_factory=VideoMAESettings)
+    """Weights of the videomae encoder (VideoMAE-L): extract.videomae.model / weights / arch."""
+    dinov2: Dinov2Settings = field(default_factory=Dinov2Settings)
+    """Weights of the dinov2 encoder (DINOv2 ViT-L/14): extract.dinov2.model / weights / arch."""
     spatial_scales: list[int] = field(default_factory=lambda: [1, 2])
-    """S2 multi-scale (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
-    motion_model: str = "MCG-NJU/videomae-large"
-    """Motion encoder: Hugging Face repo id of a VideoMAE snapshot in the local HF cache (paper: VideoMAE-L), or 'tiny-videomae'."""
-    motion_weights: str | None = None
-    """Local VideoMAE snapshot folder (VideoMAEForPreTraining, VideoMAEModel or a classifier); None reads the Hugging Face cache."""
-    motion_arch: str = "VideoMAE-L"
-    """Architecture the motion weights must fill: VideoMAE-L (paper), VideoMAE-B, or 'snapshot' (its config.json)."""
+    """S2 multi-scale of every frame encoder (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
     motion_pool: Literal["first", "mean"] = "first"
-    """Clip vector from the last layer's tokens before the final LayerNorm: the first token (SpaMo) or their mean (variant). Tiny profile: from last_hidden_state."""
+    """Clip vector of every clip encoder from its last layer's tokens (videomae: before the final LayerNorm): the first token (SpaMo) or their mean (variant). tiny-videomae: from last_hidden_state."""
     squash: str = "auto"
     """Squash every frame to a square before the image processors: 'auto' = 256x256 for PHOENIX-2014T and the toy (SpaMo reads fullFrame-256x256px; slt-pipe reads that folder when present, else squashes the 210x260 frames in memory with PIL bicubic), none elsewhere; or 'none', or e.g. '256x256'. Recorded in the manifest."""
     image_size: int = 224

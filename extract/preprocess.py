@@ -13,12 +13,14 @@ same squash in memory with PIL bicubic (the tool SpaMo's copy was made with is u
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cache.errors import SltPipeError
-from extract.clip import ImageRecipe
+from cache.errors import SltPipeError, WeightsError
 
 if TYPE_CHECKING:  # torch and PIL load only where frames are processed: a cached run keys without them
     from PIL import Image
@@ -30,6 +32,56 @@ SQUASH_DATASETS = ("phoenix", "toy")
 SQUASH_RESAMPLER = "PIL bicubic"
 FILTERS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
 """PIL resamplers a recipe may name (`Image.Resampling` members, lower-cased)."""
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """How a frame becomes a model input (an image processor's resize, crop and normalisation)."""
+
+    shortest_edge: int
+    crop: tuple[int, int]
+    """(height, width) of the centre crop."""
+    resample: str
+    """PIL filter of the resize: bicubic (CLIPImageProcessor) or bilinear (VideoMAEImageProcessor)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+    """Where these values came from (a preprocessor_config.json, or the processor's defaults)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shortest_edge": self.shortest_edge, "crop": list(self.crop), "resample": self.resample,
+                "mean": list(self.mean), "std": list(self.std), "source": self.source}
+
+
+PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
+    """The preprocessor_config.json of a snapshot folder (transformers' image processors), else `default`."""
+    path = folder / "preprocessor_config.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return default
+    try:
+        p = json.loads(path.read_text())
+        size = p.get("size", default.shortest_edge)
+        short = int(size["shortest_edge"] if isinstance(size, dict) else size)
+        crop = p.get("crop_size", default.crop)
+        if isinstance(crop, dict):
+            crop_hw = (int(crop["height"]), int(crop["width"]))
+        elif isinstance(crop, int):
+            crop_hw = (crop, crop)
+        else:
+            crop_hw = (int(crop[0]), int(crop[1]))
+        if not p.get("do_center_crop", True):
+            raise ValueError("do_center_crop=false is not supported (SpaMo's processors crop)")
+        return ImageRecipe(short, crop_hw, PIL_FILTERS[int(p.get("resample", 3))],
+                           tuple(float(x) for x in p.get("image_mean", default.mean)),  # type: ignore[arg-type]
+                           tuple(float(x) for x in p.get("image_std", default.std)),  # type: ignore[arg-type]
+                           source=str(path))
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"unreadable image processor config ({e})", path=path,
+                           fix="restore preprocessor_config.json from the snapshot, or delete it to use the defaults") from None
+
 
 
 def resolve_squash(setting: str, dataset: str) -> str:

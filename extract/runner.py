@@ -139,8 +139,8 @@ class ShardComputer:
         lengths: list[int] = []
         clip_counts: list[int] = []
         failures: list[tuple[str, ...]] = []
-        views_buf: dict[int, list[np.ndarray]] = {}
-        clips_buf: list[np.ndarray] = []
+        views_buf: dict[str, list[np.ndarray]] = {}
+        clips_buf: dict[str, list[np.ndarray]] = {}
         n_views = n_clips = 0
         spatial_out: list[Any] = []
         motion_out: list[Any] = []
@@ -159,7 +159,7 @@ class ShardComputer:
             nonlocal n_clips
             while n_clips >= cfg.batch_clips or (final and n_clips):
                 take = min(cfg.batch_clips, n_clips)
-                motion_out.append(self.fx.motion_batch(_take(clips_buf, take)))
+                motion_out.append(self.fx.motion_batch({k: _take(parts, take) for k, parts in clips_buf.items()}))
                 n_clips -= take
 
         for sample in shard.samples:
@@ -171,16 +171,17 @@ class ShardComputer:
                 failures.append((sample.id, *d.error))
                 continue
             assert d.views is not None
-            one = d.views[recipe.motion_key]
-            clips = one[clip_index(len(one), cfg.clip_len, cfg.clip_stride)]
+            frames = len(next(iter(d.views.values())))
+            index = clip_index(frames, cfg.clip_len, cfg.clip_stride)
             ids.append(sample.id)
-            lengths.append(len(one))
-            clip_counts.append(len(clips))
-            for k in recipe.spatial_keys:
+            lengths.append(frames)
+            clip_counts.append(len(index))
+            for k in recipe.frame_keys:
                 views_buf.setdefault(k, []).append(d.views[k])
-            clips_buf.append(clips)
-            n_views += len(one)
-            n_clips += len(clips)
+            for k in recipe.clip_keys:
+                clips_buf.setdefault(k, []).append(d.views[k][index])
+            n_views += frames
+            n_clips += len(index)
             yield from flush_views(False)
             flush_clips(False)
         yield from flush_views(True)
@@ -288,7 +289,7 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     `before_compute` runs once before the first shard is computed (the stage starts Ray there).
     `random_init` (benchmarks only) runs paper-size models with random weights.
     """
-    from extract.models import feature_dims, model_identity
+    from extract.models import feature_dims, model_identity, stream_layout
 
     t0 = time.time()
     identity = model_identity(cfg, random_init=random_init)
@@ -296,6 +297,7 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     dims = feature_dims(cfg, random_init=random_init)
     writer = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype=cfg.dtype,
                                 attrs={"shard_videos": cfg.shard_videos, "models": identity,
+                                       "streams": stream_layout(cfg, random_init=random_init),
                                        "spatial_scales": cfg.spatial_scales,
                                        "clip_len": cfg.clip_len, "clip_stride": cfg.clip_stride,
                                        "motion_pool": cfg.motion_pool})

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from extract.clip import CLIP_MEAN, CLIP_STD, convert
-from extract.videomae import IMAGENET_MEAN, IMAGENET_STD
+from extract.encoders.clip import CLIP_MEAN, CLIP_STD, convert
+from extract.encoders.videomae import IMAGENET_MEAN, IMAGENET_STD
 
 
 def save_clip_snapshot(model: Any, out: Path, *, full_clip: bool = False) -> Path:
@@ -83,9 +83,9 @@ def tiny_clip(image_size: int = 112) -> Any:
     """The tiny profile's seeded timm ViT as a transformers CLIPVisionModel (same weights)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    from extract.models import _tiny_vit
+    from extract.encoders.tiny import tiny_vit
 
-    vit = _tiny_vit(image_size)
+    vit = tiny_vit(image_size)
     config = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                               patch_size=16, image_size=image_size, hidden_act="quick_gelu",
                               layer_norm_eps=1e-6)  # timm's LayerNorm default, which the tiny ViT was built with
@@ -95,9 +95,9 @@ def tiny_clip(image_size: int = 112) -> Any:
 
 
 def tiny_videomae(image_size: int = 112, clip_len: int = 16) -> Any:
-    from extract.models import _tiny_videomae
+    from extract.encoders.tiny import tiny_videomae
 
-    return _tiny_videomae(image_size, clip_len).eval()
+    return tiny_videomae(image_size, clip_len).eval()
 
 
 def export_tiny_vision(out: Path, image_size: int = 112) -> dict[str, Path]:

@@ -23,7 +23,11 @@ from extract.config import DatasetConfig, EmbedConfig, ExtractConfig
 from train.config import TrainConfig, train_preset
 
 PROJECT_FILE = "slt-pipe.toml"
-RENAMED = {"train.pretrained_visual": "train.init_visual_block"}
+RENAMED = {"train.pretrained_visual": "train.init_visual_block",
+           "extract.spatial_model": "extract.clip.model (and extract.streams for another encoder)",
+           "extract.spatial_weights": "extract.clip.weights", "extract.spatial_arch": "extract.clip.arch",
+           "extract.motion_model": "extract.videomae.model (and extract.streams for another encoder)",
+           "extract.motion_weights": "extract.videomae.weights", "extract.motion_arch": "extract.videomae.arch"}
 """Old field -> new field, so an old config file gets the new name instead of a guess."""
 PROFILES = ("tiny", "paper")
 
@@ -58,8 +62,7 @@ def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
     if profile == "tiny":
         return {
             "extract": {
-                "spatial_model": "tiny-vit",
-                "motion_model": "tiny-videomae",
+                "streams": ["tiny-vit", "tiny-videomae"],
                 "image_size": 112,
                 "batch_frames": 64,
             },
@@ -183,13 +186,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def to_toml(cfg: Config) -> str:
     lines = [f"profile = {json.dumps(cfg.profile)}", ""]
-    for section, values in to_dict(cfg).items():
-        if not isinstance(values, dict):
-            continue
-        lines.append(f"[{section}]")
-        for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+
+    def table(name: str, values: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict))
         lines.append("")
+        for k, v in values.items():
+            if isinstance(v, dict):  # a sub-section (extract.clip): its own table, after the scalars
+                table(f"{name}.{k}", v)
+
+    for section, values in to_dict(cfg).items():
+        if isinstance(values, dict):
+            table(section, values)
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 Each check is a function of the effective `Config` that returns `Row`s (check, status, detail,
 fix, and the full facts for `--json`); `run_checks` runs them all in table order. Nothing
 heavy happens: no model is built (architectures are compared on the meta device), no tensor
-is read beyond safetensors headers (`extract.clip.check` / `extract.videomae.check`), the toy
+is read beyond safetensors headers (the encoders' `check` in extract/encoders/), the toy
 corpus is not generated, no Ray is started or joined (a TCP connect to the address at most),
 and no SONAR or NLLB weights are loaded (their files are looked for where the loaders would
 look). Statuses: ok, warn (works, but read the detail), FAIL (a blocker: the stage that needs
@@ -61,8 +61,6 @@ def fail(check: str, e: SltPipeError, *, data: dict[str, Any] | None = None, pre
 class Context:
     """What one check learns that a later one needs (feature widths, frame counts)."""
 
-    spatial_config: Any = None
-    motion_config: Any = None
     weights_problem: str | None = None
     frames: list[int] | None = None
     """Frames per video over the configured splits (None: unknown)."""
@@ -86,59 +84,44 @@ def _arch_text(arch: str, config: Any) -> str:
     return f"{name}: {config.num_hidden_layers} layers x {config.hidden_size}"
 
 
-def check_spatial(cfg: Config, ctx: Context) -> list[Row]:
-    from extract import clip as clipm
-
-    e = cfg.extract
-    row, config = _weights_row("spatial weights (CLIP)", clipm.resolve, e.spatial_model, e.spatial_weights,
-                               e.spatial_arch, ctx, "spatial weights")
-    ctx.spatial_config = config
-    return [row]
-
-
-def check_motion(cfg: Config, ctx: Context) -> list[Row]:
-    from extract import videomae as maem
-
-    e = cfg.extract
-    row, config = _weights_row("motion weights (VideoMAE)", maem.resolve, e.motion_model, e.motion_weights,
-                               e.motion_arch, ctx, "motion weights")
-    ctx.motion_config = config
-    return [row]
-
-
-def _weights_row(name: str, resolve: Any, model: str, weights: str | None, arch: str, ctx: Context,
-                 problem: str) -> tuple[Row, Any]:
-    """One stream's row: `resolve` (extract.clip/videomae.resolve) finds, checks and describes its weights."""
+def _weights_row(name: str, cls: Any, cfg: Config, ctx: Context) -> Row:
+    """One paper stream's row: constructing the encoder finds, checks and describes its weights."""
     from cache.errors import WeightsError
     from extract.weights import files_identity, weight_files
 
     try:
-        w, config, ignored = resolve(model, weights, arch)
-        files = files_identity(weight_files(w.path))
+        enc = cls(cfg.extract)
+        r = enc.resolved
+        files = files_identity(weight_files(r.weights.path))
     except WeightsError as err:
-        ctx.weights_problem = ctx.weights_problem or problem
-        return fail(name, err, data={"model": model, "weights": weights, "arch": arch}), None
-    data: dict[str, Any] = {"path": str(w.path), "format": w.format, "found": w.found,
+        ctx.weights_problem = ctx.weights_problem or name
+        return fail(name, err, data=asdict(getattr(cfg.extract, cls.name)))
+    w, config = r.weights, r.config
+    arch = enc.settings()[-1]
+    data: dict[str, Any] = {"encoder": cls.name, "path": str(w.path), "format": w.format, "found": w.found,
                             "snapshot": str(w.snapshot) if w.snapshot else None, "arch": arch,
                             "layers": config.num_hidden_layers, "width": config.hidden_size,
-                            "ignored_by_name": ignored, "files": files}
+                            "ignored_by_name": r.ignored, "files": files}
     detail = (f"{w.format} format, found via {w.found}: {w.path}; fills {_arch_text(arch, config)} "
-              f"(every tensor, by name and shape); sha256 {_short(files)}{_ignored(ignored)}")
-    return Row(name, OK, detail, None, data), config
+              f"(every tensor, by name and shape); sha256 {_short(files)}{_ignored(r.ignored)}")
+    return Row(name, OK, detail, None, data)
 
 
 def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
-    from extract.models import is_tiny
+    """A row per stream of extract.streams: the tiny family needs no files; a paper encoder's weights
+    are found and checked to fill its architecture."""
+    from extract.models import stream_classes
 
     try:
-        tiny = is_tiny(cfg.extract)
+        classes = stream_classes(cfg.extract)
     except SltPipeError as err:
         ctx.weights_problem = "feature models"
         return [fail("feature models", err)]
-    if tiny:
-        return [Row("feature models", OK, "tiny profile: seeded tiny ViT and VideoMAE, built in memory; no files needed",
-                    None, {"spatial_model": cfg.extract.spatial_model, "motion_model": cfg.extract.motion_model})]
-    return check_spatial(cfg, ctx) + check_motion(cfg, ctx)
+    if all(c.family == "tiny" for c in classes):
+        return [Row("feature models", OK, f"tiny profile: seeded {' and '.join(cfg.extract.streams)}, built in "
+                    "memory; no files needed", None, {"streams": cfg.extract.streams})]
+    return [_weights_row(f"{'spatial' if c.kind == 'frame' else 'motion'} weights ({c.title})", c, cfg, ctx)
+            for c in classes]
 
 
 # --------------------------------------------------------------------------- fairseq2 and SONAR
@@ -465,7 +448,7 @@ def check_dataset(cfg: Config, ctx: Context) -> list[Row]:
 
 def _phoenix_256_row(cfg: Config, root: Path, folders: dict[str, str]) -> Row:
     from extract.datasets.phoenix import FRAMES_256
-    from extract.models import TINY_VIT
+    from extract.models import is_tiny
     from extract.preprocess import resolve_squash
 
     with256 = [s for s, f in folders.items() if f.startswith(str(FRAMES_256))]
@@ -476,7 +459,7 @@ def _phoenix_256_row(cfg: Config, root: Path, folders: dict[str, str]) -> Row:
     if not without:
         return Row(name, OK, f"present for {', '.join(with256)}: read instead of the 210x260 frames (SpaMo's input)",
                    None, data)
-    if cfg.extract.spatial_model == TINY_VIT:
+    if is_tiny(cfg.extract):
         return Row(name, OK, f"absent for {', '.join(without)}: not used by the tiny recipe", None, data)
     how = (f"the 210x260 frames are squashed to {squash} in memory (PIL bicubic) as SpaMo's copy"
            if squash != "none" else "extract.squash = none: the 210x260 frames are centre-cropped, unlike SpaMo")
@@ -510,20 +493,15 @@ def _existing_parent(path: Path) -> Path:
 
 
 def check_disk(cfg: Config, ctx: Context) -> list[Row]:
-    from extract.models import TINY_VIT
-
     name = "disk for features"
     cache_dir = Path(cfg.cache.dir).expanduser()
     probe = _existing_parent(cache_dir)
     free = shutil.disk_usage(probe).free
     data: dict[str, Any] = {"cache_dir": str(cache_dir), "measured_at": str(probe), "free_bytes": free}
-    if cfg.extract.spatial_model == TINY_VIT and ctx.weights_problem is None:
+    if ctx.weights_problem is None:
         from extract.models import feature_dims
 
-        dims = feature_dims(cfg.extract)
-    elif ctx.spatial_config is not None and ctx.motion_config is not None:
-        # = extract.models.feature_dims, from the configs the weight rows already resolved
-        dims = (int(ctx.spatial_config.hidden_size) * len(cfg.extract.spatial_scales), int(ctx.motion_config.hidden_size))
+        dims = feature_dims(cfg.extract)  # the weight rows resolved every stream already (memoised)
     else:
         return [Row(name, WARN, f"not estimated: the feature widths need the {ctx.weights_problem or 'weights'} "
                     f"(see above); {_human(free)} free at {probe}", "fix the weight rows, then run doctor again", data)]
@@ -622,7 +600,7 @@ def check_ray(cfg: Config, ctx: Context) -> list[Row]:
 def check_device(cfg: Config, ctx: Context) -> list[Row]:
     import torch
 
-    from extract.models import TINY_VIT
+    from extract.models import is_tiny
 
     cpus = os.cpu_count() or 1
     data: dict[str, Any] = {"torch": torch.__version__, "cpus": cpus, "cuda": torch.cuda.is_available()}
@@ -632,7 +610,7 @@ def check_device(cfg: Config, ctx: Context) -> list[Row]:
             return [Row("device", FAIL, f"a device is set to cuda but torch {torch.__version__} sees no CUDA GPU "
                         f"({cpus} CPUs)", "set extract.device / embed.device / train.device to auto or cpu, or run on "
                         "a machine with a GPU", data)]
-        paper = cfg.extract.spatial_model != TINY_VIT
+        paper = not is_tiny(cfg.extract)
         return [Row("device", WARN if paper else OK, f"no CUDA GPU: everything runs on {cpus} CPUs (float32)"
                     + ("; the paper models are slow on CPU" if paper else ""), None, data)]
     gpus = []

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 
 import cache.sonar_models
-import extract.models
+import extract.encoders.tiny
 import extract.nllb
 import extract.tiny_sonar
 import pipeline.embed_stage
 
 FORBIDDEN = [
-    (extract.models, "_tiny_vit"), (extract.models, "_tiny_videomae"), (extract.models, "prepare_views"),
+    (extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"), (extract.encoders.tiny, "prepare_views"),
     (extract.tiny_sonar, "train_tiny_sonar"), (extract.nllb, "make_tiny_nllb"), (cache.sonar_models, "_tiny_config"),
     (pipeline.embed_stage, "ensure_tiny_sonar"), (pipeline.embed_stage, "ensure_tiny_nllb"),
     (pipeline.embed_stage, "require_tiny_sonar"),

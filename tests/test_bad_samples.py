@@ -140,29 +140,29 @@ def test_only_the_restored_samples_shard_changes_fingerprint(phx_clean, phx_bad)
 class _Recipe:
     """The first three values of each frame (clip) as its feature: the runner's logic without a model."""
 
-    motion_key = 1
-    spatial_keys = (1,)
+    frame_keys = ("v",)
+    clip_keys = ("v",)
 
     def max_decode_side(self) -> None:
         return None
 
-    def prepare(self, frames: np.ndarray) -> dict[int, np.ndarray]:
-        return {1: frames}
+    def prepare(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        return {"v": frames}
 
 
 class _Extractor:
     recipe = _Recipe()
     spatial_dim = motion_dim = 3
 
-    def spatial_batch(self, batch: dict[int, np.ndarray]):
+    def spatial_batch(self, batch: dict[str, np.ndarray]):
         import torch
 
-        return torch.from_numpy(batch[1].reshape(len(batch[1]), -1)[:, :3].astype(np.float32))
+        return torch.from_numpy(batch["v"].reshape(len(batch["v"]), -1)[:, :3].astype(np.float32))
 
-    def motion_batch(self, clips: np.ndarray):
+    def motion_batch(self, clips: dict[str, np.ndarray]):
         import torch
 
-        return torch.from_numpy(clips.reshape(len(clips), -1)[:, :3].astype(np.float32))
+        return torch.from_numpy(clips["v"].reshape(len(clips["v"]), -1)[:, :3].astype(np.float32))
 
 
 def test_runner_lists_a_problem_sample_and_never_decodes_it(phx_bad):

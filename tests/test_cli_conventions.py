@@ -39,14 +39,14 @@ def test_profile_flag_beats_a_tiny_project_and_explain_names_layers(tmp_path, mo
     r = invoke("init", "--profile", "tiny", "--set", "train.lr=0.003")
     assert r.exit_code == 0, r.output
     text = (tmp_path / "slt-pipe.toml").read_text()
-    assert "spatial_model" not in text and "batch_frames" not in text  # no copied defaults
+    assert "streams" not in text and "batch_frames" not in text  # no copied defaults
     assert "lr = 0.003" in text
 
     from pipeline.project import resolve
 
     res = resolve(flags={"profile": "paper"})
     assert res.config.profile == "paper"
-    assert res.config.extract.spatial_model == "openai/clip-vit-large-patch14"  # not the project's tiny-vit
+    assert res.config.extract.streams == ["clip", "videomae"]  # not the project's tiny-vit
     assert res.config.train.lr == 0.003  # the user's own pin still wins over the profile
     where = res.origins()
     assert where["profile"] == "flag --profile"
@@ -55,7 +55,8 @@ def test_profile_flag_beats_a_tiny_project_and_explain_names_layers(tmp_path, mo
 
     r = invoke("config", "show", "--profile", "paper", "--explain")
     assert r.exit_code == 0, r.output
-    assert re.search(r'^extract\.spatial_model = "openai/clip-vit-large-patch14"\s+# default$', r.output, re.M)
+    assert re.search(r'^extract\.clip\.model = "openai/clip-vit-large-patch14"\s+# default$', r.output, re.M)
+    assert re.search(r'^extract\.streams = \["clip", "videomae"\]\s+# default$', r.output, re.M)
     assert re.search(r"^train\.lr = 0\.003\s+# project file", r.output, re.M)
 
 
@@ -78,7 +79,7 @@ def test_an_old_full_project_file_is_read_with_a_note(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "slt-pipe.toml").write_text(to_toml(build_config({"profile": "tiny"})))  # what old init wrote
     res = resolve(flags={"profile": "paper"})
-    assert res.config.extract.spatial_model == "tiny-vit"  # still read as written ...
+    assert res.config.extract.streams == ["tiny-vit", "tiny-videomae"]  # still read as written ...
     (note,) = res.notes  # ... but the user is told, with the fix
     assert "older `slt-pipe init`" in note and re.search(r"pins \d+ copied defaults of profile tiny \(embed\.batch_size, embed\.beam_size, embed\.nllb_model", note)
     assert "slt-pipe init --force --dataset toy --profile tiny" in note
@@ -347,7 +348,7 @@ def test_ablation_grid_base_layers_like_a_config_file(tmp_path, monkeypatch):
     grid.write_text('[base]\nprofile = "paper"\n[base.train]\nlr = 0.01\nsteps = 9\n[variants]\nfull = []\nslow = ["train.lr=0.001"]\n')
     res = resolve(sets=["train.steps=3"])
     full, slow = read_grid(grid, res.config, res.layers)
-    assert full.cfg.extract.spatial_model == "openai/clip-vit-large-patch14"  # the grid's profile, not tiny
+    assert full.cfg.extract.streams == ["clip", "videomae"]  # the grid's profile, not tiny
     assert (full.cfg.train.lr, full.cfg.train.steps) == (0.01, 3)  # --set beats the grid's [base]
     assert slow.cfg.train.lr == 0.001  # the variant beats both
 

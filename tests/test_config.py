@@ -19,12 +19,30 @@ def test_toml_round_trip(tmp_path):
 
 def test_profiles_differ_and_layers_override():
     tiny, paper = build_config({"profile": "tiny"}), build_config({"profile": "paper"})
-    assert tiny.extract.spatial_model == "tiny-vit"
-    assert paper.extract.spatial_model == "openai/clip-vit-large-patch14"
+    assert tiny.extract.streams == ["tiny-vit", "tiny-videomae"]
+    assert paper.extract.streams == ["clip", "videomae"] and paper.extract.clip.model == "openai/clip-vit-large-patch14"
     assert paper.embed.sonar_encoder == "text_sonar_basic_encoder"
     # a later layer beats the profile
-    cfg = build_config({"profile": "tiny"}, {"extract": {"spatial_model": "my-vit"}})
-    assert cfg.extract.spatial_model == "my-vit"
+    cfg = build_config({"profile": "tiny"}, {"extract": {"clip": {"model": "my-vit"}}})
+    assert cfg.extract.clip.model == "my-vit" and cfg.extract.clip.arch == "ViT-L/14"  # the rest of the table kept
+
+
+def test_the_old_flat_encoder_fields_name_their_new_place():
+    with pytest.raises(SltPipeError, match="extract.spatial_weights was renamed") as e:
+        build_config({"extract": {"spatial_weights": "/models/clip"}})
+    assert e.value.fix == "write extract.clip.weights instead"
+    with pytest.raises(SltPipeError, match="extract.motion_model was renamed") as e:
+        build_config({"extract": {"motion_model": "MCG-NJU/videomae-base"}})
+    assert "extract.videomae.model" in e.value.fix
+
+
+def test_encoder_sections_round_trip_through_toml(tmp_path):
+    cfg = build_config({"profile": "paper"}, {"extract": {"streams": ["dinov2", "videomae"],
+                                                          "dinov2": {"weights": "/models/dinov2"}}})
+    text = to_toml(cfg)
+    assert '[extract.dinov2]\nmodel = "facebook/dinov2-large"\nweights = "/models/dinov2"' in text
+    (tmp_path / "c.toml").write_text(text)
+    assert build_config(load_toml(tmp_path / "c.toml")) == cfg
 
 
 def test_unknown_field_and_bad_values_are_clear():

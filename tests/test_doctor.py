@@ -82,8 +82,8 @@ def snapshots(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def weight_sets(clip: Path, mae: Path) -> list[str]:
-    return ["--set", f"extract.spatial_weights={clip}", "--set", "extract.spatial_arch=snapshot",
-            "--set", f"extract.motion_weights={mae}", "--set", "extract.motion_arch=snapshot"]
+    return ["--set", f"extract.clip.weights={clip}", "--set", "extract.clip.arch=snapshot",
+            "--set", f"extract.videomae.weights={mae}", "--set", "extract.videomae.arch=snapshot"]
 
 
 VIDEOS = {"v1": 40, "v2": 10}

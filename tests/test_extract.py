@@ -112,8 +112,14 @@ def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
     manifest = json.loads((entry / "manifest.json").read_text())
     assert [f[0] for f in manifest["failures"]] == [bad] and str(bad_file) in manifest["failures"][0][1]
     assert manifest["items"] == 23 and manifest["compute"]["device"] == "cpu"
-    assert manifest["inputs"]["models"]["spatial"]["weights"]["libraries"]["torch"]
+    spatial_id, motion_id = manifest["inputs"]["models"]["streams"]
+    assert spatial_id["name"] == "tiny-vit" and spatial_id["weights"]["libraries"]["torch"]
     reader = FeatureReader(entry)
+    # The store says which columns each encoder filled, with the widths the registry gave.
+    assert reader.attrs["streams"] == [
+        {"name": "tiny-vit", "kind": "frame", "array": "spatial", "columns": [0, reader.spatial_dim]},
+        {"name": "tiny-videomae", "kind": "clip", "array": "motion", "columns": [0, reader.motion_dim]}]
+    assert (spatial_id["width"], motion_id["width"]) == (reader.spatial_dim, reader.motion_dim) == (128, 64)
     assert bad not in reader.ids and len(reader.ids) == 23
     vid = reader.ids[0]
     spatial, motion = reader.get(vid)
@@ -354,7 +360,7 @@ def test_missing_real_weights_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as e:
         model_identity(cfg)
     assert "timm/vit_large_patch14_clip_224.openai" in e.value.problem and "huggingface-cli download" in e.value.fix
-    cfg.spatial_weights = str(tmp_path / "nowhere")
+    cfg.clip.weights = str(tmp_path / "nowhere")
     with pytest.raises(WeightsError) as e:
         model_identity(cfg)
     assert e.value.path == str(tmp_path / "nowhere")

@@ -156,31 +156,31 @@ def test_weight_files_are_hashed_once_per_machine_and_again_when_they_change(tmp
     assert len(hashed) == 2 and second["sha256"] == real_hash(weights) != first["sha256"]
 
 
-def test_resolve_paper_runs_once_per_config_until_a_file_changes(tmp_path, monkeypatch):
-    import extract.models as m
-    from extract.clip import ClipWeights
+def test_weights_are_resolved_once_per_config_until_a_file_changes(tmp_path, monkeypatch):
+    import extract.encoders.base as base
     from extract.config import ExtractConfig
-    from extract.videomae import VideoMAEWeights
+    from extract.encoders.clip import ClipVit, ClipWeights
 
-    clip, mae = tmp_path / "clip.safetensors", tmp_path / "mae.safetensors"
+    clip = tmp_path / "clip.safetensors"
     clip.write_bytes(b"c")
-    mae.write_bytes(b"m")
     calls: list[int] = []
 
-    def resolve(cfg, *, random_init):
+    def resolve(self):
         calls.append(1)
-        return m.PaperModels(ClipWeights(clip, "transformers", "test", tmp_path), None, {},
-                             VideoMAEWeights(mae, tmp_path, "test"), None, {})
+        return base.Resolved(ClipWeights(clip, "transformers", "test", None), None)
 
-    monkeypatch.setattr(m, "_resolve_paper", resolve)
-    monkeypatch.setattr(m, "_PAPER", {})
-    cfg = ExtractConfig(spatial_weights=str(clip), motion_weights=str(mae))
-    first = m.resolve_paper(cfg)
-    assert all(m.resolve_paper(cfg) is first for _ in range(3)) and len(calls) == 1
-    m.resolve_paper(ExtractConfig(spatial_weights=str(clip), motion_weights=str(tmp_path)))  # another config
+    monkeypatch.setattr(ClipVit, "resolve", resolve)
+    monkeypatch.setattr(base, "_MEMO", {})
+    cfg = ExtractConfig()
+    cfg.clip.weights = str(clip)
+    first = ClipVit(cfg).resolved
+    assert all(ClipVit(cfg).resolved is first for _ in range(3)) and len(calls) == 1
+    other = ExtractConfig()
+    other.clip.weights = str(tmp_path)
+    ClipVit(other)  # another config
     assert len(calls) == 2
-    mae.write_bytes(b"mm")
-    assert m.resolve_paper(cfg) is not first and len(calls) == 3
+    clip.write_bytes(b"cc")
+    assert ClipVit(cfg).resolved is not first and len(calls) == 3
 
 
 # ------------------------------------------------------------------ the guarded CLI (subprocess side)
@@ -197,13 +197,17 @@ class _RefuseImports(importlib.abc.MetaPathFinder):
 def _forbid_calls() -> None:
     import cache.sonar_models
     import extract.embed_targets
+    import extract.encoders.clip
+    import extract.encoders.tiny
+    import extract.encoders.videomae
     import extract.models
     import extract.nllb
     import extract.tiny_sonar
     import extract.video
 
-    for module, name in [(extract.models, "_tiny_vit"), (extract.models, "_tiny_videomae"),
-                         (extract.models, "FeatureExtractor"), (extract.models, "_resolve_paper"),
+    for module, name in [(extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"),
+                         (extract.models, "FeatureExtractor"), (extract.encoders.clip.ClipVit, "resolve"),
+                         (extract.encoders.videomae.VideoMAE, "resolve"),
                          (extract.video, "read_frames"), (extract.tiny_sonar, "train_tiny_sonar"),
                          (cache.sonar_models, "load_sonar_encoder"), (cache.sonar_models, "load_sonar_decoder"),
                          (cache.sonar_models, "load_sonar_tokenizer"), (extract.nllb, "NllbTranslator"),

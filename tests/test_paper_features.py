@@ -21,8 +21,8 @@ from PIL import Image
 from torch import nn
 
 from cache.errors import WeightsError
-from extract import clip as clipm
-from extract import videomae as maem
+from extract.encoders import clip as clipm
+from extract.encoders import videomae as maem
 from extract.datasets import open_dataset
 from extract.models import FeatureExtractor, model_identity
 from extract.vision_assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
@@ -125,10 +125,11 @@ def reference_motion(snapshot: Path, pngs: list[Path], squash: int | None = None
     return torch.cat(out).numpy()
 
 
-def slt_features(root: Path, spatial: Path, motion: Path, **extract) -> tuple[np.ndarray, np.ndarray, FeatureExtractor]:
+def slt_features(root: Path, spatial: Path, motion: Path, archs: tuple[str, str] = ("snapshot", "snapshot"), **extract) -> tuple[np.ndarray, np.ndarray, FeatureExtractor]:
     """slt-pipe's paper-profile features of the dataset's first video (the Ray workers' code path)."""
     cfg = build_config({"profile": "paper"}, {"dataset": {"name": "phoenix", "root": str(root), "splits": ["test"]},
-                                               "extract": {"spatial_weights": str(spatial), "motion_weights": str(motion),
+                                               "extract": {"clip": {"weights": str(spatial), "arch": archs[0]},
+                                                           "videomae": {"weights": str(motion), "arch": archs[1]},
                                                            "dtype": "float32", **extract}})
     ds = open_dataset("phoenix", root, ["test"])
     fx = FeatureExtractor(stage_config(cfg, "phoenix"), "cpu")
@@ -411,7 +412,7 @@ def small_snapshots(tmp_path_factory):
 def test_spamo_recipe_matches_the_transformers_reference(tmp_path, small_snapshots, with_256):
     clip, mae = small_snapshots
     root = write_phoenix(tmp_path / "data", {"v1": video(0, 20)}, with_256=with_256)
-    sp, mo, fx = slt_features(root, clip, mae, spatial_arch="snapshot", motion_arch="snapshot")
+    sp, mo, fx = slt_features(root, clip, mae)
     folder = "fullFrame-256x256px" if with_256 else "fullFrame-210x260px"
     pngs = frame_paths(root, "v1", folder)
     squash = None if with_256 else 256
@@ -429,7 +430,7 @@ def test_unsquashed_frames_follow_the_processors_resize_and_centre_crop(tmp_path
     long side truncated (64 x 79) and centre-cropped, exactly as the image processors do."""
     clip, mae = small_snapshots
     root = write_phoenix(tmp_path / "data", {"v1": video(2, 17)})
-    sp, mo, fx = slt_features(root, clip, mae, spatial_arch="snapshot", motion_arch="snapshot", squash="none")
+    sp, mo, fx = slt_features(root, clip, mae, squash="none")
     pngs = frame_paths(root, "v1", "fullFrame-210x260px")
     assert fx.recipe.squash is None
     assert cosines(sp, reference_spatial(clip, pngs)).min() >= 0.99999
@@ -438,16 +439,18 @@ def test_unsquashed_frames_follow_the_processors_resize_and_centre_crop(tmp_path
 
 def test_manifest_identity_records_format_hashes_and_recipe(tmp_path, small_snapshots):
     clip, mae = small_snapshots
-    cfg = build_config({"profile": "paper"}, {"extract": {"spatial_weights": str(clip), "motion_weights": str(mae),
-                                                          "spatial_arch": "snapshot", "motion_arch": "snapshot"}})
+    cfg = build_config({"profile": "paper"}, {"extract": {"clip": {"weights": str(clip), "arch": "snapshot"},
+                                                          "videomae": {"weights": str(mae), "arch": "snapshot"}}})
     ident = model_identity(stage_config(cfg, "phoenix"))
-    assert ident["spatial"]["format"] == "transformers" and ident["spatial"]["ignored_by_name"]["text tower"] > 0
-    assert ident["spatial"]["weights"][0]["file"] == "model.safetensors"
-    assert len(ident["spatial"]["weights"][0]["sha256"]) == 64
-    assert ident["motion"]["ignored_by_name"]["pre-training decoder"] > 0
-    assert ident["recipe"]["squash"].startswith("256x256") and ident["recipe"]["motion"]["resample"] == "bilinear"
-    assert ident["recipe"]["spatial"]["source"].endswith("preprocessor_config.json")
-    assert "before post_layernorm" in ident["spatial"]["token"]
+    spatial, motion = ident["streams"]
+    assert (spatial["name"], spatial["kind"], motion["name"], motion["kind"]) == ("clip", "frame", "videomae", "clip")
+    assert spatial["format"] == "transformers" and spatial["ignored_by_name"]["text tower"] > 0
+    assert spatial["weights"][0]["file"] == "model.safetensors"
+    assert len(spatial["weights"][0]["sha256"]) == 64
+    assert motion["ignored_by_name"]["pre-training decoder"] > 0
+    assert ident["recipe"]["squash"].startswith("256x256") and ident["recipe"]["videomae"]["resample"] == "bilinear"
+    assert ident["recipe"]["clip"]["source"].endswith("preprocessor_config.json")
+    assert "before post_layernorm" in spatial["token"]
     assert model_identity(stage_config(cfg, "how2sign"))["recipe"]["squash"] == "none"
 
 
@@ -465,8 +468,8 @@ def test_partial_snapshot_fails_extract_with_one_error_and_no_cache_entry(tmp_pa
     cache = tmp_path / "cache"
     r = subprocess.run(CLI + ["extract", "--dataset", "phoenix", "--root", str(root), "--profile", "paper",
                               "--cache", str(cache), "--split", "test",
-                              "--set", f"extract.spatial_weights={bad}", "--set", f"extract.motion_weights={mae}",
-                              "--set", "extract.spatial_arch=snapshot", "--set", "extract.motion_arch=snapshot"],
+                              "--set", f"extract.clip.weights={bad}", "--set", f"extract.videomae.weights={mae}",
+                              "--set", "extract.clip.arch=snapshot", "--set", "extract.videomae.arch=snapshot"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode != 0, r.stdout + r.stderr
     err = r.stderr
@@ -493,7 +496,7 @@ def test_full_size_vit_l14_and_videomae_l_match_the_reference(tmp_path, full_siz
     torch.set_num_threads(2)
     clip, mae = full_size_snapshots
     root = write_phoenix(tmp_path / "data", {"v1": video(5, 2)})
-    sp, mo, fx = slt_features(root, clip, mae)  # paper defaults: ViT-L/14 and VideoMAE-L architectures
+    sp, mo, fx = slt_features(root, clip, mae, ("ViT-L/14", "VideoMAE-L"))  # the paper architectures
     pngs = frame_paths(root, "v1", "fullFrame-210x260px")
     ref_sp, ref_mo = reference_spatial(clip, pngs, 256), reference_motion(mae, pngs, 256)
     assert sp.shape == (2, 2048) and mo.shape == (1, 1024)
@@ -506,9 +509,9 @@ def test_bf16_on_gpu_stays_close_to_fp32_on_cpu(tmp_path, small_snapshots):
     """`pytest -m gpu` on a CUDA machine: the extractor's bf16 autocast path against fp32 on the CPU."""
     clip, mae = small_snapshots
     root = write_phoenix(tmp_path / "data", {"v1": video(3, 20)})
-    cpu_sp, cpu_mo, _ = slt_features(root, clip, mae, spatial_arch="snapshot", motion_arch="snapshot")
-    cfg = build_config({"profile": "paper"}, {"extract": {"spatial_weights": str(clip), "motion_weights": str(mae),
-                                                          "spatial_arch": "snapshot", "motion_arch": "snapshot"}})
+    cpu_sp, cpu_mo, _ = slt_features(root, clip, mae)
+    cfg = build_config({"profile": "paper"}, {"extract": {"clip": {"weights": str(clip), "arch": "snapshot"},
+                                                          "videomae": {"weights": str(mae), "arch": "snapshot"}}})
     fx = FeatureExtractor(stage_config(cfg, "phoenix"), "cuda")
     assert fx.precision.autocast == "bfloat16"
     frames = read_frames(open_dataset("phoenix", root, ["test"]).samples["test"][0].frames)

@@ -71,10 +71,11 @@ def test_extract_runs_the_spamo_recipe_from_the_snapshots(rehearsal):
     manifests = [json.loads(p.read_text()) for p in (rehearsal["dir"] / "cache/features").glob("*/manifest.json")]
     assert len(manifests) == 3 and all(m["complete"] for m in manifests)
     models = manifests[0]["inputs"]["models"]
-    assert models["spatial"]["library"] == "transformers.CLIPVisionModel" and models["spatial"]["format"] == "transformers"
-    assert models["spatial"]["ignored_by_name"]["text tower"] > 0  # a full CLIPModel snapshot, text tower dropped
-    assert models["motion"]["ignored_by_name"]["pre-training decoder"] > 0
-    assert models["recipe"]["kind"] == "spamo" and models["recipe"]["squash"].startswith("256x256")
+    spatial, motion = models["streams"]
+    assert spatial["library"] == "transformers.CLIPVisionModel" and spatial["format"] == "transformers"
+    assert spatial["ignored_by_name"]["text tower"] > 0  # a full CLIPModel snapshot, text tower dropped
+    assert motion["ignored_by_name"]["pre-training decoder"] > 0
+    assert "s2" in models["recipe"] and models["recipe"]["squash"].startswith("256x256")
 
 
 def test_embed_targets_translates_with_nllb_and_embeds_with_the_card(rehearsal):

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.clip import ImageRecipe
-from extract.weights import Converted, check_file, files_identity, fill_strictly, read_state_dict, weight_files
+from extract.encoders.base import ClipEncoder, Resolved
+from extract.preprocess import ImageRecipe, read_recipe
+from extract.weights import Converted, check_file, fill_strictly, read_state_dict
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch
-    from torch import Tensor
+    from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,12 +41,25 @@ ARCHS: dict[str, dict[str, Any]] = {
                        qkv_bias=True, use_mean_pooling=False, layer_norm_eps=1e-12),
 }
 SNAPSHOT = "snapshot"
+
+
+@dataclass
+class VideoMAESettings:
+    """Settings of the `videomae` encoder (extract.videomae.*)."""
+
+    model: str = "MCG-NJU/videomae-large"
+    """Hugging Face repo id of a VideoMAE snapshot in the local HF cache (paper: VideoMAE-L), used when `weights` is unset."""
+    weights: str | None = None
+    """Local VideoMAE snapshot folder (VideoMAEForPreTraining, VideoMAEModel or a classifier); None reads the Hugging Face cache."""
+    arch: str = "VideoMAE-L"
+    """Architecture the weights must fill: VideoMAE-L (paper), VideoMAE-B, or 'snapshot' (its config.json)."""
+
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 IGNORED = (("decoder.", "pre-training decoder"), ("encoder_to_decoder.", "pre-training decoder"),
            ("mask_token", "pre-training mask token"), ("classifier.", "classification head"),
            ("fc_norm.", "classification head norm"))
-FIX = ("point extract.motion_weights at a complete transformers snapshot of the configured architecture "
-       "(`huggingface-cli download MCG-NJU/videomae-large`), or set extract.motion_arch to the one it holds")
+FIX = ("point extract.videomae.weights at a complete transformers snapshot of the configured architecture "
+       "(`huggingface-cli download MCG-NJU/videomae-large`), or set extract.videomae.arch to the one it holds")
 
 
 def default_recipe(image_size: int) -> ImageRecipe:
@@ -63,24 +77,24 @@ class VideoMAEWeights:
     """The one format VideoMAE comes in (a class constant, beside ClipWeights.format)."""
 
 
-def locate(motion_model: str, motion_weights: str | None) -> VideoMAEWeights:
-    if motion_weights:
-        p = Path(motion_weights).expanduser()
+def locate(model: str, weights: str | None) -> VideoMAEWeights:
+    if weights:
+        p = Path(weights).expanduser()
         folder = p if p.is_dir() else p.parent
         f = p if p.is_file() else next((p / n for n in CANDIDATES if (p / n).is_file()), None)
         if f is None:
             raise WeightsError(f"no VideoMAE weights here (looked for {', '.join(CANDIDATES)})", path=p,
-                               fix="point extract.motion_weights at the snapshot folder `huggingface-cli download` made")
-        return VideoMAEWeights(f, folder, "extract.motion_weights")
+                               fix="point extract.videomae.weights at the snapshot folder `huggingface-cli download` made")
+        return VideoMAEWeights(f, folder, "extract.videomae.weights")
     from extract.hf_cache import hf_cache_dir, hf_snapshot
 
-    snap = hf_snapshot(motion_model, CANDIDATES)
+    snap = hf_snapshot(model, CANDIDATES)
     if snap is None:
-        raise WeightsError(f"VideoMAE weights {motion_model} are not in the Hugging Face cache", path=hf_cache_dir(),
-                           fix=f"on a machine with network run `huggingface-cli download {motion_model}` and copy the "
-                               "cache here (set HF_HOME), or set extract.motion_weights=/path/to/snapshot")
+        raise WeightsError(f"VideoMAE weights {model} are not in the Hugging Face cache", path=hf_cache_dir(),
+                           fix=f"on a machine with network run `huggingface-cli download {model}` and copy the "
+                               "cache here (set HF_HOME), or set extract.videomae.weights=/path/to/snapshot")
     f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
-    return VideoMAEWeights(f, snap, f"Hugging Face cache ({motion_model})")
+    return VideoMAEWeights(f, snap, f"Hugging Face cache ({model})")
 
 
 def videomae_config(arch: str, weights: VideoMAEWeights) -> Any:
@@ -88,12 +102,12 @@ def videomae_config(arch: str, weights: VideoMAEWeights) -> Any:
 
     if arch != SNAPSHOT:
         if arch not in ARCHS:
-            raise WeightsError(f"unknown motion_arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
+            raise WeightsError(f"unknown extract.videomae.arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
         return VideoMAEConfig(**ARCHS[arch])
     path = weights.snapshot / "config.json"
     if not path.is_file():
-        raise WeightsError("motion_arch = 'snapshot' needs the snapshot's config.json", path=path,
-                           fix="restore config.json, or set extract.motion_arch = 'VideoMAE-L'")
+        raise WeightsError("extract.videomae.arch = 'snapshot' needs the snapshot's config.json", path=path,
+                           fix="restore config.json, or set extract.videomae.arch = 'VideoMAE-L'")
     raw = json.loads(path.read_text())
     keys = set(VideoMAEConfig().to_dict())
     return VideoMAEConfig(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
@@ -117,9 +131,9 @@ def check(weights: VideoMAEWeights, config: Any) -> dict[str, int]:
     return check_file(weights.path, convert, VideoMAEModel, config, fix=FIX)
 
 
-def resolve(motion_model: str, motion_weights: str | None, arch: str) -> tuple[VideoMAEWeights, Any, dict[str, int]]:
+def resolve(model: str, weights_path: str | None, arch: str) -> tuple[VideoMAEWeights, Any, dict[str, int]]:
     """(weights found, the architecture they must fill, what was ignored by name), checked; WeightsError if not."""
-    weights = locate(motion_model, motion_weights)
+    weights = locate(model, weights_path)
     config = videomae_config(arch, weights)
     return weights, config, check(weights, config)
 
@@ -142,14 +156,60 @@ def load(weights: VideoMAEWeights, config: Any) -> torch.nn.Module:
     return model.float().eval()
 
 
-def identity(weights: VideoMAEWeights, config: Any, ignored: dict[str, int]) -> dict[str, Any]:
-    return {"library": "transformers.VideoMAEModel", "format": "transformers", "found": weights.found,
-            "weights": files_identity(weight_files(weights.path)), "ignored_by_name": ignored,
-            "arch": {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                     "intermediate_size", "patch_size", "tubelet_size", "num_frames",
-                                                     "image_size")}}
-
-
 def first_token_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
     """Last encoder layer's tokens before the final LayerNorm (= hidden_states[-1]); [B, N, D]."""
     return model.encoder(model.embeddings(pixel_values, None))[0]
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+class VideoMAE(ClipEncoder):
+    """The paper's motion stream (SpaMo): VideoMAE-L, first token of the last layer before the final LayerNorm."""
+
+    name = "videomae"
+    title = "VideoMAE"
+    formats = ("transformers",)
+
+    @property
+    def token(self) -> str:  # type: ignore[override]
+        which = "first token" if self.cfg.motion_pool == "first" else "mean of the tokens"
+        return f"{which} of the last layer, before the final LayerNorm (hidden_states[-1])"
+
+    def settings(self) -> tuple:
+        s = self.cfg.videomae
+        return (s.model, s.weights, s.arch)
+
+    def resolve(self) -> Resolved:
+        from transformers import VideoMAEConfig
+
+        if self.random_init:  # benchmarks only: paper size, random weights, marked so in the identity
+            config, weights, ignored = VideoMAEConfig(**ARCHS["VideoMAE-L"]), None, {}
+        else:
+            weights, config, ignored = resolve(*self.settings())
+        size = int(config.image_size)
+        recipe = read_recipe(weights.snapshot if weights else None, default_recipe(size))
+        if recipe.crop != (size, size):
+            raise WeightsError(f"the image processor's crop {recipe.crop} does not match VideoMAE's input size {size}",
+                               path=recipe.source, fix="use the snapshot's own preprocessor_config.json")
+        if int(config.num_frames) != self.cfg.clip_len:
+            raise WeightsError(f"VideoMAE takes {config.num_frames}-frame clips but extract.clip_len is "
+                               f"{self.cfg.clip_len}", path=weights.path if weights else None,
+                               fix=f"set extract.clip_len = {config.num_frames}")
+        return Resolved(weights, config, ignored, recipe)
+
+    def build(self) -> nn.Module:
+        if self.resolved.weights is None:
+            from transformers import VideoMAEModel
+
+            return VideoMAEModel(self.resolved.config).eval()
+        return load(self.resolved.weights, self.resolved.config)
+
+    def tokens(self, model: nn.Module, pixel_values: Tensor) -> Tensor:
+        return first_token_pre_norm(model, pixel_values)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.describe(), "model": self.cfg.videomae.model, "pool": self.cfg.motion_pool,
+                **self.weights_identity("transformers.VideoMAEModel", ("hidden_size", "num_hidden_layers",
+                                        "num_attention_heads", "intermediate_size", "patch_size", "tubelet_size",
+                                        "num_frames", "image_size"))}

@@ -12,7 +12,7 @@ onto its parameter names and must fill all of them (`extract.weights.fill_strict
   openai         OpenAI's `ViT-L-14.pt` (a TorchScript archive, fp16; `visual.*`).
 
 The format is read from the tensors' names, not from file names. The architecture the
-weights must fill is `extract.spatial_arch` ("ViT-L/14" for the paper), or "snapshot" to
+weights must fill is `extract.clip.arch` ("ViT-L/14" for the paper), or "snapshot" to
 take it from a transformers snapshot's own config.json (smaller CLIPs, rehearsals).
 
 The feature (SpaMo, shared/reference.md): the class token of the last encoder layer's
@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.weights import (Converted, check_file, files_identity, fill_strictly, is_torchscript, read_state_dict,
+from extract.encoders.base import FrameEncoder, Resolved
+from extract.preprocess import ImageRecipe, read_recipe
+from extract.weights import (Converted, check_file, fill_strictly, is_torchscript, read_state_dict,
                              split_qkv, tensor_shapes)
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch
-    from torch import Tensor
+    from torch import Tensor, nn
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,7 +50,21 @@ ARCHS: dict[str, dict[str, Any]] = {
                      patch_size=16, image_size=224, hidden_act="quick_gelu", layer_norm_eps=1e-5),
 }
 SNAPSHOT = "snapshot"
-"""spatial_arch value: take the architecture from the transformers snapshot's config.json."""
+"""extract.clip.arch value: take the architecture from the transformers snapshot's config.json."""
+
+
+
+@dataclass
+class ClipSettings:
+    """Settings of the `clip` encoder (extract.clip.*)."""
+
+    model: str = "openai/clip-vit-large-patch14"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset (paper: CLIP ViT-L/14, run as transformers' CLIPVisionModel; timm/vit_large_patch14_clip_224.openai is tried too)."""
+    weights: str | None = None
+    """CLIP weights in any format users hold: a transformers snapshot folder (CLIPModel or CLIPVisionModel), a timm repo folder, open_clip_pytorch_model.bin / open_clip_model.safetensors, or OpenAI's ViT-L-14.pt. Detected from the tensors' names; must fill every parameter of `arch`."""
+    arch: str = "ViT-L/14"
+    """Architecture the weights must fill: ViT-L/14 (paper), ViT-B/16, or 'snapshot' (the transformers snapshot's own config.json; for other CLIP sizes and rehearsals)."""
+
 
 ALTERNATE_REPOS = {"openai/clip-vit-large-patch14": ("timm/vit_large_patch14_clip_224.openai",)}
 """Other Hugging Face repos that hold the same weights, looked up in the HF cache in turn."""
@@ -56,58 +72,9 @@ ALTERNATE_REPOS = {"openai/clip-vit-large-patch14": ("timm/vit_large_patch14_cli
 # In a folder, the first of these that exists is the checkpoint (transformers' own order first).
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
               "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-FIX = ("point extract.spatial_weights at the complete checkpoint of the configured architecture "
+FIX = ("point extract.clip.weights at the complete checkpoint of the configured architecture "
        "(a transformers snapshot of openai/clip-vit-large-patch14, timm/vit_large_patch14_clip_224.openai, "
-       "open_clip_pytorch_model.bin or OpenAI's ViT-L-14.pt), or set extract.spatial_arch to the one it holds")
-
-
-@dataclass(frozen=True)
-class ImageRecipe:
-    """How a frame becomes a model input (an image processor's resize, crop and normalisation)."""
-
-    shortest_edge: int
-    crop: tuple[int, int]
-    """(height, width) of the centre crop."""
-    resample: str
-    """PIL filter of the resize: bicubic (CLIPImageProcessor) or bilinear (VideoMAEImageProcessor)."""
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    source: str
-    """Where these values came from (a preprocessor_config.json, or the processor's defaults)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"shortest_edge": self.shortest_edge, "crop": list(self.crop), "resample": self.resample,
-                "mean": list(self.mean), "std": list(self.std), "source": self.source}
-
-
-PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-
-
-def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
-    """The preprocessor_config.json of a snapshot folder (transformers' image processors), else `default`."""
-    path = folder / "preprocessor_config.json" if folder is not None else None
-    if path is None or not path.is_file():
-        return default
-    try:
-        p = json.loads(path.read_text())
-        size = p.get("size", default.shortest_edge)
-        short = int(size["shortest_edge"] if isinstance(size, dict) else size)
-        crop = p.get("crop_size", default.crop)
-        if isinstance(crop, dict):
-            crop_hw = (int(crop["height"]), int(crop["width"]))
-        elif isinstance(crop, int):
-            crop_hw = (crop, crop)
-        else:
-            crop_hw = (int(crop[0]), int(crop[1]))
-        if not p.get("do_center_crop", True):
-            raise ValueError("do_center_crop=false is not supported (SpaMo's processors crop)")
-        return ImageRecipe(short, crop_hw, PIL_FILTERS[int(p.get("resample", 3))],
-                           tuple(float(x) for x in p.get("image_mean", default.mean)),  # type: ignore[arg-type]
-                           tuple(float(x) for x in p.get("image_std", default.std)),  # type: ignore[arg-type]
-                           source=str(path))
-    except (ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"unreadable image processor config ({e})", path=path,
-                           fix="restore preprocessor_config.json from the snapshot, or delete it to use the defaults") from None
+       "open_clip_pytorch_model.bin or OpenAI's ViT-L-14.pt), or set extract.clip.arch to the one it holds")
 
 
 def clip_default_recipe(image_size: int) -> ImageRecipe:
@@ -132,23 +99,23 @@ class ClipWeights:
     """The folder with config.json / preprocessor_config.json, when the weights came in one."""
 
 
-def locate(spatial_model: str, spatial_weights: str | None) -> ClipWeights:
+def locate(model: str, weights: str | None) -> ClipWeights:
     """Find the checkpoint (config path, else the HF cache) and detect its format; WeightsError if absent."""
-    if spatial_weights:
-        p = Path(spatial_weights).expanduser()
+    if weights:
+        p = Path(weights).expanduser()
         if p.is_dir():
             f = next((p / n for n in CANDIDATES if (p / n).is_file()), None) or _single_pt(p)
             if f is None:
                 raise WeightsError(f"no CLIP weights in this folder (looked for {', '.join(CANDIDATES)} or one .pt)",
-                                   path=p, fix="point extract.spatial_weights at the snapshot folder or the weights file")
-            return ClipWeights(f, detect_format(f), "extract.spatial_weights", p)
+                                   path=p, fix="point extract.clip.weights at the snapshot folder or the weights file")
+            return ClipWeights(f, detect_format(f), "extract.clip.weights", p)
         if not p.is_file():
             raise WeightsError("CLIP weights not found", path=p,
-                               fix="check extract.spatial_weights (a snapshot folder or a weights file)")
-        return ClipWeights(p, detect_format(p), "extract.spatial_weights", p.parent)
+                               fix="check extract.clip.weights (a snapshot folder or a weights file)")
+        return ClipWeights(p, detect_format(p), "extract.clip.weights", p.parent)
     from extract.hf_cache import hf_cache_dir, hf_snapshot
 
-    repos = (spatial_model, *ALTERNATE_REPOS.get(spatial_model, ()))
+    repos = (model, *ALTERNATE_REPOS.get(model, ()))
     for repo in repos:
         snap = hf_snapshot(repo, CANDIDATES)
         if snap is not None:
@@ -156,7 +123,7 @@ def locate(spatial_model: str, spatial_weights: str | None) -> ClipWeights:
             return ClipWeights(f, detect_format(f), f"Hugging Face cache ({repo})", snap)
     raise WeightsError(f"CLIP weights {' or '.join(repos)} are not in the Hugging Face cache", path=hf_cache_dir(),
                        fix=f"on a machine with network run `huggingface-cli download {repos[0]}` and copy the cache "
-                           "here (set HF_HOME), or set extract.spatial_weights=/path/to/snapshot-or-file")
+                           "here (set HF_HOME), or set extract.clip.weights=/path/to/snapshot-or-file")
 
 
 def _single_pt(folder: Path) -> Path | None:
@@ -186,12 +153,12 @@ def vision_config(arch: str, weights: ClipWeights | None) -> Any:
 
     if arch != SNAPSHOT:
         if arch not in ARCHS:
-            raise WeightsError(f"unknown spatial_arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
+            raise WeightsError(f"unknown extract.clip.arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
         return CLIPVisionConfig(**ARCHS[arch])
     cfg_path = weights.snapshot / "config.json" if weights and weights.snapshot else None
     if weights is None or weights.format != "transformers" or cfg_path is None or not cfg_path.is_file():
-        raise WeightsError("spatial_arch = 'snapshot' needs a transformers snapshot with config.json",
-                           path=weights.path if weights else None, fix="set extract.spatial_arch = 'ViT-L/14'")
+        raise WeightsError("extract.clip.arch = 'snapshot' needs a transformers snapshot with config.json",
+                           path=weights.path if weights else None, fix="set extract.clip.arch = 'ViT-L/14'")
     raw = json.loads(cfg_path.read_text())
     vision = raw.get("vision_config", raw) if raw.get("model_type") == "clip" else raw
     keys = set(CLIPVisionConfig().to_dict())
@@ -286,9 +253,9 @@ def check(weights: ClipWeights, config: Any) -> dict[str, int]:
     return check_file(weights.path, lambda state: convert(weights.format, state), CLIPVisionModel, config, fix=FIX)
 
 
-def resolve(spatial_model: str, spatial_weights: str | None, arch: str) -> tuple[ClipWeights, Any, dict[str, int]]:
+def resolve(model: str, weights_path: str | None, arch: str) -> tuple[ClipWeights, Any, dict[str, int]]:
     """(weights found, the architecture they must fill, what was ignored by name), checked; WeightsError if not."""
-    weights = locate(spatial_model, spatial_weights)
+    weights = locate(model, weights_path)
     config = vision_config(arch, weights)
     return weights, config, check(weights, config)
 
@@ -308,15 +275,6 @@ def load(weights: ClipWeights, config: Any) -> torch.nn.Module:
     return model.float().eval()
 
 
-def identity(weights: ClipWeights, config: Any, ignored: dict[str, int]) -> dict[str, Any]:
-    from extract.weights import weight_files
-
-    return {"library": "transformers.CLIPVisionModel", "format": weights.format, "found": weights.found,
-            "weights": files_identity(weight_files(weights.path)), "ignored_by_name": ignored,
-            "arch": {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                     "intermediate_size", "patch_size", "image_size", "hidden_act")}}
-
-
 def cls_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
     """Class token of the last encoder layer, before post_layernorm (= hidden_states[-1][:, 0]).
 
@@ -325,3 +283,49 @@ def cls_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
     vm = model.vision_model
     h = vm.pre_layrnorm(vm.embeddings(pixel_values))
     return vm.encoder(inputs_embeds=h)[0][:, 0]
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+class ClipVit(FrameEncoder):
+    """The paper's spatial stream (SpaMo): CLIP ViT-L/14, class token before post_layernorm, S2."""
+
+    name = "clip"
+    title = "CLIP"
+    formats = ("transformers", "timm", "open_clip", "openai")
+    token = "class token of the last layer, before post_layernorm (hidden_states[-1][:, 0])"
+
+    def settings(self) -> tuple:
+        s = self.cfg.clip
+        return (s.model, s.weights, s.arch)
+
+    def resolve(self) -> Resolved:
+        from transformers import CLIPVisionConfig
+
+        if self.random_init:  # benchmarks only: paper size, random weights, marked so in the identity
+            config, weights, ignored = CLIPVisionConfig(**ARCHS["ViT-L/14"]), None, {}
+        else:
+            weights, config, ignored = resolve(*self.settings())
+        size = int(config.image_size)
+        recipe = read_recipe(weights.snapshot if weights else None, clip_default_recipe(size))
+        if recipe.crop != (size, size):
+            raise WeightsError(f"the image processor's crop {recipe.crop} does not match CLIP's input size {size}",
+                               path=recipe.source, fix="use the snapshot's own preprocessor_config.json")
+        return Resolved(weights, config, ignored, recipe)
+
+    def build(self) -> nn.Module:
+        if self.resolved.weights is None:
+            from transformers import CLIPVisionModel
+
+            return CLIPVisionModel(self.resolved.config).eval()
+        return load(self.resolved.weights, self.resolved.config)
+
+    def patch_token(self, model: nn.Module, pixel_values: Tensor) -> Tensor:
+        return cls_pre_norm(model, pixel_values)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.describe(), "model": self.cfg.clip.model,
+                **self.weights_identity("transformers.CLIPVisionModel", ("hidden_size", "num_hidden_layers",
+                                        "num_attention_heads", "intermediate_size", "patch_size", "image_size",
+                                        "hidden_act"))}
