@@ -54,7 +54,8 @@ def epoch(cfg, inputs, features, steps: int) -> tuple[float, float]:
     from train.augment import VideoAugmenter
     from train.data import BatchLoader, CacheDataset
     from train.model import build_models
-    from train.trainer import compute_loss, seed_everything, step_generator
+    from train.checkpoint import seed_everything
+    from train.losses import compute_loss, step_generator
 
     seed_everything(cfg.seed)
     targets = {lang: tdata.open_targets(p) for lang, p in inputs.targets.items()}

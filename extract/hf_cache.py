@@ -26,3 +26,34 @@ def hf_snapshot(repo: str, files: tuple[str, ...]) -> Path | None:
         if isinstance(hit, str):
             return Path(hit).parent
     return None
+
+
+def find_checkpoint(weights: str | None, repos: tuple[str, ...], candidates: tuple[str, ...], *, what: str,
+                    setting: str, single_pt: bool = False) -> tuple[Path, Path | None, str]:
+    """(weights file or shard index, the folder holding its config.json, how it was found): from
+    `setting`'s value (a file, or a folder holding one of `candidates`; with `single_pt` also a
+    folder holding exactly one .pt) or else the Hugging Face cache, trying `repos` in turn.
+    WeightsError naming the place looked at and how to provide the files."""
+    from cache.errors import WeightsError
+
+    if weights:
+        p = Path(weights).expanduser()
+        if p.is_file():
+            return p, p.parent, setting
+        if p.is_dir():
+            f = next((p / n for n in candidates if (p / n).is_file()), None)
+            pts = sorted(p.glob("*.pt")) if single_pt and f is None else []
+            f = f or (pts[0] if len(pts) == 1 else None)
+            if f is not None:
+                return f, p, setting
+            raise WeightsError(f"no {what} weights in this folder (looked for {', '.join(candidates)}"
+                               + (" or one .pt)" if single_pt else ")"), path=p,
+                               fix=f"point {setting} at the snapshot folder or the weights file")
+        raise WeightsError(f"{what} weights not found", path=p, fix=f"check {setting} (a snapshot folder or a weights file)")
+    for repo in repos:
+        snap = hf_snapshot(repo, candidates)
+        if snap is not None:
+            return next(snap / n for n in candidates if (snap / n).is_file()), snap, f"Hugging Face cache ({repo})"
+    raise WeightsError(f"{what} weights {' or '.join(repos)} are not in the Hugging Face cache", path=hf_cache_dir(),
+                       fix=f"on a machine with network run `huggingface-cli download {repos[0]}` and copy the cache "
+                           f"here (set HF_HOME), or set {setting}=/path/to/snapshot-or-file")

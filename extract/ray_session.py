@@ -24,7 +24,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import ray
 
@@ -79,6 +79,19 @@ def ray_session(address: str | None, *, object_store_bytes: int,
     finally:
         ray.shutdown()
         ray_logger.setLevel(before)
+
+
+def get(ref: Any) -> Any:
+    """`ray.get`, with a task's own SltPipeError (a missing weight file, a corrupt cache entry)
+    raised as itself rather than inside Ray's wrapper, so the user sees its path and fix."""
+    from cache.errors import SltPipeError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, SltPipeError):
+            raise e.cause from None
+        raise
 
 
 def check_shared_paths(paths: Mapping[str, Path], *, timeout_s: float = 120.0) -> int:

@@ -15,8 +15,7 @@ from typing import Any, Callable, Mapping
 
 import ray
 
-from cache.errors import SltPipeError
-from extract.ray_session import ray_session
+from extract.ray_session import get, ray_session
 from extract.text_jobs import LazyTextModels, TextJob, TextModelSpec, run_job
 
 OBJECT_STORE_BYTES = 256 << 20
@@ -95,12 +94,7 @@ class RayPool:
         while running:
             [ref], _ = ray.wait(list(running), num_returns=1)
             i, actor = running.pop(ref)
-            try:
-                result, calls = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # a missing weight file, say: the worker's own error
-                if isinstance(e.cause, SltPipeError):
-                    raise e.cause from None
-                raise
+            result, calls = get(ref)
             for k, v in calls.items():
                 CALLS[k] = CALLS.get(k, 0) + v
             if todo:

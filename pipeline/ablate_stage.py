@@ -159,7 +159,7 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
 def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: int | None) -> list[dict]:
     import ray
 
-    from extract.ray_session import ray_session
+    from extract.ray_session import get, ray_session
     from rich.progress import Progress
 
     with ray_session(base.extract.ray_address, object_store_bytes=TRIAL_OBJECT_STORE):
@@ -176,21 +176,9 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 name = pending.pop(done[0])
-                rows[name] = _result(done[0])
+                rows[name] = get(done[0])  # a trial's own error (a corrupt entry, say) raised as itself
                 progress.update(task, advance=1, description=f"done: {name}")
         return [rows[t.name] for t in trials]
-
-
-def _result(ref: Any) -> dict[str, Any]:
-    """A trial's result; a trial's own error (a corrupt cache entry, say) is raised as itself, not as Ray's wrapper."""
-    import ray
-
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, SltPipeError):
-            raise e.cause from None
-        raise
 
 
 def flat_rows(rows: list[dict]) -> list[dict[str, Any]]:

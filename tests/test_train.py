@@ -241,7 +241,7 @@ def test_training_learns_and_writes_run_dir(patched, tmp_path):
     from train.evaluate import evaluate
 
     # the logged learning rate follows the schedule (warm-up from warmup_start_lr, cosine to min_lr)
-    from train.trainer import lr_at
+    from train.optim import lr_at
 
     cfg = small_cfg(run)
     logged = {r["step"]: r["lr"] for r in rows if r["kind"] == "train"}
@@ -333,7 +333,7 @@ def test_input_stats_standardise_and_travel_in_the_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------- paper recipe
 def test_paper_preset_and_schedule_are_spamos():
     from pipeline.config import build_config, parse_override
-    from train.trainer import lr_at, make_schedule
+    from train.optim import lr_at, make_schedule
 
     cfg = TrainConfig()
     assert (cfg.preset, cfg.visual_block, cfg.hidden_dim, cfg.batch_size, cfg.grad_clip, cfg.max_frames) == \

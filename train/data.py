@@ -81,6 +81,60 @@ def open_targets(h5_path: Path):
 
 
 @dataclass
+class RunData:
+    """The cached features and targets one run trains and evaluates on, checked before any model is built."""
+
+    features: dict[str, Any]
+    """split -> FeatureReader."""
+    targets: dict[str, Any]
+    """language -> TargetReader."""
+    train_split: str
+    dev_split: str
+    source_lang: str
+    eval_langs: list[str]
+    """Languages dev BLEU is measured in (train.eval_langs, else the source language)."""
+
+    @property
+    def train(self) -> Any:
+        return self.features[self.train_split]
+
+    @property
+    def emb_dim(self) -> int:
+        return int(np.asarray(self.targets[self.source_lang].embeddings(self.train_split)).shape[1])
+
+    def loader(self, cfg: Any, dec: Any) -> "BatchLoader":
+        """Training batches: tokens from the decoder's tokenizer, deterministic in (seed, step)."""
+        ds = CacheDataset(self.train, self.targets, self.train_split, self.source_lang, encode=dec.encode_targets,
+                          max_tokens=cfg.max_len + 2, shuffle_targets=cfg.shuffle_targets, seed=cfg.seed)
+        return BatchLoader(ds, cfg.batch_size, pad_idx=dec.pad_idx, seed=cfg.seed, workers=cfg.loader_workers,
+                           max_frames=cfg.max_frames)
+
+    def dev(self) -> "CacheDataset | None":
+        if self.dev_split not in self.features:
+            return None
+        return CacheDataset(self.features[self.dev_split], self.targets, self.dev_split, self.source_lang)
+
+
+def open_run_data(cfg: Any, inputs: Any) -> RunData:
+    """Open the run's entries (`TrainInputs`) and preload the train split (`train.preload_gb`)."""
+    feats = {split: open_features(Path(p)) for split, p in inputs.features.items()}
+    targets = {lang: open_targets(Path(p)) for lang, p in inputs.targets.items()}
+    if inputs.train_split not in feats:
+        raise SltPipeError(f"no features for the train split {inputs.train_split!r} (have {', '.join(sorted(feats))})",
+                           fix="keep `train` among the dataset's splits")
+    if inputs.source_lang not in targets:
+        raise SltPipeError(f"no targets in the source language {inputs.source_lang} (have {', '.join(targets)})",
+                           fix=f"embed-targets with {inputs.source_lang} among --langs")
+    eval_langs = list(cfg.eval_langs) or [inputs.source_lang]
+    unknown = [lang for lang in eval_langs if lang not in targets]
+    if unknown:
+        raise SltPipeError(f"train.eval_langs {', '.join(unknown)} has no targets in this run "
+                           f"(it has {', '.join(targets)})", fix="add the language to --langs, or drop it from train.eval_langs")
+    feats[inputs.train_split].preload(int(cfg.preload_gb * 2**30))
+    return RunData(feats, targets, inputs.train_split, inputs.dev_split, inputs.source_lang, eval_langs)
+
+
+@dataclass
 class Batch:
     ids: list[str]
     spatial: Tensor  # [B, T, Ds] float32

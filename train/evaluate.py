@@ -151,6 +151,24 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
     return results
 
 
+class DevHook:
+    """Mean dev BLEU over the eval languages, for model selection while training (`train.eval_every`)."""
+
+    def __init__(self, cfg, dataset_name: str, dev, langs: list[str], device):
+        self.cfg, self.dev, self.langs, self.device = cfg, dev, langs, device
+        self.case = bleu_case(cfg.bleu_case, dataset_name)
+
+    def __call__(self, visual, dec) -> tuple[float, dict[str, dict]]:
+        visual.eval()
+        try:
+            scores = score_split(visual, dec, self.dev, self.langs, beam_size=self.cfg.beam_size,
+                                 max_len=self.cfg.max_len, batch_size=self.cfg.batch_size, device=self.device,
+                                 case=self.case, machine_references=True)  # best.json labels each language's references
+        finally:
+            visual.train()
+        return float(np.mean([v["bleu"] for v in scores.values()])), scores
+
+
 def bleurt_scores(checkpoint: str | Path, refs: list[str], hyps: list[str]) -> float:
     """Mean BLEURT with the `bleurt` package (google-research/bleurt) and a local checkpoint."""
     from cache.errors import SltPipeError, WeightsError

@@ -101,34 +101,11 @@ class ClipWeights:
 
 def locate(model: str, weights: str | None) -> ClipWeights:
     """Find the checkpoint (config path, else the HF cache) and detect its format; WeightsError if absent."""
-    if weights:
-        p = Path(weights).expanduser()
-        if p.is_dir():
-            f = next((p / n for n in CANDIDATES if (p / n).is_file()), None) or _single_pt(p)
-            if f is None:
-                raise WeightsError(f"no CLIP weights in this folder (looked for {', '.join(CANDIDATES)} or one .pt)",
-                                   path=p, fix="point extract.clip.weights at the snapshot folder or the weights file")
-            return ClipWeights(f, detect_format(f), "extract.clip.weights", p)
-        if not p.is_file():
-            raise WeightsError("CLIP weights not found", path=p,
-                               fix="check extract.clip.weights (a snapshot folder or a weights file)")
-        return ClipWeights(p, detect_format(p), "extract.clip.weights", p.parent)
-    from extract.hf_cache import hf_cache_dir, hf_snapshot
+    from extract.hf_cache import find_checkpoint
 
-    repos = (model, *ALTERNATE_REPOS.get(model, ()))
-    for repo in repos:
-        snap = hf_snapshot(repo, CANDIDATES)
-        if snap is not None:
-            f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
-            return ClipWeights(f, detect_format(f), f"Hugging Face cache ({repo})", snap)
-    raise WeightsError(f"CLIP weights {' or '.join(repos)} are not in the Hugging Face cache", path=hf_cache_dir(),
-                       fix=f"on a machine with network run `huggingface-cli download {repos[0]}` and copy the cache "
-                           "here (set HF_HOME), or set extract.clip.weights=/path/to/snapshot-or-file")
-
-
-def _single_pt(folder: Path) -> Path | None:
-    pts = sorted(folder.glob("*.pt"))
-    return pts[0] if len(pts) == 1 else None
+    f, snapshot, found = find_checkpoint(weights, (model, *ALTERNATE_REPOS.get(model, ())), CANDIDATES, what="CLIP",
+                                         setting="extract.clip.weights", single_pt=True)
+    return ClipWeights(f, detect_format(f), found, snapshot)
 
 
 def detect_format(path: Path) -> str:

@@ -72,22 +72,10 @@ class Dinov2Weights:
 
 
 def locate(model: str, weights: str | None) -> Dinov2Weights:
-    if weights:
-        p = Path(weights).expanduser()
-        f = p if p.is_file() else next((p / n for n in CANDIDATES if (p / n).is_file()), None) if p.is_dir() else None
-        if f is None:
-            raise WeightsError(f"no DINOv2 weights here (looked for {', '.join(CANDIDATES)} in a folder, or a file)",
-                               path=p, fix="point extract.dinov2.weights at the snapshot folder or the .pth file")
-        return Dinov2Weights(f, detect_format(f), "extract.dinov2.weights", p if p.is_dir() else p.parent)
-    from extract.hf_cache import hf_cache_dir, hf_snapshot
+    from extract.hf_cache import find_checkpoint
 
-    snap = hf_snapshot(model, CANDIDATES)
-    if snap is None:
-        raise WeightsError(f"DINOv2 weights {model} are not in the Hugging Face cache", path=hf_cache_dir(),
-                           fix=f"on a machine with network run `huggingface-cli download {model}` and copy the "
-                               "cache here (set HF_HOME), or set extract.dinov2.weights=/path/to/snapshot-or-pth")
-    f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
-    return Dinov2Weights(f, detect_format(f), f"Hugging Face cache ({model})", snap)
+    f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="DINOv2", setting="extract.dinov2.weights")
+    return Dinov2Weights(f, detect_format(f), found, snapshot)
 
 
 def detect_format(path: Path) -> str:

@@ -78,23 +78,10 @@ class VideoMAEWeights:
 
 
 def locate(model: str, weights: str | None) -> VideoMAEWeights:
-    if weights:
-        p = Path(weights).expanduser()
-        folder = p if p.is_dir() else p.parent
-        f = p if p.is_file() else next((p / n for n in CANDIDATES if (p / n).is_file()), None)
-        if f is None:
-            raise WeightsError(f"no VideoMAE weights here (looked for {', '.join(CANDIDATES)})", path=p,
-                               fix="point extract.videomae.weights at the snapshot folder `huggingface-cli download` made")
-        return VideoMAEWeights(f, folder, "extract.videomae.weights")
-    from extract.hf_cache import hf_cache_dir, hf_snapshot
+    from extract.hf_cache import find_checkpoint
 
-    snap = hf_snapshot(model, CANDIDATES)
-    if snap is None:
-        raise WeightsError(f"VideoMAE weights {model} are not in the Hugging Face cache", path=hf_cache_dir(),
-                           fix=f"on a machine with network run `huggingface-cli download {model}` and copy the "
-                               "cache here (set HF_HOME), or set extract.videomae.weights=/path/to/snapshot")
-    f = next(snap / n for n in CANDIDATES if (snap / n).is_file())
-    return VideoMAEWeights(f, snap, f"Hugging Face cache ({model})")
+    f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="VideoMAE", setting="extract.videomae.weights")
+    return VideoMAEWeights(f, snapshot, found)
 
 
 def videomae_config(arch: str, weights: VideoMAEWeights) -> Any:
