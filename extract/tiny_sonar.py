@@ -50,63 +50,17 @@ DEFAULT_DIM = 128
 
 
 # --------------------------------------------------------------------------- corpus
-_TIMES = [
-    ("morgen", "tomorrow", "demain"),
-    ("heute", "today", "aujourd'hui"),
-    ("am montag", "on monday", "lundi"),
-    ("am wochenende", "at the weekend", "ce week-end"),
-    ("in der nacht", "during the night", "pendant la nuit"),
-    ("am nachmittag", "in the afternoon", "dans l'après-midi"),
-]
-_WEATHER = [
-    ("regen", "rain", "de la pluie"),
-    ("schnee", "snow", "de la neige"),
-    ("nebel", "fog", "du brouillard"),
-    ("sonne", "sunshine", "du soleil"),
-    ("gewitter", "thunderstorms", "des orages"),
-    ("starken wind", "strong wind", "un vent fort"),
-]
-_REGIONS = [
-    ("im norden", "in the north", "dans le nord"),
-    ("im süden", "in the south", "dans le sud"),
-    ("im osten", "in the east", "dans l'est"),
-    ("im westen", "in the west", "dans l'ouest"),
-    ("an der küste", "on the coast", "sur la côte"),
-    ("in den bergen", "in the mountains", "dans les montagnes"),
-]
-_NUMBERS = [
-    ("zwei", "two", "deux"), ("drei", "three", "trois"), ("fünf", "five", "cinq"),
-    ("sieben", "seven", "sept"), ("zehn", "ten", "dix"), ("zwölf", "twelve", "douze"),
-    ("fünfzehn", "fifteen", "quinze"), ("zwanzig", "twenty", "vingt"),
-]
 
 
 def toy_parallel_corpus(seed: int = 0) -> dict[str, list[str]]:
-    """Weather-forecast sentences in deu/eng/fra, aligned by index, shuffled by `seed`.
+    """Every sentence the toy dataset can sign (extract.datasets.toy: the one toy vocabulary), in
+    deu/eng/fra, aligned by index, shuffled by `seed`; for tests and benchmarks that need text alone."""
+    from extract.datasets.toy import ALL_COMBOS, LANGS, sentence
 
-    264 triples: 216 "{time} gibt es {region} {weather}" + 48 temperature sentences.
-    """
-    triples = []
-    for t in _TIMES:
-        for w in _WEATHER:
-            for r in _REGIONS:
-                triples.append((
-                    f"{t[0]} gibt es {r[0]} {w[0]}",
-                    f"{t[1]} there will be {w[1]} {r[1]}",
-                    f"{t[2]} il y aura {w[2]} {r[2]}",
-                ))
-        for n in _NUMBERS:
-            triples.append((
-                f"{t[0]} liegen die temperaturen bei {n[0]} grad",
-                f"{t[1]} temperatures will be around {n[1]} degrees",
-                f"{t[2]} les températures seront autour de {n[2]} degrés",
-            ))
-    random.Random(seed).shuffle(triples)
-    return {
-        "deu_Latn": [x[0] for x in triples],
-        "eng_Latn": [x[1] for x in triples],
-        "fra_Latn": [x[2] for x in triples],
-    }
+    combos = list(ALL_COMBOS)
+    random.Random(seed).shuffle(combos)
+    rows = [sentence(c) for c in combos]
+    return {lang: [r[lang] for r in rows] for lang in LANGS}
 
 
 def parallel_references(dataset: Any, splits: list[str] | str, langs: list[str]) -> dict[str, list[str]]:
