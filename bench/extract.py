@@ -1,14 +1,26 @@
 """Extraction throughput: model-only forward vs the full Ray pipeline, at the same batch size.
 
-    .venv/bin/python bench/extract.py --profile tiny --videos 40
+    .venv/bin/python bench/extract.py --profile tiny --videos 40                          # before vs after, one run
+    .venv/bin/python bench/extract.py --profile tiny --videos 40 --decode after           # only the new decoding
     python bench/extract.py --profile paper --random-init --videos 64 --batch-frames 128   # GPU, no weights
     .venv/bin/python bench/extract.py --profile tiny --compare-workers                    # 1 vs 2 Ray workers
 
 Model-only: the pipeline's own `ShardComputer` (same batches, same device code) over videos
 decoded in memory beforehand, so only the forward passes (and host->device copies) are timed.
 Pipeline: `run_extraction` through Ray (decode tasks, model actor, shard writes), timed from
-"workers ready" to "last shard written" (Ray start and model loading are printed apart).
-Goal: pipeline >= 0.9 x model-only. On CUDA it also prints the achieved fraction of the bf16
+"workers ready" to "last shard written" (Ray start and model loading are printed apart), each
+run on a Ray started for it.
+The pipeline runs twice by default, one after the other: "before", decoding as it ran before
+`extract.ray_runner.DecodeTuning` (every frame decoded, then all prepared; decode tasks at the
+workers' priority; decode workers started on the first video), and "after", the default
+(frames prepared in chunks on threads as they are decoded, decode tasks at idle priority
+filling every cycle the model leaves, decode workers warmed while the model loads). Both
+write features; the bench checks they are the same bytes. The model computes with the same
+threads in both (plan_actors), which model-only uses too. "others" is the CPU that other
+processes on the machine took during a run (cores, from /proc/stat): figures are only
+comparable when it is near 0.
+Goal: pipeline >= 0.9 x model-only on GPU (0.7 x on a 2-core CPU, where decoding and the model
+share the cores). On CUDA it also prints the achieved fraction of the bf16
 dense peak (default 989 TFLOPS, H100 SXM), with ViT and VideoMAE FLOPs counted analytically.
 """
 
@@ -29,7 +41,9 @@ from cache.store import Cache  # noqa: E402
 from extract.datasets import open_dataset  # noqa: E402
 from extract.datasets.toy import make_toy  # noqa: E402
 from extract.preprocess import resolve_squash  # noqa: E402
-from extract.models import FeatureExtractor, motion_flops_per_clip, spatial_flops_per_frame  # noqa: E402
+from extract.models import FeatureExtractor  # noqa: E402
+from decode import OtherLoad  # noqa: E402  (bench/decode.py)
+from extract import ray_runner  # noqa: E402
 from extract.ray_session import ray_session  # noqa: E402
 from extract.runner import ShardComputer, decode_video, object_store_bytes, plan_shards, run_extraction  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
@@ -58,14 +72,37 @@ def model_only(fx: FeatureExtractor, cfg, samples) -> tuple[float, int, int]:
     return time.perf_counter() - t0, fx.frames_forwarded - f0, fx.clips_forwarded - c0
 
 
-def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int) -> tuple[float, float, int]:
-    """(steady seconds, total seconds, frames) of run_extraction through Ray with `workers` model workers."""
+DECODE = {"before": ray_runner.OLD_DECODE, "after": ray_runner.DecodeTuning()}
+
+
+def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int,
+             decode: str) -> tuple[float, float, int, str, float]:
+    """(steady seconds, total seconds, frames, features digest, cores other processes took)
+    of run_extraction through Ray with `workers` model workers and decoding `decode`."""
+    import hashlib
+
+    import numpy as np
+
+    from cache.features import FeatureReader
+
     cfg.workers = workers
+    ray_runner.TUNING = DECODE[decode]
     cache = Cache(cache_dir)
+    load = OtherLoad()
     t0 = time.perf_counter()
-    with cache.begin("features", f"bench-{workers}", {}) as pending:
-        result = run_extraction(cfg, samples, pending, random_init=random_init)
-    return result.compute["steady_seconds"], time.perf_counter() - t0, result.frames_forwarded
+    try:
+        with cache.begin("features", f"bench-{workers}-{decode}", {}) as pending:
+            result = run_extraction(cfg, samples, pending, random_init=random_init)
+            seconds = time.perf_counter() - t0
+            others = load.cores()
+            reader = FeatureReader(pending.dir)
+            digest = hashlib.sha256()
+            for vid in sorted(reader.ids):
+                for a in reader.get(vid):
+                    digest.update(np.ascontiguousarray(a).tobytes())
+    finally:
+        ray_runner.TUNING = ray_runner.DecodeTuning()
+    return result.compute["steady_seconds"], seconds, result.frames_forwarded, digest.hexdigest()[:16], others
 
 
 def main() -> None:
@@ -81,6 +118,9 @@ def main() -> None:
     ap.add_argument("--scales", default=None, help="e.g. 1 or 1,2 (default: the profile's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compare-workers", action="store_true", help="also run the pipeline with 2 Ray workers")
+    ap.add_argument("--decode", choices=["both", "before", "after"], default="both",
+                    help="decode tasks as before DecodeTuning, as now, or both (the default), in one run")
+    ap.add_argument("--repeats", type=int, default=1, help="pipeline runs per mode (the fastest is reported)")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100 SXM: 989)")
     args = ap.parse_args()
 
@@ -104,29 +144,44 @@ def main() -> None:
         secs, frames, clips = model_only(fx, cfg, samples)
         model_fps = frames / secs
         device = fx.device
-        print(f"device {device}  autocast {fx.precision.autocast or 'float32'}  spatial {cfg.spatial_model} "
-              f"scales {cfg.spatial_scales} @ {fx.recipe.image_size}px ({fx.recipe.kind} recipe)  motion {cfg.motion_model}  "
+        print(f"device {device}  autocast {fx.precision.autocast or 'float32'}  encoders "
+              f"{', '.join(f'{e.name} ({e.kind})' for e in fx.recipe.encoders)}  torch threads {torch.get_num_threads()}  "
               f"batch {cfg.batch_frames} frames / {cfg.batch_clips} clips  videos {len(samples)}  frames {frames}")
         print(f"model-only : {model_fps:10.1f} frames/s  ({secs:.2f} s)")
         if device.type == "cuda":
-            flops = frames * spatial_flops_per_frame(fx) + clips * motion_flops_per_clip(fx)
-            vit_only = frames * spatial_flops_per_frame(fx)
+            per_frame, per_clip = fx.flops()
+            flops = frames * per_frame + clips * per_clip
+            vit_only = frames * per_frame
             print(f"             {flops / secs / 1e12:8.1f} TFLOP/s = {flops / secs / (args.peak_tflops * 1e12):.1%} of "
                   f"{args.peak_tflops:.0f} TFLOPS bf16 peak (ViT alone {vit_only / secs / 1e12:.1f} TFLOP/s)")
         del fx
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        runs = [1, 2] if args.compare_workers else [1]
-        with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
-            results = {w: pipeline(cfg, samples, Path(tmp) / "cache", args.random_init, w) for w in runs}
-        for w, (steady, total, pframes) in results.items():
+        workers = [1, 2] if args.compare_workers else [1]
+        modes = ["before", "after"] if args.decode == "both" else [args.decode]
+        results: dict = {}
+        for k in range(args.repeats):
+            for w in workers:
+                for mode in modes:  # a Ray of its own each: no run finds the workers another one warmed
+                    with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
+                        results.setdefault((w, mode), []).append(
+                            pipeline(cfg, samples, Path(tmp) / f"cache-{k}", args.random_init, w, mode))
+        for (w, mode), rs in results.items():
+            steady, total, pframes, digest, others = min(rs, key=lambda r: r[0] / r[2])  # the fastest repeat
             fps = pframes / steady
-            print(f"pipeline {w}w: {fps:10.1f} frames/s  ({steady:.2f} s steady, {total:.2f} s with worker start)"
-                  f"  ratio to model-only {fps / model_fps:.2f}")
+            print(f"pipeline {w}w {mode:6s}: {fps:8.1f} frames/s  ({steady:.2f} s steady, {total:.2f} s with worker "
+                  f"start)  ratio to model-only {fps / model_fps:.2f}  others {others:.2f} cores  features {digest}"
+                  + ("" if len(rs) == 1 else f"  (all runs: {', '.join(f'{r[2] / r[0]:.1f}' for r in rs)} frames/s)"))
+        for w in workers:
+            if len(modes) == 2:
+                (b, a) = (min(results[(w, m)], key=lambda r: r[0] / r[2]) for m in modes)
+                same = len({r[3] for m in modes for r in results[(w, m)]}) == 1
+                print(f"{w}w after / before: {(a[2] / a[0]) / (b[2] / b[0]):.2f}x pipeline speed; ratio to model-only "
+                      f"{b[2] / b[0] / model_fps:.2f} -> {a[2] / a[0] / model_fps:.2f}; features byte-identical: {same}")
         if args.compare_workers:
-            one, two = (results[w][2] / results[w][0] for w in (1, 2))
-            print(f"scaling 2 vs 1 workers: {two / one:.2f}x")
-
+            for mode in modes:
+                one, two = (min(results[(w, mode)], key=lambda r: r[0] / r[2]) for w in (1, 2))
+                print(f"scaling 2 vs 1 workers ({mode}): {(two[2] / two[0]) / (one[2] / one[0]):.2f}x")
 
 if __name__ == "__main__":
     main()

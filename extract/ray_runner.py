@@ -8,9 +8,13 @@ the driver, which writes them.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import ray
@@ -22,24 +26,79 @@ from extract.datasets.base import FrameSource
 from extract.runner import Decoded, ShardComputer, ShardPlan, frame_count, decode_video, plan_actors
 
 
+@dataclass(frozen=True)
+class DecodeTuning:
+    """How the CPU side of extraction is scheduled; never what it computes: the views, and so the
+    features, are the same bytes with any of these (the model's own thread count is not here)."""
+
+    streamed: bool = True
+    """decode_video(streamed=...): frames prepared in chunks on threads as they are decoded."""
+    idle_priority: bool = True
+    """Decode at the OS's idle priority (SCHED_IDLE, else nice 19), on a thread of the decode
+    task's own: the model workers' threads always get a core at once, decoding takes every cycle
+    they leave (on a 2-core machine: the second core, and the first whenever the model waits)."""
+    task_cpus: float = 1.0
+    """CPUs a decode task reserves in Ray's accounting (what it uses is up to the OS). 0.5 would
+    run two per CPU the model workers leave; on 2 cores it measured no faster (see README)."""
+    warm: bool = True
+    """start_workers also starts the decode processes (their imports: torch, PIL, PyAV, the
+    recipe's modules) while the model workers load, instead of on the first videos."""
+
+
+OLD_DECODE = DecodeTuning(streamed=False, idle_priority=False, task_cpus=1.0, warm=False)
+"""How decoding ran before DecodeTuning (bench/extract.py compares it with the default)."""
+TUNING = DecodeTuning()
+"""The driver's choice, which start_workers hands to each model worker (for its decode tasks)."""
+
+
 @ray.remote(num_cpus=1)
-def _decode_task(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
+def _decode_task(src: FrameSource, cfg: ExtractConfig, recipe: Any, tuning: DecodeTuning = TUNING) -> Decoded:
     import torch
 
     torch.set_num_threads(1)
-    return decode_video(src, cfg, recipe)
+    if not tuning.idle_priority:
+        return decode_video(src, cfg, recipe, streamed=tuning.streamed)
+    # Linux schedules threads: the priority is this thread's (and the threads it starts: prepare
+    # threads, FFmpeg's slice threads), so the worker process is left as it was for its next task.
+    with ThreadPoolExecutor(1, initializer=_idle_priority) as pool:
+        return pool.submit(decode_video, src, cfg, recipe, streamed=tuning.streamed).result()
+
+
+def _idle_priority() -> None:
+    """The calling thread (and those it starts) to the idle priority: SCHED_IDLE, else nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    with contextlib.suppress(OSError):
+        os.nice(max(0, 19 - os.nice(0)))
+
+
+@ray.remote(num_cpus=1)
+def _warm_decoder() -> int:
+    """Import what decode tasks need, in a worker that Ray then reuses for them."""
+    import importlib
+
+    for name in ("torch", "av", "PIL.Image", "extract.video", "extract.preprocess", "extract.models"):
+        with contextlib.suppress(Exception):  # only a head start: the decode task imports what it needs anyway
+            importlib.import_module(name)
+    return os.getpid()
 
 
 @ray.remote
 class ModelWorker:
     """One model replica (one GPU, or CPU threads); streams ("frames", n) and ("shard", ShardData)."""
 
-    def __init__(self, cfg: ExtractConfig, device: str, threads: int, random_init: bool = False):
+    def __init__(self, cfg: ExtractConfig, device: str, threads: int, random_init: bool = False,
+                 tuning: DecodeTuning = TUNING):
         import torch
 
         from extract.models import FeatureExtractor
 
-        torch.set_num_threads(threads)
+        global TUNING
+        TUNING = tuning  # this actor's decode tasks (_prefetch)
+        torch.set_num_threads(threads)  # the model's threads: what its features are computed with
         self.cfg = cfg
         self.fx = FeatureExtractor(cfg, device, random_init=random_init)
 
@@ -60,17 +119,19 @@ class ModelWorker:
 
 def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
     """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
+    tuning = TUNING  # set by ModelWorker.__init__ in an actor
+    task = _decode_task if tuning.task_cpus == 1 else _decode_task.options(num_cpus=tuning.task_cpus)
     pending: deque = deque()
     it = iter(sources)
     for src in it:
-        pending.append(_decode_task.remote(src, cfg, recipe))
+        pending.append(task.remote(src, cfg, recipe, tuning))
         if len(pending) >= max(1, ahead):
             break
     while pending:
         ref = pending.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            pending.append(_decode_task.remote(nxt, cfg, recipe))
+            pending.append(task.remote(nxt, cfg, recipe, tuning))
         yield ray.get(ref)
         del ref
 
@@ -80,11 +141,19 @@ def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     actors = []
-    for plan in plan_actors(ray.nodes(), cfg.workers, cfg.device):
+    nodes = ray.nodes()
+    plans = plan_actors(nodes, cfg.workers, cfg.device)
+    for plan in plans:
         options: dict[str, Any] = {"num_gpus": plan.num_gpus, "num_cpus": plan.num_cpus}
         if plan.node is not None:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(plan.node, soft=False)
-        actors.append(ModelWorker.options(**options).remote(cfg, plan.device, plan.threads, random_init))
+        actors.append(ModelWorker.options(**options).remote(cfg, plan.device, plan.threads, random_init, TUNING))
+    if TUNING.warm:  # fire and forget: a decode task that comes first simply waits its turn
+        cpus = sum(float(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive", True))
+        slots = int((cpus - sum(p.num_cpus for p in plans)) / TUNING.task_cpus)
+        warm = _warm_decoder if TUNING.task_cpus == 1 else _warm_decoder.options(num_cpus=TUNING.task_cpus)
+        for _ in range(max(1, min(64, slots, cfg.decode_ahead * len(plans)))):
+            warm.remote()
     return actors
 
 

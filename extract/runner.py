@@ -105,12 +105,19 @@ class Decoded:
     """(reason naming the file, fix) when the video could not be read."""
 
 
-def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any) -> Decoded:
-    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes (reason, fix)."""
-    from extract.video import read_frames
+def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any, *, streamed: bool = True) -> Decoded:
+    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes (reason, fix).
 
+    `streamed` (the default): `read_prepared` prepares the frames in chunks as they are decoded,
+    on threads, so full-size frames never pile up; False: decode every frame, then prepare them
+    all (the old way, kept for benchmarks). The views are the same bytes either way."""
+    from extract.video import read_frames, read_prepared
+
+    side = recipe.max_decode_side()
     try:
-        frames = read_frames(src, fps=cfg.fps, max_side=recipe.max_decode_side())
+        if streamed:
+            return Decoded(dict(read_prepared(src, recipe.prepare, fps=cfg.fps, max_side=side)))
+        frames = read_frames(src, fps=cfg.fps, max_side=side)
     except DatasetError as e:
         reason = f"{e.path}: {e.problem}" if e.path else e.problem
         return Decoded(None, (reason, e.fix or ""))

@@ -24,6 +24,14 @@ reading the stream after its container was closed). The rules, all in exact frac
 - Header values (time base, rate, frame count, duration) are copied out while the container
   is open (`_StreamInfo`); nothing touches a PyAV stream after its container is closed.
 
+`read_prepared(src, prepare)` equals `prepare(read_frames(src))` byte for byte for a per-frame
+`prepare` (a model recipe's resize + crop), without ever holding the decoded frames: they are
+prepared in chunks as they are decoded, on worker threads while decoding goes on (PyAV, PIL
+and torch release the GIL), and the small prepared frames are put in pts order and resampled
+at the end (a per-frame prepare commutes with picking frames). A 1280x720 video is never held
+at full resolution, which cost more than decoding it (a 300-frame list of 2.7 MB frames and
+its np.stack: 830 MB and its page faults).
+
 `count_frames` applies the same window and resampling rules to the constant-rate frame grid
 the header describes, without decoding: it equals `len(read_frames(...))` when the frames lie
 on that grid, and is an estimate otherwise (see its docstring).
@@ -38,10 +46,14 @@ END times: the sentence's end is not in the video; see extract/datasets/how2sign
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,19 +76,63 @@ def read_frames(src: FrameSource, *, fps: float | None = None, max_side: int | N
     which saves memory on 1280x720 video when the model wants 224 px anyway. `max_frames`
     stops early (used by cheap validity checks; no resampling then).
     """
+    frames = _read(src, fps, max_side, max_frames, _Stacked())
+    if frames.shape[0] == 0:
+        _no_frames(src)
+    return frames
+
+
+Prepare = Callable[[np.ndarray], Mapping[Any, np.ndarray]]
+"""uint8 [T, H, W, 3] -> {key: uint8 [T, ...]}, frame by frame (a model recipe's `prepare`)."""
+
+STREAM_CHUNK = 16
+"""Frames prepared at a time by `read_prepared` (16 full 720p RGB frames: 44 MB)."""
+STREAM_WORKERS = 2
+"""Threads `read_prepared` prepares chunks on while the calling thread decodes."""
+
+
+def read_prepared(src: FrameSource, prepare: Prepare, *, fps: float | None = None, max_side: int | None = None,
+                  chunk: int = STREAM_CHUNK, workers: int = STREAM_WORKERS) -> dict[Any, np.ndarray]:
+    """`prepare(read_frames(src, fps=fps, max_side=max_side))`, byte for byte, streamed.
+
+    `prepare` must work frame by frame (preparing chunks and concatenating each key's arrays
+    equals preparing all frames at once, as the recipes' resizes and crops do). It is called
+    on chunks of `chunk` decoded frames, in decode order, on `workers` threads while the
+    calling thread goes on decoding (0: in the calling thread, in turn); at most `workers` + 1
+    chunks wait or run at a time, so memory is bounded by chunks, not by the video. The
+    prepared frames are then put in pts order and resampled to `fps` (frame selection, which
+    a per-frame prepare commutes with). The same errors as `read_frames`, in the same order;
+    whatever `prepare` raises is raised as is.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be >= 1")
+    sink = _Streamed(prepare, chunk, workers)
+    try:
+        views = _read(src, fps, max_side, None, sink)
+    except _PrepareFailed as e:
+        raise e.error from None  # with its own traceback, from the thread that prepared
+    except _ConvertFailed as e:
+        raise DatasetError(f"corrupt or truncated video ({e.error})", path=src.path, fix=_FIX_VIDEO) from e.error
+    finally:
+        sink.close()
+    if sink.frames == 0:
+        _no_frames(src)
+    return views
+
+
+def _read(src: FrameSource, fps: float | None, max_side: int | None, max_frames: int | None, sink: _Sink) -> Any:
     out_rate = _output_rate(fps)
     if isinstance(src, PngFolder):
-        frames = _read_folder(src, max_side, max_frames)
-        where: Path = src.dir
-    elif isinstance(src, VideoFile):
-        frames = _read_video(src, out_rate, max_side, max_frames)
-        where = src.path
-    else:
-        raise TypeError(f"not a frame source: {type(src).__name__}")
-    if frames.shape[0] == 0:
-        raise DatasetError("video has no frames" + _window_text(src), path=where,
-                           fix="check the file / folder (and for a window, its start and end times) or drop the sample")
-    return frames
+        return _read_folder(src, max_side, max_frames, sink)
+    if isinstance(src, VideoFile):
+        return _read_video(src, out_rate, max_side, max_frames, sink)
+    raise TypeError(f"not a frame source: {type(src).__name__}")
+
+
+def _no_frames(src: FrameSource) -> None:
+    where = src.dir if isinstance(src, PngFolder) else src.path
+    raise DatasetError("video has no frames" + _window_text(src), path=where,
+                       fix="check the file / folder (and for a window, its start and end times) or drop the sample")
 
 
 def count_frames(src: FrameSource, *, fps: float | None = None) -> int:
@@ -129,20 +185,179 @@ def _decimal(x: float) -> Fraction:
     return Fraction(repr(float(x)))
 
 
+# --------------------------------------------------------------------------- where decoded frames go
+
+
+class _Sink:
+    """Receives decoded frames in decode order; `result(index)` gives the frames at `index` (None: all, in order)."""
+
+    frames = 0
+    _reformatter: Any = None
+
+    def add(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def add_video(self, frame: Any, size: tuple[int, int]) -> None:
+        """A decoded PyAV frame, to become RGB at `size` (w, h); here at once, one scaler for all
+        frames (5x faster than one each)."""
+        if self._reformatter is None:
+            self._reformatter = _av().video.reformatter.VideoReformatter()
+        self.add(_rgb(self._reformatter, frame, size))
+
+    def result(self, index: np.ndarray | None) -> Any:
+        raise NotImplementedError
+
+
+class _Stacked(_Sink):
+    """read_frames: every frame kept, stacked into one array at the end."""
+
+    def __init__(self) -> None:
+        self.kept: list[np.ndarray] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        self.kept.append(frame)
+        self.frames += 1
+
+    def result(self, index: np.ndarray | None) -> np.ndarray:
+        if not self.kept:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        if index is None:
+            return np.stack(self.kept)
+        return np.stack([self.kept[i] for i in index])
+
+
+class _PrepareFailed(Exception):
+    """What `prepare` raised, carried past the decoder's error handling (which would call a
+    ValueError a corrupt video) and raised as is by `read_prepared`."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
+class _ConvertFailed(Exception):
+    """A PyAV frame that did not become RGB on a preparing thread: a corrupt video, as on the decoding thread."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
+def _rgb(reformatter: Any, frame: Any, size: tuple[int, int]) -> np.ndarray:
+    return reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray()
+
+
+_local = threading.local()
+
+
+def _prepare_chunk(prepare: Prepare, items: list[Any]) -> dict[Any, np.ndarray]:
+    """prepare() of a chunk of frames: arrays, or (PyAV frame, size) pairs made RGB here first
+    (on the preparing thread, with its own scaler: the same bytes as the decoding thread's)."""
+    frames = []
+    for x in items:
+        if isinstance(x, tuple):
+            if getattr(_local, "reformatter", None) is None:
+                _local.reformatter = _av().video.reformatter.VideoReformatter()
+            try:
+                x = _rgb(_local.reformatter, *x)
+            except Exception as e:
+                raise _ConvertFailed(e) from None
+        frames.append(x)
+    del items
+    try:
+        views = dict(prepare(np.stack(frames)))
+        for key, v in views.items():
+            if len(v) != len(frames):
+                raise ValueError(f"prepare returned {len(v)} rows under {key!r} for {len(frames)} frames: "
+                                 "read_prepared needs a prepare that works frame by frame")
+    except Exception as e:
+        raise _PrepareFailed(e) from None
+    return views
+
+
+class _Streamed(_Sink):
+    """read_prepared: frames prepared in chunks as they arrive (on worker threads), raw frames dropped."""
+
+    def __init__(self, prepare: Prepare, chunk: int, workers: int) -> None:
+        self.prepare, self.chunk = prepare, chunk
+        self.workers = max(0, workers)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prepare") if self.workers else None
+        self.buf: list[np.ndarray] = []
+        self.parts: list[Future | dict[Any, np.ndarray]] = []
+        self.settled = 0
+        """parts[:settled] are results; the rest may still be futures."""
+
+    def add(self, frame: np.ndarray) -> None:
+        self.buf.append(frame)
+        self.frames += 1
+        if len(self.buf) >= self.chunk:
+            self._flush()
+
+    def add_video(self, frame: Any, size: tuple[int, int]) -> None:
+        if self.pool is None:
+            super().add_video(frame, size)
+        else:  # the RGB conversion too runs on the preparing threads: the decoding thread only decodes
+            self.add((frame, size))  # type: ignore[arg-type]
+
+    def _flush(self) -> None:
+        if not self.buf:
+            return
+        frames, self.buf = self.buf, []
+        if self.pool is None:
+            self.parts.append(_prepare_chunk(self.prepare, frames))
+            self.settled = len(self.parts)
+            return
+        while len(self.parts) - self.settled > self.workers:  # bound the raw frames in flight
+            self._settle_one()
+        self.parts.append(self.pool.submit(_prepare_chunk, self.prepare, frames))
+
+    def _settle_one(self) -> None:
+        part = self.parts[self.settled]
+        if isinstance(part, Future):
+            self.parts[self.settled] = part.result()  # re-raises what prepare raised
+        self.settled += 1
+
+    def result(self, index: np.ndarray | None) -> dict[Any, np.ndarray]:
+        self._flush()
+        while self.settled < len(self.parts):
+            self._settle_one()
+        parts: list[dict[Any, np.ndarray]] = self.parts  # type: ignore[assignment]
+        self.parts = []
+        if not parts:
+            return {}
+        keys = list(parts[0])
+        views = {k: parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts]) for k in keys}
+        if index is None or (len(index) == self.frames and np.array_equal(index, np.arange(self.frames))):
+            return views
+        return {k: v[index] for k, v in views.items()}
+
+    def close(self) -> None:
+        self.buf, self.parts = [], []
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 # --------------------------------------------------------------------------- frame folders
 
 
-def _read_folder(src: PngFolder, max_side: int | None, max_frames: int | None) -> np.ndarray:
+def _read_folder(src: PngFolder, max_side: int | None, max_frames: int | None, sink: _Sink) -> Any:
     files = src.files if max_frames is None else src.files[:max_frames]
-    arrays = [_read_image(src.dir / f, max_side) for f in files]
-    if not arrays:
-        return np.zeros((0, 0, 0, 3), np.uint8)
-    first = arrays[0].shape
-    for f, a in zip(files, arrays):
+    first = None
+    mismatch: DatasetError | None = None
+    for f in files:
+        a = _read_image(src.dir / f, max_side)  # an unreadable file is raised first, as it is read
+        if first is None:
+            first = a.shape
         if a.shape != first:
-            raise DatasetError(f"frame size {a.shape[1]}x{a.shape[0]} differs from the first frame's {first[1]}x{first[0]}",
-                               path=src.dir / f, fix="all frames of a video must have one size; re-extract the frames")
-    return np.stack(arrays)
+            # raised once every file is read: an unreadable file later on takes precedence
+            mismatch = mismatch or DatasetError(
+                f"frame size {a.shape[1]}x{a.shape[0]} differs from the first frame's {first[1]}x{first[0]}",
+                path=src.dir / f, fix="all frames of a video must have one size; re-extract the frames")
+        if mismatch is None:
+            sink.add(a)
+    if mismatch is not None:
+        raise mismatch
+    return sink.result(None)
 
 
 def _read_image(path: Path, max_side: int | None) -> np.ndarray:
@@ -269,7 +484,8 @@ def _on_tick(t: Fraction | None, time_base: Fraction) -> Fraction | None:
     return None if t is None else round(t / time_base) * time_base
 
 
-def _read_video(src: VideoFile, fps: Fraction | None, max_side: int | None, max_frames: int | None) -> np.ndarray:
+def _read_video(src: VideoFile, fps: Fraction | None, max_side: int | None, max_frames: int | None,
+                sink: _Sink) -> Any:
     av = _av()
     bounds = _window(src)
     container = _open_container(src.path)
@@ -282,25 +498,24 @@ def _read_video(src: VideoFile, fps: Fraction | None, max_side: int | None, max_
         info = _stream_info(container, stream, src.path, av)
         start, end = (_on_tick(x, info.time_base) for x in bounds)
         _check_window(src, end, info)
-        frames, pts = _decode_window(container, stream, src.path, start, end, info, max_side, max_frames, av)
+        pts = _decode_window(container, stream, src.path, start, end, info, max_side, max_frames, av, sink)
     finally:
         container.close()
-    if not frames:
-        return np.zeros((0, 0, 0, 3), np.uint8)
+    if not pts:
+        return sink.result(None)
     # Decoders emit presentation order; sorting (stable) makes the order a function of pts alone.
-    order = sorted(range(len(pts)), key=pts.__getitem__)
+    order = np.array(sorted(range(len(pts)), key=pts.__getitem__), dtype=np.int64)
     pts = [pts[i] for i in order]
     if max_frames is None:
         _check_complete(src, end, info, pts)
-    out = np.stack([frames[i] for i in order])
     if fps is None or max_frames is not None:
-        return out
-    return out[_resample_index(pts, info.time_base, _frame_step(pts, info), fps)]
+        return sink.result(order)
+    return sink.result(order[_resample_index(pts, info.time_base, _frame_step(pts, info), fps)])
 
 
 def _decode_window(container, stream, path: Path, start: Fraction | None, end: Fraction | None, info: _StreamInfo,
-                   max_side: int | None, max_frames: int | None, av) -> tuple[list[np.ndarray], list[int]]:
-    """The frames of [start, end) and their pts, seeking first when the window starts late."""
+                   max_side: int | None, max_frames: int | None, av, sink: _Sink) -> list[int]:
+    """The frames of [start, end) into `sink` and their pts, seeking first when the window starts late."""
     sought = False
     try:
         for target in _seek_targets(start, info):
@@ -311,7 +526,7 @@ def _decode_window(container, stream, path: Path, start: Fraction | None, end: F
                 except av.error.FFmpegError:
                     continue  # a broken index: try earlier, in the end from the beginning
                 sought = True
-            decoded = _decode_from(container, stream, path, start, end, info.time_base, max_side, max_frames,
+            decoded = _decode_from(container, stream, path, start, end, info.time_base, max_side, max_frames, sink,
                                    after_seek=target is not None)
             if decoded is not None:
                 return decoded
@@ -328,18 +543,16 @@ def _seek_targets(start: Fraction | None, info: _StreamInfo) -> list[Fraction | 
 
 
 def _decode_from(container, stream, path: Path, start: Fraction | None, end: Fraction | None, time_base: Fraction,
-                 max_side: int | None, max_frames: int | None, *,
-                 after_seek: bool) -> tuple[list[np.ndarray], list[int]] | None:
-    """Frames of [start, end) from where the container stands, and their pts.
+                 max_side: int | None, max_frames: int | None, sink: _Sink, *, after_seek: bool) -> list[int] | None:
+    """Frames of [start, end) from where the container stands into `sink`, in decode order; their pts.
 
     None when `after_seek` and the first frame decoded is already past `start`: the seek
-    landed on a keyframe shown after the window starts, and the caller seeks earlier.
+    landed on a keyframe shown after the window starts, and the caller seeks earlier (before
+    any frame went into `sink`).
     """
     size = None
-    frames: list[np.ndarray] = []
     pts: list[int] = []
     first = True
-    reformatter = _av().video.reformatter.VideoReformatter()  # one scaler for all frames: 5x faster than one each
     decoder = container.decode(stream)
     try:
         for frame in decoder:
@@ -356,13 +569,13 @@ def _decode_from(container, stream, path: Path, start: Fraction | None, end: Fra
                 break
             if size is None:
                 size = _shrunk(frame.width, frame.height, max_side) if max_side else (frame.width, frame.height)
-            frames.append(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray())
+            sink.add_video(frame, size)
             pts.append(int(frame.pts))
-            if max_frames is not None and len(frames) >= max_frames:
+            if max_frames is not None and len(pts) >= max_frames:
                 break
     finally:
         decoder.close()
-    return frames, pts
+    return pts
 
 
 def _check_window(src: VideoFile, end: Fraction | None, info: _StreamInfo) -> None:
