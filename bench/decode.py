@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/decode.py                       # 12 s 1280x720 25 fps h264 (How2Sign's size), paper recipe
     .venv/bin/python bench/decode.py --recipe tiny         # the tiny profile's decode size and resize
+    .venv/bin/python bench/decode.py --recipe rgb          # decoding to RGB alone (no resize)
     .venv/bin/python bench/decode.py --video some.mp4      # an mp4 of your own instead of the generated one
 
 before: `prepare(read_frames(VideoFile(path), max_side=...))`, what `decode_video(..., streamed=False)`
@@ -14,7 +15,9 @@ The paper recipe is SpaMo's preprocessing without weights: CLIPImageProcessor's 
 (shortest edge 224 with PIL bicubic, centre crop 224) and VideoMAEImageProcessor's (224,
 bilinear), both from the original frame (How2Sign is not squashed), via
 `extract.preprocess.processor_crop`. The tiny recipe decodes at most 448 px (swscale) and
-resizes with torch bicubic-antialias to 112 and 224 px, as the tiny profile does.
+resizes with torch bicubic-antialias to 112 and 224 px, as the tiny profile does. The rgb
+"recipe" measures decoding to full-size RGB alone: its prepare keeps every 8th pixel of every
+8th row (a strided copy, so "after" holds no full-size frames either).
 
 The video (FFmpeg's testsrc2 pattern) is generated with PyAV's lavfi and libx264 (both in
 PyAV's wheels; no ffmpeg needed) into a temporary folder. Each way runs `--repeats` times, alternating, best of each reported, with
@@ -38,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from extract.datasets import VideoFile  # noqa: E402
-from extract.preprocess import processor_crop  # noqa: E402
 from extract.video import STREAM_CHUNK, STREAM_WORKERS, read_frames, read_prepared  # noqa: E402
 
 
@@ -83,37 +85,33 @@ def _pattern(n: int, width: int, height: int, rate: int):
 
 
 def paper_recipe() -> Any:
-    """prepare + max_decode_side of the paper (spamo) recipe for How2Sign, without weights."""
-    clip = SimpleNamespace(shortest_edge=224, crop=(224, 224), resample="bicubic")
-    mae = SimpleNamespace(shortest_edge=224, crop=(224, 224), resample="bilinear")
+    """The paper profile's recipe for How2Sign (CLIP 224 bicubic + VideoMAE 224 bilinear, PIL, from the
+    full frame; no squash): `extract.models.make_recipe` on the architectures alone, no weights."""
+    from extract.models import make_recipe
+    from pipeline.config import build_config
 
-    def prepare(frames: np.ndarray) -> dict[str, np.ndarray]:
-        return {"clip": processor_crop(frames, clip), "mae": processor_crop(frames, mae)}
-
+    recipe = make_recipe(build_config({"profile": "paper"}, {"extract": {"squash": "none"}}).extract, random_init=True)
     return SimpleNamespace(name="paper (CLIP 224 bicubic + VideoMAE 224 bilinear, PIL, from the full frame)",
-                           prepare=prepare, max_decode_side=lambda: None)
+                           prepare=recipe.prepare, max_decode_side=recipe.max_decode_side)
 
 
-def tiny_recipe(image_size: int = 112, scales: tuple[int, ...] = (1, 2)) -> Any:
-    """The tiny profile's views: decoded at most 2 * max(scale) * size px, torch bicubic-antialias, centre crop."""
-    import torch
+def tiny_recipe() -> Any:
+    """The tiny profile's recipe: decoded at most 448 px, torch bicubic-antialias to 112 and 224 px."""
+    from extract.models import make_recipe
+    from pipeline.config import build_config
 
-    def view(x: torch.Tensor, side: int) -> np.ndarray:
-        h, w = x.shape[-2:]
-        k = side / min(h, w)
-        nh, nw = max(side, round(h * k)), max(side, round(w * k))
-        y = torch.nn.functional.interpolate(x.float(), size=(nh, nw), mode="bicubic", antialias=True,
-                                            align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
-        top, left = (nh - side) // 2, (nw - side) // 2
-        return y[:, :, top:top + side, left:left + side].permute(0, 2, 3, 1).contiguous().numpy()
+    recipe = make_recipe(build_config({"profile": "tiny"}).extract)
+    return SimpleNamespace(name=f"tiny (decode <= {recipe.max_decode_side()} px, torch bicubic-antialias)",
+                           prepare=recipe.prepare, max_decode_side=recipe.max_decode_side)
 
+
+def rgb_recipe() -> Any:
+    """Decoding to full-size RGB alone: the prepare is a strided 1/8 copy of each frame."""
     def prepare(frames: np.ndarray) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        return {f"{s}x": view(x, s * image_size) for s in sorted(set(scales) | {1})}
+        return {"rgb/8": np.ascontiguousarray(frames[:, ::8, ::8])}
 
-    side = 2 * max(scales) * image_size
-    return SimpleNamespace(name=f"tiny (decode <= {side} px, torch bicubic-antialias to {image_size} and "
-                                f"{max(scales) * image_size} px)", prepare=prepare, max_decode_side=lambda: side)
+    return SimpleNamespace(name="rgb (full-size RGB decode; prepare keeps a 1/8 strided copy)", prepare=prepare,
+                           max_decode_side=lambda: None)
 
 
 class OtherLoad:
@@ -176,7 +174,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--size", default="1280x720", help="WxH of the generated clip")
     ap.add_argument("--rate", type=int, default=25, help="frame rate of the generated clip")
-    ap.add_argument("--recipe", choices=["paper", "tiny"], default="paper")
+    ap.add_argument("--recipe", choices=["paper", "tiny", "rgb"], default="paper")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, default=STREAM_WORKERS, help="read_prepared's prepare threads")
     ap.add_argument("--chunk", type=int, default=STREAM_CHUNK, help="read_prepared's frames per chunk")
@@ -185,7 +183,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # what a decode task runs with (extract.ray_runner._decode_task)
-    recipe = paper_recipe() if args.recipe == "paper" else tiny_recipe()
+    recipe = {"paper": paper_recipe, "tiny": tiny_recipe, "rgb": rgb_recipe}[args.recipe]()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.video
         if path is None:

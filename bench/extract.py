@@ -18,7 +18,8 @@ filling every cycle the model leaves, decode workers warmed while the model load
 write features; the bench checks they are the same bytes. The model computes with the same
 threads in both (plan_actors), which model-only uses too. "others" is the CPU that other
 processes on the machine took during a run (cores, from /proc/stat): figures are only
-comparable when it is near 0.
+comparable when it is near 0. "in-process" is `extract.workers = 0`: the same core without Ray
+(decoding on threads at idle priority, the model at the threads a Ray worker gets).
 Goal: pipeline >= 0.9 x model-only on GPU (0.7 x on a 2-core CPU, where decoding and the model
 share the cores). On CUDA it also prints the achieved fraction of the bf16
 dense peak (default 989 TFLOPS, H100 SXM), with ViT and VideoMAE FLOPs counted analytically.
@@ -78,7 +79,7 @@ DECODE = {"before": ray_runner.OLD_DECODE, "after": ray_runner.DecodeTuning()}
 def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int,
              decode: str) -> tuple[float, float, int, str, float]:
     """(steady seconds, total seconds, frames, features digest, cores other processes took)
-    of run_extraction through Ray with `workers` model workers and decoding `decode`."""
+    of run_extraction with `workers` model workers (0: in this process, no Ray) and decoding `decode`."""
     import hashlib
 
     import numpy as np
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--compare-workers", action="store_true", help="also run the pipeline with 2 Ray workers")
     ap.add_argument("--decode", choices=["both", "before", "after"], default="both",
                     help="decode tasks as before DecodeTuning, as now, or both (the default), in one run")
+    ap.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run extract.workers = 0 (in this process, no Ray)")
     ap.add_argument("--repeats", type=int, default=1, help="pipeline runs per mode (the fastest is reported)")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100 SXM: 989)")
     args = ap.parse_args()
@@ -166,12 +169,21 @@ def main() -> None:
                     with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
                         results.setdefault((w, mode), []).append(
                             pipeline(cfg, samples, Path(tmp) / f"cache-{k}", args.random_init, w, mode))
+            if args.in_process:  # --workers 0: the same core, decoding on threads at idle priority, no Ray
+                results.setdefault((0, "after"), []).append(
+                    pipeline(cfg, samples, Path(tmp) / f"cache-{k}", args.random_init, 0, "after"))
         for (w, mode), rs in results.items():
             steady, total, pframes, digest, others = min(rs, key=lambda r: r[0] / r[2])  # the fastest repeat
             fps = pframes / steady
-            print(f"pipeline {w}w {mode:6s}: {fps:8.1f} frames/s  ({steady:.2f} s steady, {total:.2f} s with worker "
+            print(f"pipeline {w or 'in-process'}{'w' if w else ''} {mode:6s}: {fps:8.1f} frames/s  ({steady:.2f} s steady, {total:.2f} s with worker "
                   f"start)  ratio to model-only {fps / model_fps:.2f}  others {others:.2f} cores  features {digest}"
                   + ("" if len(rs) == 1 else f"  (all runs: {', '.join(f'{r[2] / r[0]:.1f}' for r in rs)} frames/s)"))
+        if args.in_process and len(modes) == 2:
+            ray_b, here = (min(results[key], key=lambda r: r[0] / r[2]) for key in ((1, "before"), (0, "after")))
+            same = len({r[3] for rs in results.values() for r in rs}) == 1
+            print(f"in-process / 1w before: {(here[2] / here[0]) / (ray_b[2] / ray_b[0]):.2f}x pipeline speed; ratio to "
+                  f"model-only {ray_b[2] / ray_b[0] / model_fps:.2f} -> {here[2] / here[0] / model_fps:.2f}; "
+                  f"features byte-identical across every run: {same}")
         for w in workers:
             if len(modes) == 2:
                 (b, a) = (min(results[(w, m)], key=lambda r: r[0] / r[2]) for m in modes)

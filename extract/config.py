@@ -62,8 +62,8 @@ class ExtractConfig:
     """Videos per Zarr shard: the unit of work, resume and publication."""
     fps: float | None = None
     """Resample mp4 datasets to this frame rate (None keeps native); PNG datasets are as-is."""
-    workers: int = 0
-    """Model workers (Ray actors): 0 = one per GPU of the machine or cluster, or one per node where there is no GPU (each with the node's CPUs but one, kept for decoding); N = N workers (at most one per GPU)."""
+    workers: int | None = None
+    """Model workers. None (default): Ray actors, one per GPU of the machine or cluster, or one per node where there is no GPU (each with the node's CPUs but one, kept for decoding); N: N Ray actors (at most one per GPU); 0: in this process without Ray (decoding on threads at idle priority beside the model; one machine, same features)."""
     ray_address: str | None = None
     """Existing Ray cluster to join (e.g. ray://head:10001 or auto); None starts a local Ray."""
     device: str = "auto"

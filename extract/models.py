@@ -109,7 +109,14 @@ class Recipe:
         from extract.preprocess import squash
 
         images: Any = squash(frames, self.squash) if self.squash else frames  # once, for every processor
-        return {f"{e.name}/{k}": v for e in self.encoders for k, v in e.prepare(images).items()}
+        made: dict[Any, np.ndarray] = {}  # a view two encoders share (tiny: the 1x crop) is made once
+        out = {}
+        for e in self.encoders:
+            for name, view in e.views().items():
+                if view not in made:
+                    made[view] = view(images)
+                out[f"{e.name}/{name}"] = made[view]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         from extract.preprocess import SQUASH_RESAMPLER

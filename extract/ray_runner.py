@@ -15,7 +15,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import ray
 from rich.progress import Progress
@@ -23,7 +23,7 @@ from rich.progress import Progress
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource
-from extract.runner import Decoded, ShardComputer, ShardPlan, frame_count, decode_video, plan_actors
+from extract.runner import Decoded, ShardComputer, ShardPlan, decode_video, frame_count, idle_priority, plan_actors
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,8 @@ def _decode_task(src: FrameSource, cfg: ExtractConfig, recipe: Any, tuning: Deco
         return decode_video(src, cfg, recipe, streamed=tuning.streamed)
     # Linux schedules threads: the priority is this thread's (and the threads it starts: prepare
     # threads, FFmpeg's slice threads), so the worker process is left as it was for its next task.
-    with ThreadPoolExecutor(1, initializer=_idle_priority) as pool:
+    with ThreadPoolExecutor(1, initializer=idle_priority) as pool:
         return pool.submit(decode_video, src, cfg, recipe, streamed=tuning.streamed).result()
-
-
-def _idle_priority() -> None:
-    """The calling thread (and those it starts) to the idle priority: SCHED_IDLE, else nice 19."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
-    with contextlib.suppress(OSError):
-        os.nice(max(0, 19 - os.nice(0)))
 
 
 @ray.remote(num_cpus=1)
@@ -109,15 +98,39 @@ class ModelWorker:
     def frames_forwarded(self) -> int:
         return self.fx.frames_forwarded
 
-    def run(self, shards: list[ShardPlan]):
-        sources = [s.frames for shard in shards for s in shard.samples if s.problem is None]
-        decoded = _prefetch(sources, self.cfg, self.fx.recipe, self.cfg.decode_ahead)
+    def run(self, queue: Any):
+        """Claim shards from `queue` (a ray.util.queue.Queue) one at a time until it is empty, and
+        compute them. Decoding runs ahead across shard boundaries: the next shard is claimed as
+        soon as its first video is due to start decoding, so the model never waits for a shard's
+        first videos; what a shard holds does not depend on who claimed it or when."""
+        from ray.util.queue import Empty
+
+        def claim() -> ShardPlan | None:
+            try:
+                return queue.get_nowait()
+            except Empty:
+                return None
+
+        first = claim()
+        if first is None:
+            return
+        claimed = deque([first])
+
+        def sources() -> Iterator[FrameSource]:
+            shard: ShardPlan | None = first
+            while shard is not None:
+                yield from (s.frames for s in shard.samples if s.problem is None)
+                shard = claim()
+                if shard is not None:
+                    claimed.append(shard)
+
+        decoded = _prefetch(sources(), self.cfg, self.fx.recipe, self.cfg.decode_ahead)
         computer = ShardComputer(self.fx, self.cfg)
-        for shard in shards:
-            yield from computer.run(shard, decoded)
+        while claimed:  # a shard's last video is handed over only after the next shard was claimed
+            yield from computer.run(claimed.popleft(), decoded)
 
 
-def _prefetch(sources: list[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
+def _prefetch(sources: Iterable[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
     """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
     tuning = TUNING  # set by ModelWorker.__init__ in an actor
     task = _decode_task if tuning.task_cpus == 1 else _decode_task.options(num_cpus=tuning.task_cpus)
@@ -142,7 +155,7 @@ def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]
 
     actors = []
     nodes = ray.nodes()
-    plans = plan_actors(nodes, cfg.workers, cfg.device)
+    plans = plan_actors(nodes, cfg.workers or 0, cfg.device)
     for plan in plans:
         options: dict[str, Any] = {"num_gpus": plan.num_gpus, "num_cpus": plan.num_cpus}
         if plan.node is not None:
@@ -163,6 +176,8 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
 
     Shards are claimed one at a time from a shared queue, so a fast worker (a bigger GPU, an
     idle node) takes more of them; what each shard holds does not depend on who computed it."""
+    from ray.util.queue import Empty, Queue
+
     workers = start_workers(cfg, random_init=random_init)
     compute = ray.get([w.info.remote() for w in workers])[0]
     compute["workers"] = len(workers)
@@ -170,28 +185,26 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
     total = sum(frame_count(s, cfg) for shard in todo for s in shard.samples)
     forwarded = [0] * len(workers)
     errors: list[BaseException] = []
-    queue = deque(todo)
-    lock = threading.Lock()
-
-    def claim() -> ShardPlan | None:
-        with lock:
-            return queue.popleft() if queue and not errors else None
+    queue = Queue(actor_options={"num_cpus": 0})
+    queue.put_nowait_batch(list(todo))
 
     with progress:
         task = progress.add_task(f"extract ({len(workers)} {compute['device']} worker(s))", total=total)
 
         def drain(k: int) -> None:
             try:
-                while (shard := claim()) is not None:
-                    for ref in workers[k].run.options(num_returns="streaming").remote([shard]):
-                        kind, payload = ray.get(ref)
-                        if kind == "frames":
-                            forwarded[k] += payload
-                            progress.advance(task, payload)
-                        else:
-                            writer.write_shard(payload)
+                for ref in workers[k].run.options(num_returns="streaming").remote(queue):
+                    kind, payload = ray.get(ref)
+                    if kind == "frames":
+                        forwarded[k] += payload
+                        progress.advance(task, payload)
+                    else:
+                        writer.write_shard(payload)
             except BaseException as e:  # re-raised on the driver's thread below
                 errors.append(e)
+                with contextlib.suppress(Empty):  # the other workers claim nothing more
+                    while True:
+                        queue.get_nowait()
 
         threads = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(workers))]
         for t in threads:
@@ -201,6 +214,7 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
     compute["steady_seconds"] = time.time() - started  # workers ready -> last shard written
     for w in workers:
         ray.kill(w)
+    queue.shutdown()
     if errors:
         raise errors[0]
     return sum(forwarded), compute

@@ -124,6 +124,22 @@ def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any, *, streamed:
     return Decoded(recipe.prepare(frames))
 
 
+def idle_priority() -> None:
+    """The calling thread (and the threads it starts) to the OS's idle priority: SCHED_IDLE, else
+    nice 19. Decoding runs so, the model's threads always get a core at once and decoding takes
+    every cycle they leave. Linux schedules threads, so the process's other threads keep theirs."""
+    import contextlib
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    with contextlib.suppress(OSError):
+        os.nice(max(0, 19 - os.nice(0)))
+
+
 # --------------------------------------------------------------------------- model side
 
 
@@ -224,7 +240,7 @@ def _take(parts: list[np.ndarray], n: int) -> np.ndarray:
 def object_store_bytes(cfg: ExtractConfig) -> int:
     """Local Ray's object store holds only the decoded videos in flight: size it from them, modestly."""
     per_frame = sum(3 * (s * cfg.image_size) ** 2 for s in set(cfg.spatial_scales) | {1})
-    want = 4 * max(1, cfg.workers) * max(1, cfg.decode_ahead) * TYPICAL_FRAMES * per_frame
+    want = 4 * max(1, cfg.workers or 0) * max(1, cfg.decode_ahead) * TYPICAL_FRAMES * per_frame
     return int(min(MAX_OBJECT_STORE, max(MIN_OBJECT_STORE, want)))
 
 
@@ -298,6 +314,11 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     """
     from extract.models import feature_dims, model_identity, stream_layout
 
+    if cfg.workers == 0 and cfg.ray_address:
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"extract.workers = 0 runs in this process, but extract.ray_address = {cfg.ray_address!r}",
+                           fix="drop --ray-address to extract here, or set --workers to 1 or more (or leave it unset)")
     t0 = time.time()
     identity = model_identity(cfg, random_init=random_init)
     plan = plan_shards(samples, cfg.shard_videos, digests)
@@ -323,7 +344,11 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     compute_todo = [s for s in todo if s.needs_compute()]
     frames_forwarded = 0
     compute: dict[str, Any] = {}
-    if compute_todo:
+    if compute_todo and cfg.workers == 0:  # in this process, no Ray
+        from extract.local_runner import run_shards_here
+
+        frames_forwarded, compute = run_shards_here(cfg, compute_todo, writer, _progress(console), random_init)
+    elif compute_todo:
         if before_compute is not None:
             before_compute()
         from extract.ray_runner import run_shards  # the Ray adapter

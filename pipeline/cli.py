@@ -303,7 +303,7 @@ def extract(
     cache: CacheOpt = None,
     split: SplitOpt = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Join an existing Ray cluster (e.g. auto or ray://head:10001) instead of starting a local one.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Model workers (Ray actors); 0 (default) = one per GPU, or one per node without GPUs.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Model workers: unset = Ray actors, one per GPU (or one per node without GPUs); N = N Ray actors; 0 = in this process, without Ray (decoding on threads beside the model; same features).")] = None,
     sets: SetOpt = None,
 ) -> None:
     """Compute ViT (per frame) and VideoMAE (per clip) features into Zarr shards in the cache."""

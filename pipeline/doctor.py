@@ -565,6 +565,9 @@ def check_ray(cfg: Config, ctx: Context) -> list[Row]:
         ver = ray.__version__
     except Exception as err:  # noqa: BLE001
         return [Row(name, FAIL, f"ray does not import ({type(err).__name__}: {err})", "re-run ./setup.sh", {})]
+    if cfg.extract.workers == 0 and not address:
+        return [Row(name, OK, f"not needed for extract: extract.workers = 0 runs in this process (Ray {ver})", None,
+                    {"mode": "in-process", "ray": ver, "workers": 0})]
     if not address or address == "local":
         cpus = os.cpu_count() or 1
         return [Row(name, OK, f"local: Ray {ver} starts on this machine for extract ({cpus} CPUs, "

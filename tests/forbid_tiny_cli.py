@@ -12,7 +12,7 @@ import extract.tiny_sonar
 import pipeline.embed_stage
 
 FORBIDDEN = [
-    (extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"), (extract.encoders.tiny, "prepare_views"),
+    (extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"), (extract.encoders.tiny, "prepare_view"),
     (extract.tiny_sonar, "train_tiny_sonar"), (extract.nllb, "make_tiny_nllb"), (cache.sonar_models, "_tiny_config"),
     (pipeline.embed_stage, "ensure_tiny_sonar"), (pipeline.embed_stage, "ensure_tiny_nllb"),
     (pipeline.embed_stage, "require_tiny_sonar"),

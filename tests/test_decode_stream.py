@@ -214,6 +214,8 @@ def test_decode_video_both_ways(clip, tmp_path):
 
 
 def test_idle_priority_is_the_decode_threads_alone():
+    from extract.runner import idle_priority
+
     ray_runner = pytest.importorskip("extract.ray_runner")
     if not hasattr(os, "sched_getscheduler"):
         pytest.skip("no sched_getscheduler on this OS")
@@ -221,7 +223,7 @@ def test_idle_priority_is_the_decode_threads_alone():
     seen = {}
 
     def decode():
-        ray_runner._idle_priority()
+        idle_priority()
         seen["decode"] = os.sched_getscheduler(0)
         t = threading.Thread(target=lambda: seen.__setitem__("child", os.sched_getscheduler(0)))
         t.start()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cache.errors import SltPipeError
 from cache.features import STORE, FeatureReader
 from cache.store import Cache
 from extract.datasets import PngFolder, Sample, open_dataset
@@ -96,6 +97,26 @@ def clean(toy, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     cache = tmp_path_factory.mktemp("clean_cache")
     proc = run_cli(toy[0], cache, cwd=decoy_workdir(tmp_path_factory.mktemp("workdir")))
     return cache, proc
+
+
+def test_workers_0_extracts_in_process_the_bytes_of_the_ray_run(toy, clean, tmp_path):
+    """--workers 0: the same core without Ray (decoding on threads): same store, same failure list."""
+    root, bad, _ = toy
+    cache = tmp_path / "cache"
+    proc = subprocess.run(cli_args(root, cache) + ["--workers", "0"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1, proc.stderr  # the corrupt video, recorded, as through Ray
+    assert "in this process" in proc.stderr
+    here, ray_entry = only_entry(cache), only_entry(clean[0])
+    assert here.name == ray_entry.name  # the same key: how it ran is not an input
+    got, want = store_arrays(here), store_arrays(ray_entry)
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    manifest = json.loads((here / "manifest.json").read_text())
+    assert [f[0] for f in manifest["failures"]] == [bad] and manifest["compute"]["workers"] == 0
+    with pytest.raises(SltPipeError, match="runs in this process"):
+        from extract.config import ExtractConfig
+        from extract.runner import run_extraction
+
+        run_extraction(ExtractConfig(workers=0, ray_address="auto"), [], None)
 
 
 def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):

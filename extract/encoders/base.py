@@ -109,16 +109,12 @@ class Encoder:
         """Length of one feature vector."""
         raise NotImplementedError
 
-    def views(self) -> list[str]:
-        """Names of the views `prepare` makes."""
-        return ["crop"]
-
-    def prepare(self, images: Any) -> dict[str, np.ndarray]:
-        """Frames (uint8 [T, H, W, 3], or the squashed PIL frames) -> named uint8 views [T, h, w, 3]."""
-        from extract.preprocess import processor_crop
-
+    def views(self) -> dict[str, Any]:
+        """The CPU views this encoder reads, by name: each a picklable, hashable callable
+        (uint8 frames [T, H, W, 3] or the squashed PIL frames -> uint8 [T, h, w, 3]); encoders
+        that want the same view (equal callables) share one computation (`Recipe.prepare`)."""
         assert self.resolved.recipe is not None
-        return {"crop": processor_crop(images, self.resolved.recipe)}
+        return {"crop": ProcessorCrop(self.resolved.recipe)}
 
     def build(self) -> nn.Module:
         """The model on the CPU in float32, eval mode, every parameter from the weights."""
@@ -222,6 +218,18 @@ class ClipEncoder(Encoder):
         patches = (c.num_frames // c.tubelet_size) * (c.image_size // c.patch_size) ** 2
         return transformer_flops(patches, c.hidden_size, c.num_hidden_layers, c.intermediate_size,
                                  3 * c.tubelet_size * c.patch_size ** 2, patches)
+
+
+@dataclass(frozen=True)
+class ProcessorCrop:
+    """A transformers image processor's resize and centre crop (`extract.preprocess.processor_crop`)."""
+
+    recipe: ImageRecipe
+
+    def __call__(self, images: Any) -> np.ndarray:
+        from extract.preprocess import processor_crop
+
+        return processor_crop(images, self.recipe)
 
 
 def average_tiles(tok: Tensor, batch: int, counts: list[int]) -> Tensor:

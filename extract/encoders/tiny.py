@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from extract.encoders.base import ClipEncoder, FrameEncoder, Resolved, average_tiles
@@ -51,12 +52,8 @@ class TinyVit(FrameEncoder):
     def max_decode_side(self) -> int | None:
         return 2 * max([*self.cfg.spatial_scales, 1]) * self.cfg.image_size
 
-    def views(self) -> list[str]:
-        return [f"x{s}" for s in self.cfg.spatial_scales]
-
-    def prepare(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        views = prepare_views(images, self.cfg.image_size, list(self.cfg.spatial_scales))
-        return {f"x{s}": views[s] for s in self.cfg.spatial_scales}
+    def views(self) -> dict[str, Any]:
+        return {f"x{s}": TinyView(s * self.cfg.image_size) for s in self.cfg.spatial_scales}
 
     def build(self) -> nn.Module:
         return tiny_vit(self.cfg.image_size)
@@ -122,8 +119,8 @@ class TinyVideoMAE(ClipEncoder):
     def max_decode_side(self) -> int | None:
         return 2 * self.cfg.image_size
 
-    def prepare(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return {"crop": prepare_views(images, self.cfg.image_size, [1])[1]}
+    def views(self) -> dict[str, Any]:
+        return {"crop": TinyView(self.cfg.image_size)}  # tiny-vit's 1x view: computed once for both
 
     def build(self) -> nn.Module:
         return tiny_videomae(self.cfg.image_size, self.cfg.clip_len)
@@ -168,22 +165,25 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def prepare_views(frames: np.ndarray, image_size: int, scales: list[int], *, chunk: int = 64) -> dict[int, np.ndarray]:
-    """uint8 [T, H, W, 3] -> {scale: uint8 [T, s*S, s*S, 3]}: shortest side resized to s*S, centre-cropped.
+@dataclass(frozen=True)
+class TinyView:
+    """uint8 [T, H, W, 3] -> uint8 [T, side, side, 3]: shortest side resized to `side`, centre-cropped."""
 
-    Vectorised over frames with torch (antialiased bicubic); `chunk` bounds the float32
-    working memory on large video frames.
-    """
+    side: int
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return prepare_view(frames, self.side)
+
+
+def prepare_view(frames: np.ndarray, side: int, *, chunk: int = 64) -> np.ndarray:
+    """`TinyView(side)`: vectorised over frames with torch (antialiased bicubic); `chunk` bounds
+    the float32 working memory on large video frames."""
     import numpy as np
     import torch
 
-    views: dict[int, np.ndarray] = {}
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    for s in sorted(set(scales)):
-        side = s * image_size
-        parts = [_resize_crop(x[i:i + chunk], side) for i in range(0, x.shape[0], chunk)]
-        views[s] = torch.cat(parts).permute(0, 2, 3, 1).contiguous().numpy()
-    return views
+    parts = [_resize_crop(x[i:i + chunk], side) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _resize_crop(x: Tensor, side: int) -> Tensor:

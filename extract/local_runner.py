@@ -1,0 +1,82 @@
+"""Feature extraction in this process, without Ray (`extract.workers = 0`).
+
+The same core as the Ray path (extract.runner: `ShardComputer`, `decode_video`), with the
+decoding done by a thread pool instead of Ray CPU tasks: `decode_ahead` videos decode on
+threads while the model runs (PyAV, PIL and torch release the GIL), at idle priority so the
+model's threads always get a core first. The shards, batches and features are those of the
+Ray path, byte for byte; what it saves is starting Ray and moving every decoded video through
+its object store, which is most of the cost for short videos on a small machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+from rich.progress import Progress
+
+from cache.features import FeatureStoreWriter
+from extract.config import ExtractConfig
+from extract.datasets.base import FrameSource
+from extract.runner import Decoded, ShardComputer, ShardPlan, decode_video, frame_count, idle_priority, plan_actors
+
+
+def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
+                    random_init: bool = False) -> tuple[int, dict[str, Any]]:
+    """Compute `todo` in this process, writing each shard as it is done; (frames forwarded, compute info).
+
+    The model computes with the threads a Ray worker on this machine would get (`plan_actors`:
+    all CPUs but one, kept for decoding), so both paths give the same bytes."""
+    import torch
+
+    from extract.models import FeatureExtractor
+
+    gpus = torch.cuda.device_count() if cfg.device != "cpu" else 0
+    plan = plan_actors([{"Resources": {"CPU": os.cpu_count() or 1, "GPU": gpus}}], 1, cfg.device)[0]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        return _run(cfg, todo, writer, progress, FeatureExtractor(cfg, cfg.device, random_init=random_init))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
+         fx: Any) -> tuple[int, dict[str, Any]]:
+    compute: dict[str, Any] = {"device": str(fx.device), "autocast": fx.precision.autocast or "float32",
+                               "spatial_dim": fx.spatial_dim, "motion_dim": fx.motion_dim, "workers": 0}
+    started = time.time()
+    total = sum(frame_count(s, cfg) for shard in todo for s in shard.samples)
+    sources = [s.frames for shard in todo for s in shard.samples if s.problem is None]
+    threads = max(1, min(cfg.decode_ahead, (os.cpu_count() or 1)))
+    computer = ShardComputer(fx, cfg)
+    with progress, ThreadPoolExecutor(threads, initializer=idle_priority, thread_name_prefix="decode") as pool:
+        task = progress.add_task(f"extract (in this process, {compute['device']})", total=total)
+        decoded = _ahead(pool, sources, cfg, fx.recipe, cfg.decode_ahead)
+        for shard in todo:
+            for kind, payload in computer.run(shard, decoded):
+                if kind == "frames":
+                    progress.advance(task, payload)
+                else:
+                    writer.write_shard(payload)
+    compute["steady_seconds"] = time.time() - started
+    return fx.frames_forwarded, compute
+
+
+def _ahead(pool: ThreadPoolExecutor, sources: list[FrameSource], cfg: ExtractConfig, recipe: Any,
+           ahead: int) -> Iterator[Decoded]:
+    """Decoded videos in order, keeping `ahead` of them decoding on the pool (across shard boundaries)."""
+    pending: deque = deque()
+    it = iter(sources)
+    for src in it:
+        pending.append(pool.submit(decode_video, src, cfg, recipe))
+        if len(pending) >= max(1, ahead):
+            break
+    while pending:
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(decode_video, nxt, cfg, recipe))
+        yield pending.popleft().result()
