@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 from rich.progress import Progress
 
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
-from extract.datasets.base import FrameSource
-from extract.runner import Decoded, ShardComputer, ShardPlan, decode_video, frame_count, idle_priority, plan_actors
+from extract.runner import ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
 
 
 def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
@@ -55,7 +53,8 @@ def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, 
     computer = ShardComputer(fx, cfg)
     with progress, ThreadPoolExecutor(threads, initializer=idle_priority, thread_name_prefix="decode") as pool:
         task = progress.add_task(f"extract (in this process, {compute['device']})", total=total)
-        decoded = _ahead(pool, sources, cfg, fx.recipe, cfg.decode_ahead)
+        decoded = decode_ahead(sources, lambda src: pool.submit(decode_video, src, cfg, fx.recipe),
+                               lambda job: job.result(), cfg.decode_ahead)
         for shard in todo:
             for kind, payload in computer.run(shard, decoded):
                 if kind == "frames":
@@ -64,19 +63,3 @@ def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, 
                     writer.write_shard(payload)
     compute["steady_seconds"] = time.time() - started
     return fx.frames_forwarded, compute
-
-
-def _ahead(pool: ThreadPoolExecutor, sources: list[FrameSource], cfg: ExtractConfig, recipe: Any,
-           ahead: int) -> Iterator[Decoded]:
-    """Decoded videos in order, keeping `ahead` of them decoding on the pool (across shard boundaries)."""
-    pending: deque = deque()
-    it = iter(sources)
-    for src in it:
-        pending.append(pool.submit(decode_video, src, cfg, recipe))
-        if len(pending) >= max(1, ahead):
-            break
-    while pending:
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(pool.submit(decode_video, nxt, cfg, recipe))
-        yield pending.popleft().result()

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource
-from extract.runner import Decoded, ShardComputer, ShardPlan, decode_video, frame_count, idle_priority, plan_actors
+from extract.runner import Decoded, ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
 
 
 @dataclass(frozen=True)
@@ -134,19 +134,7 @@ def _prefetch(sources: Iterable[FrameSource], cfg: ExtractConfig, recipe: Any, a
     """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
     tuning = TUNING  # set by ModelWorker.__init__ in an actor
     task = _decode_task if tuning.task_cpus == 1 else _decode_task.options(num_cpus=tuning.task_cpus)
-    pending: deque = deque()
-    it = iter(sources)
-    for src in it:
-        pending.append(task.remote(src, cfg, recipe, tuning))
-        if len(pending) >= max(1, ahead):
-            break
-    while pending:
-        ref = pending.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(task.remote(nxt, cfg, recipe, tuning))
-        yield ray.get(ref)
-        del ref
+    return decode_ahead(sources, lambda src: task.remote(src, cfg, recipe, tuning), ray.get, ahead)
 
 
 def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -122,6 +123,25 @@ def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any, *, streamed:
         reason = f"{e.path}: {e.problem}" if e.path else e.problem
         return Decoded(None, (reason, e.fix or ""))
     return Decoded(recipe.prepare(frames))
+
+
+def decode_ahead(sources: Iterable[FrameSource], submit: Callable[[FrameSource], Any], result: Callable[[Any], Decoded],
+                 ahead: int) -> Iterator[Decoded]:
+    """Decoded videos in order, keeping `ahead` decodes in flight (across shard boundaries):
+    `submit(src)` starts one (a Ray task, a thread-pool job) and `result(handle)` waits for it."""
+    pending: deque = deque()
+    it = iter(sources)
+    for src in it:
+        pending.append(submit(src))
+        if len(pending) >= max(1, ahead):
+            break
+    while pending:
+        handle = pending.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(submit(nxt))
+        yield result(handle)
+        del handle  # a Ray object is freed as soon as it is used
 
 
 def idle_priority() -> None:

@@ -199,3 +199,26 @@ def files_identity(files: Iterable[Path]) -> list[dict[str, Any]]:
     from cache.sonar_models import file_identity
 
     return [file_identity(p) for p in files]
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def architecture(config_cls: type, archs: dict[str, dict[str, Any]], arch: str, snapshot: Path | None, *,
+                 setting: str, inner: tuple[str, str] | None = None) -> Any:
+    """The transformers config the weights must fill: `archs[arch]`, or with arch 'snapshot' the
+    snapshot's own config.json (`inner` = (model_type, key): read that sub-config of a composite
+    model's file, e.g. ("clip", "vision_config")). WeightsError naming the setting otherwise."""
+    if arch != "snapshot":
+        if arch not in archs:
+            raise WeightsError(f"unknown {setting} {arch!r}", fix=f"use one of {', '.join([*archs, 'snapshot'])}")
+        return config_cls(**archs[arch])
+    path = snapshot / "config.json" if snapshot is not None else None
+    if path is None or not path.is_file():
+        raise WeightsError(f"{setting} = 'snapshot' needs the snapshot's config.json", path=path,
+                           fix=f"restore config.json from the snapshot, or set {setting} = {next(iter(archs))!r}")
+    raw = json.loads(path.read_text())
+    if inner is not None and raw.get("model_type") == inner[0]:
+        raw = raw.get(inner[1], raw)
+    keys = set(config_cls().to_dict())
+    return config_cls(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})

@@ -23,7 +23,6 @@ when it has one, else its documented defaults for OpenAI CLIP (`ImageRecipe`).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import WeightsError
 from extract.encoders.base import FrameEncoder, Resolved
 from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import (Converted, check_file, fill_strictly, is_torchscript, read_state_dict,
+from extract.weights import (Converted, architecture, check_file, fill_strictly, is_torchscript, read_state_dict,
                              split_qkv, tensor_shapes)
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
@@ -128,18 +127,11 @@ def vision_config(arch: str, weights: ClipWeights | None) -> Any:
     """The CLIPVisionConfig the weights must fill."""
     from transformers import CLIPVisionConfig
 
-    if arch != SNAPSHOT:
-        if arch not in ARCHS:
-            raise WeightsError(f"unknown extract.clip.arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
-        return CLIPVisionConfig(**ARCHS[arch])
-    cfg_path = weights.snapshot / "config.json" if weights and weights.snapshot else None
-    if weights is None or weights.format != "transformers" or cfg_path is None or not cfg_path.is_file():
+    if arch == SNAPSHOT and (weights is None or weights.format != "transformers"):
         raise WeightsError("extract.clip.arch = 'snapshot' needs a transformers snapshot with config.json",
                            path=weights.path if weights else None, fix="set extract.clip.arch = 'ViT-L/14'")
-    raw = json.loads(cfg_path.read_text())
-    vision = raw.get("vision_config", raw) if raw.get("model_type") == "clip" else raw
-    keys = set(CLIPVisionConfig().to_dict())
-    return CLIPVisionConfig(**{k: v for k, v in vision.items() if k in keys and k not in ("model_type", "architectures")})
+    return architecture(CLIPVisionConfig, ARCHS, arch, weights.snapshot if weights else None,
+                        setting="extract.clip.arch", inner=("clip", "vision_config"))
 
 
 # --------------------------------------------------------------------------- key conversion

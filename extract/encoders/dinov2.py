@@ -18,7 +18,6 @@ when it has one, else facebook/dinov2-*'s values (shortest side 256, bicubic, ce
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from cache.errors import WeightsError
 from extract.encoders.base import FrameEncoder, Resolved
 from extract.encoders.videomae import IMAGENET_MEAN, IMAGENET_STD
 from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import Converted, check_file, fill_strictly, read_state_dict, split_qkv, tensor_shapes
+from extract.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, split_qkv, tensor_shapes
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -91,17 +90,7 @@ def detect_format(path: Path) -> str:
 def dinov2_config(arch: str, weights: Dinov2Weights | None) -> Any:
     from transformers import Dinov2Config
 
-    if arch != SNAPSHOT:
-        if arch not in ARCHS:
-            raise WeightsError(f"unknown extract.dinov2.arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
-        return Dinov2Config(**ARCHS[arch])
-    path = weights.snapshot / "config.json" if weights and weights.snapshot else None
-    if path is None or not path.is_file():
-        raise WeightsError("extract.dinov2.arch = 'snapshot' needs the snapshot's config.json", path=path,
-                           fix="restore config.json, or set extract.dinov2.arch = 'ViT-L/14'")
-    raw = json.loads(path.read_text())
-    keys = set(Dinov2Config().to_dict())
-    return Dinov2Config(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
+    return architecture(Dinov2Config, ARCHS, arch, weights.snapshot if weights else None, setting="extract.dinov2.arch")
 
 
 _HUB_TOP = {"cls_token": "embeddings.cls_token", "mask_token": "embeddings.mask_token",

@@ -14,7 +14,6 @@ preprocessor_config.json when present.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import WeightsError
 from extract.encoders.base import ClipEncoder, Resolved
 from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import Converted, check_file, fill_strictly, read_state_dict
+from extract.weights import Converted, architecture, check_file, fill_strictly, read_state_dict
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch
@@ -87,17 +86,7 @@ def locate(model: str, weights: str | None) -> VideoMAEWeights:
 def videomae_config(arch: str, weights: VideoMAEWeights) -> Any:
     from transformers import VideoMAEConfig
 
-    if arch != SNAPSHOT:
-        if arch not in ARCHS:
-            raise WeightsError(f"unknown extract.videomae.arch {arch!r}", fix=f"use one of {', '.join([*ARCHS, SNAPSHOT])}")
-        return VideoMAEConfig(**ARCHS[arch])
-    path = weights.snapshot / "config.json"
-    if not path.is_file():
-        raise WeightsError("extract.videomae.arch = 'snapshot' needs the snapshot's config.json", path=path,
-                           fix="restore config.json, or set extract.videomae.arch = 'VideoMAE-L'")
-    raw = json.loads(path.read_text())
-    keys = set(VideoMAEConfig().to_dict())
-    return VideoMAEConfig(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
+    return architecture(VideoMAEConfig, ARCHS, arch, weights.snapshot, setting="extract.videomae.arch")
 
 
 def convert(state: dict[str, Tensor]) -> Converted:
