@@ -2,7 +2,8 @@
 
 Layout of a features entry (`{entry}/features.zarr`, readable with plain `zarr`)::
 
-    zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models
+    zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models,
+                                  streams (extract.models.stream_layout: each encoder's columns)
     shards/{k:05d}/zarr.json      one shard = the videos sorted_ids[k*shard_videos:(k+1)*shard_videos];
                                   attrs: ids, spatial_offsets, motion_offsets (prefix sums), failures
                                   ([id, reason, fix] of its skipped videos), fingerprint (sha256 of its
