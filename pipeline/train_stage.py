@@ -166,7 +166,8 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
             if console is not None:
                 console.print(f"[yellow]note[/]: split {split} has no usable video; it is left out")
     return TrainInputs(features=features, targets=targets, source_lang=src, decoder_spec=spec,
-                       tiny_dir=tiny_dir, train_split="train", dev_split="dev", dataset=cfg.dataset.name)
+                       tiny_dir=tiny_dir, train_split="train", dev_split="dev", dataset=cfg.dataset.name,
+                       encoder_spec=cfg.embed.sonar_encoder)
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console: Console):
@@ -352,13 +353,14 @@ def _check_decoder_langs(inputs: Any, langs: list[str]) -> None:
 
 def score_table(title: str, results: dict[str, dict]) -> Table:
     table = Table(title=title)
-    for col in ("language", "references", "BLEU", "case", "other case", "chrF", "BLEURT", "n", "predictions"):
+    for col in ("language", "references", "BLEU", "case", "other case", "chrF", "SONAR sim", "BLEURT", "n", "predictions"):
         table.add_column(col)
     for lang, r in results.items():
         bleurt = f"{r['bleurt']:.4f}" if "bleurt" in r else "-"
+        sim = f"{r['sonar_similarity']:.4f}" if "sonar_similarity" in r else "-"
         other = r.get("bleu_cased" if r.get("case") == "lc" else "bleu_lc")
         table.add_row(lang, r.get("references", "reference"), f"{r['bleu']:.2f}", r.get("case", "mixed"), "-" if other is None else f"{other:.2f}",
-                      f"{r['chrf']:.2f}", bleurt, str(r["n"]), r.get("tsv", ""))
+                      f"{r['chrf']:.2f}", sim, bleurt, str(r["n"]), r.get("tsv", ""))
     return table
 
 

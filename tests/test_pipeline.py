@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -84,11 +85,13 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     import cache.sonar_models as sm
     import extract.models as em
 
+    loads = sm.load_sonar_encoder
     monkeypatch.setattr(sm, "load_sonar_encoder", boom)
     monkeypatch.setattr(em, "FeatureExtractor", boom)
     cfg = make_cfg(cache, root, tmp_path / "run", normalize_features=True)
     result = train_stage.train(cfg, console=QUIET)
     assert result.step == 6
+    monkeypatch.setattr(sm, "load_sonar_encoder", loads)  # evaluation embeds hypotheses (SONAR similarity)
     run = tmp_path / "run"
     from safetensors.torch import load_file
 
@@ -116,11 +119,24 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     assert set(scores) == {"deu_Latn", "eng_Latn", "fra_Latn"}  # every language with targets
     truth = {lang: toy.references["test"].get(lang, {}) for lang in scores}
     truth["deu_Latn"] = {s.id: s.text for s in toy.samples["test"]}
+    from extract.embed_targets import SonarEncoder
+
+    sonar = SonarEncoder.from_spec("tiny", inputs.tiny_dir)
     for lang, s in scores.items():
         assert 0.0 <= s["bleu"] <= 100.0 and -1.0 <= s["cosine"] <= 1.0 and s["references"] == "reference"
         lines = Path(s["tsv"]).read_text().splitlines()
-        assert lines[0] == "id\tref\thyp" and len(lines) == 1 + s["n"]
-        assert {row.split("\t")[0]: row.split("\t")[1] for row in lines[1:]} == truth[lang]
+        assert lines[0] == "id\tref\thyp\tsonar_sim" and len(lines) == 1 + s["n"]
+        rows = [row.split("\t") for row in lines[1:]]
+        assert {r[0]: r[1] for r in rows} == truth[lang]
+        # SONAR similarity: cos(embedding of the hypothesis, the stored reference embedding), per sample
+        with TargetReader(inputs.targets[lang]) as reader:
+            ref_emb = dict(zip(reader.ids("test"), np.asarray(reader.embeddings("test"))))
+        hyp_emb = sonar.embed([r[2] for r in rows], lang)
+        want = [float(np.dot(h, ref_emb[r[0]]) / (np.linalg.norm(h) * np.linalg.norm(ref_emb[r[0]])))
+                for h, r in zip(hyp_emb, rows)]
+        np.testing.assert_allclose([float(r[3]) for r in rows], want, atol=1e-4)
+        assert s["sonar_encoder"] == "tiny" and abs(s["sonar_similarity"] - np.mean(want)) < 1e-4
+    assert "SONAR similarity" in logs.file.getvalue() and "SONAR sim" in table.file.getvalue()
     assert "test (run)" in table.file.getvalue() and "BLEURT skipped" not in table.file.getvalue()
     assert "BLEURT skipped" in logs.file.getvalue() and "test (run)" not in logs.file.getvalue()
     with pytest.raises(SltPipeError, match="cannot write spa_Latn"):  # a tiny SONAR knows only deu, eng, fra

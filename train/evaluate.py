@@ -119,10 +119,32 @@ def skipped_languages(dataset, langs: list[str], machine_references: bool = Fals
     return out
 
 
+class HypothesisEmbedder:
+    """The SONAR text encoder the targets were embedded with, for SONAR similarity: the cosine
+    between a hypothesis's embedding and its reference's (the stored target embedding)."""
+
+    def __init__(self, spec: str, tiny_dir: Path | None, device):
+        from cache.fairseq2_env import ensure_fairseq2
+
+        ensure_fairseq2()
+        from sonar.inference_pipelines.text import TextToEmbeddingModelPipeline
+
+        from cache.sonar_models import load_sonar_encoder, load_sonar_tokenizer
+
+        self.spec = spec
+        self.pipeline = TextToEmbeddingModelPipeline(load_sonar_encoder(spec, tiny_dir, device),
+                                                     load_sonar_tokenizer(spec, tiny_dir), device=torch.device(device))
+
+    def __call__(self, texts: list[str], lang: str, batch_size: int = 64) -> torch.Tensor:
+        return self.pipeline.predict(list(texts), source_lang=lang, batch_size=batch_size).float().cpu()
+
+
 def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_len: int, batch_size: int, device,
                 out_dir: Path | None = None, tag: str = "", case: str = "mixed",
-                machine_references: bool = False) -> dict[str, dict]:
-    """Decode and score each language that has references (`reference_rows`); writes predictions TSVs to out_dir."""
+                machine_references: bool = False, embedder: HypothesisEmbedder | None = None) -> dict[str, dict]:
+    """Decode and score each language that has references (`reference_rows`); writes predictions TSVs to out_dir.
+
+    With `embedder`: SONAR similarity per sample (a TSV column) and its mean (`sonar_similarity`)."""
     ids, z = encode_split(visual, dataset, batch_size=batch_size, device=device)
     pos = {v: k for k, v in enumerate(dataset.ids)}
     results = {}
@@ -139,13 +161,18 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         res["references"] = label
         target = torch.as_tensor(dataset.emb[lang][[pos[ids[k]] for k in keep]])
         res["cosine"] = float(torch.nn.functional.cosine_similarity(z[keep], target, dim=-1).mean())
+        sims = None
+        if embedder is not None and hyps:
+            sims = torch.nn.functional.cosine_similarity(embedder(hyps, lang), target.float(), dim=-1).tolist()
+            res["sonar_similarity"] = float(np.mean(sims))
+            res["sonar_encoder"] = embedder.spec
         if out_dir is not None:
             path = Path(out_dir) / f"predictions{tag}_{lang}.tsv"
             with path.open("w", newline="") as f:
                 w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
-                w.writerow(["id", "ref", "hyp"])
-                for k, h in zip(keep, hyps):
-                    w.writerow([rows[k][0], rows[k][1], h])
+                w.writerow(["id", "ref", "hyp"] + (["sonar_sim"] if sims is not None else []))
+                for i, (k, h) in enumerate(zip(keep, hyps)):
+                    w.writerow([rows[k][0], rows[k][1], h] + ([f"{sims[i]:.6f}"] if sims is not None else []))
             res["tsv"] = str(path)
         results[lang] = res
     return results
@@ -233,13 +260,20 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     for lang, why in skipped_languages(ds, langs, machine_references).items():
         hint = "" if machine_references or lang not in ds.langs else "; --machine-references scores it against them, labelled"
         log(f"note: {lang} skipped: {why}{hint}")
+    spec = inputs.encoder_spec or ("tiny" if inputs.decoder_spec == "tiny" else None)
+    embedder = HypothesisEmbedder(spec, inputs.tiny_dir, dev) if spec is not None else None
+    if embedder is None:
+        log("SONAR similarity skipped: the run does not record its SONAR encoder (trained before it was recorded)")
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
                           batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
-                          case=lc, machine_references=machine_references)
+                          case=lc, machine_references=machine_references, embedder=embedder)
     for lang, res in results.items():
         other = f"cased {res['bleu_cased']:.2f}" if lc == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
         log(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if lc == 'lc' else 'cased'}; {other}) "
             f"chrF {res['chrf']:.2f} against {res['references']} references  [{res['signature']}]")
+        if "sonar_similarity" in res:
+            log(f"{split} {lang}: SONAR similarity {res['sonar_similarity']:.4f} (cosine of hypothesis and reference "
+                f"embeddings, encoder {res['sonar_encoder']})")
         if bleurt_checkpoint is not None:
             rows = list(csv.reader(open(res["tsv"]), delimiter="\t"))[1:]
             res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])

@@ -33,6 +33,9 @@ class TrainInputs:
     """SONAR decoder asset name / spec passed to cache.sonar_models."""
     tiny_dir: Path | None = None
     """Directory of tiny test models for cache.sonar_models (None = real models)."""
+    encoder_spec: str | None = None
+    """SONAR text encoder the targets were embedded with (evaluation embeds hypotheses with it);
+    None in runs from before it was recorded (then 'tiny' when the decoder is, else unknown)."""
     dataset: str = ""
     """Dataset reader name (phoenix, csl-daily, how2sign, toy); picks the BLEU casing when train.bleu_case=auto."""
     train_split: str = "train"
