@@ -372,6 +372,27 @@ def _load_text_model(part: str, spec: str, tiny_dir: Path | None, device: Any, d
     return model.to(device=dev, dtype=dt).eval()
 
 
+def load_asset_model(name: str, device: Any = "cpu", dtype: Any = None) -> Any:
+    """The model (eval mode) that fairseq2 asset card `name` describes, of any registered family
+    (e.g. sonar's ``blaser``), with the SONAR loaders' checks: no download unless
+    SLT_PIPE_DOWNLOAD=1, an unknown card or absent file is a `WeightsError` with the fix, and a
+    checkpoint with a missing, unexpected or mis-shaped tensor is refused (`WeightsError` naming
+    the checkpoint and the keys)."""
+    from cache.fairseq2_env import ensure_fairseq2
+
+    ensure_fairseq2()
+    dev, dt = _torch_device(device), _torch_dtype(dtype)
+    # fairseq2's load_model hands the model back in training mode (dropout active)
+    return _load_asset_model(name, dev, dt).to(device=dev, dtype=dt).eval()
+
+
+def check_asset_file(name: str, card: Any, field: str = "checkpoint") -> Path | None:
+    """Raise `WeightsError` (with the fix) unless card `name`'s `field` is readable without a
+    download; the local path, or None for a remote file already in the fairseq2 cache (or
+    SLT_PIPE_DOWNLOAD=1). Reads no weights."""
+    return _check_asset_file(name, card, field)
+
+
 def load_sonar_tokenizer(spec: str, tiny_dir: Path | None = None) -> Any:
     """fairseq2 NLLB tokenizer of the encoder/decoder `spec` ('tiny' or an asset name)."""
     from cache.fairseq2_env import ensure_fairseq2

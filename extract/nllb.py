@@ -251,7 +251,7 @@ def _snapshot_dir(model_id: str) -> Path | None:
     path = Path(model_id)
     if path.is_dir():
         return path
-    from extract.hf_cache import hf_snapshot
+    from cache.hf_cache import hf_snapshot
 
     return hf_snapshot(model_id, ("config.json",))
 

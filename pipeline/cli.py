@@ -374,15 +374,17 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train`.")],
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
-    langs: LangsOpt = None,
-    bleurt: Annotated[Optional[Path], typer.Option("--bleurt", help="BLEURT checkpoint directory (optional).")] = None,
+    langs: Annotated[Optional[str], typer.Option("--langs", help="Languages to decode into (deu, eng_Latn, ...; default: every language the run has targets for). One the dataset has no text in is scored zero-shot: cross-lingually against the source-language references (SONAR similarity, BLASER-QE), and against its machine translations where the cache has them, labelled so.")] = None,
+    bleurt: Annotated[Optional[str], typer.Option("--bleurt", help="BLEURT in PyTorch: a Hugging Face snapshot folder or hub id in the local HF cache (lucadiliello/BLEURT-20, or -D12/-D6/-D3); nothing is downloaded. Default: no BLEURT.")] = None,
+    blaser: Annotated[str, typer.Option("--blaser", help="BLASER 2.0 fairseq2 cards to score with, comma-separated (each used when its weights are on disk, said when not), or 'none'. Needs the real SONAR encoder (1024-d embeddings).")] = "blaser_2_0_ref,blaser_2_0_qe",
     case: Annotated[Optional[str], typer.Option("--case", help="Headline BLEU casing: auto (the dataset's published tables: lower-cased for PHOENIX-2014T, as SpaMo), lc or mixed; default: the run's train.bleu_case. Both are in scores_SPLIT.json.")] = None,
-    machine_references: Annotated[bool, typer.Option("--machine-references", help="Also score languages the dataset has no text in, against their machine translations (labelled so in the table and scores_SPLIT.json); default: skip them.")] = False,
+    machine_references: Annotated[bool, typer.Option("--machine-references", help="In a language that has true references, also score the rows whose only reference is a machine translation (labelled so). A language with no true references is always scored zero-shot, and against its machine translations where cached.")] = False,
 ) -> None:
-    """Decode every video of a split into each language with targets (or --langs); BLEU and chrF against the dataset's own references, predictions TSV. The table goes to stdout, progress to stderr."""
+    """Decode every video of a split into each language and score it: BLEU, chrF, SONAR similarity, BLASER, BLEURT (each with what produced it), per-sample scores in a predictions TSV. The table goes to stdout, progress to stderr."""
     from pipeline import train_stage
 
-    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, console=err, out=out, case=case,
+    models = [] if blaser.strip().lower() == "none" else [b.strip() for b in blaser.split(",") if b.strip()]
+    train_stage.evaluate(run, split=split, langs=langs, bleurt=bleurt, blaser=models, console=err, out=out, case=case,
                          machine_references=machine_references)
 
 
@@ -479,6 +481,18 @@ def doctor(
         out.print(f"{blockers} blocker{'s' if blockers != 1 else ''}" if blockers else "no blockers", highlight=False)
     if any(r.blocker for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train` (or an ablation's runs/VARIANT).")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: RUN/report.html).")] = None,
+    ablation: Annotated[Optional[Path], typer.Option("--ablation", help="Ablation directory (`slt-pipe ablate --out`) whose results.csv to include; found by itself when RUN is one of its runs/VARIANT.")] = None,
+) -> None:
+    """One self-contained offline HTML file of a run: config, cache keys, curves, scores, ablation table, every test sample (sortable, filterable). Prints its path."""
+    from pipeline import report as run_report
+
+    print(run_report.write_report(run, out_file, ablation))
 
 
 # ------------------------------------------------------------------ cache

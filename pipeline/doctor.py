@@ -259,7 +259,7 @@ def check_nllb(cfg: Config, ctx: Context) -> list[Row]:
                         "set embed.nllb_model to the folder holding config.json, the weights and the tokenizer "
                         "(or an HF id in the Hugging Face cache)", {"needed": True, "model": model})]
     else:
-        from extract.hf_cache import hf_cache_dir, hf_snapshot
+        from cache.hf_cache import hf_cache_dir, hf_snapshot
 
         try:
             snap = hf_snapshot(model, ("config.json",))

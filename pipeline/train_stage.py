@@ -233,25 +233,30 @@ def load_run(run: Path) -> tuple[Config, Any]:
     return cfg, inputs
 
 
-def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt: Path | None = None,
-             console: Console, out: Console | None = None, checkpoint: str = "best", case: str | None = None,
-             machine_references: bool = False) -> dict[str, dict]:
+def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt: str | None = None,
+             blaser: list[str] | None = None, console: Console, out: Console | None = None, checkpoint: str = "best",
+             case: str | None = None, machine_references: bool = False) -> dict[str, dict]:
     """Decode every video of `split` into each language (default: every language with targets) and score it.
 
-    Each language is scored against the dataset's own references; one without them is skipped
-    with a note, unless `machine_references` (then its score says it was against translations).
+    Each language is scored against the dataset's own references; one without them is scored
+    zero-shot, cross-lingually against the source-language references (and against machine
+    translations where cached, labelled so). `bleurt`: a BLEURT snapshot folder or hub id;
+    `blaser`: the BLASER cards to try (default both; each used when its weights are on disk).
     `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU. The
     split and languages are checked, and their cache entries found, before any model loads.
     The score table goes to `out` (default: `console`).
     """
+    from train.evaluate import BLASER_MODELS
+
     cfg, inputs = load_run(run)
     inputs = eval_inputs(cfg, inputs, split, langs)
     with rebuild_hint(cfg if split in cfg.dataset.splits else _with(cfg, splits=[split])):
-        return _evaluate(run, cfg, inputs, split, langs, bleurt, console, out, checkpoint, case, machine_references)
+        return _evaluate(run, cfg, inputs, split, langs, bleurt, list(BLASER_MODELS if blaser is None else blaser),
+                         console, out, checkpoint, case, machine_references)
 
 
-def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None, bleurt: Path | None,
-              console: Console, out: Console | None, checkpoint: str, case: str | None,
+def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None, bleurt: str | None,
+              blaser: list[str], console: Console, out: Console | None, checkpoint: str, case: str | None,
               machine_references: bool) -> dict[str, dict]:
     from train.evaluate import evaluate as run_evaluation
 
@@ -265,7 +270,7 @@ def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None
                            fix=f"evaluate another split: slt-pipe evaluate --run {shlex.quote(str(run))} --split "
                                f"{next((s for s in sorted(inputs.features) if s != split), 'test')}")
     chosen = list(inputs.targets) if langs is None else _chosen_langs(langs)
-    results = run_evaluation(run, inputs, split, chosen, checkpoint=checkpoint, bleurt_checkpoint=bleurt,
+    results = run_evaluation(run, inputs, split, chosen, checkpoint=checkpoint, bleurt=bleurt, blaser=blaser,
                              device=cfg.train.device, case=case, machine_references=machine_references,
                              log=lambda text: console.print(text, highlight=False, markup=False))
     (out or console).print(score_table(f"{split} ({Path(run).name})", results))
@@ -282,9 +287,11 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
     """The run's inputs, plus the cache entries of a split or language it did not train with.
 
     The model decodes any language its decoder knows, on any split of the dataset: it needs
-    that split's features (the run's recipe) and that language's targets (the references).
-    A recorded entry that is gone (cache gc, another cache) is looked up again by its key.
-    Missing ones are one error naming the commands that make them. Loads no model.
+    that split's features (the run's recipe) and the source language's targets (the videos
+    and their references). Another language's targets are its references where the cache has
+    them; without them the language is scored zero-shot (train.evaluate). A recorded entry
+    that is gone (cache gc, another cache) is looked up again by its key. Missing ones are
+    one error naming the commands that make them. Loads no model.
     """
     from pipeline.dataset import open_dataset
 
@@ -309,8 +316,8 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
     if want:
         found_t, absent = find_targets(here, open_dataset(here), want)
         targets.update(found_t)
-        if absent:
-            lacking.append(f"{', '.join(absent)} targets for split {','.join(here.dataset.splits)}")
+        if src in absent:  # other languages without targets are zero-shot
+            lacking.append(f"{src} targets for split {','.join(here.dataset.splits)}")
             fixes.append(suggest(here, "embed-targets", langs=list(dict.fromkeys([src, *chosen]))))
     if lacking:
         raise CacheError(f"evaluate {split} {','.join(chosen)}: the cache has no {' and no '.join(lacking)}",
@@ -351,16 +358,24 @@ def _check_decoder_langs(inputs: Any, langs: list[str]) -> None:
                            path=inputs.tiny_dir, fix=f"pick one of {', '.join(known or [])}")
 
 
+SCORE_COLUMNS = (("BLEU", "bleu", ".2f"), ("chrF", "chrf", ".2f"), ("z cos", "cosine", ".3f"),
+                 ("SONAR sim", "sonar_similarity", ".4f"), ("BLASER ref", "blaser_ref", ".3f"),
+                 ("BLASER QE", "blaser_qe", ".3f"), ("BLEURT", "bleurt", ".4f"),
+                 ("x-ling SONAR sim", "xl_sonar_similarity", ".4f"), ("x-ling BLASER QE", "xl_blaser_qe", ".3f"))
+"""(column, score key, format) of the score table; `-` where a language has no such score."""
+
+
 def score_table(title: str, results: dict[str, dict]) -> Table:
+    """One row per language; what produced each score is in the log lines and scores_SPLIT.json `producers`."""
     table = Table(title=title)
-    for col in ("language", "references", "BLEU", "case", "other case", "chrF", "SONAR sim", "BLEURT", "n", "predictions"):
+    for col in ("language", "references", "case", *(c for c, _, _ in SCORE_COLUMNS), "n", "predictions"):
         table.add_column(col)
     for lang, r in results.items():
-        bleurt = f"{r['bleurt']:.4f}" if "bleurt" in r else "-"
-        sim = f"{r['sonar_similarity']:.4f}" if "sonar_similarity" in r else "-"
-        other = r.get("bleu_cased" if r.get("case") == "lc" else "bleu_lc")
-        table.add_row(lang, r.get("references", "reference"), f"{r['bleu']:.2f}", r.get("case", "mixed"), "-" if other is None else f"{other:.2f}",
-                      f"{r['chrf']:.2f}", sim, bleurt, str(r["n"]), r.get("tsv", ""))
+        refs = r.get("references", "reference")
+        if r.get("kind") == "zero-shot":
+            refs = f"zero-shot: cross-lingual vs {r.get('xl_against')}" + ("" if refs == "none" else f"; {refs}")
+        cells = ["-" if key not in r else format(r[key], fmt) for _, key, fmt in SCORE_COLUMNS]
+        table.add_row(lang, refs, r.get("case", "-"), *cells, str(r["n"] or r.get("xl_n", 0)), r.get("tsv", ""))
     return table
 
 

@@ -1,4 +1,5 @@
-"""Evaluation scores against the dataset's own references; machine references only when asked, and labelled.
+"""Evaluation scores against the dataset's own references; a language without them is zero-shot: scored
+cross-lingually against the source-language references, and against machine translations, labelled.
 
 Fast: in-memory stand-in caches (train.toy) and a toy SONAR decoder. The same rule on the
 real toy corpus (its eng/fra sentences are the targets and the references) is checked end
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -23,7 +25,8 @@ ensure_fairseq2()
 from train import data as tdata  # noqa: E402
 from train import decoder as tdecoder  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.evaluate import evaluate, reference_rows, skipped_languages  # noqa: E402
+from train import evaluate as tevaluate  # noqa: E402
+from train.evaluate import evaluate, language_notes, reference_rows  # noqa: E402
 from train.toy import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.model import TrainInputs, build_models, save_weights, trainable_state  # noqa: E402
 
@@ -63,9 +66,9 @@ def test_reference_rows_only_true_references_unless_asked():
     assert reference_rows(ds, "fra_Latn", False) == ([0], "reference")
     assert reference_rows(ds, "eng_Latn", True) == ([0, 1, 2], f"machine ({MACHINE})")
     assert reference_rows(ds, "fra_Latn", True) == ([0, 1], f"reference + machine ({MACHINE})")
-    skipped = skipped_languages(ds, ["deu_Latn", "eng_Latn", "spa_Latn"])
-    assert set(skipped) == {"eng_Latn", "spa_Latn"} and "machine translations" in skipped["eng_Latn"]
-    assert skipped_languages(ds, ["eng_Latn"], machine_references=True) == {}
+    notes = language_notes(ds, ["deu_Latn", "eng_Latn", "fra_Latn", "spa_Latn"])
+    assert set(notes) == {"eng_Latn", "spa_Latn"}  # no true reference: zero-shot
+    assert "against its machine translations" in notes["eng_Latn"] and "embed-targets --langs spa_Latn" in notes["spa_Latn"]
 
 
 def _run_dir(tmp_path: Path, inputs: TrainInputs, feats) -> Path:
@@ -78,34 +81,82 @@ def _run_dir(tmp_path: Path, inputs: TrainInputs, feats) -> Path:
     return tmp_path
 
 
-def test_machine_references_skipped_by_default_and_labelled_when_asked(corpus, tmp_path, monkeypatch):
-    from pipeline.train_stage import score_table
+class LookupEmbedder:
+    """Stand-in SONAR encoder: a sentence's embedding is its stored target embedding (any language), else zeros."""
 
+    spec = "lookup"
+
+    def __init__(self, targets):
+        self.table = {t: e for r in targets.values() for s in r._splits.values() for t, e in zip(s[1], s[2])}
+
+    def __call__(self, texts, lang, batch_size=64):
+        return torch.stack([torch.as_tensor(self.table.get(t, [0.0] * EMB), dtype=torch.float32) for t in texts])
+
+
+def _patched(corpus, monkeypatch):
     feats, targets, tok = corpus
     monkeypatch.setattr(tdata, "open_features", lambda p: feats[Path(p).name])
     monkeypatch.setattr(tdata, "open_targets", lambda p: targets[Path(p).name])
     monkeypatch.setattr(tdecoder, "load_tokenizer", lambda spec, tiny: tok)
     monkeypatch.setattr(tdecoder, "load_base_decoder",
                         lambda spec, tiny, device, dtype: make_decoder(tok.vocab_info, input_dim=EMB).to(device, dtype))
+    monkeypatch.setattr(tevaluate, "HypothesisEmbedder", lambda spec, tiny_dir, device: LookupEmbedder(targets))
+    return feats, targets
+
+
+def test_a_language_without_true_references_is_zero_shot_and_labelled(corpus, tmp_path, monkeypatch):
+    from pipeline.train_stage import score_table
+
+    feats, targets = _patched(corpus, monkeypatch)
     inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
                          targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
-                         decoder_spec="toy")
+                         decoder_spec="toy", encoder_spec="lookup")
     run = _run_dir(tmp_path, inputs, feats["test"])
     notes: list[str] = []
-    scores = evaluate(run, inputs, "test", None, checkpoint="last", log=notes.append)
-    assert set(scores) == {"deu_Latn", "fra_Latn"}  # every language with targets, but eng has no true reference
-    assert all(s["references"] == "reference" for s in scores.values())
-    assert any(n.startswith("note: eng_Latn skipped") and "--machine-references" in n for n in notes)
-    saved = json.loads((run / "scores_test.json").read_text())
-    assert {lang: s["references"] for lang, s in saved.items()} == {"deu_Latn": "reference", "fra_Latn": "reference"}
-
-    scores = evaluate(run, inputs, "test", ["eng_Latn"], checkpoint="last", machine_references=True, log=notes.append)
-    assert scores["eng_Latn"]["references"] == f"machine ({MACHINE})" and scores["eng_Latn"]["n"] == 5
+    scores = evaluate(run, inputs, "test", None, checkpoint="last", blaser=[], log=notes.append)
+    assert {lang: s["kind"] for lang, s in scores.items()} == {
+        "deu_Latn": "references", "eng_Latn": "zero-shot", "fra_Latn": "references"}
+    assert scores["deu_Latn"]["references"] == scores["fra_Latn"]["references"] == "reference"
+    eng = scores["eng_Latn"]  # eng's only texts are machine translations: cross-lingual, and against them, labelled
+    assert eng["references"] == f"machine ({MACHINE})" and eng["xl_against"] == "deu_Latn reference"
+    assert eng["n"] == eng["xl_n"] == 5 and -1 <= eng["xl_sonar_similarity"] <= 1 and "bleu" in eng
+    assert not any(k.startswith("xl_") for k in scores["fra_Latn"])  # a language with references is not cross-scored
+    assert any(n.startswith("note: eng_Latn has no true references") for n in notes)
+    assert any("BLEURT skipped" in n for n in notes)
+    # every metric line names its producer; per-sample scores are in the TSV
+    assert any("cross-lingual SONAR similarity vs deu_Latn reference" in n and "[cosine of the eng_Latn" in n for n in notes)
+    rows = (run / "predictions_test_eng_Latn.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["id", "ref", "hyp", "sent_bleu", "z_cos", "sonar_sim", "xl_sonar_sim"]
+    assert len(rows) == 6
     saved = json.loads((run / "scores_test.json").read_text())
     assert saved["eng_Latn"]["references"] == f"machine ({MACHINE})"
     table = io.StringIO()
-    Console(file=table, width=250).print(score_table("test", scores))
-    assert f"machine ({MACHINE})" in table.getvalue()
+    Console(file=table, width=300).print(score_table("test", scores))
+    assert "zero-shot: cross-lingual vs deu_Latn reference; machine" in table.getvalue()
+
+    # the machine-translated rows of a language with true references count only when asked
+    scores = evaluate(run, inputs, "test", ["fra_Latn"], checkpoint="last", blaser=[], machine_references=True,
+                      log=notes.append)
+    assert scores["fra_Latn"]["references"] == "reference" and scores["fra_Latn"]["n"] == 5
+
+
+def test_zero_shot_without_any_targets_scores_cross_lingually(corpus, tmp_path, monkeypatch):
+    """A language the cache has no targets for at all (PHOENIX's French): decoded for every video,
+    scored against the German references' embeddings only, its TSV showing the German reference."""
+    feats, targets = _patched(corpus, monkeypatch)
+    inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
+                         targets={"deu_Latn": Path("/nonexistent/deu_Latn")}, source_lang="deu_Latn",
+                         decoder_spec="toy", encoder_spec="lookup")
+    run = _run_dir(tmp_path, inputs, feats["test"])
+    scores = evaluate(run, inputs, "test", ["fra_Latn"], checkpoint="last", blaser=[], log=lambda _: None)
+    fra = scores["fra_Latn"]
+    assert fra["kind"] == "zero-shot" and fra["references"] == "none" and fra["n"] == 0 and fra["xl_n"] == 5
+    assert "bleu" not in fra and -1 <= fra["xl_sonar_similarity"] <= 1
+    rows = [r.split("\t") for r in (run / "predictions_test_fra_Latn.tsv").read_text().splitlines()]
+    assert rows[0] == ["id", "ref", "hyp", "xl_sonar_sim"]
+    assert [r[1] for r in rows[1:]] == targets["deu_Latn"].texts("test")
+    # the mean is the mean of the per-sample column
+    assert fra["xl_sonar_similarity"] == pytest.approx(sum(float(r[3]) for r in rows[1:]) / 5, abs=1e-5)
 
 
 def test_a_sample_in_one_cache_only_is_left_out_and_counted(corpus, tmp_path):
@@ -138,3 +189,53 @@ def test_an_empty_split_says_so(corpus):
     with pytest.raises(SltPipeError, match="no video with both features and a deu_Latn target"):
         tdata.CacheDataset(feats["test"], {"deu_Latn": ToyTargetReader("deu_Latn", {"test": (
             ["other"], ["x"], torch.zeros(1, EMB).numpy())})}, "test", "deu_Latn")
+
+
+def test_blaser_and_bleurt_per_sample_with_their_producers(corpus, tmp_path, monkeypatch):
+    """With BLASER cards and a BLEURT snapshot on disk (tiny random-init models of the real classes),
+    evaluate scores every sample with them, cross-lingually too, and names each producer."""
+    from test_blaser import DIM, HIDDEN, _card, _tiny_model
+    from test_bleurt import _make_snapshot
+
+    import yaml
+
+    from cache.sonar_models import user_asset_dir
+    from train.blaser import BlaserScorer
+    from train.bleurt import BleurtScorer
+
+    assert DIM == EMB and HIDDEN
+    torch.save(_tiny_model("COMET", 0).state_dict(), tmp_path / "ref.pt")
+    torch.save(_tiny_model("QE", 1).state_dict(), tmp_path / "qe.pt")
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "blaser.yaml").write_text(yaml.safe_dump_all([_card("t_ref", "basic_ref", tmp_path / "ref.pt"),
+                                                           _card("t_qe", "basic_qe", tmp_path / "qe.pt"),
+                                                           _card("t_gone", "basic_qe", tmp_path / "gone.pt")]))
+    bleurt = _make_snapshot(tmp_path / "BLEURT-tiny")
+    feats, targets = _patched(corpus, monkeypatch)
+    inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
+                         targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
+                         decoder_spec="toy", encoder_spec="lookup")
+    run = _run_dir(tmp_path / "run", inputs, feats["test"])
+    notes: list[str] = []
+    with user_asset_dir(cards):
+        scores = evaluate(run, inputs, "test", ["fra_Latn", "eng_Latn"], checkpoint="last", bleurt=bleurt,
+                          blaser=["t_ref", "t_qe", "t_gone"], log=notes.append)
+        qe, ref = BlaserScorer("t_qe"), BlaserScorer("t_ref")
+    assert any(n.startswith("BLASER skipped (t_gone)") for n in notes)
+    fra, eng = scores["fra_Latn"], scores["eng_Latn"]
+    assert {"blaser_ref", "blaser_qe", "bleurt"} <= set(fra) and {"xl_blaser_qe", "blaser_qe"} <= set(eng)
+    assert fra["producers"]["blaser_qe"].startswith(qe.producer) and fra["producers"]["BLEURT"].startswith("BLEURT-tiny")
+    assert any(n.startswith("test fra_Latn: BLEURT ") and "[BLEURT-tiny" in n for n in notes)
+    rows = [r.split("\t") for r in Path(fra["tsv"]).read_text().splitlines()]
+    col = {c: k for k, c in enumerate(rows[0])}
+    rows = rows[1:]
+    embedder = LookupEmbedder(targets)
+    hyp = embedder([r[2] for r in rows], "fra_Latn")
+    src = torch.as_tensor(targets["deu_Latn"].embeddings("test"))  # BLASER's src: the German reference's embedding
+    np.testing.assert_allclose([float(r[col["blaser_qe"]]) for r in rows], qe.score(src, hyp), atol=1e-5)
+    np.testing.assert_allclose([float(r[col["blaser_ref"]]) for r in rows],
+                               ref.score(src, hyp, torch.as_tensor(targets["fra_Latn"].embeddings("test"))), atol=1e-5)
+    np.testing.assert_allclose([float(r[col["bleurt"]]) for r in rows],
+                               BleurtScorer(bleurt).score([r[1] for r in rows], [r[2] for r in rows]), atol=1e-5)
+    assert fra["bleurt"] == pytest.approx(np.mean([float(r[col["bleurt"]]) for r in rows]), abs=1e-5)

@@ -125,7 +125,8 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     for lang, s in scores.items():
         assert 0.0 <= s["bleu"] <= 100.0 and -1.0 <= s["cosine"] <= 1.0 and s["references"] == "reference"
         lines = Path(s["tsv"]).read_text().splitlines()
-        assert lines[0] == "id\tref\thyp\tsonar_sim" and len(lines) == 1 + s["n"]
+        header = lines[0].split("\t")
+        assert header == ["id", "ref", "hyp", "sent_bleu", "z_cos", "sonar_sim"] and len(lines) == 1 + s["n"]
         rows = [row.split("\t") for row in lines[1:]]
         assert {r[0]: r[1] for r in rows} == truth[lang]
         # SONAR similarity: cos(embedding of the hypothesis, the stored reference embedding), per sample
@@ -134,7 +135,8 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
         hyp_emb = sonar.embed([r[2] for r in rows], lang)
         want = [float(np.dot(h, ref_emb[r[0]]) / (np.linalg.norm(h) * np.linalg.norm(ref_emb[r[0]])))
                 for h, r in zip(hyp_emb, rows)]
-        np.testing.assert_allclose([float(r[3]) for r in rows], want, atol=1e-4)
+        np.testing.assert_allclose([float(r[5]) for r in rows], want, atol=1e-4)
+        assert abs(np.mean([float(r[4]) for r in rows]) - s["cosine"]) < 1e-5  # z against the reference, per sample
         assert s["sonar_encoder"] == "tiny" and abs(s["sonar_similarity"] - np.mean(want)) < 1e-4
     assert "SONAR similarity" in logs.file.getvalue() and "SONAR sim" in table.file.getvalue()
     assert "test (run)" in table.file.getvalue() and "BLEURT skipped" not in table.file.getvalue()
@@ -217,6 +219,39 @@ def test_evaluate_a_split_the_run_lacks_suggests_commands_that_work(cached, tmp_
     assert result.exit_code == 0, result.output
     scores = train_stage.evaluate(tmp_path / "run", split="test", console=QUIET, checkpoint="last")
     assert set(scores) == {"deu_Latn"} and scores["deu_Latn"]["references"] == "reference"
+
+
+def test_zero_shot_french_on_the_toy_with_and_without_references(cached, tmp_path):
+    """Trained with German targets only, the run decodes French: scored against the toy's own French
+    where the cache has them, cross-lingually against the German references where it has none."""
+    from pipeline import train_stage
+    from pipeline.dataset import open_dataset
+
+    cache, root = cached
+    cfg = make_cfg(cache, root, tmp_path / "run", steps=2)
+    cfg.embed.langs = ["deu_Latn"]
+    train_stage.train(cfg, console=QUIET)
+    run = tmp_path / "run"
+    assert set(json.loads((run / "inputs.json").read_text())["targets"]) == {"deu_Latn"}
+    fra = train_stage.evaluate(run, split="test", langs="fra", console=QUIET, checkpoint="last")["fra_Latn"]
+    assert fra["kind"] == "references" and fra["references"] == "reference" and 0 <= fra["bleu"] <= 100
+    with_refs = [r.split("\t") for r in Path(fra["tsv"]).read_text().splitlines()[1:]]
+
+    entry = train_stage.find_targets(cfg, open_dataset(cfg), ["fra_Latn"])[0]["fra_Latn"].parent
+    aside = entry.with_name(entry.name + ".aside")
+    entry.rename(aside)  # as on PHOENIX: no French text anywhere in the cache
+    try:
+        logs = Console(file=io.StringIO(), width=250)
+        zs = train_stage.evaluate(run, split="test", langs="fra", console=logs, checkpoint="last")["fra_Latn"]
+    finally:
+        aside.rename(entry)
+    assert zs["kind"] == "zero-shot" and zs["references"] == "none" and "bleu" not in zs
+    assert zs["xl_against"] == "deu_Latn reference" and -1 <= zs["xl_sonar_similarity"] <= 1
+    assert "zero-shot, scored cross-lingually against the deu_Latn references" in logs.file.getvalue()
+    rows = [r.split("\t") for r in Path(zs["tsv"]).read_text().splitlines()[1:]]
+    assert [r[2] for r in rows] == [r[2] for r in with_refs]  # the same French, scored two ways
+    toy = open_dataset(cfg)
+    assert {r[0]: r[1] for r in rows} == {s.id: s.text for s in toy.samples["test"]}  # the German reference
 
 
 def test_resume_through_the_stage(cached, tmp_path):

@@ -1,18 +1,27 @@
 """Evaluate a trained run: decode z (beam search) into each language and score it.
 
-`evaluate(run_dir, inputs, split, langs)` -> {lang: {"bleu", "chrf", "signature", "case", "bleu_lc",
-"bleu_cased", "signature_lc", "signature_cased", "n", "cosine", "tsv"[, "bleurt"]}}
+`evaluate(run_dir, inputs, split, langs)` -> {lang: scores}, also in scores_{split}.json, with
+a predictions TSV per language (id, ref, hyp as decoded, then one column per per-sample score).
+Every metric names what produced it (`producers`):
 
-sacrebleu BLEU + chrF (`tokenize="zh"` for zho_Hans/zho_Hant/yue, else 13a). Casing: the
-headline "bleu"/"chrf" use `train.bleu_case`; "auto" is the casing of the dataset's published
-tables (`BLEU_CASE`: SpaMo lower-cases hypotheses and references for every dataset it reports,
-so PHOENIX-2014T numbers are lower-cased BLEU). The casing is part of the printed signature
-(`case:lc` / `case:mixed`), and both BLEUs are kept. BLEURT only when a checkpoint path is
-given; predictions TSV (id, ref, hyp; as decoded, not lower-cased) per language in the run dir.
+* BLEU and chrF (sacrebleu; `tokenize="zh"` for zho_Hans/zho_Hant/yue, else 13a). The headline
+  pair uses `train.bleu_case`; "auto" is the casing of the dataset's published tables
+  (`BLEU_CASE`: SpaMo lower-cases hypotheses and references, so PHOENIX-2014T numbers are
+  lower-cased BLEU). The signature says which (`case:lc` / `case:mixed`); both BLEUs are kept.
+* `cosine`: the predicted visual embedding z against the reference's SONAR embedding.
+* `sonar_similarity`: the hypothesis's SONAR embedding (the encoder the targets were embedded
+  with) against the reference's.
+* `blaser_ref` / `blaser_qe`: BLASER 2.0 (sonar-space's fairseq2 cards), when their weights are
+  on disk. A sign video has no text, so BLASER's `src` is the source-language reference's
+  SONAR embedding (for the source language itself, src and ref are the same sentence).
+* `bleurt`: BLEURT-20 in PyTorch (train.bleurt), when `--bleurt` names a snapshot.
 
-References: a language is scored against the dataset's own texts only (target rows whose
-`source` is "reference"); a language the dataset has no text in is skipped, unless
-`machine_references` is set, and then its score says so (`"references": "machine (...)"`).
+References: a language is scored against the dataset's own texts (target rows whose `source`
+is "reference"). A language the dataset has no text in is zero-shot: decoded for every video
+and scored cross-lingually against the source-language reference (`xl_sonar_similarity`,
+`xl_blaser_qe`), and, where machine translations of the references are cached, against
+those too, labelled `"references": "machine (...)"`. `machine_references` also scores the
+machine-translated rows of a language that has true references.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +40,8 @@ CHINESE = ("zho_Hans", "zho_Hant", "yue_Hant")
 BLEU_CASE = {"phoenix": "lc", "csl-daily": "lc", "how2sign": "lc", "toy": "lc"}
 """Dataset reader -> casing of its published BLEU tables (SpaMo: `.lower()` on hypotheses and references).
 Datasets not listed are scored as written ("mixed")."""
+BLASER_MODELS = ("blaser_2_0_ref", "blaser_2_0_qe")
+"""The BLASER 2.0 cards evaluate tries (sonar-space's names); each is used when its weights are on disk."""
 
 
 def bleu_case(setting: str, dataset: str) -> str:
@@ -107,18 +119,6 @@ def _machine_name(source: str) -> str:
     return source[len("machine ("):-1] if source.startswith("machine (") and source.endswith(")") else source
 
 
-def skipped_languages(dataset, langs: list[str], machine_references: bool = False) -> dict[str, str]:
-    """Language -> why it is not scored on this split (no true references, or no targets at all)."""
-    out = {}
-    for lang in langs:
-        if lang not in dataset.langs:
-            out[lang] = f"no {lang} targets for split {dataset.split}"
-        elif not reference_rows(dataset, lang, machine_references)[0]:
-            out[lang] = (f"no true {lang} references in split {dataset.split} (its targets are machine translations)"
-                         if not machine_references else f"no {lang} targets for the videos of split {dataset.split}")
-    return out
-
-
 class HypothesisEmbedder:
     """The SONAR text encoder the targets were embedded with, for SONAR similarity: the cosine
     between a hypothesis's embedding and its reference's (the stored target embedding)."""
@@ -139,43 +139,138 @@ class HypothesisEmbedder:
         return self.pipeline.predict(list(texts), source_lang=lang, batch_size=batch_size).float().cpu()
 
 
+@dataclass
+class Scorers:
+    """The model-based metrics of one evaluation; each is None when its weights are absent
+    (`evaluate` says why once). BLASER and SONAR similarity need `embedder`."""
+
+    embedder: HypothesisEmbedder | None = None
+    bleurt: Any = None
+    """train.bleurt.BleurtScorer: score(references, candidates) -> list[float]; .producer"""
+    blaser_ref: Any = None
+    """train.blaser.BlaserScorer (a reference-based model): score(src, mt, ref) -> list[float]; .producer"""
+    blaser_qe: Any = None
+    """train.blaser.BlaserScorer (quality estimation): score(src, mt) -> list[float]; .producer"""
+
+
+PER_SAMPLE = ("sent_bleu", "z_cos", "sonar_sim", "blaser_ref", "blaser_qe", "bleurt", "xl_sonar_sim", "xl_blaser_qe")
+"""Per-sample score columns of a predictions TSV (after id, ref, hyp), in this order; absent ones are left out."""
+MEANS = {"z_cos": "cosine", "sonar_sim": "sonar_similarity", "blaser_ref": "blaser_ref", "blaser_qe": "blaser_qe",
+         "bleurt": "bleurt", "xl_sonar_sim": "xl_sonar_similarity", "xl_blaser_qe": "xl_blaser_qe"}
+"""Per-sample column -> the key of its mean in a language's scores."""
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).tolist()
+
+
+def true_references(dataset, lang: str) -> bool:
+    """Whether the dataset has any text of its own in `lang` on this split (not only machine translations)."""
+    from train.data import REFERENCE
+
+    return any(s == REFERENCE for s in dataset.source.get(lang, []))
+
+
 def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_len: int, batch_size: int, device,
                 out_dir: Path | None = None, tag: str = "", case: str = "mixed",
-                machine_references: bool = False, embedder: HypothesisEmbedder | None = None) -> dict[str, dict]:
-    """Decode and score each language that has references (`reference_rows`); writes predictions TSVs to out_dir.
+                machine_references: bool = False, scorers: Scorers | None = None) -> dict[str, dict]:
+    """Decode every requested language and score it; writes predictions TSVs (one row per decoded video) to out_dir.
 
-    With `embedder`: SONAR similarity per sample (a TSV column) and its mean (`sonar_similarity`)."""
+    A language with true references is decoded for the rows that have them (`reference_rows`)
+    and scored against them. A language the dataset has no text in (zero-shot: the decoder
+    writes it, nothing was trained or written in it) is decoded for every video and scored
+    cross-lingually, against the source-language reference (`xl_*`: SONAR similarity and
+    BLASER-QE, both language-agnostic), and where machine translations of the references
+    are cached, against those as well, labelled `machine (...)`.
+    """
+    scorers = scorers or Scorers()
     ids, z = encode_split(visual, dataset, batch_size=batch_size, device=device)
     pos = {v: k for k, v in enumerate(dataset.ids)}
+    row_of = [pos[v] for v in ids]  # dataset row of each encoded video
+    src = dataset.langs[0]
     results = {}
     for lang in langs:
-        if lang in skipped_languages(dataset, [lang], machine_references):
-            continue
-        scored, label = reference_rows(dataset, lang, machine_references)
+        zero_shot = lang != src and not true_references(dataset, lang)
+        scored, label = (reference_rows(dataset, lang, machine_references or zero_shot)
+                         if lang in dataset.langs else ([], None))
         wanted = set(scored)
-        rows = [(vid, dataset.text[lang][pos[vid]]) for vid in ids]
-        keep = [k for k, vid in enumerate(ids) if pos[vid] in wanted]
+        keep = list(range(len(ids))) if zero_shot else [k for k, r in enumerate(row_of) if r in wanted]
+        if not keep:
+            continue
+        rows = [row_of[k] for k in keep]
         hyps = dec.generate(z[keep], lang, beam_size=beam_size, max_len=max_len, batch_size=batch_size)
-        refs = [rows[k][1] for k in keep]
-        res = score(lang, refs, hyps, case)
-        res["references"] = label
-        target = torch.as_tensor(dataset.emb[lang][[pos[ids[k]] for k in keep]])
-        res["cosine"] = float(torch.nn.functional.cosine_similarity(z[keep], target, dim=-1).mean())
-        sims = None
-        if embedder is not None and hyps:
-            sims = torch.nn.functional.cosine_similarity(embedder(hyps, lang), target.float(), dim=-1).tolist()
-            res["sonar_similarity"] = float(np.mean(sims))
-            res["sonar_encoder"] = embedder.spec
+        hyp_emb = scorers.embedder(hyps, lang) if scorers.embedder is not None else None
+        src_emb = torch.as_tensor(dataset.emb[src][rows])
+        refd = [i for i, r in enumerate(rows) if r in wanted]  # decoded rows that have a reference in `lang`
+        per: dict[str, list] = {}
+        res: dict[str, Any] = {"kind": "zero-shot" if zero_shot else "references", "references": label or "none",
+                               "n": len(refd), "producers": {}}
+        refs = [dataset.text[lang][rows[i]] for i in refd] if refd else []
+        if refd:
+            h = [hyps[i] for i in refd]
+            res.update(score(lang, refs, h, case))
+            res["producers"].update({"BLEU, chrF": res["signature"], "cosine": "cosine of z and the reference's SONAR embedding"})
+            target = torch.as_tensor(dataset.emb[lang][[rows[i] for i in refd]])
+            per["sent_bleu"] = _sentence_bleu(lang, refs, h, case)
+            per["z_cos"] = _cos(z[[keep[i] for i in refd]], target)
+            if hyp_emb is not None:
+                per["sonar_sim"] = _cos(hyp_emb[refd], target)
+                res["sonar_encoder"] = scorers.embedder.spec
+                res["producers"]["SONAR similarity"] = f"cosine of SONAR embeddings ({scorers.embedder.spec})"
+                for name, model in (("blaser_ref", scorers.blaser_ref), ("blaser_qe", scorers.blaser_qe)):
+                    if model is not None:
+                        extra = {"ref": target} if name == "blaser_ref" else {}
+                        per[name] = list(model.score(src_emb[refd], hyp_emb[refd], **extra))
+                        res["producers"][name] = f"{model.producer}; src = the {src} reference's embedding"
+            if scorers.bleurt is not None:
+                per["bleurt"] = list(scorers.bleurt.score(refs, h))
+                res["producers"]["BLEURT"] = scorers.bleurt.producer
+        if zero_shot:
+            res["xl_against"] = f"{src} reference"
+            res["xl_n"] = len(keep)
+            if hyp_emb is not None:
+                per["xl_sonar_sim"] = _cos(hyp_emb, src_emb)
+                res["producers"]["cross-lingual SONAR similarity"] = (
+                    f"cosine of the {lang} hypothesis's and the {src} reference's SONAR embeddings ({scorers.embedder.spec})")
+                if scorers.blaser_qe is not None:
+                    per["xl_blaser_qe"] = list(scorers.blaser_qe.score(src_emb, hyp_emb))
+                    res["producers"]["cross-lingual BLASER-QE"] = f"{scorers.blaser_qe.producer}; src = the {src} reference"
+        for col, values in per.items():
+            if col in MEANS:
+                res[MEANS[col]] = float(np.mean(values))
         if out_dir is not None:
-            path = Path(out_dir) / f"predictions{tag}_{lang}.tsv"
-            with path.open("w", newline="") as f:
-                w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
-                w.writerow(["id", "ref", "hyp"] + (["sonar_sim"] if sims is not None else []))
-                for i, (k, h) in enumerate(zip(keep, hyps)):
-                    w.writerow([rows[k][0], rows[k][1], h] + ([f"{sims[i]:.6f}"] if sims is not None else []))
-            res["tsv"] = str(path)
+            res["tsv"] = str(_write_predictions(Path(out_dir) / f"predictions{tag}_{lang}.tsv", [ids[k] for k in keep],
+                                                [dataset.text[lang][r] if r in wanted else dataset.text[src][r] for r in rows],
+                                                hyps, per, refd, zero_shot))
         results[lang] = res
     return results
+
+
+def _sentence_bleu(lang: str, refs: list[str], hyps: list[str], case: str) -> list[float]:
+    import sacrebleu
+
+    bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang), lowercase=case == "lc", effective_order=True)
+    return [float(bleu.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
+
+
+def _write_predictions(path: Path, ids: list[str], refs: list[str], hyps: list[str], per: dict[str, list],
+                       refd: list[int], zero_shot: bool) -> Path:
+    """id, ref, hyp, then the per-sample scores (PER_SAMPLE order; blank where a row has none).
+
+    In a zero-shot language, a row without a reference in it shows the source-language
+    reference in `ref`: its scores are the cross-lingual ones."""
+    cols = [c for c in PER_SAMPLE if c in per]
+    at = {i: j for j, i in enumerate(refd)}
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
+        w.writerow(["id", "ref", "hyp"] + cols)
+        for i, (vid, ref, hyp) in enumerate(zip(ids, refs, hyps)):
+            cells = []
+            for c in cols:
+                j = i if c.startswith("xl_") else at.get(i)
+                cells.append("" if j is None else f"{per[c][j]:.6f}")
+            w.writerow([vid, ref, hyp] + cells)
+    return path
 
 
 class DevHook:
@@ -193,22 +288,64 @@ class DevHook:
                                  case=self.case, machine_references=True)  # best.json labels each language's references
         finally:
             visual.train()
+        scores = {lang: s for lang, s in scores.items() if "bleu" in s}
         return float(np.mean([v["bleu"] for v in scores.values()])), scores
 
 
-def bleurt_scores(checkpoint: str | Path, refs: list[str], hyps: list[str]) -> float:
-    """Mean BLEURT with the `bleurt` package (google-research/bleurt) and a local checkpoint."""
-    from cache.errors import SltPipeError, WeightsError
+def language_notes(dataset, langs: list[str], machine_references: bool = False) -> dict[str, str]:
+    """Language -> how it is scored on this split, for a language that is not simply scored against its references."""
+    src = dataset.langs[0]
+    out = {}
+    for lang in langs:
+        if lang == src or true_references(dataset, lang):
+            continue
+        machine = lang in dataset.langs and reference_rows(dataset, lang, True)[0]
+        also = (f", and against its machine translations (labelled {reference_rows(dataset, lang, True)[1]})"
+                if machine else "")
+        fix = "" if machine else f"; embed-targets --langs {lang} adds its machine-translated references"
+        out[lang] = (f"{lang} has no true references in split {dataset.split}: zero-shot, scored cross-lingually "
+                     f"against the {src} references (SONAR similarity, BLASER-QE){also}{fix}")
+    return out
 
-    if not Path(checkpoint).exists():
-        raise WeightsError("BLEURT checkpoint not found", path=checkpoint, fix="download e.g. BLEURT-20 and pass its folder")
-    try:
-        from bleurt import score as bleurt_score  # type: ignore
-    except ImportError as e:
-        raise SltPipeError("BLEURT needs the `bleurt` package",
-                           fix="pip install git+https://github.com/google-research/bleurt.git") from e
-    scorer = bleurt_score.BleurtScorer(str(checkpoint))
-    return float(np.mean(scorer.score(references=refs, candidates=hyps)))
+
+def build_scorers(inputs, device, emb_dim: int, *, bleurt: str | Path | None, blaser: list[str],
+                  log: Callable[[str], None]) -> Scorers:
+    """The metrics whose models are here: SONAR similarity (the run's SONAR encoder), BLASER
+    (when its fairseq2 card's weights are on disk), BLEURT (when `bleurt` names a snapshot).
+    Each one absent is said through `log` with the reason; none is ever random-initialised."""
+    from cache.sonar_models import TINY
+
+    spec = inputs.encoder_spec or (TINY if inputs.decoder_spec == TINY else None)
+    scorers = Scorers()
+    if spec is None:
+        log("SONAR similarity and BLASER skipped: the run does not record its SONAR encoder (trained before it was recorded)")
+    else:
+        scorers.embedder = HypothesisEmbedder(spec, inputs.tiny_dir, device)
+    if blaser and spec == TINY:
+        log("BLASER skipped: the run's SONAR is the tiny one, whose embeddings BLASER 2.0 was not trained on")
+    elif blaser and spec is not None:
+        from train.blaser import BlaserScorer, blaser_available
+
+        for name in blaser:
+            why = blaser_available(name)
+            if why is not None:
+                log(f"BLASER skipped ({name}): {why}")
+                continue
+            model = BlaserScorer(name, device=device)
+            if model.input_dim != emb_dim:
+                log(f"BLASER skipped ({name}): it takes {model.input_dim}-d SONAR embeddings, the run's are {emb_dim}-d")
+                continue
+            if model.needs_reference:
+                scorers.blaser_ref = model
+            else:
+                scorers.blaser_qe = model
+    if bleurt is None:
+        log("BLEURT skipped: no checkpoint given (slt-pipe evaluate --bleurt lucadiliello/BLEURT-20 or a snapshot folder)")
+    else:
+        from train.bleurt import BleurtScorer
+
+        scorers.bleurt = BleurtScorer(bleurt, device=device)
+    return scorers
 
 
 def _stderr(text: str) -> None:
@@ -216,14 +353,15 @@ def _stderr(text: str) -> None:
 
 
 def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] | None = None, *,
-             checkpoint: str = "best", beam_size: int | None = None, bleurt_checkpoint: str | Path | None = None,
-             batch_size: int | None = None, device: str | None = None, case: str | None = None,
-             machine_references: bool = False, log: Callable[[str], None] = _stderr) -> dict[str, dict]:
+             checkpoint: str = "best", beam_size: int | None = None, bleurt: str | Path | None = None,
+             blaser: list[str] = BLASER_MODELS, batch_size: int | None = None, device: str | None = None,
+             case: str | None = None, machine_references: bool = False,
+             log: Callable[[str], None] = _stderr) -> dict[str, dict]:
     """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: every target language).
 
     Reads only the run dir and the caches: never `train.init_visual_block` (the trained weights
     hold the whole block). `case` overrides the run's train.bleu_case (auto, lc or mixed).
-    Languages without true references are skipped (said through `log`) unless `machine_references`.
+    A language without true references is scored zero-shot (`score_split`), said through `log`.
     Scores go to the return value and scores_{split}.json; `log` gets progress lines only.
     """
     from train.config import TrainConfig
@@ -254,31 +392,34 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     feats = tdata.open_features(Path(inputs.features[split]))
     targets = {lang: tdata.open_targets(Path(p)) for lang, p in inputs.targets.items()}
     ds = CacheDataset(feats, targets, split, inputs.source_lang)
+    scorers = build_scorers(inputs, dev, ds.emb_dim, bleurt=bleurt, blaser=list(blaser), log=log)
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
     load_trainable(visual, dec, weights)
     langs = list(langs or ds.langs)
-    for lang, why in skipped_languages(ds, langs, machine_references).items():
-        hint = "" if machine_references or lang not in ds.langs else "; --machine-references scores it against them, labelled"
-        log(f"note: {lang} skipped: {why}{hint}")
-    spec = inputs.encoder_spec or ("tiny" if inputs.decoder_spec == "tiny" else None)
-    embedder = HypothesisEmbedder(spec, inputs.tiny_dir, dev) if spec is not None else None
-    if embedder is None:
-        log("SONAR similarity skipped: the run does not record its SONAR encoder (trained before it was recorded)")
+    for lang, how in language_notes(ds, langs, machine_references).items():
+        log(f"note: {how}")
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
                           batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
-                          case=lc, machine_references=machine_references, embedder=embedder)
+                          case=lc, machine_references=machine_references, scorers=scorers)
     for lang, res in results.items():
-        other = f"cased {res['bleu_cased']:.2f}" if lc == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
-        log(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if lc == 'lc' else 'cased'}; {other}) "
-            f"chrF {res['chrf']:.2f} against {res['references']} references  [{res['signature']}]")
-        if "sonar_similarity" in res:
-            log(f"{split} {lang}: SONAR similarity {res['sonar_similarity']:.4f} (cosine of hypothesis and reference "
-                f"embeddings, encoder {res['sonar_encoder']})")
-        if bleurt_checkpoint is not None:
-            rows = list(csv.reader(open(res["tsv"]), delimiter="\t"))[1:]
-            res["bleurt"] = bleurt_scores(bleurt_checkpoint, [r[1] for r in rows], [r[2] for r in rows])
-            log(f"{split} {lang}: BLEURT {res['bleurt']:.4f}")
-    if bleurt_checkpoint is None:
-        log("BLEURT skipped: no checkpoint given (slt-pipe evaluate --bleurt DIR, e.g. BLEURT-20)")
+        for line in describe(split, lang, res, lc):
+            log(line)
     (run_dir / f"scores_{split}.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def describe(split: str, lang: str, res: dict, case: str) -> list[str]:
+    """One log line per metric of a language's scores, each naming what produced it."""
+    out, p = [], res.get("producers", {})
+    if "bleu" in res:
+        other = f"cased {res['bleu_cased']:.2f}" if case == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
+        out.append(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if case == 'lc' else 'cased'}; {other}) "
+                   f"chrF {res['chrf']:.2f} against {res['references']} references  [{res['signature']}]")
+    for key, name, by in (("sonar_similarity", "SONAR similarity", "SONAR similarity"), ("blaser_ref", "BLASER 2.0 ref", "blaser_ref"),
+                          ("blaser_qe", "BLASER 2.0 QE", "blaser_qe"), ("bleurt", "BLEURT", "BLEURT"),
+                          ("xl_sonar_similarity", f"cross-lingual SONAR similarity vs {res.get('xl_against')}",
+                           "cross-lingual SONAR similarity"),
+                          ("xl_blaser_qe", f"cross-lingual BLASER-QE vs {res.get('xl_against')}", "cross-lingual BLASER-QE")):
+        if key in res:
+            out.append(f"{split} {lang}: {name} {res[key]:.4f}  [{p.get(by, '')}]")
+    return out

@@ -269,7 +269,7 @@ Done again when a file it read changed size or mtime."""
 
 
 def _memo_resolve(enc: Encoder) -> Resolved:
-    from extract.hf_cache import hf_cache_dir
+    from cache.hf_cache import hf_cache_dir
 
     key = (enc.name, enc.settings(), enc.random_init, str(hf_cache_dir()))
     hit = _MEMO.get(key)

@@ -100,7 +100,7 @@ class ClipWeights:
 
 def locate(model: str, weights: str | None) -> ClipWeights:
     """Find the checkpoint (config path, else the HF cache) and detect its format; WeightsError if absent."""
-    from extract.hf_cache import find_checkpoint
+    from cache.hf_cache import find_checkpoint
 
     f, snapshot, found = find_checkpoint(weights, (model, *ALTERNATE_REPOS.get(model, ())), CANDIDATES, what="CLIP",
                                          setting="extract.clip.weights", single_pt=True)

@@ -71,7 +71,7 @@ class Dinov2Weights:
 
 
 def locate(model: str, weights: str | None) -> Dinov2Weights:
-    from extract.hf_cache import find_checkpoint
+    from cache.hf_cache import find_checkpoint
 
     f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="DINOv2", setting="extract.dinov2.weights")
     return Dinov2Weights(f, detect_format(f), found, snapshot)

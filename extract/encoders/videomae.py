@@ -77,7 +77,7 @@ class VideoMAEWeights:
 
 
 def locate(model: str, weights: str | None) -> VideoMAEWeights:
-    from extract.hf_cache import find_checkpoint
+    from cache.hf_cache import find_checkpoint
 
     f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="VideoMAE", setting="extract.videomae.weights")
     return VideoMAEWeights(f, snapshot, found)
