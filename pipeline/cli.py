@@ -422,8 +422,9 @@ def demo(
 
 @app.command()
 def ablate(
-    grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: [base] config plus [variants] name = [\"section.field=value\", ...]. Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the per-variant runs and results.{md,csv,json,png}.")] = Path("runs/ablation"),
+    grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: [base] config, [variants] name = [\"section.field=value\", ...], optional [ablate] seeds/baseline/langs; or a shipped grid by name: alignment (MSE vs MSE + cosine), augmentation (none / multilingual / video / coupled), zero-shot (German targets only, scored in deu/eng/fra). Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the per-trial runs, results.{md,csv,json}, summary.{md,csv} and results.png.")] = Path("runs/ablation"),
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Train every variant this many times (train.seed, +1, ...); the summary gives mean and std, and marks differences from the baseline a paired bootstrap finds significant (p < 0.05), with the p-value. Default: the grid's [ablate] seeds, else 1.")] = None,
     profile: ProfileOpt = None,
     dataset: DatasetOpt = None,
     root: RootOpt = None,
@@ -432,17 +433,19 @@ def ablate(
     parallel: Annotated[Optional[int], typer.Option("--parallel", help="Trials at once (default: one per GPU, else one per CPU core).")] = None,
     sets: SetOpt = None,
 ) -> None:
-    """Run training variants that all read the same cached features and targets; compare them."""
+    """Run training variants that all read the same cached features and targets; compare them (mean, std, significance)."""
     from pipeline import ablate_stage
 
     from pipeline.config import load_toml
     from pipeline.project import require_dataset
 
+    grid = ablate_stage.grid_path(grid)
     grid_names_dataset = grid is not None and "name" in load_toml(grid).get("base", {}).get("dataset", {})
     resolved = _resolve(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
     if not grid_names_dataset:
         require_dataset(resolved)
-    ablate_stage.run_ablation(resolved.config, grid, out_dir, console=err, parallel=parallel, layers=resolved.layers)
+    ablate_stage.run_ablation(resolved.config, grid, out_dir, console=err, parallel=parallel, layers=resolved.layers,
+                              seeds=seeds)
 
 
 @app.command()

@@ -1,0 +1,76 @@
+"""The ablation summary's statistics on hand-made trials: mean/std over seeds, the paired bootstrap
+against the baseline, its marks, and the grid options. No training: a second each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cache.errors import SltPipeError
+from pipeline import ablate_stage as ab
+
+REFS = [f"der hund {w} im garten am morgen" for w in ("schläft", "bellt", "spielt", "läuft", "frisst", "sitzt")] * 8
+
+
+def trial(variant: str, seed: int, hyps: list[str]) -> dict:
+    import sacrebleu
+
+    bleu = sacrebleu.corpus_bleu(hyps, [REFS]).score
+    chrf = sacrebleu.corpus_chrf(hyps, [REFS]).score
+    ids = [f"t{k}" for k in range(len(REFS))]
+    return {"variant": variant, "seed": seed, "seed_index": seed, "train_s": 1.0,
+            "scores": {"deu_Latn": {"bleu": bleu, "chrf": chrf, "case": "mixed", "references": "reference",
+                                    "kind": "references", "cosine": 0.5}},
+            "predictions": {"deu_Latn": {"ids": ids, "refs": REFS, "hyps": hyps}}}
+
+
+def garble(k: int, seed: int) -> list[str]:
+    """Every k-th sentence loses its verb (which one depends on the seed)."""
+    return [r.replace(r.split()[2], "xx") if (i + seed) % k == 0 else r for i, r in enumerate(REFS)]
+
+
+def test_identical_systems_are_not_significant_and_a_worse_one_is():
+    base = [trial("base", s, garble(3 + s, s)) for s in range(3)]
+    same = [trial("same", s, garble(3 + s, s)) for s in range(3)]
+    worse = [trial("worse", s, [" ".join(r.split()[:2]) for r in REFS]) for s in range(3)]
+    assert ab.paired_test(base, same, "deu_Latn")["p_bleu"] == pytest.approx(1.0)
+    p = ab.paired_test(base, worse, "deu_Latn")
+    assert p["p_bleu"] < 0.01 and p["p_chrf"] < 0.01
+    summary = {r["variant"]: r for r in ab.summarize(base + same + worse, "base")}
+    assert "p_bleu" not in summary["base"] and summary["worse"]["p_bleu"] < 0.01
+    bleus = [t["scores"]["deu_Latn"]["bleu"] for t in base]
+    assert summary["base"]["bleu_mean"] == pytest.approx(np.mean(bleus))
+    assert summary["base"]["bleu_std"] == pytest.approx(np.std(bleus, ddof=1)) and summary["base"]["bleu_std"] > 0
+    assert ab.mark(summary["worse"], "bleu").endswith(" *)") and "±" in ab.mark(summary["worse"], "bleu")
+    assert not ab.mark(summary["same"], "bleu").endswith("*)")
+    md = ab.summary_markdown(list(summary.values()))
+    assert md.splitlines()[0] == "| variant | deu_Latn BLEU | deu_Latn chrF | seeds |"
+    assert "| worse |" in md and "paired bootstrap" in md
+
+
+def test_seeds_are_paired_by_index_and_different_sentences_refused():
+    base = [trial("base", s, garble(3, s)) for s in range(2)]
+    other = [trial("other", s, garble(3, s)) for s in range(2)]
+    other[1]["predictions"]["deu_Latn"] = {**other[1]["predictions"]["deu_Latn"], "ids": ["x"] * len(REFS)}
+    with pytest.raises(SltPipeError, match="different test sentences"):
+        ab.paired_test(base, other, "deu_Latn")
+    zero = trial("zs", 0, garble(3, 0))
+    del zero["scores"]["deu_Latn"]["bleu"]  # a zero-shot language without references has no BLEU to test
+    assert ab.paired_test(base, [zero], "deu_Latn") == {}
+
+
+def test_grid_options_and_shipped_grids(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text('[ablate]\nseeds = 2\nbaseline = "b"\nlangs = "deu,fra"\n[variants]\nb = []\n')
+    opts = ab.grid_options(grid)
+    assert (opts.seeds, opts.baseline, opts.langs) == (2, "b", ["deu", "fra"])
+    assert ab.grid_options(grid, seeds=5).seeds == 5  # the command line wins
+    grid.write_text('[ablate]\nrepeats = 2\n')
+    with pytest.raises(SltPipeError, match="unknown key"):
+        ab.grid_options(grid)
+    for name in ("alignment", "augmentation", "zero-shot"):
+        path = ab.grid_path(name)
+        assert path.is_file() and ab.grid_options(path).seeds == 3
+        assert ab.grid_options(path).baseline in ab.load_toml(path)["variants"]
+    with pytest.raises(SltPipeError, match="alignment, augmentation, zero-shot"):
+        ab.grid_path(tmp_path / "nope")
