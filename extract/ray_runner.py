@@ -39,7 +39,7 @@ class DecodeTuning:
     they leave (on a 2-core machine: the second core, and the first whenever the model waits)."""
     task_cpus: float = 1.0
     """CPUs a decode task reserves in Ray's accounting (what it uses is up to the OS). 0.5 would
-    run two per CPU the model workers leave; on 2 cores it measured no faster (see README)."""
+    run two per CPU the model workers leave; on 2 cores it measured no faster (bench/extract.py)."""
     warm: bool = True
     """start_workers also starts the decode processes (their imports: torch, PIL, PyAV, the
     recipe's modules) while the model workers load, instead of on the first videos."""
@@ -70,7 +70,7 @@ def _warm_decoder() -> int:
     import importlib
 
     for name in ("torch", "av", "PIL.Image", "extract.video", "extract.preprocess", "extract.models"):
-        with contextlib.suppress(Exception):  # only a head start: the decode task imports what it needs anyway
+        with contextlib.suppress(ImportError):  # only a head start: the decode task imports what it needs anyway
             importlib.import_module(name)
     return os.getpid()
 
@@ -85,8 +85,7 @@ class ModelWorker:
 
         from extract.models import FeatureExtractor
 
-        global TUNING
-        TUNING = tuning  # this actor's decode tasks (_prefetch)
+        self.tuning = tuning  # how this actor's decode tasks run (_prefetch)
         torch.set_num_threads(threads)  # the model's threads: what its features are computed with
         self.cfg = cfg
         self.fx = FeatureExtractor(cfg, device, random_init=random_init)
@@ -124,15 +123,15 @@ class ModelWorker:
                 if shard is not None:
                     claimed.append(shard)
 
-        decoded = _prefetch(sources(), self.cfg, self.fx.recipe, self.cfg.decode_ahead)
+        decoded = _prefetch(sources(), self.cfg, self.fx.recipe, self.cfg.decode_ahead, self.tuning)
         computer = ShardComputer(self.fx, self.cfg)
         while claimed:  # a shard's last video is handed over only after the next shard was claimed
             yield from computer.run(claimed.popleft(), decoded)
 
 
-def _prefetch(sources: Iterable[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int) -> Iterator[Decoded]:
+def _prefetch(sources: Iterable[FrameSource], cfg: ExtractConfig, recipe: Any, ahead: int,
+              tuning: DecodeTuning) -> Iterator[Decoded]:
     """Decoded videos in order, keeping `ahead` decode tasks in flight (across shard boundaries)."""
-    tuning = TUNING  # set by ModelWorker.__init__ in an actor
     task = _decode_task if tuning.task_cpus == 1 else _decode_task.options(num_cpus=tuning.task_cpus)
     return decode_ahead(sources, lambda src: task.remote(src, cfg, recipe, tuning), ray.get, ahead)
 
