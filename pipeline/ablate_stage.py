@@ -239,7 +239,7 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:
-        t.cfg.train.out = out / "runs" / _slug(t.name) / (f"seed{t.cfg.train.seed}" if opts.seeds > 1 else "")
+        t.cfg.train.out = out / "runs" / slug(t.name) / (f"seed{t.cfg.train.seed}" if opts.seeds > 1 else "")
     prepare_caches(trials, console)
     before = cache_listing(base.cache.dir)
     rows = _run_on_ray(trials, base, console, parallel, langs)
@@ -474,5 +474,6 @@ def _chart(rows: list[dict], summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A variant's run directory name."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

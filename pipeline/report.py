@@ -66,8 +66,8 @@ def write_report(run: Path, out: Path | None = None, ablation: Path | None = Non
         if not (ablation / "results.csv").is_file():
             raise SltPipeError("no results.csv in the ablation directory (not an ablation, or still running)",
                                path=ablation, fix="pass the --out directory of a finished `slt-pipe ablate`")
-    elif (run.parent.parent / "results.csv").is_file():
-        ablation = run.parent.parent
+    else:
+        ablation = _enclosing_ablation(run)
     out = run / REPORT_FILE if out is None else Path(out)
     if out.is_dir():
         out = out / REPORT_FILE
@@ -440,23 +440,37 @@ def _scores_section(run: Path) -> str:
     return "\n".join(parts)
 
 
+def _enclosing_ablation(run: Path) -> Path | None:
+    """The `slt-pipe ablate --out` directory `run` belongs to: ABL/runs/VARIANT or ABL/runs/VARIANT/seedN."""
+    for up in (run.parent.parent, run.parent.parent.parent):
+        if (up / "results.csv").is_file() and run.resolve().is_relative_to((up / "runs").resolve()):
+            return up
+    return None
+
+
 def _ablation_section(run: Path, ablation: Path | None) -> str:
+    """summary.csv (mean, std and p over seeds) when the ablation has one, else results.csv (one row per trial)."""
+    from pipeline.ablate_stage import slug
+
     if ablation is None:
         return ""
-    path = ablation / "results.csv"
+    path = ablation / "summary.csv" if (ablation / "summary.csv").is_file() else ablation / "results.csv"
     with path.open(newline="", encoding="utf-8") as f:
         table = [r for r in csv.reader(f) if r]
     parts = [f'<section id="ablation"><h2>Ablation ({_e(path)})</h2>']
     if not table:
-        parts.append(_note("results.csv is empty"))
+        parts.append(_note(f"{path.name} is empty"))
     else:
         header, body = table[0], table[1:]
         variant = header.index("variant") if "variant" in header else None
-        this = run.name if run.resolve().parent == (ablation / "runs").resolve() else None
+        runs = (ablation / "runs").resolve()
+        inside = run.resolve().relative_to(runs).parts if run.resolve().is_relative_to(runs) else ()
+        this = inside[0] if inside else None  # the variant's directory name (its slug)
         rows = [[_num_or_text(c) for c in r] for r in body]
-        marks = ["this" if variant is not None and variant < len(r) and r[variant] == this else "" for r in body]
+        marks = ["this" if variant is not None and variant < len(r) and slug(r[variant]) == this else "" for r in body]
         if this is not None:
-            parts.append(f"<p>This run is variant <b>{_e(this)}</b> (highlighted).</p>")
+            parts.append(f"<p>This run is variant <b>{_e(this)}</b> (highlighted)"
+                         f"{f', {_e(inside[1])}' if len(inside) > 1 else ''}.</p>")
         parts.append(_table(header, rows, cls="ablation", row_cls=marks))
     parts.append("</section>")
     return "\n".join(parts)

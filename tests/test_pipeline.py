@@ -311,24 +311,22 @@ def test_ablation_reads_shared_caches_and_recomputes_nothing(cached, tmp_path):
 
     cache, root = cached
     grid = tmp_path / "grid.toml"
-    grid.write_text('[ablate]\nseeds = 2\n[variants]\nfull = []\nno-cos = ["train.w_cos=0"]\n'
-                    '"langs=deu" = ["embed.langs=deu"]\n')
+    grid.write_text('[ablate]\nseeds = 2\n[variants]\nfull = []\n"langs=deu" = ["embed.langs=deu"]\n')
     before = ablate_stage.cache_listing(cache)
     calls = dict(et.CALLS)
     rows = ablate_stage.run_ablation(make_cfg(cache, root), grid, tmp_path / "abl", QUIET, parallel=2)
-    assert [(r["variant"], r["seed"]) for r in rows] == [
-        ("full", 0), ("full", 1), ("no-cos", 0), ("no-cos", 1), ("langs=deu", 0), ("langs=deu", 1)]
+    assert [(r["variant"], r["seed"]) for r in rows] == [("full", 0), ("full", 1), ("langs=deu", 0), ("langs=deu", 1)]
     assert all(set(r["scores"]) == {"deu_Latn", "eng_Latn", "fra_Latn"} for r in rows)
     assert json.loads((tmp_path / "abl/runs/langs_deu/seed1/inputs.json").read_text())["targets"].keys() == {"deu_Latn"}
-    assert rows[4]["scores"]["eng_Latn"]["references"] == "reference"  # deu-only training, eng scored against the toy's own
+    assert rows[2]["scores"]["eng_Latn"]["references"] == "reference"  # deu-only training, eng scored against the toy's own
     assert ablate_stage.cache_listing(cache) == before  # no entry created or rebuilt
     assert et.CALLS == calls  # no translation or embedding in the preparation either
     log = json.loads((tmp_path / "abl" / "ablation_log.json").read_text())
     assert log["cache_entries_created_during_trials"] == [] and log["eval_langs"] == ["deu_Latn", "eng_Latn", "fra_Latn"]
     csv_rows = (tmp_path / "abl" / "results.csv").read_text().splitlines()
-    assert csv_rows[0].startswith("variant,seed,lang,bleu") and len(csv_rows) == 1 + 6 * 3
+    assert csv_rows[0].startswith("variant,seed,lang,bleu") and len(csv_rows) == 1 + 4 * 3
     summary = list(csv.DictReader((tmp_path / "abl" / "summary.csv").open()))
-    assert len(summary) == 3 * 3 and all(r["seeds"] == "2" for r in summary)
+    assert len(summary) == 2 * 3 and all(r["seeds"] == "2" for r in summary)
     for r in summary:
         seeds = [x["scores"][r["lang"]]["bleu"] for x in rows if x["variant"] == r["variant"]]
         assert float(r["bleu_mean"]) == pytest.approx(np.mean(seeds), abs=1e-4)
@@ -336,4 +334,4 @@ def test_ablation_reads_shared_caches_and_recomputes_nothing(cached, tmp_path):
         assert (r["p_bleu"] == "") == (r["variant"] == "full") and (r["p_bleu"] == "" or 0 <= float(r["p_bleu"]) <= 1)
     assert (tmp_path / "abl" / "results.png").stat().st_size > 0
     md = (tmp_path / "abl" / "summary.md").read_text()
-    assert "| no-cos |" in md and " ± " in md and "(p=" in md and "paired bootstrap" in md
+    assert "| langs=deu |" in md and " ± " in md and "(p=" in md and "paired bootstrap" in md

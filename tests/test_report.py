@@ -220,3 +220,19 @@ def test_the_browser_sorts_filters_and_shows_the_text_intact(run, tmp_path):
     assert [i for i, _ in t.rows] == ["test/0000", "test/0001"]
     t = _render(chromium, page, "q=rains&lang=deu_Latn", profile)  # only the languages shown are searched
     assert t.rows == []
+
+
+def test_a_seed_run_of_an_ablation_shows_the_summary_with_its_variant_marked(run, tmp_path):
+    """ablate --seeds puts runs in ABL/runs/VARIANT/seedN; the report finds ABL and prefers summary.csv."""
+    import shutil
+
+    abl = run.parent.parent
+    seed = abl / "runs" / "langs_deu" / "seed1"
+    shutil.copytree(run, seed)
+    (abl / "summary.csv").write_text("variant,lang,seeds,bleu_mean,bleu_std,p_bleu\n"
+                                     "full,deu_Latn,3,12.3,0.5,\nlangs=deu,deu_Latn,3,10.1,0.4,0.03\n")
+    page = write_report(seed).read_text()
+    assert "summary.csv" in page and "p_bleu" in page
+    marked = re.findall(r'<tr class="this">(.*?)</tr>', page)
+    assert len(marked) == 1 and "langs=deu" in marked[0]
+    assert "variant <b>langs_deu</b> (highlighted), seed1" in page
