@@ -204,6 +204,19 @@ def _read_tsv(path: Path) -> dict[str, list[str]]:
     return {"ids": [r[0] for r in rows], "refs": [r[1] for r in rows], "hyps": [r[2] for r in rows]}
 
 
+def absolute_paths(cfg: Config) -> Config:
+    """Make the paths a trial reads and writes absolute, in place: Ray workers run in another
+    directory (extract.ray_session), so a relative --root or --cache would name the wrong folder."""
+    if cfg.dataset.root is not None:
+        cfg.dataset.root = Path(cfg.dataset.root).expanduser().resolve()
+    cfg.cache.dir = Path(cfg.cache.dir).expanduser().resolve()
+    cfg.train.out = Path(cfg.train.out).expanduser().resolve()
+    init = cfg.train.init_visual_block
+    if init is not None and Path(init).expanduser().exists():
+        cfg.train.init_visual_block = str(Path(init).expanduser().resolve())
+    return cfg
+
+
 def expand_seeds(trials: list[Trial], seeds: int) -> list[Trial]:
     """Every variant `seeds` times, with train.seed + k; one seed keeps the variant's own run dir name."""
     if seeds == 1:
@@ -240,9 +253,15 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:
         t.cfg.train.out = out / "runs" / slug(t.name) / (f"seed{t.cfg.train.seed}" if opts.seeds > 1 else "")
+    for t in trials:
+        absolute_paths(t.cfg)
     prepare_caches(trials, console)
     before = cache_listing(base.cache.dir)
-    rows = _run_on_ray(trials, base, console, parallel, langs)
+    first = trials[0].cfg
+    shared = {"cache": first.cache.dir, "ablation output": out.resolve()}
+    if first.dataset.root is not None:
+        shared["dataset"] = first.dataset.root
+    rows = _run_on_ray(trials, base, console, parallel, langs, shared)
     after = cache_listing(base.cache.dir)
     created = sorted(set(after) - set(before))
     log = {"trials": [f"{t.name} seed {t.cfg.train.seed}" for t in trials], "eval_langs": langs,
@@ -260,13 +279,14 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
 
 
 def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: int | None,
-                langs: list[str]) -> list[dict]:
+                langs: list[str], shared: dict[str, Path]) -> list[dict]:
+    """The trials as Ray tasks; on a joined cluster every node must see `shared` (checked first)."""
     import ray
 
     from extract.ray_session import get, ray_session
     from rich.progress import Progress
 
-    with ray_session(base.extract.ray_address, object_store_bytes=TRIAL_OBJECT_STORE):
+    with ray_session(base.extract.ray_address, object_store_bytes=TRIAL_OBJECT_STORE, shared=shared):
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = parallel or (gpus if gpus else cpus)

@@ -74,3 +74,16 @@ def test_grid_options_and_shipped_grids(tmp_path):
         assert ab.grid_options(path).baseline in ab.load_toml(path)["variants"]
     with pytest.raises(SltPipeError, match="alignment, augmentation, zero-shot"):
         ab.grid_path(tmp_path / "nope")
+
+
+def test_trial_paths_are_made_absolute(tmp_path, monkeypatch):
+    """Ray workers run in slt-pipe's own directory: a relative --root or --cache must not reach them."""
+    from pipeline.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vb.safetensors").write_bytes(b"")
+    cfg = build_config({"profile": "tiny", "dataset": {"name": "toy", "root": "toy"}, "cache": {"dir": "c"},
+                        "train": {"out": "runs/x", "init_visual_block": "vb.safetensors"}})
+    ab.absolute_paths(cfg)
+    assert (cfg.dataset.root, cfg.cache.dir, cfg.train.out) == (tmp_path / "toy", tmp_path / "c", tmp_path / "runs/x")
+    assert cfg.train.init_visual_block == str(tmp_path / "vb.safetensors")
