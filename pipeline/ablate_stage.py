@@ -33,6 +33,11 @@ bootstrap against the baseline (sacrebleu's, 1000 resamples, over the pooled
 (seed, sentence) pairs: every seed's hypotheses of a sentence against the same seed's of the
 baseline); a difference with p < 0.05 is marked `*`.
 
+A finished trial leaves `trial.json` (its config, languages and result, written last and
+atomically) in its run directory; a re-run of the ablation reuses every trial whose config
+and languages are unchanged and trains only the rest, so a crash costs only the trials
+that were running.
+
 Each trial copies the block it starts from into its own run directory (see
 `train.visual_init`), so a trial never depends on the source run afterwards.
 
@@ -194,8 +199,31 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int, langs: list[str
     scores = train_stage.evaluate(cfg.train.out, split="test", langs=",".join(langs), console=quiet)
     # the paired test needs every hypothesis: returned, not read from a path another node may not see
     predictions = {lang: _read_tsv(Path(s["tsv"])) for lang, s in scores.items() if "tsv" in s}
-    return {"variant": name, "seed": cfg.train.seed, "seed_index": seed_index, "train_s": round(train_s, 1),
-            "run": str(cfg.train.out), "scores": scores, "predictions": predictions}
+    result = {"variant": name, "seed": cfg.train.seed, "seed_index": seed_index, "train_s": round(train_s, 1),
+              "run": str(cfg.train.out), "scores": scores, "predictions": predictions}
+    # written last, atomically: its presence means the trial finished (a re-run ablation reuses it)
+    done = Path(cfg.train.out) / TRIAL_FILE
+    tmp = done.with_name(f".{TRIAL_FILE}.tmp")
+    tmp.write_text(json.dumps({"config": cfg_dict, "langs": langs, "result": result}, default=str))
+    tmp.replace(done)
+    return result
+
+
+TRIAL_FILE = "trial.json"
+"""A finished trial's config, languages and result, in its run directory."""
+
+
+def finished_trial(t: Trial, langs: list[str]) -> dict[str, Any] | None:
+    """The result of an earlier, finished run of exactly this trial (same config, same languages), or None."""
+    path = Path(t.cfg.train.out) / TRIAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # cut short (only an atomic rename writes it, but a disk may fail): train again
+    same = json.loads(json.dumps(to_dict(t.cfg), default=str)) == done.get("config") and done.get("langs") == langs
+    return done["result"] if same else None
 
 
 def _read_tsv(path: Path) -> dict[str, list[str]]:
@@ -261,10 +289,17 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     shared = {"cache": first.cache.dir, "ablation output": out.resolve()}
     if first.dataset.root is not None:
         shared["dataset"] = first.dataset.root
-    rows = _run_on_ray(trials, base, console, parallel, langs, shared)
+    reused = {k: r for k, t in enumerate(trials) if (r := finished_trial(t, langs)) is not None}
+    if reused:
+        console.print(f"resuming: {len(reused)} of {len(trials)} trials finished earlier with the same config "
+                      f"(their {TRIAL_FILE} is reused; delete it to train one again)")
+    todo = [k for k in range(len(trials)) if k not in reused]
+    done = _run_on_ray([trials[k] for k in todo], base, console, parallel, langs, shared) if todo else []
+    rows = [reused[k] if k in reused else done[todo.index(k)] for k in range(len(trials))]
     after = cache_listing(base.cache.dir)
     created = sorted(set(after) - set(before))
     log = {"trials": [f"{t.name} seed {t.cfg.train.seed}" for t in trials], "eval_langs": langs,
+           "reused": [f"{trials[k].name} seed {trials[k].cfg.train.seed}" for k in sorted(reused)],
            "cache_entries_before": len(before), "cache_entries_created_during_trials": created}
     (out / "ablation_log.json").write_text(json.dumps(log, indent=2))
     console.print(f"cache entries created while the trials ran: {len(created)} (of {len(after)}; see ablation_log.json)")

@@ -488,9 +488,9 @@ def doctor(
 
 @app.command("report")
 def report_cmd(
-    run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train` (or an ablation's runs/VARIANT).")],
+    run: Annotated[Path, typer.Option("--run", help="Run directory written by `slt-pipe train` (or an ablation's runs/VARIANT, runs/VARIANT/seedN).")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: RUN/report.html).")] = None,
-    ablation: Annotated[Optional[Path], typer.Option("--ablation", help="Ablation directory (`slt-pipe ablate --out`) whose results.csv to include; found by itself when RUN is one of its runs/VARIANT.")] = None,
+    ablation: Annotated[Optional[Path], typer.Option("--ablation", help="Ablation directory (`slt-pipe ablate --out`) whose summary.csv (mean, std, p over seeds; else results.csv) to include; found by itself when RUN is one of its runs.")] = None,
 ) -> None:
     """One self-contained offline HTML file of a run: config, cache keys, curves, scores, ablation table, every test sample (sortable, filterable). Prints its path."""
     from pipeline import report as run_report

@@ -335,3 +335,9 @@ def test_ablation_reads_shared_caches_and_recomputes_nothing(cached, tmp_path):
     assert (tmp_path / "abl" / "results.png").stat().st_size > 0
     md = (tmp_path / "abl" / "summary.md").read_text()
     assert "| langs=deu |" in md and " ± " in md and "(p=" in md and "paired bootstrap" in md
+    # a re-run (after a crash, say) trains nothing that finished: same results, every trial reused
+    (tmp_path / "abl/runs/full/seed1/trial.json").unlink()  # as if killed before its last write
+    again = ablate_stage.run_ablation(make_cfg(cache, root), grid, tmp_path / "abl", QUIET, parallel=2)
+    log = json.loads((tmp_path / "abl" / "ablation_log.json").read_text())
+    assert log["reused"] == ["full seed 0", "langs=deu seed 0", "langs=deu seed 1"]
+    assert [r["scores"] for r in again] == [r["scores"] for r in rows]
