@@ -257,7 +257,7 @@ def test_training_learns_and_writes_run_dir(patched, tmp_path):
     saved = json.loads((run / "scores_dev.json").read_text())["deu_Latn"]
     assert "case:lc" in lc["deu_Latn"]["signature"] and {"bleu_lc", "bleu_cased", "signature_cased"} <= set(saved)
     tsv = (run / "predictions_dev_eng_Latn.tsv").read_text().splitlines()
-    assert tsv[0] == "id\tref\thyp" and len(tsv) == 7
+    assert tsv[0] == "id\tref\thyp\tsent_bleu\tz_cos" and len(tsv) == 7  # no SONAR encoder recorded: no sonar_sim
 
 
 def test_resume_continues_at_same_step_with_same_loss(patched, tmp_path):

@@ -129,4 +129,4 @@ def test_paper_path_rehearsal_trains_resumes_and_evaluates(paper_inputs, tmp_pat
         assert s["n"] == 4 and s["case"] == "lc" and "case:lc" in s["signature"]
         assert {"bleu_lc", "bleu_cased"} <= set(s) and "case:mixed" in s["signature_cased"]
     rows = (tmp_path / "part" / "predictions_dev_eng_Latn.tsv").read_text().splitlines()
-    assert rows[0] == "id\tref\thyp" and len(rows) == 5
+    assert rows[0] == "id\tref\thyp\tsent_bleu\tz_cos" and len(rows) == 5
