@@ -408,13 +408,19 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     return results
 
 
+def _refs_words(label: str) -> str:
+    from train.data import REFERENCE
+
+    return "the dataset's references" if label == REFERENCE else f"{label} references"
+
+
 def describe(split: str, lang: str, res: dict, case: str) -> list[str]:
     """One log line per metric of a language's scores, each naming what produced it."""
     out, p = [], res.get("producers", {})
     if "bleu" in res:
         other = f"cased {res['bleu_cased']:.2f}" if case == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
         out.append(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if case == 'lc' else 'cased'}; {other}) "
-                   f"chrF {res['chrf']:.2f} against {res['references']} references  [{res['signature']}]")
+                   f"chrF {res['chrf']:.2f} against {_refs_words(res['references'])}  [{res['signature']}]")
     for key, name, by in (("sonar_similarity", "SONAR similarity", "SONAR similarity"), ("blaser_ref", "BLASER 2.0 ref", "blaser_ref"),
                           ("blaser_qe", "BLASER 2.0 QE", "blaser_qe"), ("bleurt", "BLEURT", "BLEURT"),
                           ("xl_sonar_similarity", f"cross-lingual SONAR similarity vs {res.get('xl_against')}",
