@@ -198,7 +198,7 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int, langs: list[str
     train_s = time.monotonic() - t0
     scores = train_stage.evaluate(cfg.train.out, split="test", langs=",".join(langs), console=quiet)
     # the paired test needs every hypothesis: returned, not read from a path another node may not see
-    predictions = {lang: _read_tsv(Path(s["tsv"])) for lang, s in scores.items() if "tsv" in s}
+    predictions = {lang: _hypotheses(Path(s["tsv"])) for lang, s in scores.items() if "tsv" in s}
     result = {"variant": name, "seed": cfg.train.seed, "seed_index": seed_index, "train_s": round(train_s, 1),
               "run": str(cfg.train.out), "scores": scores, "predictions": predictions}
     # written last, atomically: its presence means the trial finished (a re-run ablation reuses it)
@@ -226,10 +226,11 @@ def finished_trial(t: Trial, langs: list[str]) -> dict[str, Any] | None:
     return done["result"] if same else None
 
 
-def _read_tsv(path: Path) -> dict[str, list[str]]:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))[1:]
-    return {"ids": [r[0] for r in rows], "refs": [r[1] for r in rows], "hyps": [r[2] for r in rows]}
+def _hypotheses(path: Path) -> dict[str, list[str]]:
+    from pipeline.report import read_predictions
+
+    rows = read_predictions(path)[1]
+    return {"ids": [r["id"] for r in rows], "refs": [r["ref"] for r in rows], "hyps": [r["hyp"] for r in rows]}
 
 
 def absolute_paths(cfg: Config) -> Config:
@@ -281,7 +282,6 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:
         t.cfg.train.out = out / "runs" / slug(t.name) / (f"seed{t.cfg.train.seed}" if opts.seeds > 1 else "")
-    for t in trials:
         absolute_paths(t.cfg)
     prepare_caches(trials, console)
     before = cache_listing(base.cache.dir)
@@ -295,7 +295,8 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
                       f"(their {TRIAL_FILE} is reused; delete it to train one again)")
     todo = [k for k in range(len(trials)) if k not in reused]
     done = _run_on_ray([trials[k] for k in todo], base, console, parallel, langs, shared) if todo else []
-    rows = [reused[k] if k in reused else done[todo.index(k)] for k in range(len(trials))]
+    by_index = {**reused, **dict(zip(todo, done))}
+    rows = [by_index[k] for k in range(len(trials))]
     after = cache_listing(base.cache.dir)
     created = sorted(set(after) - set(before))
     log = {"trials": [f"{t.name} seed {t.cfg.train.seed}" for t in trials], "eval_langs": langs,

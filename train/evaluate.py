@@ -205,7 +205,7 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         per: dict[str, list] = {}
         res: dict[str, Any] = {"kind": "zero-shot" if zero_shot else "references", "references": label or "none",
                                "n": len(refd), "producers": {}}
-        refs = [dataset.text[lang][rows[i]] for i in refd] if refd else []
+        refs = [dataset.text[lang][rows[i]] for i in refd]
         if refd:
             h = [hyps[i] for i in refd]
             res.update(score(lang, refs, h, case))
@@ -241,7 +241,7 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         if out_dir is not None:
             res["tsv"] = str(_write_predictions(Path(out_dir) / f"predictions{tag}_{lang}.tsv", [ids[k] for k in keep],
                                                 [dataset.text[lang][r] if r in wanted else dataset.text[src][r] for r in rows],
-                                                hyps, per, refd, zero_shot))
+                                                hyps, per, refd))
         results[lang] = res
     return results
 
@@ -254,7 +254,7 @@ def _sentence_bleu(lang: str, refs: list[str], hyps: list[str], case: str) -> li
 
 
 def _write_predictions(path: Path, ids: list[str], refs: list[str], hyps: list[str], per: dict[str, list],
-                       refd: list[int], zero_shot: bool) -> Path:
+                       refd: list[int]) -> Path:
     """id, ref, hyp, then the per-sample scores (PER_SAMPLE order; blank where a row has none).
 
     In a zero-shot language, a row without a reference in it shows the source-language
@@ -292,16 +292,15 @@ class DevHook:
         return float(np.mean([v["bleu"] for v in scores.values()])), scores
 
 
-def language_notes(dataset, langs: list[str], machine_references: bool = False) -> dict[str, str]:
+def language_notes(dataset, langs: list[str]) -> dict[str, str]:
     """Language -> how it is scored on this split, for a language that is not simply scored against its references."""
     src = dataset.langs[0]
     out = {}
     for lang in langs:
         if lang == src or true_references(dataset, lang):
             continue
-        machine = lang in dataset.langs and reference_rows(dataset, lang, True)[0]
-        also = (f", and against its machine translations (labelled {reference_rows(dataset, lang, True)[1]})"
-                if machine else "")
+        machine, label = reference_rows(dataset, lang, True) if lang in dataset.langs else ([], None)
+        also = f", and against its machine translations (labelled {label})" if machine else ""
         fix = "" if machine else f"; embed-targets --langs {lang} adds its machine-translated references"
         out[lang] = (f"{lang} has no true references in split {dataset.split}: zero-shot, scored cross-lingually "
                      f"against the {src} references (SONAR similarity, BLASER-QE){also}{fix}")
@@ -396,7 +395,7 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
     load_trainable(visual, dec, weights)
     langs = list(langs or ds.langs)
-    for lang, how in language_notes(ds, langs, machine_references).items():
+    for lang, how in language_notes(ds, langs).items():
         log(f"note: {how}")
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
                           batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
