@@ -14,7 +14,7 @@ prepared (224 px) frames are kept. Both results are compared byte for byte.
 The paper recipe is SpaMo's preprocessing without weights: CLIPImageProcessor's defaults
 (shortest edge 224 with PIL bicubic, centre crop 224) and VideoMAEImageProcessor's (224,
 bilinear), both from the original frame (How2Sign is not squashed), via
-`extract.preprocess.processor_crop`. The tiny recipe decodes at most 448 px (swscale) and
+`extract.vision.preprocess.processor_crop`. The tiny recipe decodes at most 448 px (swscale) and
 resizes with torch bicubic-antialias to 112 and 224 px, as the tiny profile does. The rgb
 "recipe" measures decoding to full-size RGB alone: its prepare keeps every 8th pixel of every
 8th row (a strided copy, so "after" holds no full-size frames either).
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from extract.datasets import VideoFile  # noqa: E402
-from extract.video import STREAM_CHUNK, STREAM_WORKERS, read_frames, read_prepared  # noqa: E402
+from extract.vision.decode import STREAM_CHUNK, STREAM_WORKERS, read_frames, read_prepared  # noqa: E402
 
 
 def make_video(path: Path, seconds: float, width: int, height: int, rate: int) -> Path:
@@ -86,8 +86,8 @@ def _pattern(n: int, width: int, height: int, rate: int):
 
 def paper_recipe() -> Any:
     """The paper profile's recipe for How2Sign (CLIP 224 bicubic + VideoMAE 224 bilinear, PIL, from the
-    full frame; no squash): `extract.models.make_recipe` on the architectures alone, no weights."""
-    from extract.models import make_recipe
+    full frame; no squash): `extract.vision.streams.make_recipe` on the architectures alone, no weights."""
+    from extract.vision.streams import make_recipe
     from pipeline.config import build_config
 
     recipe = make_recipe(build_config({"profile": "paper"}, {"extract": {"squash": "none"}}).extract, random_init=True)
@@ -97,7 +97,7 @@ def paper_recipe() -> Any:
 
 def tiny_recipe() -> Any:
     """The tiny profile's recipe: decoded at most 448 px, torch bicubic-antialias to 112 and 224 px."""
-    from extract.models import make_recipe
+    from extract.vision.streams import make_recipe
     from pipeline.config import build_config
 
     recipe = make_recipe(build_config({"profile": "tiny"}).extract)
@@ -182,7 +182,7 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(1)  # what a decode task runs with (extract.ray_runner._decode_task)
+    torch.set_num_threads(1)  # what a decode task runs with (extract.vision.ray_backend._decode_task)
     recipe = {"paper": paper_recipe, "tiny": tiny_recipe, "rgb": rgb_recipe}[args.recipe]()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.video

@@ -97,8 +97,8 @@ def steady_rate(cfg, tiny: Path, dataset, workers: int) -> tuple[int, float]:
 
     import ray
 
-    from extract.ray_text import RayPool
-    from extract.text_jobs import InProcess, LazyTextModels, chunks
+    from extract.text.ray_backend import RayPool
+    from extract.text.jobs import InProcess, LazyTextModels, chunks
     from pipeline.embed_stage import RESUME_CHUNK_BATCHES, _Models, text_models
 
     texts = list(dict.fromkeys(s.text for s in dataset.samples["train"]))

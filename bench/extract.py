@@ -11,7 +11,7 @@ Pipeline: `run_extraction` through Ray (decode tasks, model actor, shard writes)
 "workers ready" to "last shard written" (Ray start and model loading are printed apart), each
 run on a Ray started for it.
 The pipeline runs twice by default, one after the other: "before", decoding as it ran before
-`extract.ray_runner.DecodeTuning` (every frame decoded, then all prepared; decode tasks at the
+`extract.vision.ray_backend.DecodeTuning` (every frame decoded, then all prepared; decode tasks at the
 workers' priority; decode workers started on the first video), and "after", the default
 (frames prepared in chunks on threads as they are decoded, decode tasks at idle priority
 filling every cycle the model leaves, decode workers warmed while the model loads). Both
@@ -41,12 +41,13 @@ import torch  # noqa: E402
 from cache.store import Cache  # noqa: E402
 from extract.datasets import open_dataset  # noqa: E402
 from extract.datasets.toy import make_toy  # noqa: E402
-from extract.preprocess import resolve_squash  # noqa: E402
-from extract.models import FeatureExtractor  # noqa: E402
+from extract.vision.preprocess import resolve_squash  # noqa: E402
+from extract.vision.streams import FeatureExtractor  # noqa: E402
 from decode import OtherLoad  # noqa: E402  (bench/decode.py)
-from extract import ray_runner  # noqa: E402
+from extract.vision import ray_backend as ray_runner  # noqa: E402
+from extract.vision.backend import pick_backend  # noqa: E402
 from extract.ray_session import ray_session  # noqa: E402
-from extract.runner import ShardComputer, decode_video, object_store_bytes, plan_shards, run_extraction  # noqa: E402
+from extract.vision.runner import ShardComputer, decode_video, object_store_bytes, plan_shards, run_extraction  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int,
     t0 = time.perf_counter()
     try:
         with cache.begin("features", f"bench-{workers}-{decode}", {}) as pending:
-            result = run_extraction(cfg, samples, pending, random_init=random_init)
+            result = run_extraction(cfg, samples, pending, pick_backend(cfg), random_init=random_init)
             seconds = time.perf_counter() - t0
             others = load.cores()
             reader = FeatureReader(pending.dir)

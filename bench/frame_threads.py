@@ -1,4 +1,4 @@
-"""Why extract.video decodes with slice threads only: FFmpeg's frame threading can deadlock
+"""Why extract.vision.decode decodes with slice threads only: FFmpeg's frame threading can deadlock
 when decoding stops before the end of a file with torchvision loaded (PyAV #1849; timm loads
 it), which every early-ending window does.
 

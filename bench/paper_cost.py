@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from extract.models import FeatureExtractor  # noqa: E402
+from extract.vision.streams import FeatureExtractor  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 
 

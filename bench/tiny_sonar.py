@@ -20,7 +20,7 @@ def evaluate(tiny_dir: Path, held: dict[str, list[str]], *, beam_size: int = 1) 
     import torch.nn.functional as F
 
     from cache.sonar_models import load_sonar_decoder, load_sonar_encoder, load_sonar_tokenizer
-    from extract.nllb import SonarTranslator
+    from extract.text.nllb import SonarTranslator
 
     tok = load_sonar_tokenizer("tiny", tiny_dir)
     tr = SonarTranslator(load_sonar_encoder("tiny", tiny_dir), load_sonar_decoder("tiny", tiny_dir), tok,
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
-    from extract.tiny_sonar import toy_parallel_corpus, train_tiny_sonar
+    from extract.text.tiny_sonar import toy_parallel_corpus, train_tiny_sonar
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=400)

@@ -6,7 +6,7 @@ the loader's throughput vs what the trainer consumes. Both ratios measured in on
 
 1. Epoch time: the same batches (same seed, same order) through the same training step,
    once reading features from the Zarr cache, once decoding the videos and running the
-   tiny ViT + VideoMAE on the fly (`extract.models.FeatureExtractor`, what a pipeline
+   tiny ViT + VideoMAE on the fly (`extract.vision.streams.FeatureExtractor`, what a pipeline
    without a cache does every epoch). Goal: cached >= 20x faster.
 2. Loader: batches/s of the cache loader alone (prefetch threads, collate, token ids)
    vs training steps/s. Goal: loader >= 10x the consumption, so training never waits.
@@ -33,7 +33,7 @@ class OnTheFlyFeatures:
     """The FeatureReader interface, computing each video's features from its frames every time."""
 
     def __init__(self, samples, extract_cfg, ids: list[str]):
-        from extract.models import FeatureExtractor
+        from extract.vision.streams import FeatureExtractor
 
         self.samples = {s.id: s for s in samples}
         self.cfg = extract_cfg
@@ -42,7 +42,7 @@ class OnTheFlyFeatures:
         self.spatial_dim, self.motion_dim = self.fx.spatial_dim, self.fx.motion_dim
 
     def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
-        from extract.video import read_frames
+        from extract.vision.decode import read_frames
 
         frames = read_frames(self.samples[video_id].frames, fps=self.cfg.fps)
         return self.fx.spatial(frames).astype(np.float16), self.fx.motion(frames).astype(np.float16)

@@ -3,7 +3,7 @@
 Layout of a features entry (`{entry}/features.zarr`, readable with plain `zarr`)::
 
     zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models,
-                                  streams (extract.models.stream_layout: each encoder's columns)
+                                  streams (extract.vision.streams.stream_layout: each encoder's columns)
     shards/{k:05d}/zarr.json      one shard = the videos sorted_ids[k*shard_videos:(k+1)*shard_videos];
                                   attrs: ids, spatial_offsets, motion_offsets (prefix sums), failures
                                   ([id, reason, fix] of its skipped videos), fingerprint (sha256 of its
@@ -54,7 +54,8 @@ import numpy as np
 
 from cache.errors import CacheError
 from cache.keys import sha256_file
-from cache.store import CorruptEntryError, check_files, fsync_path, read_manifest
+from cache.files import fsync_path
+from cache.store import CorruptEntryError, check_files, read_manifest
 
 STORE = "features.zarr"
 FORMAT = "slt-pipe.features/2"
@@ -102,7 +103,7 @@ class ShardData:
     failures: list[tuple[str, ...]]
     """(video id, reason, fix) of the shard's videos that were skipped."""
     fingerprint: str = ""
-    """sha256 of the shard's samples' identities (`extract.runner.ShardPlan.fingerprint`)."""
+    """sha256 of the shard's samples' identities (`extract.vision.runner.ShardPlan.fingerprint`)."""
 
 
 class FeatureStoreWriter:

@@ -2,7 +2,7 @@
 
 Two kinds of spec:
 
-* ``"tiny"``: a tiny SONAR trained by `extract.tiny_sonar.train_tiny_sonar`, read from a
+* ``"tiny"``: a tiny SONAR trained by `extract.text.tiny_sonar.train_tiny_sonar`, read from a
   cache entry directory `tiny_dir` holding ``encoder.pt`` / ``decoder.pt`` (fairseq2 state
   dicts), ``config.json`` (``{"encoder": SonarTextEncoderConfig fields, "decoder":
   SonarTextDecoderConfig fields, "langs": [...], "default_lang": ...}``) and
@@ -89,7 +89,7 @@ def _tiny_config(tiny_dir: Path | None) -> dict[str, Any]:
     if tiny_dir is None:
         raise WeightsError(
             "spec 'tiny' needs the tiny-SONAR cache entry directory, but none was given",
-            fix="build it first (extract.tiny_sonar.train_tiny_sonar) and pass its directory",
+            fix="build it first (extract.text.tiny_sonar.train_tiny_sonar) and pass its directory",
         )
     tiny_dir = Path(tiny_dir)
     for name in TINY_FILES:
@@ -97,7 +97,7 @@ def _tiny_config(tiny_dir: Path | None) -> dict[str, Any]:
             raise WeightsError(
                 f"tiny SONAR file {name} is missing",
                 path=tiny_dir / name,
-                fix="rebuild the tiny SONAR entry (extract.tiny_sonar.train_tiny_sonar) or delete the entry",
+                fix="rebuild the tiny SONAR entry (extract.text.tiny_sonar.train_tiny_sonar) or delete the entry",
             )
     try:
         return json.loads((tiny_dir / "config.json").read_text())

@@ -6,9 +6,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from extract.encoders.clip import ClipSettings
-from extract.encoders.dinov2 import Dinov2Settings
-from extract.encoders.videomae import VideoMAESettings
+
+@dataclass
+class ClipSettings:
+    """Settings of the `clip` encoder (extract.clip.*)."""
+
+    model: str = "openai/clip-vit-large-patch14"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset (paper: CLIP ViT-L/14, run as transformers' CLIPVisionModel; timm/vit_large_patch14_clip_224.openai is tried too)."""
+    weights: str | None = None
+    """CLIP weights in any format users hold: a transformers snapshot folder (CLIPModel or CLIPVisionModel), a timm repo folder, open_clip_pytorch_model.bin / open_clip_model.safetensors, or OpenAI's ViT-L-14.pt. Detected from the tensors' names; must fill every parameter of `arch`."""
+    arch: str = "ViT-L/14"
+    """Architecture the weights must fill: ViT-L/14 (paper), ViT-B/16, or 'snapshot' (the transformers snapshot's own config.json; for other CLIP sizes and rehearsals)."""
+
+
+@dataclass
+class VideoMAESettings:
+    """Settings of the `videomae` encoder (extract.videomae.*)."""
+
+    model: str = "MCG-NJU/videomae-large"
+    """Hugging Face repo id of a VideoMAE snapshot in the local HF cache (paper: VideoMAE-L), used when `weights` is unset."""
+    weights: str | None = None
+    """Local VideoMAE snapshot folder (VideoMAEForPreTraining, VideoMAEModel or a classifier); None reads the Hugging Face cache."""
+    arch: str = "VideoMAE-L"
+    """Architecture the weights must fill: VideoMAE-L (paper), VideoMAE-B, or 'snapshot' (its config.json)."""
+
+
+@dataclass
+class Dinov2Settings:
+    """Settings of the `dinov2` encoder (extract.dinov2.*)."""
+
+    model: str = "facebook/dinov2-large"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset."""
+    weights: str | None = None
+    """A transformers snapshot folder (Dinov2Model or Dinov2ForImageClassification) or the torch hub checkpoint (dinov2_vitl14_pretrain.pth); must fill every parameter of `arch`."""
+    arch: str = "ViT-L/14"
+    """Architecture the weights must fill: ViT-L/14 (dinov2-large), ViT-B/14, or 'snapshot' (the snapshot's config.json)."""
+
 
 @dataclass
 class DatasetConfig:
@@ -29,7 +62,7 @@ class DatasetConfig:
 @dataclass
 class ExtractConfig:
     streams: list[str] = field(default_factory=lambda: ["clip", "videomae"])
-    """Feature encoders, by name (extract/encoders/): frame encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; clip encoders (videomae, tiny-videomae) run per clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
+    """Feature encoders, by name (extract/vision/encoders/): frame encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; clip encoders (videomae, tiny-videomae) run per clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
     clip: ClipSettings = field(default_factory=ClipSettings)
     """Weights of the clip encoder (CLIP ViT-L/14): extract.clip.model / weights / arch."""
     videomae: VideoMAESettings = field(default_factory=VideoMAESettings)

@@ -259,7 +259,7 @@ def expand_seeds(trials: list[Trial], seeds: int) -> list[Trial]:
 
 
 def eval_langs(trials: list[Trial], opts: GridOptions) -> list[str]:
-    from extract.languages import resolve_langs
+    from extract.text.languages import resolve_langs
 
     if opts.langs:
         return resolve_langs(",".join(opts.langs))

@@ -167,7 +167,7 @@ def init(
     really switches every model (`config show --explain` says where each value comes from).
     """
     from extract.datasets import READERS
-    from extract.languages import resolve_langs
+    from extract.text.languages import resolve_langs
     from pipeline.config import PROJECT_FILE, PROFILES, build_config, parse_override
     from pipeline.project import PROJECT_HEADER
 

@@ -3,7 +3,7 @@
 Each check is a function of the effective `Config` that returns `Row`s (check, status, detail,
 fix, and the full facts for `--json`); `run_checks` runs them all in table order. Nothing
 heavy happens: no model is built (architectures are compared on the meta device), no tensor
-is read beyond safetensors headers (the encoders' `check` in extract/encoders/), the toy
+is read beyond safetensors headers (the encoders' `check` in extract/vision/encoders/), the toy
 corpus is not generated, no Ray is started or joined (a TCP connect to the address at most),
 and no SONAR or NLLB weights are loaded (their files are looked for where the loaders would
 look). Statuses: ok, warn (works, but read the detail), FAIL (a blocker: the stage that needs
@@ -87,7 +87,7 @@ def _arch_text(arch: str, config: Any) -> str:
 def _weights_row(name: str, cls: Any, cfg: Config, ctx: Context) -> Row:
     """One paper stream's row: constructing the encoder finds, checks and describes its weights."""
     from cache.errors import WeightsError
-    from extract.weights import files_identity, weight_files
+    from extract.vision.weights import files_identity, weight_files
 
     try:
         enc = cls(cfg.extract)
@@ -110,7 +110,7 @@ def _weights_row(name: str, cls: Any, cfg: Config, ctx: Context) -> Row:
 def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
     """A row per stream of extract.streams: the tiny family needs no files; a paper encoder's weights
     are found and checked to fill its architecture."""
-    from extract.models import stream_classes
+    from extract.vision.streams import stream_classes
 
     try:
         classes = stream_classes(cfg.extract)
@@ -240,7 +240,7 @@ NLLB_TOKENIZER = ("sentencepiece.bpe.model", "tokenizer.json")
 
 def check_nllb(cfg: Config, ctx: Context) -> list[Row]:
     from cache.errors import WeightsError
-    from extract.weights import weight_files
+    from extract.vision.weights import weight_files
 
     name = "NLLB translator"
     model = cfg.embed.nllb_model
@@ -331,7 +331,7 @@ def _frame_counts(samples: Sequence[Any], fps: float | None) -> tuple[list[int],
     """Frames per sample: exact for frame folders; mp4s are probed (headers only), a sample of
     them when there are many, and the mean is used for the rest (returns estimated=True)."""
     from extract.datasets.base import PngFolder
-    from extract.video import count_frames
+    from extract.vision.decode import count_frames
 
     counts: list[int | None] = [len(s.frames.files) if isinstance(s.frames, PngFolder) else None for s in samples]
     videos = [i for i, c in enumerate(counts) if c is None]
@@ -448,8 +448,8 @@ def check_dataset(cfg: Config, ctx: Context) -> list[Row]:
 
 def _phoenix_256_row(cfg: Config, root: Path, folders: dict[str, str]) -> Row:
     from extract.datasets.phoenix import FRAMES_256
-    from extract.models import is_tiny
-    from extract.preprocess import resolve_squash
+    from extract.vision.streams import is_tiny
+    from extract.vision.preprocess import resolve_squash
 
     with256 = [s for s, f in folders.items() if f.startswith(str(FRAMES_256))]
     without = [s for s in folders if s not in with256]
@@ -472,7 +472,7 @@ def _phoenix_256_row(cfg: Config, root: Path, folders: dict[str, str]) -> Row:
 
 
 def motion_clips(frames: int, clip_len: int = 16, stride: int = 8) -> int:
-    """Clips per video (as extract.models.clip_index): floor((T - L) / S) + 1, at least 1."""
+    """Clips per video (as extract.vision.streams.clip_index): floor((T - L) / S) + 1, at least 1."""
     if frames <= 0:
         return 0
     return 1 if frames < clip_len else (frames - clip_len) // stride + 1
@@ -499,7 +499,7 @@ def check_disk(cfg: Config, ctx: Context) -> list[Row]:
     free = shutil.disk_usage(probe).free
     data: dict[str, Any] = {"cache_dir": str(cache_dir), "measured_at": str(probe), "free_bytes": free}
     if ctx.weights_problem is None:
-        from extract.models import feature_dims
+        from extract.vision.streams import feature_dims
 
         dims = feature_dims(cfg.extract)  # the weight rows resolved every stream already (memoised)
     else:
@@ -603,7 +603,7 @@ def check_ray(cfg: Config, ctx: Context) -> list[Row]:
 def check_device(cfg: Config, ctx: Context) -> list[Row]:
     import torch
 
-    from extract.models import is_tiny
+    from extract.vision.streams import is_tiny
 
     cpus = os.cpu_count() or 1
     data: dict[str, Any] = {"torch": torch.__version__, "cpus": cpus, "cuda": torch.cuda.is_available()}

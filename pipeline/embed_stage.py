@@ -3,7 +3,7 @@
 Cache entries (kind/key under the cache root), each published atomically (cache.store):
 
     tiny-sonar/{key}/    tiny profile only: the SONAR of the toy world (encoder.pt, decoder.pt,
-                         config.json, tokenizer.model; extract.tiny_sonar), trained on the
+                         config.json, tokenizer.model; extract.text.tiny_sonar), trained on the
                          dataset's train-split parallel references. Key: those texts + settings.
     tiny-nllb/{key}/     nllb_model 'tiny' only: a tiny M2M100 + NLLB tokenizer in HF format.
     translations/{key}/  translations.json: one split translated into one language. Key: the
@@ -18,14 +18,14 @@ loads no model, and no training setting is in any key.
 Two refusals keep bad targets out of the cache: a language the translator cannot write at
 all (a tiny translator outside its corpus' languages, an NLLB tokenizer without the code) is
 refused before any model is trained or loaded, and machine translations that fail the quality
-gates (extract.translation_gates: empty, wrong script, repetitive, length outliers; thresholds
+gates (extract.text.gates: empty, wrong script, repetitive, length outliers; thresholds
 `embed.gate_*`) are refused before they are embedded. Either is a failure of the run, the other
 languages still complete, and `embed.allow_poor_translations` publishes the second kind anyway.
 Every targets manifest records the gate's figures and thresholds (`quality_gate`). Work in progress survives a crash
 in the entries' `.partial` directories at fixed batch boundaries (chunks of
 `RESUME_CHUNK_BATCHES` batches, translated or embedded), so a killed run resumes where it
 stopped and ends with the same bytes as an uninterrupted one. The chunks run in this process
-or on Ray workers (`embed.workers`, `embed.ray_address`; extract.text_jobs, extract.ray_text),
+or on Ray workers (`embed.workers`, `embed.ray_address`; extract.text.jobs, extract.text.ray_backend),
 with the same bytes either way; this module only orchestrates.
 """
 
@@ -50,9 +50,9 @@ from cache.errors import CacheError, SltPipeError, WeightsError
 from cache.keys import make_key
 from cache.store import MANIFEST, Cache, Entry, PendingEntry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
-from extract.embed_targets import REFERENCE, source_label
-from extract.text_jobs import InProcess, LazyTextModels, TextModelSpec, chunks
-from extract.translation_gates import GateThresholds, score_translations
+from extract.text.embed import REFERENCE, source_label
+from extract.text.jobs import InProcess, LazyTextModels, TextModelSpec, chunks
+from extract.text.gates import GateThresholds, score_translations
 from pipeline.commands import suggest
 from pipeline.config import Config
 from pipeline.dataset import open_dataset
@@ -67,7 +67,7 @@ RESUME_CHUNK_BATCHES = 8
 MAX_LEN = 128
 """Longest generated translation in tokens (part of the translator identity)."""
 TINY_SETTINGS = {"dim": 128, "layers": 2, "batch_size": 32, "lr": 2e-3}
-"""Tiny-SONAR architecture and optimiser (extract.tiny_sonar defaults), part of its key."""
+"""Tiny-SONAR architecture and optimiser (extract.text.tiny_sonar defaults), part of its key."""
 
 
 @dataclass
@@ -118,7 +118,7 @@ class TextModels:
 
 
 def target_langs(cfg: Config) -> list[str]:
-    from extract.languages import resolve_langs
+    from extract.text.languages import resolve_langs
 
     return resolve_langs(cfg.embed.langs)
 
@@ -135,7 +135,7 @@ def text_models(cfg: Config, dataset: Any, tiny_sonar: Path | None) -> TextModel
     else:
         translator = {"kind": "nllb", "model": e.nllb_model, "num_beams": e.beam_size, "max_new_tokens": MAX_LEN}
         if e.nllb_model != "tiny":
-            from extract.nllb import nllb_identity
+            from extract.text.nllb import nllb_identity
 
             translator["model"] = nllb_identity(e.nllb_model)  # the snapshot's file hashes, not just its path
         else:
@@ -180,8 +180,8 @@ def translations_key(dataset: Any, split: str, lang: str, models: TextModels) ->
 def tiny_corpus(cfg: Config, dataset: Any) -> dict[str, list[str]]:
     """The tiny models' training text: distinct train-split references, parallel over every
     language the dataset has for all of them (toy: deu, eng, fra). Never dev or test text."""
-    from extract.languages import FLORES200
-    from extract.tiny_sonar import parallel_references
+    from extract.text.languages import FLORES200
+    from extract.text.tiny_sonar import parallel_references
 
     if "train" not in dataset.samples:
         dataset = open_dataset(dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, splits=["train"])))
@@ -201,7 +201,7 @@ def tiny_corpus(cfg: Config, dataset: Any) -> dict[str, list[str]]:
 
 
 def tiny_sonar_key_inputs(cfg: Config, dataset: Any) -> tuple[str, dict[str, Any]]:
-    from extract.embed_targets import texts_sha256
+    from extract.text.embed import texts_sha256
 
     corpus = tiny_corpus(cfg, dataset)
     inputs = {"corpus": {lang: texts_sha256(t) for lang, t in corpus.items()}, "items": len(next(iter(corpus.values()))),
@@ -210,7 +210,7 @@ def tiny_sonar_key_inputs(cfg: Config, dataset: Any) -> tuple[str, dict[str, Any
 
 
 def tiny_nllb_key_inputs(cfg: Config, dataset: Any) -> tuple[str, dict[str, Any]]:
-    from extract.embed_targets import texts_sha256
+    from extract.text.embed import texts_sha256
 
     corpus = tiny_corpus(cfg, dataset)
     inputs = {"corpus": {lang: texts_sha256(t) for lang, t in corpus.items()},
@@ -294,7 +294,7 @@ def unwritable_langs(cfg: Config, dataset: Any, langs: list[str]) -> dict[str, S
 def _nllb_refusals(cfg: Config, src: str, langs: list[str]) -> dict[str, SltPipeError]:
     """Languages the NLLB snapshot's tokenizer has no token for, read from the tokenizer alone
     (WeightsError when it lacks the source language: then it can translate nothing)."""
-    from extract.nllb import nllb_missing_langs
+    from extract.text.nllb import nllb_missing_langs
 
     model = cfg.embed.nllb_model
     missing = nllb_missing_langs(model, [src, *langs])
@@ -393,7 +393,7 @@ def _note(console: Console):
 
 def ensure_tiny_sonar(cfg: Config, dataset: Any, console: Console) -> Path:
     """The tiny-SONAR entry of this corpus and settings, trained (about a minute on CPU) if absent."""
-    from extract.tiny_sonar import train_tiny_sonar
+    from extract.text.tiny_sonar import train_tiny_sonar
 
     cache = Cache(cfg.cache.dir)
     key, inputs = tiny_sonar_key_inputs(cfg, dataset)
@@ -413,7 +413,7 @@ def ensure_tiny_sonar(cfg: Config, dataset: Any, console: Console) -> Path:
 
 
 def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
-    from extract.nllb import make_tiny_nllb
+    from extract.text.nllb import make_tiny_nllb
 
     cache = Cache(cfg.cache.dir)
     key, inputs = tiny_nllb_key_inputs(cfg, dataset)
@@ -430,7 +430,7 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
 
 
 class _Models:
-    """The run's text models: one spec (extract.text_jobs), built once, and the executor that runs
+    """The run's text models: one spec (extract.text.jobs), built once, and the executor that runs
     jobs with it, in this process or on Ray workers (embed.workers / embed.ray_address). Nothing
     is loaded or started until a job needs it, so a cached run loads no model."""
 
@@ -462,7 +462,7 @@ class _Models:
         if self._executor is None:
             e = self.cfg.embed
             if e.workers or e.ray_address:
-                from extract.ray_text import RayPool
+                from extract.text.ray_backend import RayPool
 
                 spec = self.spec()
                 shared = {"cache": Path(self.cfg.cache.dir)}
@@ -509,7 +509,7 @@ def embed_targets(cfg: Config, console: Console) -> EmbedReport:
 
 
 def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -> EmbedReport:
-    from extract.embed_targets import CALLS
+    from extract.text.embed import CALLS
 
     calls0 = dict(CALLS)
     cache = Cache(cfg.cache.dir)
@@ -644,7 +644,7 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed:
 def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str, models: _Models,
                   console: Console, counts: dict[str, int]) -> list[str]:
     """One split's texts in `lang`, from the translations cache or translated chunk by chunk."""
-    from extract.embed_targets import load_translations, save_translations
+    from extract.text.embed import load_translations, save_translations
 
     src = dataset.source_lang
     texts = [s.text for s in dataset.samples[split]]
@@ -698,7 +698,7 @@ def _count(counts: dict[str, int], what: str, n: int) -> None:
 
 
 def _load_chunk(path: Path, texts: list[str]) -> list[str] | None:
-    from extract.embed_targets import load_translations
+    from extract.text.embed import load_translations
 
     if not path.exists():
         return None

@@ -46,13 +46,13 @@ class ExtractReport:
 
 def stage_config(cfg: Config, dataset_name: str) -> ExtractConfig:
     """The extract settings with `squash = "auto"` resolved for the dataset (what is keyed and run)."""
-    from extract.preprocess import resolve_squash
+    from extract.vision.preprocess import resolve_squash
 
     return dataclasses.replace(cfg.extract, squash=resolve_squash(cfg.extract.squash, dataset_name))
 
 
 def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, Any]]:
-    from extract.models import is_tiny, model_identity
+    from extract.vision.streams import is_tiny, model_identity
 
     e = stage_config(cfg, dataset.name)
     inputs = {
@@ -79,7 +79,7 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
             nonlocal ray_started
             if not ray_started:
                 from extract.ray_session import ray_session
-                from extract.runner import object_store_bytes
+                from extract.vision.runner import object_store_bytes
 
                 shared = {"dataset": dataset.root, "cache": cache.root}  # what workers on other nodes read and write
                 scope.enter_context(ray_session(ecfg.ray_address, object_store_bytes=object_store_bytes(ecfg),
@@ -100,16 +100,18 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
     got = cache.claim("features", key, inputs, note=lambda m: console.print(m, highlight=False))
     samples = dataset.samples[split]
     if isinstance(got, PendingEntry):
-        from extract.runner import run_extraction  # torch, Ray, Zarr: only when there is work
+        from extract.vision.backend import pick_backend
+        from extract.vision.runner import run_extraction  # torch, Ray, Zarr: only when there is work
 
         console.print(f"[bold]extract[/] {dataset.name}/{split}: {len(samples)} videos -> features/{key}")
         ecfg = stage_config(cfg, dataset.name)
         donors = repair_donors(cache, key, inputs, dataset.name, split)
         with got as pending:
             try:
-                result = run_extraction(ecfg, samples, pending, console=console,
+                backend = pick_backend(ecfg, start_ray=lambda: start_ray(ecfg))
+                result = run_extraction(ecfg, samples, pending, backend, console=console,
                                         digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
-                                        donors=[(e.key, e.dir) for e in donors], before_compute=lambda: start_ray(ecfg))
+                                        donors=[(e.key, e.dir) for e in donors])
             except SltPipeError:
                 # A user-fixable error (e.g. a Ray cluster that refuses us) before any shard was
                 # written leaves no entry behind; finished shards stay for the re-run to resume.

@@ -37,8 +37,8 @@ SpaMo's visual block at width 256 instead of 768 (its k=5 convolutions at 768 co
 def make_assets(toy_root: Path, assets: Path, cache: Path | None, console: Console, **embed: Any) -> Path:
     """Train (or find in the cache) the toy's tiny SONAR and NLLB, export every model in its real
     format under `assets`, and write `assets/rehearsal.toml`; returns that file."""
-    from extract.rehearsal_assets import describe, export_text_assets
-    from extract.vision_assets import export_tiny_vision
+    from extract.text.assets import describe, export_text_assets
+    from extract.vision.assets import export_tiny_vision
     from pipeline.dataset import open_dataset
     from pipeline.embed_stage import ensure_tiny_nllb, ensure_tiny_sonar
 

@@ -132,7 +132,7 @@ def left_out_note(stage: str, cov: Any, features_dir: Path) -> str | None:
 
 def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     """The trainer's inputs: cache entries only, checked (an error names the command that makes what is missing)."""
-    from extract.languages import resolve_langs
+    from extract.text.languages import resolve_langs
     from pipeline.embed_stage import sonar_decoder
     from train.model import TrainInputs
 
@@ -278,7 +278,7 @@ def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None
 
 
 def _chosen_langs(langs: str) -> list[str]:
-    from extract.languages import resolve_langs
+    from extract.text.languages import resolve_langs
 
     return resolve_langs(langs)
 
@@ -386,9 +386,9 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
     """
     import torch
 
-    from extract.languages import resolve_lang
-    from extract.models import FeatureExtractor
-    from extract.video import read_frames
+    from extract.text.languages import resolve_lang
+    from extract.vision.streams import FeatureExtractor
+    from extract.vision.decode import read_frames
     from train.model import build_models, load_trainable, resolve_device
 
     cfg, inputs = load_run(run)

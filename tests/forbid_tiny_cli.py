@@ -6,14 +6,14 @@ from __future__ import annotations
 import sys
 
 import cache.sonar_models
-import extract.encoders.tiny
-import extract.nllb
-import extract.tiny_sonar
+import extract.vision.encoders.tiny
+import extract.text.nllb
+import extract.text.tiny_sonar
 import pipeline.embed_stage
 
 FORBIDDEN = [
-    (extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"), (extract.encoders.tiny, "prepare_view"),
-    (extract.tiny_sonar, "train_tiny_sonar"), (extract.nllb, "make_tiny_nllb"), (cache.sonar_models, "_tiny_config"),
+    (extract.vision.encoders.tiny, "tiny_vit"), (extract.vision.encoders.tiny, "tiny_videomae"), (extract.vision.encoders.tiny, "prepare_view"),
+    (extract.text.tiny_sonar, "train_tiny_sonar"), (extract.text.nllb, "make_tiny_nllb"), (cache.sonar_models, "_tiny_config"),
     (pipeline.embed_stage, "ensure_tiny_sonar"), (pipeline.embed_stage, "ensure_tiny_nllb"),
     (pipeline.embed_stage, "require_tiny_sonar"),
 ]

@@ -1,8 +1,8 @@
-"""Where extraction's model workers go (extract.runner.plan_actors), from `ray.nodes()` rows, no Ray."""
+"""Where extraction's model workers go (extract.vision.runner.plan_actors), from `ray.nodes()` rows, no Ray."""
 
 from __future__ import annotations
 
-from extract.runner import plan_actors
+from extract.vision.runner import plan_actors
 
 
 def node(i: int, cpus: int, gpus: int = 0, alive: bool = True) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 from cache.features import FeatureReader, FeatureStoreWriter, ShardData
 from extract.datasets import open_dataset
 from extract.datasets.toy import make_toy
-from extract.runner import ShardComputer, ShardPlan, adopt_shards, decode_video, plan_shards
+from extract.vision.runner import ShardComputer, ShardPlan, adopt_shards, decode_video, plan_shards
 from pipeline.config import build_config
 from test_datasets import PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4, CSL, H2S_HEADER
 

@@ -16,7 +16,7 @@ from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile, open_dataset, validate_frames
 from extract.datasets.base import list_frame_files, natural_key
 from extract.datasets.toy import make_toy
-from extract.video import read_frames
+from extract.vision.decode import read_frames
 
 SPLITS = ["train", "dev", "test"]
 PHX = Path("PHOENIX-2014-T-release-v3/PHOENIX-2014-T")

@@ -3,7 +3,7 @@
 Each test video carries its frame number in its pixels (one black/white block per bit), so
 a test can tell exactly which frames `read_frames` picked; the expected picks are computed
 here by brute force from packet timestamps read separately with PyAV (and ffprobe where
-installed), not with extract.video's code.
+installed), not with extract.vision.decode's code.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import extract.video as video
+import extract.vision.decode as video
 from extract.datasets import VideoFile
-from extract.video import count_frames, read_frames
+from extract.vision.decode import count_frames, read_frames
 
 W, H, BITS = 64, 48, 8
 RATES = (None, 12, 25, 29.97)
@@ -288,7 +288,7 @@ class Watched:
 
 
 def watch(monkeypatch, late: float = 0.0) -> list[Watched]:
-    """Route extract.video's container opens through `Watched`; returns the containers opened."""
+    """Route extract.vision.decode's container opens through `Watched`; returns the containers opened."""
     opened: list[Watched] = []
     real_open = video._open_container
     monkeypatch.setattr(video, "_open_container", lambda p: opened.append(Watched(real_open(p), late)) or opened[-1])

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import extract.video as video
+import extract.vision.decode as video
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile
-from extract.preprocess import processor_crop
-from extract.runner import decode_video
-from extract.video import read_frames, read_prepared
+from extract.vision.preprocess import processor_crop
+from extract.vision.runner import decode_video
+from extract.vision.decode import read_frames, read_prepared
 
 W, H, N, FPS = 64, 48, 60, 24
 
@@ -214,9 +214,9 @@ def test_decode_video_both_ways(clip, tmp_path):
 
 
 def test_idle_priority_is_the_decode_threads_alone():
-    from extract.runner import idle_priority
+    from extract.vision.runner import idle_priority
 
-    ray_runner = pytest.importorskip("extract.ray_runner")
+    ray_runner = pytest.importorskip("extract.vision.ray_backend")
     if not hasattr(os, "sched_getscheduler"):
         pytest.skip("no sched_getscheduler on this OS")
     before = os.sched_getscheduler(0)

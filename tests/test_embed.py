@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from cache.errors import CacheError, SltPipeError, WeightsError
-from extract.languages import FLORES200, resolve_langs
+from extract.text.languages import FLORES200, resolve_langs
 
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def corpus():
-    from extract.tiny_sonar import toy_parallel_corpus
+    from extract.text.tiny_sonar import toy_parallel_corpus
 
     return toy_parallel_corpus(seed=0)
 
@@ -46,7 +46,7 @@ def held(toy_embedded):
 @pytest.fixture(scope="module")
 def sonar(tiny_dir):
     from cache.sonar_models import load_sonar_decoder, load_sonar_encoder, load_sonar_tokenizer
-    from extract.nllb import SonarTranslator
+    from extract.text.nllb import SonarTranslator
 
     tok = load_sonar_tokenizer("tiny", tiny_dir)
     return SonarTranslator(load_sonar_encoder("tiny", tiny_dir), load_sonar_decoder("tiny", tiny_dir), tok,
@@ -97,7 +97,7 @@ def test_targets_roundtrip_plain_h5py(tmp_path):
 
 # --------------------------------------------------------------------------- NLLB
 def test_tiny_nllb_code_path(tmp_path, corpus):
-    from extract.nllb import NllbTranslator, Translator, make_tiny_nllb
+    from extract.text.nllb import NllbTranslator, Translator, make_tiny_nllb
 
     d = make_tiny_nllb(tmp_path / "nllb", {k: v[:60] for k, v in corpus.items()}, seed=0)
     tr = NllbTranslator(str(d), "cpu", num_beams=1, max_new_tokens=8, batch_size=2)
@@ -112,7 +112,7 @@ def test_tiny_nllb_code_path(tmp_path, corpus):
 
 
 def test_nllb_missing_weights(tmp_path):
-    from extract.nllb import NllbTranslator
+    from extract.text.nllb import NllbTranslator
 
     with pytest.raises(WeightsError, match="not on disk"):
         NllbTranslator(str(tmp_path / "no-such-nllb"), "cpu")
@@ -195,7 +195,7 @@ def test_tiny_sonar_decodes_held_out(sonar, held):
 def test_translate_embed_and_saved_translations(tmp_path, sonar, tiny_dir, corpus):
     """Batches are model calls; the same source language is returned as is; saved translations
     load back only for the texts they were made from."""
-    from extract import embed_targets as et
+    from extract.text import embed as et
 
     enc = et.SonarEncoder.from_spec("tiny", tiny_dir)
     src = corpus["deu_Latn"][:3]
@@ -216,7 +216,7 @@ def test_tiny_sonar_deterministic_and_parallel_references(tmp_path, corpus):
     from types import SimpleNamespace
 
     from cache.sonar_models import sonar_identity
-    from extract.tiny_sonar import parallel_references, train_tiny_sonar
+    from extract.text.tiny_sonar import parallel_references, train_tiny_sonar
 
     samples = [SimpleNamespace(id=f"v{i}", text=corpus["deu_Latn"][i]) for i in range(30)]
     refs = {lang: {f"v{i}": corpus[lang][i] for i in range(30) if i != 7} for lang in corpus}

@@ -100,7 +100,7 @@ def test_first_run_builds_every_language(built):
 def test_true_references_first_the_toys_own_sentences_are_targets_and_references(built, monkeypatch):
     """With the default `embed.references = true`, the toy's eng/fra targets (and so the evaluation
     references, read from them) are the toy's own sentences; nothing is translated."""
-    import extract.embed_targets as et
+    import extract.text.embed as et
     from cache.targets import TargetReader
     from pipeline.embed_stage import embed_targets
 
@@ -119,8 +119,8 @@ def test_true_references_first_the_toys_own_sentences_are_targets_and_references
 
 def test_unchanged_rerun_loads_no_model(built, monkeypatch):
     import cache.sonar_models as sm
-    import extract.embed_targets as et
-    import extract.nllb as nl
+    import extract.text.embed as et
+    import extract.text.nllb as nl
     from pipeline.embed_stage import embed_targets
 
     def boom(*a, **k):
@@ -232,7 +232,7 @@ def test_tiny_sonar_is_language_agnostic_and_decodes_held_out(built):
 
     from cache.sonar_models import load_sonar_decoder, load_sonar_encoder, load_sonar_tokenizer
     from cache.targets import TargetReader
-    from extract.nllb import SonarTranslator
+    from extract.text.nllb import SonarTranslator
     from pipeline.embed_stage import require_targets, sonar_decoder
 
     cfg, _, ds = built
@@ -341,7 +341,7 @@ def test_unknown_language_and_mismatched_tiny_pair(built):
 
 
 def test_a_failing_language_is_reported_and_the_others_finish(built, monkeypatch):
-    import extract.embed_targets as et
+    import extract.text.embed as et
     from pipeline.embed_stage import embed_targets
 
     cfg, _, _ = built
@@ -378,7 +378,7 @@ def _cache_with_tiny_sonar_of(built, path: Path) -> Path:
 
 def _garbage_for(lang: str, output: str, monkeypatch) -> None:
     """Make the translator write `output` for every sentence in `lang` (a translator that lacks it)."""
-    import extract.embed_targets as et
+    import extract.text.embed as et
 
     real = et.translate_texts
     monkeypatch.setattr(et, "translate_texts", lambda texts, src, tgt, *a, **k: (
@@ -423,9 +423,9 @@ def test_translations_failing_the_quality_gates_are_refused_and_the_others_publi
 
 
 def test_an_nllb_without_the_language_token_is_refused_before_any_model_load(built, tmp_path, monkeypatch):
-    """A snapshot's tokenizer is asked first (extract.nllb.nllb_missing_langs, tested in test_text_assets);
+    """A snapshot's tokenizer is asked first (extract.text.nllb.nllb_missing_langs, tested in test_text_assets);
     a language it lacks is refused before NLLB or SONAR is loaded, the others are served."""
-    import extract.nllb as nl
+    import extract.text.nllb as nl
     from pipeline.embed_stage import embed_targets
 
     def boom(*a, **k):

@@ -17,10 +17,11 @@ import torch
 
 from cache.errors import SltPipeError, WeightsError
 from extract.config import ExtractConfig
-from extract.encoders import ENCODERS, ClipEncoder, FrameEncoder
-from extract.encoders import dinov2 as dino
-from extract.models import FeatureExtractor, feature_dims, stream_layout
-from extract.vision_assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
+from extract.vision.encoders import ENCODERS, MotionEncoder, SpatialEncoder
+from extract.vision.encoders import dinov2 as dino
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.streams import FeatureExtractor, feature_dims, stream_layout
+from extract.vision.assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
 
 TINY_DINO = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4, patch_size=14,
                  image_size=70, layer_norm_eps=1e-6, layerscale_value=1.0, qkv_bias=True, use_swiglu_ffn=False)
@@ -45,7 +46,7 @@ def dinov2_snapshot(out: Path, *, classifier: bool = False) -> Path:
     model = _randomise(Dinov2ForImageClassification(config) if classifier else Dinov2Model(config), seed=4)
     model.save_pretrained(out)
     BitImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, resample=3,
-                      image_mean=list(dino.IMAGENET_MEAN), image_std=list(dino.IMAGENET_STD)).save_pretrained(out)
+                      image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)).save_pretrained(out)
     return out
 
 
@@ -77,7 +78,7 @@ def test_every_encoder_is_registered_with_a_kind_and_its_settings_are_one_config
     assert {"clip", "videomae", "dinov2", "tiny-vit", "tiny-videomae"} <= set(ENCODERS)
     fields = {f.name: f for f in dataclasses.fields(ExtractConfig)}
     for name, cls in ENCODERS.items():
-        assert issubclass(cls, (FrameEncoder, ClipEncoder)) and cls.kind in ("frame", "clip") and cls.title
+        assert issubclass(cls, (SpatialEncoder, MotionEncoder)) and cls.kind in ("frame", "clip") and cls.title
         if cls.family == "paper":  # weights come from its own section: extract.<name>.model / weights / arch
             settings = fields[name].default_factory()
             assert {"model", "weights", "arch"} <= {f.name for f in dataclasses.fields(settings)}, name

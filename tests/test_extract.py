@@ -21,7 +21,7 @@ from cache.features import STORE, FeatureReader
 from cache.store import Cache
 from extract.datasets import PngFolder, Sample, open_dataset
 from extract.datasets.toy import make_toy
-from extract.video import read_frames
+from extract.vision.decode import read_frames
 from pipeline.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,9 +114,9 @@ def test_workers_0_extracts_in_process_the_bytes_of_the_ray_run(toy, clean, tmp_
     assert [f[0] for f in manifest["failures"]] == [bad] and manifest["compute"]["workers"] == 0
     with pytest.raises(SltPipeError, match="runs in this process"):
         from extract.config import ExtractConfig
-        from extract.runner import run_extraction
+        from extract.vision.backend import pick_backend
 
-        run_extraction(ExtractConfig(workers=0, ray_address="auto"), [], None)
+        pick_backend(ExtractConfig(workers=0, ray_address="auto"))
 
 
 def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
@@ -226,7 +226,7 @@ def test_plain_zarr_reads_the_same_features(clean, tmp_path):
 
 def test_in_process_extractor_matches_the_store(toy, clean):
     """`slt-pipe translate --video` computes features with FeatureExtractor: they must match the cache's."""
-    from extract.models import FeatureExtractor
+    from extract.vision.streams import FeatureExtractor
 
     cfg = build_config({"profile": "tiny"}).extract
     reader = FeatureReader(only_entry(clean[0]))
@@ -240,7 +240,7 @@ def test_in_process_extractor_matches_the_store(toy, clean):
 
 
 def test_tiny_vit_features_carry_colour_and_position():
-    from extract.models import FeatureExtractor
+    from extract.vision.streams import FeatureExtractor
 
     fx = FeatureExtractor(build_config({"profile": "tiny"}).extract, "cpu")
     rng = np.random.default_rng(0)
@@ -273,7 +273,8 @@ def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
 
 
 def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
-    from extract.runner import run_extraction
+    from extract.vision.backend import pick_backend
+    from extract.vision.runner import run_extraction
 
     root = tmp_path / "toy"
     shutil.copytree(toy[0], root)
@@ -285,7 +286,7 @@ def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
     cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2}}).extract
     cache = Cache(tmp_path / "cache")
     with cache.begin("features", "k", {}) as pending:
-        result = run_extraction(cfg, samples + [empty], pending)
+        result = run_extraction(cfg, samples + [empty], pending, pick_backend(cfg))
         entry = pending.publish(items=result.done, failures=[list(f) for f in result.skipped])
     reasons = {f[0]: f[1] for f in result.skipped}
     assert all(len(f) == 3 and f[2] for f in result.skipped)  # each with its fix
@@ -370,7 +371,7 @@ def test_csl_daily_jpeg_frames(local_ray, tmp_path):
 
 def test_missing_real_weights_is_a_clear_error(tmp_path, monkeypatch):
     from cache.errors import WeightsError
-    from extract.models import model_identity
+    from extract.vision.streams import model_identity
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

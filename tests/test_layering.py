@@ -41,7 +41,7 @@ def test_package_imports_only_what_it_may(package):
     assert not bad, f"{package} may import only {sorted(ALLOWED[package])}: {bad}"
 
 
-RAY_ADAPTER = {"ray_session.py", "ray_runner.py", "ray_text.py"}
+RAY_ADAPTER = {"ray_session.py", "vision/ray_backend.py", "text/ray_backend.py"}
 """The only modules under extract/ that may import Ray: the rest is a Ray-free core."""
 
 
@@ -56,7 +56,7 @@ def test_the_core_imports_without_ray():
     import subprocess
     import sys
 
-    code = ("import sys; import extract.runner, extract.text_jobs, extract.datasets, extract.video, extract.models;"
+    code = ("import sys; import extract.vision.runner, extract.text.jobs, extract.datasets, extract.vision.decode, extract.vision.streams;"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -100,7 +100,7 @@ def test_every_configurable_translator_is_registered():
     import typing
 
     from extract.config import EmbedConfig
-    from extract.text_jobs import TRANSLATORS
+    from extract.text.jobs import TRANSLATORS
 
     (field,) = [f for f in dataclasses.fields(EmbedConfig) if f.name == "translator"]
     hint = typing.get_type_hints(EmbedConfig)["translator"]

@@ -157,9 +157,9 @@ def test_weight_files_are_hashed_once_per_machine_and_again_when_they_change(tmp
 
 
 def test_weights_are_resolved_once_per_config_until_a_file_changes(tmp_path, monkeypatch):
-    import extract.encoders.base as base
+    import extract.vision.encoders.base as base
     from extract.config import ExtractConfig
-    from extract.encoders.clip import ClipVit, ClipWeights
+    from extract.vision.encoders.clip import ClipVit, ClipWeights
 
     clip = tmp_path / "clip.safetensors"
     clip.write_bytes(b"c")
@@ -196,22 +196,22 @@ class _RefuseImports(importlib.abc.MetaPathFinder):
 
 def _forbid_calls() -> None:
     import cache.sonar_models
-    import extract.embed_targets
-    import extract.encoders.clip
-    import extract.encoders.tiny
-    import extract.encoders.videomae
-    import extract.models
-    import extract.nllb
-    import extract.tiny_sonar
-    import extract.video
+    import extract.text.embed
+    import extract.vision.encoders.clip
+    import extract.vision.encoders.tiny
+    import extract.vision.encoders.videomae
+    import extract.vision.streams
+    import extract.text.nllb
+    import extract.text.tiny_sonar
+    import extract.vision.decode
 
-    for module, name in [(extract.encoders.tiny, "tiny_vit"), (extract.encoders.tiny, "tiny_videomae"),
-                         (extract.models, "FeatureExtractor"), (extract.encoders.clip.ClipVit, "resolve"),
-                         (extract.encoders.videomae.VideoMAE, "resolve"),
-                         (extract.video, "read_frames"), (extract.tiny_sonar, "train_tiny_sonar"),
+    for module, name in [(extract.vision.encoders.tiny, "tiny_vit"), (extract.vision.encoders.tiny, "tiny_videomae"),
+                         (extract.vision.streams, "FeatureExtractor"), (extract.vision.encoders.clip.ClipVit, "resolve"),
+                         (extract.vision.encoders.videomae.VideoMAE, "resolve"),
+                         (extract.vision.decode, "read_frames"), (extract.text.tiny_sonar, "train_tiny_sonar"),
                          (cache.sonar_models, "load_sonar_encoder"), (cache.sonar_models, "load_sonar_decoder"),
-                         (cache.sonar_models, "load_sonar_tokenizer"), (extract.nllb, "NllbTranslator"),
-                         (extract.nllb, "make_tiny_nllb"), (extract.embed_targets, "SonarEncoder")]:
+                         (cache.sonar_models, "load_sonar_tokenizer"), (extract.text.nllb, "NllbTranslator"),
+                         (extract.text.nllb, "make_tiny_nllb"), (extract.text.embed, "SonarEncoder")]:
         def boom(*a, _what=f"{module.__name__}.{name}", **k):
             print(f"FORBIDDEN: a cached run called {_what}", file=sys.stderr)
             raise SystemExit(f"FORBIDDEN: {_what}")

@@ -84,7 +84,7 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
         raise AssertionError("train must only read caches")
 
     import cache.sonar_models as sm
-    import extract.models as em
+    import extract.vision.streams as em
 
     loads = sm.load_sonar_encoder
     monkeypatch.setattr(sm, "load_sonar_encoder", boom)
@@ -120,7 +120,7 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
     assert set(scores) == {"deu_Latn", "eng_Latn", "fra_Latn"}  # every language with targets
     truth = {lang: toy.references["test"].get(lang, {}) for lang in scores}
     truth["deu_Latn"] = {s.id: s.text for s in toy.samples["test"]}
-    from extract.embed_targets import SonarEncoder
+    from extract.text.embed import SonarEncoder
 
     sonar = SonarEncoder.from_spec("tiny", inputs.tiny_dir)
     for lang, s in scores.items():
@@ -306,7 +306,7 @@ def test_warmup_longer_than_the_run_is_clipped_and_said(cached, tmp_path):
 def test_ablation_reads_shared_caches_and_recomputes_nothing(cached, tmp_path):
     """Two seeds per variant; every trial is scored in every language (langs=deu zero-shot in eng and fra,
     here against the toy's own sentences); the summary has mean, std and the paired test's p."""
-    from extract import embed_targets as et
+    from extract.text import embed as et
     from pipeline import ablate_stage
 
     cache, root = cached

@@ -21,7 +21,7 @@ SENTENCES = ["morgen gibt es im norden regen", "heute liegen die temperaturen be
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def corpus():
-    from extract.tiny_sonar import toy_parallel_corpus
+    from extract.text.tiny_sonar import toy_parallel_corpus
 
     return {k: v[:120] for k, v in toy_parallel_corpus(seed=0).items()}
 
@@ -31,7 +31,7 @@ def tiny_sonar(tmp_path_factory, corpus):
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
-    from extract.tiny_sonar import train_tiny_sonar
+    from extract.text.tiny_sonar import train_tiny_sonar
 
     out = tmp_path_factory.mktemp("tiny_sonar")
     train_tiny_sonar(corpus, out, seed=0, steps=SONAR_STEPS)
@@ -40,14 +40,14 @@ def tiny_sonar(tmp_path_factory, corpus):
 
 @pytest.fixture(scope="session")
 def tiny_nllb(tmp_path_factory, corpus):
-    from extract.nllb import make_tiny_nllb
+    from extract.text.nllb import make_tiny_nllb
 
     return make_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb"), corpus, seed=0, train_steps=NLLB_STEPS)
 
 
 @pytest.fixture(scope="session")
 def sonar_assets(tmp_path_factory, tiny_sonar):
-    from extract.rehearsal_assets import export_sonar_assets
+    from extract.text.assets import export_sonar_assets
 
     return export_sonar_assets(tiny_sonar, tmp_path_factory.mktemp("assets") / "sonar")
 
@@ -56,7 +56,7 @@ def _export_variant(tiny_sonar: Path, out: Path, part: str, edit) -> tuple[Path,
     """A fresh export whose `part` checkpoint is replaced by edit(state dict); (cards dir, checkpoint)."""
     import torch
 
-    from extract.rehearsal_assets import DECODER_FILE, ENCODER_FILE, export_sonar_assets
+    from extract.text.assets import DECODER_FILE, ENCODER_FILE, export_sonar_assets
 
     cards = export_sonar_assets(tiny_sonar, out)
     ckpt = out / (ENCODER_FILE if part == "encoder" else DECODER_FILE)
@@ -75,7 +75,7 @@ def _load(part: str, name: str):
 def test_sonar_export_layout_and_card(sonar_assets):
     import yaml
 
-    from extract.rehearsal_assets import CARD_FILE, DECODER_CARD, ENCODER_CARD
+    from extract.text.assets import CARD_FILE, DECODER_CARD, ENCODER_CARD
 
     root = sonar_assets.parent
     assert sorted(p.name for p in root.iterdir()) == ["cards", "sentencepiece.model", "sonar_text_decoder.pt",
@@ -98,9 +98,9 @@ def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, mo
     import torch
 
     import cache.sonar_models as sm
-    from extract.embed_targets import SonarEncoder
-    from extract.nllb import SonarTranslator
-    from extract.rehearsal_assets import DECODER_CARD, ENCODER_CARD
+    from extract.text.embed import SonarEncoder
+    from extract.text.nllb import SonarTranslator
+    from extract.text.assets import DECODER_CARD, ENCODER_CARD
 
     ref_enc, ref_dec = sm.load_sonar_encoder("tiny", tiny_sonar), sm.load_sonar_decoder("tiny", tiny_sonar)
     ref_tok = sm.load_sonar_tokenizer("tiny", tiny_sonar)
@@ -134,7 +134,7 @@ def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, mo
 @pytest.mark.parametrize("part,key", [("encoder", "encoder.layers.1.ffn.inner_proj.weight"),
                                       ("decoder", "decoder.layers.0.encoder_decoder_attn.k_proj.bias")])
 def test_sonar_checkpoint_missing_one_tensor_is_refused(tiny_sonar, tmp_path, part, key):
-    from extract.rehearsal_assets import DECODER_CARD, ENCODER_CARD
+    from extract.text.assets import DECODER_CARD, ENCODER_CARD
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", part, lambda s: {k: v for k, v in s.items() if k != key})
     name = ENCODER_CARD if part == "encoder" else DECODER_CARD
@@ -148,7 +148,7 @@ def test_sonar_checkpoint_missing_one_tensor_is_refused(tiny_sonar, tmp_path, pa
 
 def test_sonar_checkpoint_with_fewer_layers_than_card_is_refused(tiny_sonar, tmp_path):
     """A 1-layer file behind a card that says 2 layers: missing keys are layer 1's."""
-    from extract.rehearsal_assets import ENCODER_CARD
+    from extract.text.assets import ENCODER_CARD
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", "encoder",
                                   lambda s: {k: v for k, v in s.items() if not k.startswith("encoder.layers.1.")})
@@ -161,7 +161,7 @@ def test_sonar_checkpoint_with_fewer_layers_than_card_is_refused(tiny_sonar, tmp
 
 def test_sonar_checkpoint_with_more_layers_than_card_is_refused(tiny_sonar, tmp_path):
     """The card says 1 layer, the file has 2: layer 1's tensors are unexpected."""
-    from extract.rehearsal_assets import CARD_FILE, DECODER_CARD
+    from extract.text.assets import CARD_FILE, DECODER_CARD
 
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", "decoder", lambda s: s)
     card = cards / CARD_FILE
@@ -178,7 +178,7 @@ def test_sonar_checkpoint_with_more_layers_than_card_is_refused(tiny_sonar, tmp_
 def test_sonar_checkpoint_with_other_shapes_or_no_embedding_is_refused(tiny_sonar, tmp_path):
     import torch
 
-    from extract.rehearsal_assets import ENCODER_CARD
+    from extract.text.assets import ENCODER_CARD
 
     def widen(s):
         s = dict(s)
@@ -203,7 +203,7 @@ def test_sonar_identity_hashes_the_checkpoint_behind_the_card(tiny_sonar, sonar_
     import cache.keys
     import cache.sonar_models as sm
     from cache.keys import sha256_file
-    from extract.rehearsal_assets import DECODER_CARD, ENCODER_CARD
+    from extract.text.assets import DECODER_CARD, ENCODER_CARD
 
     with user_asset_dir(sonar_assets):
         ident = sm.sonar_identity(ENCODER_CARD)
@@ -232,7 +232,7 @@ def test_sonar_identity_hashes_the_checkpoint_behind_the_card(tiny_sonar, sonar_
 
 def test_sonar_identity_of_a_missing_checkpoint_names_it(tiny_sonar, tmp_path):
     from cache.sonar_models import sonar_identity
-    from extract.rehearsal_assets import ENCODER_CARD, ENCODER_FILE, export_sonar_assets
+    from extract.text.assets import ENCODER_CARD, ENCODER_FILE, export_sonar_assets
 
     cards = export_sonar_assets(tiny_sonar, tmp_path / "a")
     (tmp_path / "a" / ENCODER_FILE).unlink()
@@ -245,8 +245,8 @@ def test_sonar_identity_of_a_missing_checkpoint_names_it(tiny_sonar, tmp_path):
 def test_nllb_snapshot_roundtrip(tiny_nllb, tmp_path):
     from safetensors import safe_open
 
-    from extract.nllb import NllbTranslator
-    from extract.rehearsal_assets import export_nllb_snapshot
+    from extract.text.nllb import NllbTranslator
+    from extract.text.assets import export_nllb_snapshot
 
     snap = export_nllb_snapshot(tiny_nllb, tmp_path / "nllb")
     names = {p.name for p in snap.iterdir()}
@@ -281,7 +281,7 @@ def _snapshot_variant(src: Path, dst: Path, edit_state=None, edit_config=None) -
 
 
 def test_nllb_partial_snapshots_are_refused(tiny_nllb, tmp_path):
-    from extract.nllb import NllbTranslator, load_nllb_model
+    from extract.text.nllb import NllbTranslator, load_nllb_model
 
     key = "model.encoder.layers.0.fc1.weight"
     one = _snapshot_variant(tiny_nllb, tmp_path / "one", edit_state=lambda s: {k: v for k, v in s.items() if k != key})
@@ -317,7 +317,7 @@ def test_nllb_partial_snapshots_are_refused(tiny_nllb, tmp_path):
 
 
 def test_nllb_unknown_language_is_refused_before_any_work(tiny_nllb, monkeypatch):
-    import extract.nllb as nllb
+    import extract.text.nllb as nllb
 
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the languages were checked")
@@ -329,7 +329,7 @@ def test_nllb_unknown_language_is_refused_before_any_work(tiny_nllb, monkeypatch
 
 
 def test_nllb_missing_langs_reads_the_tokenizer_only(tiny_nllb, tmp_path, monkeypatch):
-    import extract.nllb as nllb
+    import extract.text.nllb as nllb
 
     def no_model(*a, **k):
         raise AssertionError("the weights were read to check language codes")
@@ -341,7 +341,7 @@ def test_nllb_missing_langs_reads_the_tokenizer_only(tiny_nllb, tmp_path, monkey
 
 
 def test_tiny_nllb_reports_each_training_step(tmp_path, corpus):
-    from extract.nllb import make_tiny_nllb
+    from extract.text.nllb import make_tiny_nllb
 
     seen: list[tuple[int, float]] = []
     make_tiny_nllb(tmp_path / "nllb", {k: v[:20] for k, v in corpus.items()}, train_steps=3,
@@ -352,7 +352,7 @@ def test_tiny_nllb_reports_each_training_step(tmp_path, corpus):
 def test_nllb_tied_copies_are_the_only_allowed_absences(tiny_nllb):
     """transformers already drops tied keys from missing_keys when their source was read; the
     strict check must keep allowing them then, and refuse them when the source is absent too."""
-    from extract.nllb import _unexplained, load_nllb_model
+    from extract.text.nllb import _unexplained, load_nllb_model
 
     model = load_nllb_model(str(tiny_nllb))
     tied = ["lm_head.weight", "model.decoder.embed_tokens.weight"]
@@ -366,8 +366,8 @@ def test_nllb_tied_copies_are_the_only_allowed_absences(tiny_nllb):
 
 def test_nllb_identity_follows_the_files(tiny_nllb, tmp_path):
     from cache.keys import sha256_file
-    from extract.nllb import nllb_identity
-    from extract.rehearsal_assets import export_nllb_snapshot
+    from extract.text.nllb import nllb_identity
+    from extract.text.assets import export_nllb_snapshot
 
     snap = export_nllb_snapshot(tiny_nllb, tmp_path / "nllb")
     ident = nllb_identity(str(snap))

@@ -12,7 +12,7 @@ from cache.errors import DatasetError
 from extract.datasets import open_dataset
 from extract.datasets.toy import (GLOSSES, LOOKS, REGIONS, TEMPS, TIMES, WEATHER, ToyVideo, make_toy,
                                   plan_corpus, render_video, sentence)
-from extract.video import read_frames
+from extract.vision.decode import read_frames
 
 LANGS = ("deu_Latn", "eng_Latn", "fra_Latn")
 

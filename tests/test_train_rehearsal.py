@@ -3,7 +3,7 @@
 What is real: the paper preset (SpaMo's block with the paper feature widths 2048 / 1024 and
 inter_hidden 768, SpaMo's schedule, beam 5, lower-cased PHOENIX-2014T BLEU) and a SONAR
 text decoder in the format users hold, reached through a fairseq2 asset card in
-FAIRSEQ2_USER_ASSET_DIR (`extract.rehearsal_assets.export_sonar_assets`) and loaded by
+FAIRSEQ2_USER_ASSET_DIR (`extract.text.assets.export_sonar_assets`) and loaded by
 `cache.sonar_models` like `text_sonar_basic_decoder`. What is small: the decoder is the tiny
 SONAR architecture with random weights (no training: the rehearsal checks the path, not
 quality), and the features/targets are in-memory stand-ins of the cache readers.
@@ -48,8 +48,8 @@ def _threads():
 @pytest.fixture(scope="module")
 def sonar_card(tmp_path_factory):
     """(decoder card name, sentences per language, SONAR dim) with the card visible to fairseq2."""
-    from extract.rehearsal_assets import DECODER_CARD, export_sonar_assets
-    from extract.tiny_sonar import toy_parallel_corpus, train_tiny_sonar
+    from extract.text.assets import DECODER_CARD, export_sonar_assets
+    from extract.text.tiny_sonar import toy_parallel_corpus, train_tiny_sonar
 
     corpus = {k: v[:80] for k, v in toy_parallel_corpus(seed=0).items()}
     tiny = tmp_path_factory.mktemp("tiny_sonar")

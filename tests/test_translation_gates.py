@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from extract.translation_gates import GateThresholds, max_run, score_translations, script_share, tokens
+from extract.text.gates import GateThresholds, max_run, score_translations, script_share, tokens
 
 DEU = [
     "morgen gibt es im norden regen",

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile
-from extract.video import count_frames, read_frames
+from extract.vision.decode import count_frames, read_frames
 
 
 def level(i: int) -> int:

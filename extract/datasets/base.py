@@ -2,7 +2,7 @@
 
 Readers validate a release up front and return a `Dataset` of plain, frozen records, so
 the extraction stage never meets a half-checked sample deep inside a long job. Frames are
-not read here (see `extract.video.read_frames`); only their locations are recorded.
+not read here (see `extract.vision.decode.read_frames`); only their locations are recorded.
 
 A dataset's cache identity is `Dataset.fingerprint`: it hashes what determines the
 features (frame file names and sizes, or their bytes) and the annotation files, never

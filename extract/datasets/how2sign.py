@@ -22,7 +22,7 @@ Full video `{VIDEO_NAME}.mp4`, cut to [START_REALIGNED, END_REALIGNED) seconds:
 
 Clip and video names never collide (clips carry a `_N-` sentence suffix), so one index of
 all mp4s found in those folders serves both look-ups. Videos are 24 fps front RGB
-(1280x720); `extract.video.read_frames(fps=...)` resamples if asked.
+(1280x720); `extract.vision.decode.read_frames(fps=...)` resamples if asked.
 
 The public release does not match its own CSVs (see extract/datasets/base.py for the policy):
   * A row with neither its clip nor its full video (117 train, 2 val, 14 test rows of the

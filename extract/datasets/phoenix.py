@@ -275,7 +275,7 @@ def _check_deep(path: Path, is_image: bool) -> str | None:
 
 
 def _check_video(path: Path) -> str | None:
-    from extract.video import read_frames
+    from extract.vision.decode import read_frames
 
     try:
         read_frames(VideoFile(path), max_frames=1)

@@ -1,7 +1,7 @@
 """The Ray adapter of feature extraction: CPU tasks decode, model actors forward, the driver writes.
 
 Everything that decides what is computed (shards, batches, placement) is Ray-free, in
-extract.runner; this module only runs it on Ray: `_decode_task` wraps `decode_video`,
+extract.vision.runner; this module only runs it on Ray: `_decode_task` wraps `decode_video`,
 `ModelWorker` wraps `ShardComputer`, and `run_shards` streams each worker's shards back to
 the driver, which writes them.
 """
@@ -23,7 +23,7 @@ from rich.progress import Progress
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource
-from extract.runner import Decoded, ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
+from extract.vision.runner import Decoded, ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _warm_decoder() -> int:
     """Import what decode tasks need, in a worker that Ray then reuses for them."""
     import importlib
 
-    for name in ("torch", "av", "PIL.Image", "extract.video", "extract.preprocess", "extract.models"):
+    for name in ("torch", "av", "PIL.Image", "extract.vision.decode", "extract.vision.preprocess", "extract.vision.streams"):
         with contextlib.suppress(ImportError):  # only a head start: the decode task imports what it needs anyway
             importlib.import_module(name)
     return os.getpid()
@@ -83,7 +83,7 @@ class ModelWorker:
                  tuning: DecodeTuning = TUNING):
         import torch
 
-        from extract.models import FeatureExtractor
+        from extract.vision.streams import FeatureExtractor
 
         self.tuning = tuning  # how this actor's decode tasks run (_prefetch)
         torch.set_num_threads(threads)  # the model's threads: what its features are computed with

@@ -1,7 +1,7 @@
 """The paper's spatial encoder: CLIP ViT-L/14's vision tower, from whichever files the user holds.
 
 One architecture runs, transformers' `CLIPVisionModel`; every format users hold is mapped
-onto its parameter names and must fill all of them (`extract.weights.fill_strictly`):
+onto its parameter names and must fill all of them (`extract.vision.weights.fill_strictly`):
 
   transformers   a snapshot of `openai/clip-vit-large-patch14` (`CLIPModel`) or of a
                  `CLIPVisionModel`: config.json + model.safetensors / pytorch_model.bin
@@ -29,17 +29,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.encoders.base import FrameEncoder, Resolved
-from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import (Converted, architecture, check_file, fill_strictly, is_torchscript, read_state_dict,
+from extract.vision.encoders.base import SpatialEncoder, Resolved
+from extract.vision.preprocess import CLIP_MEAN, CLIP_STD, ImageRecipe, read_recipe
+from extract.vision.weights import (Converted, architecture, check_file, fill_strictly, is_torchscript, read_state_dict,
                              split_qkv, tensor_shapes)
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch
     from torch import Tensor, nn
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ARCHS: dict[str, dict[str, Any]] = {
     # openai/clip-vit-large-patch14's vision_config (what SpaMo runs).
@@ -51,18 +49,6 @@ ARCHS: dict[str, dict[str, Any]] = {
 SNAPSHOT = "snapshot"
 """extract.clip.arch value: take the architecture from the transformers snapshot's config.json."""
 
-
-
-@dataclass
-class ClipSettings:
-    """Settings of the `clip` encoder (extract.clip.*)."""
-
-    model: str = "openai/clip-vit-large-patch14"
-    """Hugging Face repo id looked up in the local HF cache when `weights` is unset (paper: CLIP ViT-L/14, run as transformers' CLIPVisionModel; timm/vit_large_patch14_clip_224.openai is tried too)."""
-    weights: str | None = None
-    """CLIP weights in any format users hold: a transformers snapshot folder (CLIPModel or CLIPVisionModel), a timm repo folder, open_clip_pytorch_model.bin / open_clip_model.safetensors, or OpenAI's ViT-L-14.pt. Detected from the tensors' names; must fill every parameter of `arch`."""
-    arch: str = "ViT-L/14"
-    """Architecture the weights must fill: ViT-L/14 (paper), ViT-B/16, or 'snapshot' (the transformers snapshot's own config.json; for other CLIP sizes and rehearsals)."""
 
 
 ALTERNATE_REPOS = {"openai/clip-vit-large-patch14": ("timm/vit_large_patch14_clip_224.openai",)}
@@ -257,7 +243,7 @@ def cls_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- the encoder
 
 
-class ClipVit(FrameEncoder):
+class ClipVit(SpatialEncoder):
     """The paper's spatial stream (SpaMo): CLIP ViT-L/14, class token before post_layernorm, S2."""
 
     name = "clip"

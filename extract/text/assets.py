@@ -5,7 +5,7 @@ snapshot. To rehearse that path on a laptop, the toy world's tiny models are exp
 exactly those formats, so that nothing of the tiny profile's own loading code is involved:
 
 * `export_sonar_assets(tiny_dir, out_dir)`: the tiny SONAR (a cache entry of
-  `extract.tiny_sonar.train_tiny_sonar`) as
+  `extract.text.tiny_sonar.train_tiny_sonar`) as
 
       out_dir/sonar_text_encoder.pt          fairseq2 checkpoint (flat state dict, fairseq2 names)
       out_dir/sonar_text_decoder.pt          fairseq2 checkpoint
@@ -28,7 +28,7 @@ exactly those formats, so that nothing of the tiny profile's own loading code is
   absolute ``file://`` paths, as a user's own card would be: move the folder, export again.
 
 * `export_nllb_snapshot(tiny_nllb_dir, out_dir)`: the tiny NLLB (an M2M100 + NLLB tokenizer,
-  `extract.nllb.make_tiny_nllb`) as a plain HF snapshot folder (``config.json``,
+  `extract.text.nllb.make_tiny_nllb`) as a plain HF snapshot folder (``config.json``,
   ``generation_config.json``, ``model.safetensors``, tokenizer files) for
   ``embed.nllb_model=/path/to/out_dir``.
 
@@ -74,7 +74,7 @@ def export_sonar_assets(tiny_dir: Path, out_dir: Path) -> Path:
     for part in ("encoder", "decoder"):
         if not isinstance(cfg.get(part), dict):
             raise WeightsError(f"tiny SONAR config has no {part} section", path=tiny_dir / "config.json",
-                               fix="rebuild the tiny SONAR entry (extract.tiny_sonar.train_tiny_sonar)")
+                               fix="rebuild the tiny SONAR entry (extract.text.tiny_sonar.train_tiny_sonar)")
     cards_dir = out_dir / CARDS_DIR
     cards_dir.mkdir(parents=True, exist_ok=True)
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
@@ -131,7 +131,7 @@ def export_nllb_snapshot(tiny_nllb_dir: Path, out_dir: Path) -> Path:
     """
     from transformers import AutoTokenizer
 
-    from extract.nllb import load_nllb_model
+    from extract.text.nllb import load_nllb_model
 
     tiny_nllb_dir, out_dir = Path(tiny_nllb_dir), Path(out_dir)
     model = load_nllb_model(str(tiny_nllb_dir), "cpu")
@@ -139,7 +139,7 @@ def export_nllb_snapshot(tiny_nllb_dir: Path, out_dir: Path) -> Path:
         tok = AutoTokenizer.from_pretrained(str(tiny_nllb_dir), local_files_only=True)
     except (OSError, ValueError) as e:
         raise WeightsError(f"cannot read the tiny NLLB tokenizer ({type(e).__name__}: {e})", path=tiny_nllb_dir,
-                           fix="rebuild the tiny NLLB entry (extract.nllb.make_tiny_nllb)") from None
+                           fix="rebuild the tiny NLLB entry (extract.text.nllb.make_tiny_nllb)") from None
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)

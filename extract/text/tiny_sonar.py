@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cache.errors import SltPipeError
-from extract.languages import FLORES200
+from extract.text.languages import FLORES200
 
 EMB_SCALE = 0.2
 """Gain of the frozen final encoder layer norm; gives embedding norms of ~0.25 like SONAR."""
@@ -267,7 +267,7 @@ def _train_tiny_sonar(
                            fix="pass {lang: [sentences]} aligned by index")
     bad = [lang for lang in langs if lang not in FLORES200]
     if bad:
-        raise SltPipeError(f"not FLORES-200 codes: {bad}", fix="use codes like deu_Latn (extract.languages.resolve_langs)")
+        raise SltPipeError(f"not FLORES-200 codes: {bad}", fix="use codes like deu_Latn (extract.text.languages.resolve_langs)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -76,7 +76,7 @@ class NllbTranslator:
             raise WeightsError(
                 f"NLLB tokenizer of {self.model_id} has no language token for {', '.join(missing)}",
                 path=self.model_id if Path(self.model_id).exists() else None,
-                fix="use FLORES-200 codes the model was trained on (extract.languages.resolve_langs), "
+                fix="use FLORES-200 codes the model was trained on (extract.text.languages.resolve_langs), "
                 "or a snapshot whose tokenizer has them")
 
     def _has_lang(self, lang: str) -> bool:
@@ -340,7 +340,7 @@ def make_tiny_nllb(out_dir: Path, sentences: dict[str, list[str]] | list[str], s
     import torch
     from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
 
-    from extract.tiny_sonar import train_sentencepiece
+    from extract.text.tiny_sonar import train_sentencepiece
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

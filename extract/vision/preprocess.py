@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # torch and PIL load only where frames are processed: a cache
     from PIL import Image
     from torch import Tensor
 
+# The image processors' normalisations (CLIPImageProcessor; VideoMAEImageProcessor and DINOv2 use ImageNet's).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 PHOENIX_SQUASH = 256
 SQUASH_DATASETS = ("phoenix", "toy")
 """Datasets in PHOENIX-2014T layout, whose frames SpaMo reads squashed to 256x256."""

@@ -1,6 +1,6 @@
 """Feature extraction in this process, without Ray (`extract.workers = 0`).
 
-The same core as the Ray path (extract.runner: `ShardComputer`, `decode_video`), with the
+The same core as the Ray path (extract.vision.runner: `ShardComputer`, `decode_video`), with the
 decoding done by a thread pool instead of Ray CPU tasks: `decode_ahead` videos decode on
 threads while the model runs (PyAV, PIL and torch release the GIL), at idle priority so the
 model's threads always get a core first. The shards, batches and features are those of the
@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
-from extract.runner import ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
+from extract.vision.runner import ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
 
 
 def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
@@ -30,7 +30,7 @@ def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureSt
     all CPUs but one, kept for decoding), so both paths give the same bytes."""
     import torch
 
-    from extract.models import FeatureExtractor
+    from extract.vision.streams import FeatureExtractor
 
     gpus = torch.cuda.device_count() if cfg.device != "cpu" else 0
     plan = plan_actors([{"Resources": {"CPU": os.cpu_count() or 1, "GPU": gpus}}], 1, cfg.device)[0]

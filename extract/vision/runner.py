@@ -1,6 +1,6 @@
 """Feature extraction's Ray-free core: shard planning, decoding, video-spanning batches, resume.
 
-The Ray adapter (extract.ray_runner) runs `ShardComputer` in model actors and `decode_video`
+The Ray adapter (extract.vision.ray_backend) runs `ShardComputer` in model actors and `decode_video`
 in CPU tasks; everything here imports and is tested without Ray.
 
 Flow for one split (`run_extraction`):
@@ -107,12 +107,12 @@ class Decoded:
 
 
 def decode_video(src: FrameSource, cfg: ExtractConfig, recipe: Any, *, streamed: bool = True) -> Decoded:
-    """Decode + resize + crop one video (`extract.models.Recipe`); a bad video becomes (reason, fix).
+    """Decode + resize + crop one video (`extract.vision.streams.Recipe`); a bad video becomes (reason, fix).
 
     `streamed` (the default): `read_prepared` prepares the frames in chunks as they are decoded,
     on threads, so full-size frames never pile up; False: decode every frame, then prepare them
     all (the old way, kept for benchmarks). The views are the same bytes either way."""
-    from extract.video import read_frames, read_prepared
+    from extract.vision.decode import read_frames, read_prepared
 
     side = recipe.max_decode_side()
     try:
@@ -187,7 +187,7 @@ class ShardComputer:
         n_views = n_clips = 0
         spatial_out: list[Any] = []
         motion_out: list[Any] = []
-        from extract.models import clip_index
+        from extract.vision.streams import clip_index
 
         def flush_views(final: bool) -> Iterator[tuple[str, Any]]:
             nonlocal n_views
@@ -312,7 +312,7 @@ def frame_count(sample: Sample, cfg: ExtractConfig) -> int:
         return 0
     if isinstance(sample.frames, PngFolder):
         return len(sample.frames.files)
-    from extract.video import count_frames
+    from extract.vision.decode import count_frames
 
     try:
         return count_frames(sample.frames, fps=cfg.fps)
@@ -320,25 +320,19 @@ def frame_count(sample: Sample, cfg: ExtractConfig) -> int:
         return 0
 
 
-def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, *,
+def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, backend: Callable[..., Any], *,
                    console: Console | None = None, random_init: bool = False,
-                   digests: Mapping[str, str] | None = None, donors: Sequence[tuple[str, Path]] = (),
-                   before_compute: Callable[[], None] | None = None) -> ExtractionResult:
+                   digests: Mapping[str, str] | None = None, donors: Sequence[tuple[str, Path]] = ()) -> ExtractionResult:
     """Extract every sample into `pending.dir/features.zarr`, resuming finished shards.
 
     `digests` (`Dataset.sample_digests`) fingerprints each shard; `donors` are (key, entry dir)
     of older published entries of the same split whose other key inputs equal ours: a shard
     they hold with our fingerprint and no failures is hard-linked instead of computed.
-    `before_compute` runs once before the first shard is computed (the stage starts Ray there).
+    `backend` (`backend.pick_backend`) computes the shards that are neither done nor adopted.
     `random_init` (benchmarks only) runs paper-size models with random weights.
     """
-    from extract.models import feature_dims, model_identity, stream_layout
+    from extract.vision.streams import feature_dims, model_identity, stream_layout
 
-    if cfg.workers == 0 and cfg.ray_address:
-        from cache.errors import SltPipeError
-
-        raise SltPipeError(f"extract.workers = 0 runs in this process, but extract.ray_address = {cfg.ray_address!r}",
-                           fix="drop --ray-address to extract here, or set --workers to 1 or more (or leave it unset)")
     t0 = time.time()
     identity = model_identity(cfg, random_init=random_init)
     plan = plan_shards(samples, cfg.shard_videos, digests)
@@ -364,18 +358,8 @@ def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, 
     compute_todo = [s for s in todo if s.needs_compute()]
     frames_forwarded = 0
     compute: dict[str, Any] = {}
-    if compute_todo and cfg.workers == 0:  # in this process, no Ray
-        from extract.local_runner import run_shards_here
-
-        frames_forwarded, compute = run_shards_here(cfg, compute_todo, writer, _progress(console), random_init)
-    elif compute_todo:
-        if before_compute is not None:
-            before_compute()
-        from extract.ray_runner import run_shards  # the Ray adapter
-        from extract.ray_session import ray_session
-
-        with ray_session(cfg.ray_address, object_store_bytes=object_store_bytes(cfg)):
-            frames_forwarded, compute = run_shards(cfg, compute_todo, writer, _progress(console), random_init)
+    if compute_todo:
+        frames_forwarded, compute = backend(cfg, compute_todo, writer, _progress(console), random_init)
     videos, failures = writer.finish([s.index for s in plan])
     console.print(f"extracted {videos} videos ({frames_forwarded} frames forwarded in this run, "
                   f"{len(todo)} of {len(plan)} shards computed)")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import ray
 
 from extract.ray_session import get, ray_session
-from extract.text_jobs import LazyTextModels, TextJob, TextModelSpec, run_job
+from extract.text.jobs import LazyTextModels, TextJob, TextModelSpec, run_job
 
 OBJECT_STORE_BYTES = 256 << 20
 """Sentences and 1024-d embeddings are small: a local Ray needs little shared memory."""
@@ -34,7 +34,7 @@ class TextWorker:
 
     def run(self, job: TextJob) -> tuple[Any, dict[str, int]]:
         """The job's result and the model calls it made (the driver's counters add them)."""
-        from extract.embed_targets import CALLS
+        from extract.text.embed import CALLS
 
         before = dict(CALLS)
         out = run_job(self.models, job)
@@ -80,7 +80,7 @@ class RayPool:
     def run(self, jobs: list[TextJob], on_done: Callable[[int, Any], None],
             on_batch: Callable[[int], None] | None = None) -> None:
         """Calls `on_done(i, result)` as job i finishes (any order); `on_batch(n)` per finished job of n sentences."""
-        from extract.embed_targets import CALLS
+        from extract.text.embed import CALLS
 
         todo = list(enumerate(jobs))[::-1]
         running: dict[Any, tuple[int, Any]] = {}

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from extract.encoders.base import ClipEncoder, FrameEncoder, Resolved, average_tiles
-from extract.encoders.clip import CLIP_MEAN, CLIP_STD
-from extract.encoders.videomae import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.encoders.base import MotionEncoder, SpatialEncoder, Resolved, average_tiles
+from extract.vision.preprocess import CLIP_MEAN, CLIP_STD
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +35,7 @@ TINY_RESIZE = "torch bicubic-antialias shortest side (rounded), centre crop"
 """How the tiny encoders make model inputs."""
 
 
-class TinyVit(FrameEncoder):
+class TinyVit(SpatialEncoder):
     """Class token of a seeded tiny timm ViT's last block (before the final norm); S2 as resized tiles."""
 
     name = "tiny-vit"
@@ -61,7 +61,7 @@ class TinyVit(FrameEncoder):
     def encode(self, model: nn.Module, views: dict[str, Tensor], precision: Any) -> Tensor:
         import torch
 
-        from extract.preprocess import normalise
+        from extract.vision.preprocess import normalise
 
         S = self.cfg.image_size
         scales = sorted(self.cfg.spatial_scales)
@@ -79,7 +79,7 @@ class TinyVit(FrameEncoder):
         return average_tiles(tok, views[f"x{scales[0]}"].shape[0], [s * s for s in scales])
 
     def flops(self) -> float:
-        from extract.encoders.base import transformer_flops
+        from extract.vision.encoders.base import transformer_flops
 
         a, size = TINY_VIT_ARCH, self.cfg.image_size
         patches = (size // a["patch_size"]) ** 2
@@ -94,7 +94,7 @@ class TinyVit(FrameEncoder):
                             **_generated()}}
 
 
-class TinyVideoMAE(ClipEncoder):
+class TinyVideoMAE(MotionEncoder):
     """A seeded tiny transformers VideoMAEModel; the clip vector from last_hidden_state (after its LayerNorm)."""
 
     name = "tiny-videomae"
@@ -109,7 +109,7 @@ class TinyVideoMAE(ClipEncoder):
         return int(TINY_VIDEOMAE_ARCH["hidden_size"])
 
     def flops(self) -> float:
-        from extract.encoders.base import transformer_flops
+        from extract.vision.encoders.base import transformer_flops
 
         a, size = TINY_VIDEOMAE_ARCH, self.cfg.image_size
         patches = (self.cfg.clip_len // a["tubelet_size"]) * (size // a["patch_size"]) ** 2
@@ -128,7 +128,7 @@ class TinyVideoMAE(ClipEncoder):
     def encode(self, model: nn.Module, views: dict[str, Tensor], precision: Any) -> Tensor:
         import torch
 
-        from extract.preprocess import normalise
+        from extract.vision.preprocess import normalise
 
         clips = views["crop"]
         mean, std = (torch.tensor(v, device=clips.device) for v in (IMAGENET_MEAN, IMAGENET_STD))

@@ -1,7 +1,7 @@
 """DINOv2 (Oquab et al. 2023) as a spatial stream: `extract.streams = ["dinov2", "videomae"]`.
 
 One architecture runs, transformers' `Dinov2Model`; the formats users hold are mapped onto
-its parameter names and must fill all of them (`extract.weights.fill_strictly`):
+its parameter names and must fill all of them (`extract.vision.weights.fill_strictly`):
 
   transformers   a snapshot of `facebook/dinov2-large` (`Dinov2Model`, or a
                  `Dinov2ForImageClassification`, whose head is dropped by name)
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.encoders.base import FrameEncoder, Resolved
-from extract.encoders.videomae import IMAGENET_MEAN, IMAGENET_STD
-from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, split_qkv, tensor_shapes
+from extract.vision.encoders.base import SpatialEncoder, Resolved
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.preprocess import ImageRecipe, read_recipe
+from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, split_qkv, tensor_shapes
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -46,18 +46,6 @@ CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
 FIX = ("point extract.dinov2.weights at a complete checkpoint of the configured architecture (a transformers "
        "snapshot of facebook/dinov2-large or the torch hub file dinov2_vitl14_pretrain.pth), or set "
        "extract.dinov2.arch to the one it holds")
-
-
-@dataclass
-class Dinov2Settings:
-    """Settings of the `dinov2` encoder (extract.dinov2.*)."""
-
-    model: str = "facebook/dinov2-large"
-    """Hugging Face repo id looked up in the local HF cache when `weights` is unset."""
-    weights: str | None = None
-    """A transformers snapshot folder (Dinov2Model or Dinov2ForImageClassification) or the torch hub checkpoint (dinov2_vitl14_pretrain.pth); must fill every parameter of `arch`."""
-    arch: str = "ViT-L/14"
-    """Architecture the weights must fill: ViT-L/14 (dinov2-large), ViT-B/14, or 'snapshot' (the snapshot's config.json)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +143,7 @@ def default_recipe() -> ImageRecipe:
                        source="BitImageProcessor defaults of facebook/dinov2-large")
 
 
-class Dinov2(FrameEncoder):
+class Dinov2(SpatialEncoder):
     name = "dinov2"
     title = "DINOv2"
     formats = ("transformers", "hub")
@@ -193,7 +181,7 @@ class Dinov2(FrameEncoder):
         return model(pixel_values=pixel_values).pooler_output
 
     def flops(self) -> float:
-        from extract.encoders.base import transformer_flops
+        from extract.vision.encoders.base import transformer_flops
 
         c, size = self.resolved.config, self.resolved.recipe.crop[0]
         patches = (size // c.patch_size) ** 2

@@ -10,7 +10,7 @@ re-translating:
 * `embed_texts(texts, lang, encoder, ...)` -> np.ndarray [N, D] float32, in batches, with
   sonar's `TextToEmbeddingModelPipeline`.
 
-pipeline.embed_stage runs them chunk by chunk (extract.text_jobs) and writes `targets.h5`
+pipeline.embed_stage runs them chunk by chunk (extract.text.jobs) and writes `targets.h5`
 (layout in `cache.targets`). `CALLS` counts model calls (one per batch) so tests can
 assert that a cached run made none.
 """

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from extract.encoders.clip import CLIP_MEAN, CLIP_STD, convert
-from extract.encoders.videomae import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.encoders.clip import convert
+from extract.vision.preprocess import CLIP_MEAN, CLIP_STD
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def save_clip_snapshot(model: Any, out: Path, *, full_clip: bool = False) -> Path:
@@ -83,7 +84,7 @@ def tiny_clip(image_size: int = 112) -> Any:
     """The tiny profile's seeded timm ViT as a transformers CLIPVisionModel (same weights)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    from extract.encoders.tiny import tiny_vit
+    from extract.vision.encoders.tiny import tiny_vit
 
     vit = tiny_vit(image_size)
     config = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -95,7 +96,7 @@ def tiny_clip(image_size: int = 112) -> Any:
 
 
 def tiny_videomae(image_size: int = 112, clip_len: int = 16) -> Any:
-    from extract.encoders.tiny import tiny_videomae
+    from extract.vision.encoders.tiny import tiny_videomae
 
     return tiny_videomae(image_size, clip_len).eval()
 

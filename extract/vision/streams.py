@@ -1,16 +1,16 @@
 """The feature streams of a run (`extract.streams`): recipe, extractor, identity, widths.
 
-Each stream is an encoder from the registry (extract/encoders/). Frame encoders' vectors,
+Each stream is an encoder from the registry (extract/vision/encoders/). Frame encoders' vectors,
 concatenated in `extract.streams` order, are the spatial features [T, Ds]; clip encoders'
 vectors the motion features [C, Dm] (16-frame clips, stride 8). The paper profile runs
 SpaMo's exact features (shared/reference.md, "Feature compatibility"):
   clip      CLIP ViT-L/14 vision tower, class token before post_layernorm, S2 (1x + the
-            2x view's four tiles averaged): 2048-d (extract/encoders/clip.py).
+            2x view's four tiles averaged): 2048-d (extract/vision/encoders/clip.py).
   videomae  VideoMAE-L, first token of the last layer before the final LayerNorm: 1024-d
-            (extract/encoders/videomae.py).
+            (extract/vision/encoders/videomae.py).
   input     the image processors' crops of the PHOENIX frames squashed to 256x256 (SpaMo's
             fullFrame-256x256px; extract.squash).
-The tiny profile's `tiny-vit` / `tiny-videomae` (extract/encoders/tiny.py) are seeded models
+The tiny profile's `tiny-vit` / `tiny-videomae` (extract/vision/encoders/tiny.py) are seeded models
 of the same families; a run never mixes them with paper encoders.
 
 Work is split so that the CPU part (`Recipe.prepare`: squash, resize and crop) runs in the
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from extract.config import ExtractConfig
-from extract.encoders import Encoder, encoder_class
+from extract.vision.encoders import Encoder, encoder_class
 
 if TYPE_CHECKING:  # torch, numpy and the model libraries load where they are used: a cached run keys without them
     import numpy as np
@@ -106,7 +106,7 @@ class Recipe:
 
     def prepare(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """Decoded uint8 [T, H, W, 3] -> named uint8 views (all [T, h, w, 3])."""
-        from extract.preprocess import squash
+        from extract.vision.preprocess import squash
 
         images: Any = squash(frames, self.squash) if self.squash else frames  # once, for every processor
         made: dict[Any, np.ndarray] = {}  # a view two encoders share (tiny: the 1x crop) is made once
@@ -119,7 +119,7 @@ class Recipe:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        from extract.preprocess import SQUASH_RESAMPLER
+        from extract.vision.preprocess import SQUASH_RESAMPLER
 
         out: dict[str, Any] = {"squash": (f"{self.squash}x{self.squash} ({SQUASH_RESAMPLER}, a no-op on frames "
                                           "already that size, e.g. fullFrame-256x256px)") if self.squash else "none"}
@@ -132,7 +132,7 @@ class Recipe:
 
 
 def make_recipe(cfg: ExtractConfig, *, random_init: bool = False) -> Recipe:
-    from extract.preprocess import squash_side
+    from extract.vision.preprocess import squash_side
 
     encs = encoders(cfg, random_init=random_init)
     tiny = all(e.family == "tiny" for e in encs)

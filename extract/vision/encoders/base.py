@@ -6,9 +6,9 @@ architecture; `WeightsError` otherwise), prepares uint8 views of the frames on t
 (decode tasks), and on the device `build`s its model (every parameter from the file) and
 `encode`s batches. Its `identity` is what the features' cache key records about it.
 
-`FrameEncoder` is SpaMo's spatial recipe for any image transformer: the image processor's
+`SpatialEncoder` is SpaMo's spatial recipe for any image transformer: the image processor's
 crop, normalised on the device, S2 views (`extract.spatial_scales`), one token per image.
-`ClipEncoder` is the motion recipe: the crop of every frame, `clip_len`-frame clips, one
+`MotionEncoder` is the motion recipe: the crop of every frame, `clip_len`-frame clips, one
 vector per clip from the last layer's tokens (`extract.motion_pool`).
 """
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torch and numpy load where they are used: a cached run keys
     from torch import Tensor, nn
 
     from extract.config import ExtractConfig
-    from extract.preprocess import ImageRecipe
+    from extract.vision.preprocess import ImageRecipe
 
 Kind = Literal["frame", "clip"]
 ENCODERS: dict[str, type["Encoder"]] = {}
@@ -55,7 +55,7 @@ class Resolved:
 
     def files(self) -> list[Path]:
         """Every file resolving read: weights, shards, the snapshot's configs."""
-        from extract.weights import weight_files
+        from extract.vision.weights import weight_files
 
         w = self.weights
         if w is None:
@@ -139,7 +139,7 @@ class Encoder:
 
     def weights_identity(self, library: str, arch_keys: tuple[str, ...]) -> dict[str, Any]:
         """The identity of resolved weights: library, format, where found, sha256 of the files, architecture."""
-        from extract.weights import files_identity, weight_files
+        from extract.vision.weights import files_identity, weight_files
 
         r = self.resolved
         arch = {k: getattr(r.config, k) for k in arch_keys}
@@ -152,7 +152,7 @@ class Encoder:
         return {"name": self.name, "kind": self.kind, "width": self.width(), "token": self.token}
 
 
-class FrameEncoder(Encoder):
+class SpatialEncoder(Encoder):
     """A per-frame image transformer run SpaMo's way: the processor crop, normalised, S2 tiles, one token each."""
 
     kind: ClassVar[Kind] = "frame"
@@ -170,7 +170,7 @@ class FrameEncoder(Encoder):
     def encode(self, model: nn.Module, views: dict[str, Tensor], precision: Any) -> Tensor:
         import torch
 
-        from extract.preprocess import normalise, s2_tiles
+        from extract.vision.preprocess import normalise, s2_tiles
 
         r = self.resolved.recipe
         assert r is not None
@@ -190,7 +190,7 @@ class FrameEncoder(Encoder):
         return one * sum(s * s for s in self.cfg.spatial_scales)
 
 
-class ClipEncoder(Encoder):
+class MotionEncoder(Encoder):
     """A video transformer over `clip_len`-frame clips of the processor crop; one vector per clip."""
 
     kind: ClassVar[Kind] = "clip"
@@ -203,7 +203,7 @@ class ClipEncoder(Encoder):
         return int(self.resolved.config.hidden_size)
 
     def encode(self, model: nn.Module, views: dict[str, Tensor], precision: Any) -> Tensor:
-        from extract.preprocess import normalise
+        from extract.vision.preprocess import normalise
 
         r = self.resolved.recipe
         assert r is not None
@@ -222,12 +222,12 @@ class ClipEncoder(Encoder):
 
 @dataclass(frozen=True)
 class ProcessorCrop:
-    """A transformers image processor's resize and centre crop (`extract.preprocess.processor_crop`)."""
+    """A transformers image processor's resize and centre crop (`extract.vision.preprocess.processor_crop`)."""
 
     recipe: ImageRecipe
 
     def __call__(self, images: Any) -> np.ndarray:
-        from extract.preprocess import processor_crop
+        from extract.vision.preprocess import processor_crop
 
         return processor_crop(images, self.recipe)
 

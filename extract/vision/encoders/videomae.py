@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.encoders.base import ClipEncoder, Resolved
-from extract.preprocess import ImageRecipe, read_recipe
-from extract.weights import Converted, architecture, check_file, fill_strictly, read_state_dict
+from extract.vision.encoders.base import MotionEncoder, Resolved
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
+from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch
     from torch import Tensor, nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ARCHS: dict[str, dict[str, Any]] = {
     # MCG-NJU/videomae-large's config.json.
@@ -41,17 +39,6 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 SNAPSHOT = "snapshot"
 
-
-@dataclass
-class VideoMAESettings:
-    """Settings of the `videomae` encoder (extract.videomae.*)."""
-
-    model: str = "MCG-NJU/videomae-large"
-    """Hugging Face repo id of a VideoMAE snapshot in the local HF cache (paper: VideoMAE-L), used when `weights` is unset."""
-    weights: str | None = None
-    """Local VideoMAE snapshot folder (VideoMAEForPreTraining, VideoMAEModel or a classifier); None reads the Hugging Face cache."""
-    arch: str = "VideoMAE-L"
-    """Architecture the weights must fill: VideoMAE-L (paper), VideoMAE-B, or 'snapshot' (its config.json)."""
 
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 IGNORED = (("decoder.", "pre-training decoder"), ("encoder_to_decoder.", "pre-training decoder"),
@@ -140,7 +127,7 @@ def first_token_pre_norm(model: torch.nn.Module, pixel_values: Tensor) -> Tensor
 # --------------------------------------------------------------------------- the encoder
 
 
-class VideoMAE(ClipEncoder):
+class VideoMAE(MotionEncoder):
     """The paper's motion stream (SpaMo): VideoMAE-L, first token of the last layer before the final LayerNorm."""
 
     name = "videomae"

@@ -1,7 +1,7 @@
 """embed-targets' unit of work: a chunk of sentences to translate or embed, and the models that do it.
 
 A `TextModelSpec` says how to build the translator and the SONAR encoder; it is small and
-picklable, so the driver (in-process jobs) and each Ray actor (extract.ray_text) build exactly
+picklable, so the driver (in-process jobs) and each Ray actor (extract.text.ray_backend) build exactly
 the same models from it. A `TextJob` is one chunk; `chunks` cuts a list of sentences into jobs
 at fixed batch boundaries, so every executor runs the same batches and the results are the
 same bytes however many workers ran them, in whatever order. No Ray here.
@@ -82,7 +82,7 @@ class LazyTextModels:
 
     @property
     def encoder(self) -> SentenceEmbedder:
-        from extract.embed_targets import SonarEncoder
+        from extract.text.embed import SonarEncoder
 
         if self._encoder is None:
             model, tok = self._sonar_parts()
@@ -101,7 +101,7 @@ class LazyTextModels:
 
 
 class Translator(Protocol):
-    """What embed-targets asks of a translator (extract.nllb holds the two it ships)."""
+    """What embed-targets asks of a translator (extract.text.nllb holds the two it ships)."""
 
     identity: dict[str, Any]
 
@@ -109,7 +109,7 @@ class Translator(Protocol):
 
 
 class SentenceEmbedder(Protocol):
-    """What embed-targets asks of a sentence encoder (extract.embed_targets.SonarEncoder)."""
+    """What embed-targets asks of a sentence encoder (extract.text.embed.SonarEncoder)."""
 
     identity: dict[str, Any]
 
@@ -117,7 +117,7 @@ class SentenceEmbedder(Protocol):
 
 
 def _nllb(models: LazyTextModels) -> Translator:
-    from extract.nllb import NllbTranslator
+    from extract.text.nllb import NllbTranslator
 
     s = models.spec
     if s.nllb_path is None:
@@ -130,7 +130,7 @@ def _nllb(models: LazyTextModels) -> Translator:
 def _sonar_translator(models: LazyTextModels) -> Translator:
     """SONAR as a translator: encode the source, decode into the target language."""
     from cache.sonar_models import load_sonar_decoder
-    from extract.nllb import SonarTranslator
+    from extract.text.nllb import SonarTranslator
 
     s = models.spec
     encoder, tokenizer = models._sonar_parts()
@@ -155,7 +155,7 @@ def chunks(texts: list[str], kind: Literal["translate", "embed"], src: str, lang
 
 def run_job(models: LazyTextModels, job: TextJob, on_batch: Callable[[int], None] | None = None) -> list[str] | np.ndarray:
     """One job's result: the translations (list[str]) or the embeddings ([n, D] float32)."""
-    from extract.embed_targets import embed_texts, translate_texts
+    from extract.text.embed import embed_texts, translate_texts
 
     bs = models.spec.batch_size
     if job.kind == "translate":

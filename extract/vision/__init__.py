@@ -1,0 +1,1 @@
+"""Vision features: video decoding, encoders, and the extraction core with its two backends."""
