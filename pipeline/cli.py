@@ -166,7 +166,7 @@ def init(
     Profiles and training presets fill in everything else, so a later `--profile paper`
     really switches every model (`config show --explain` says where each value comes from).
     """
-    from extract.datasets import READERS
+    from extract.datasets import dataset_spec
     from extract.text.languages import resolve_langs
     from pipeline.config import PROJECT_FILE, PROFILES, build_config, parse_override
     from pipeline.project import PROJECT_HEADER
@@ -175,12 +175,7 @@ def init(
     if path.exists() and not force:
         raise SltPipeError("already exists", path=path.resolve(), fix="edit it, or pass --force to overwrite")
     name = dataset or "toy"
-    if name not in READERS:
-        import difflib
-
-        close = difflib.get_close_matches(name, READERS, n=1)
-        raise SltPipeError(f"unknown dataset {name!r}", fix=(f"did you mean --dataset {close[0]}? " if close else "")
-                           + f"use one of: {', '.join(READERS)}")
+    dataset_spec(name)  # an unknown name: the one error, with the close match
     if profile not in PROFILES:
         raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
     if root is not None and not root.expanduser().is_dir():

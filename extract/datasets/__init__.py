@@ -10,48 +10,75 @@ its split (see extract/datasets/base.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from cache.errors import DatasetError
 from extract.datasets.base import Dataset, FrameSource, PngFolder, Sample, VideoFile
 from extract.datasets.phoenix import validate_frames
 
 
-def _phoenix(name: str) -> Callable[[Path, Sequence[str]], Dataset]:
-    def open_(root: Path, splits: Sequence[str]) -> Dataset:
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset declares once, for every stage that must treat it alike."""
+
+    name: str
+    """The reader's name (`dataset.name`)."""
+    read: Callable[[Path, Sequence[str]], Dataset]
+    """Opens and validates the requested splits found at a root."""
+    bleu_case: Literal["lc", "mixed"]
+    """Casing of the dataset's published BLEU tables (`train.bleu_case = auto`): SpaMo lower-cases
+    hypotheses and references for every dataset it reports."""
+    squash: int | None
+    """Side of the square SpaMo squashes frames to before the image processors (`extract.squash =
+    auto`): 256 for the PHOENIX layout (its fullFrame-256x256px copy), None to keep the aspect."""
+
+
+def _read_phoenix(name: str) -> Callable[[Path, Sequence[str]], Dataset]:
+    def read(root: Path, splits: Sequence[str]) -> Dataset:
         from extract.datasets.phoenix import open_phoenix
 
         return open_phoenix(root, splits, name=name)
 
-    return open_
+    return read
 
 
-def _csl(root: Path, splits: Sequence[str]) -> Dataset:
+def _read_csl(root: Path, splits: Sequence[str]) -> Dataset:
     from extract.datasets.csl_daily import open_csl_daily
 
     return open_csl_daily(root, splits)
 
 
-def _how2sign(root: Path, splits: Sequence[str]) -> Dataset:
+def _read_how2sign(root: Path, splits: Sequence[str]) -> Dataset:
     from extract.datasets.how2sign import open_how2sign
 
     return open_how2sign(root, splits)
 
 
-READERS: dict[str, Callable[[Path, Sequence[str]], Dataset]] = {
-    "phoenix": _phoenix("phoenix"),
-    "toy": _phoenix("toy"),
-    "csl-daily": _csl,
-    "how2sign": _how2sign,
-}
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("phoenix", _read_phoenix("phoenix"), bleu_case="lc", squash=256),
+    DatasetSpec("toy", _read_phoenix("toy"), bleu_case="lc", squash=256),  # PHOENIX layout, same reader
+    DatasetSpec("csl-daily", _read_csl, bleu_case="lc", squash=None),
+    DatasetSpec("how2sign", _read_how2sign, bleu_case="lc", squash=None),
+)}
+"""Registry: dataset name -> its declaration. A new dataset is one reader module plus one line here."""
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        raise DatasetError(f"unknown dataset {name!r}", fix=(f"did you mean --dataset {close[0]}? " if close else "")
+                           + f"use one of: {', '.join(DATASETS)}") from None
 
 
 def open_dataset(name: str, root: Path, splits: Sequence[str]) -> Dataset:
     """Open and validate `splits` of dataset `name` found at `root`."""
-    reader = READERS.get(name)
-    if reader is None:
-        raise DatasetError(f"unknown dataset {name!r}", fix=f"use one of: {', '.join(READERS)}")
+    spec = dataset_spec(name)
     root = Path(root).expanduser().resolve()  # absolute: Ray workers do not share our cwd
     if not root.is_dir():
         raise DatasetError(f"dataset root of {name!r} is not a directory", path=root,
@@ -60,7 +87,7 @@ def open_dataset(name: str, root: Path, splits: Sequence[str]) -> Dataset:
         splits = [splits]
     if not splits:
         raise DatasetError(f"no splits requested for dataset {name!r}", fix="pass e.g. --split train")
-    return reader(root, list(dict.fromkeys(splits)))
+    return spec.read(root, list(dict.fromkeys(splits)))
 
 
-__all__ = ["Dataset", "FrameSource", "PngFolder", "Sample", "VideoFile", "READERS", "open_dataset", "validate_frames"]
+__all__ = ["Dataset", "FrameSource", "PngFolder", "Sample", "VideoFile", "DATASETS", "DatasetSpec", "dataset_spec", "open_dataset", "validate_frames"]

@@ -32,8 +32,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-PHOENIX_SQUASH = 256
-SQUASH_DATASETS = ("phoenix", "toy")
 """Datasets in PHOENIX-2014T layout, whose frames SpaMo reads squashed to 256x256."""
 SQUASH_RESAMPLER = "PIL bicubic"
 FILTERS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
@@ -91,9 +89,13 @@ def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
 
 
 def resolve_squash(setting: str, dataset: str) -> str:
-    """extract.squash "auto" -> "256x256" for PHOENIX-layout datasets, "none" elsewhere; else as given."""
+    """extract.squash "auto" -> the dataset's declared squash ("256x256" for the PHOENIX layout, else
+    "none"); otherwise as given."""
     if setting == "auto":
-        return f"{PHOENIX_SQUASH}x{PHOENIX_SQUASH}" if dataset in SQUASH_DATASETS else "none"
+        from extract.datasets import dataset_spec
+
+        side = dataset_spec(dataset).squash
+        return f"{side}x{side}" if side else "none"
     if setting == "none":
         return setting
     side = squash_side(setting)
