@@ -62,7 +62,7 @@ class DatasetConfig:
 @dataclass
 class ExtractConfig:
     streams: list[str] = field(default_factory=lambda: ["clip", "videomae"])
-    """Feature encoders, by name (extract/vision/encoders/): frame encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; clip encoders (videomae, tiny-videomae) run per clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
+    """Feature encoders, by name (extract/vision/encoders/): spatial encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; motion encoders (videomae, tiny-videomae) run per 16-frame clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
     clip: ClipSettings = field(default_factory=ClipSettings)
     """Weights of the clip encoder (CLIP ViT-L/14): extract.clip.model / weights / arch."""
     videomae: VideoMAESettings = field(default_factory=VideoMAESettings)
@@ -70,9 +70,9 @@ class ExtractConfig:
     dinov2: Dinov2Settings = field(default_factory=Dinov2Settings)
     """Weights of the dinov2 encoder (DINOv2 ViT-L/14): extract.dinov2.model / weights / arch."""
     spatial_scales: list[int] = field(default_factory=lambda: [1, 2])
-    """S2 multi-scale of every frame encoder (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
+    """S2 multi-scale of every spatial encoder (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
     motion_pool: Literal["first", "mean"] = "first"
-    """Clip vector of every clip encoder from its last layer's tokens (videomae: before the final LayerNorm): the first token (SpaMo) or their mean (variant). tiny-videomae: from last_hidden_state."""
+    """Clip vector of every motion encoder from its last layer's tokens (videomae: before the final LayerNorm): the first token (SpaMo) or their mean (variant). tiny-videomae: from last_hidden_state."""
     squash: str = "auto"
     """Squash every frame to a square before the image processors: 'auto' = 256x256 for PHOENIX-2014T and the toy (SpaMo reads fullFrame-256x256px; slt-pipe reads that folder when present, else squashes the 210x260 frames in memory with PIL bicubic), none elsewhere; or 'none', or e.g. '256x256'. Recorded in the manifest."""
     image_size: int = 224

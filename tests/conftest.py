@@ -1,4 +1,4 @@
-"""Session-wide fixtures: the one toy corpus and the one embedded cache several test modules read.
+"""Session-wide fixtures: the toy corpora and the one embedded cache several test modules read.
 
 Training the tiny SONAR is the slowest setup of the suite, so it happens once per session, here,
 and every module that can use the same corpus reads the same cache. A test may add entries to it
@@ -9,40 +9,35 @@ tiny SONAR: a test that does works on a `shutil.copytree` of the cache directory
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import pytest
 from rich.console import Console
 
-TOY_VIDEOS = 240
-"""The demo's corpus size: 192 train sentences teach the tiny SONAR (default settings)."""
-TOY_LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
-TOY_EMBED_SETTINGS: dict[str, Any] = {"translator": "sonar", "beam_size": 1, "batch_size": 128, "references": False}
-"""Greedy tiny-SONAR translation (exact on this toy, and quick) of every language, the toy's own eng/fra
-set aside so that the translation machinery is what the tests exercise."""
-
-
-def toy_embed_cfg(cache: Path, root: Path, langs=TOY_LANGS, splits=("train", "dev", "test"), **embed: object):
-    """The tiny-profile config of the shared cache; `embed` overrides TOY_EMBED_SETTINGS."""
-    from pipeline.config import build_config
-
-    embed = {**TOY_EMBED_SETTINGS, **embed}
-    return build_config({
-        "profile": "tiny",
-        "dataset": {"name": "toy", "root": str(root), "splits": list(splits)},
-        "cache": {"dir": str(cache)},
-        "embed": {"langs": list(langs), "device": "cpu", **embed},
-    })
+from helpers import TOY_EMBED_SETTINGS, TOY_LANGS, TOY_VIDEOS, toy_embed_cfg  # noqa: F401 (shared names)
 
 
 @pytest.fixture(scope="session")
-def toy(tmp_path_factory) -> Path:
-    """The TOY_VIDEOS-video toy corpus (seed 0), written once."""
+def toy_corpus(tmp_path_factory) -> Callable[[int], Path]:
+    """`toy_corpus(videos)`: the toy corpus of that size (seed 0), written once per session. Read
+    only: a test that damages a corpus works on a `shutil.copytree` of it in its tmp_path."""
     from extract.datasets.toy import make_toy
 
-    root = tmp_path_factory.mktemp("toy")
-    make_toy(root, videos=TOY_VIDEOS, seed=0)
-    return root
+    made: dict[int, Path] = {}
+
+    def get(videos: int) -> Path:
+        if videos not in made:
+            made[videos] = tmp_path_factory.mktemp(f"toy{videos}")
+            make_toy(made[videos], videos=videos, seed=0)
+        return made[videos]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def toy(toy_corpus) -> Path:
+    """The TOY_VIDEOS-video toy corpus (seed 0): the demo's size, which the shared embedded cache reads."""
+    return toy_corpus(TOY_VIDEOS)
 
 
 @pytest.fixture(scope="session")

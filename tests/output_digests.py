@@ -1,7 +1,9 @@
 """Print the digests of everything the toy pipeline writes: cache keys, payload bytes, trained weights.
 
 A redesign that must not change behaviour runs this before and after and diffs the output:
-    python tests/output_digests.py WORKDIR > digests.txt
+    python tests/output_digests.py WORKDIR [tiny|paper] > digests.txt
+(`paper` runs the paper profile's loaders and recipe on the toy's models in the users' formats.)
+The commands run as `python -m pipeline.cli` of whichever tree is first on PYTHONPATH.
 Manifests and run logs hold wall times and host names, so they are left out; a
 .safetensors file is hashed by its tensors and sorted metadata (its header's order varies).
 """
@@ -15,10 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-STEPS = ["make-toy --out toy --videos 24 --seed 0",
-         "extract --dataset toy --root toy --profile tiny --cache cache --workers 0",
-         "embed-targets --dataset toy --root toy --profile tiny --cache cache --langs deu,eng,fra",
-         "train --dataset toy --root toy --profile tiny --cache cache --langs deu,eng,fra --out run "
+TINY = ["make-toy --out toy --videos 24 --seed 0",
+        "extract --dataset toy --root toy --profile tiny --cache cache --workers 0",
+        "embed-targets --dataset toy --root toy --profile tiny --cache cache --langs deu,eng,fra",
+        "train --dataset toy --root toy --profile tiny --cache cache --langs deu,eng,fra --out run "
+        "--set train.steps=40 --set train.eval_every=0"]
+PAPER = ["make-toy --out toy --videos 24 --seed 0 --assets assets --cache cache",  # models in the users' formats
+         "extract --config assets/rehearsal.toml --cache cache --workers 0",
+         "embed-targets --config assets/rehearsal.toml --cache cache --langs deu,eng,fra",
+         "train --config assets/rehearsal.toml --cache cache --langs deu,eng,fra --out run "
          "--set train.steps=40 --set train.eval_every=0"]
 SKIP = {"manifest.json", "metrics.jsonl", "run.json", "train.log"}
 
@@ -36,11 +43,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def main(work: Path) -> None:
+def main(work: Path, profile: str) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("slt-pipe")
-    for step in STEPS:
-        subprocess.run([str(exe), *step.split()], cwd=work, check=True, env={**os.environ, "NO_COLOR": "1"},
+    env = {**os.environ, "NO_COLOR": "1", "FAIRSEQ2_USER_ASSET_DIR": str(work / "assets/sonar/cards")}
+    for step in PAPER if profile == "paper" else TINY:
+        subprocess.run([sys.executable, "-m", "pipeline.cli", *step.split()], cwd=work, check=True, env=env,
                        stdout=subprocess.DEVNULL)
     for top in ("cache", "run"):
         for path in sorted((work / top).rglob("*")):
@@ -49,4 +56,4 @@ def main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "tiny")

@@ -73,7 +73,8 @@ def write_phoenix(root: Path, videos: dict[str, int], *, split: str = "test", mi
 
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory) -> tuple[Path, Path]:
-    from extract.vision.assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
+    from extract.vision.assets import save_clip_snapshot, save_videomae_snapshot
+    from helpers import random_clip, random_videomae
 
     d = tmp_path_factory.mktemp("snaps")
     clip = save_clip_snapshot(random_clip(64, 3, 4, 128, 16, 64), d / "clip", full_clip=True)

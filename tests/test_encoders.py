@@ -17,11 +17,12 @@ import torch
 
 from cache.errors import SltPipeError, WeightsError
 from extract.config import ExtractConfig
+from extract.vision.assets import save_clip_snapshot, save_videomae_snapshot
 from extract.vision.encoders import ENCODERS, MotionEncoder, SpatialEncoder
 from extract.vision.encoders import dinov2 as dino
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from extract.vision.streams import FeatureExtractor, feature_dims, stream_layout
-from extract.vision.assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
+from helpers import random_clip, random_videomae
 
 TINY_DINO = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4, patch_size=14,
                  image_size=70, layer_norm_eps=1e-6, layerscale_value=1.0, qkv_bias=True, use_swiglu_ffn=False)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ from cache.errors import SltPipeError
 from cache.features import STORE, FeatureReader
 from cache.store import Cache
 from extract.datasets import PngFolder, Sample, open_dataset
-from extract.datasets.toy import make_toy
 from extract.vision.decode import read_frames
+from helpers import write_mp4
 from pipeline.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,10 +81,10 @@ def only_entry(cache: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> tuple[Path, str, Path]:
-    """Toy corpus (24 train videos) with one corrupt PNG: (root, bad video id, bad file)."""
-    root = tmp_path_factory.mktemp("toy")
-    make_toy(root, videos=30, seed=0)
+def toy_bad_png(toy_corpus, tmp_path_factory) -> tuple[Path, str, Path]:
+    """A copy of the 30-video toy corpus (24 train videos) with one corrupt PNG: (root, bad video id, bad file)."""
+    root = tmp_path_factory.mktemp("toy") / "toy"
+    shutil.copytree(toy_corpus(30), root)
     bad = train_names(root)[5]
     bad_file = sorted(frames_dir(root, "train", bad).iterdir())[3]
     bad_file.write_bytes(bad_file.read_bytes()[:60])  # truncated PNG
@@ -93,15 +92,15 @@ def toy(tmp_path_factory) -> tuple[Path, str, Path]:
 
 
 @pytest.fixture(scope="module")
-def clean(toy, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+def clean(toy_bad_png, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     cache = tmp_path_factory.mktemp("clean_cache")
-    proc = run_cli(toy[0], cache, cwd=decoy_workdir(tmp_path_factory.mktemp("workdir")))
+    proc = run_cli(toy_bad_png[0], cache, cwd=decoy_workdir(tmp_path_factory.mktemp("workdir")))
     return cache, proc
 
 
-def test_workers_0_extracts_in_process_the_bytes_of_the_ray_run(toy, clean, tmp_path):
+def test_workers_0_extracts_in_process_the_bytes_of_the_ray_run(toy_bad_png, clean, tmp_path):
     """--workers 0: the same core without Ray (decoding on threads): same store, same failure list."""
-    root, bad, _ = toy
+    root, bad, _ = toy_bad_png
     cache = tmp_path / "cache"
     proc = subprocess.run(cli_args(root, cache) + ["--workers", "0"], capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 1, proc.stderr  # the corrupt video, recorded, as through Ray
@@ -119,8 +118,8 @@ def test_workers_0_extracts_in_process_the_bytes_of_the_ray_run(toy, clean, tmp_
         pick_backend(ExtractConfig(workers=0, ray_address="auto"))
 
 
-def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
-    root, bad, bad_file = toy
+def test_extract_runs_through_ray_and_reports_bad_video(toy_bad_png, clean):
+    root, bad, bad_file = toy_bad_png
     cache, proc = clean
     assert proc.returncode == 1, proc.stderr  # everything else finished, the bad video makes it non-zero
     unwrapped = "".join(proc.stderr.split())  # rich wraps long lines on a non-terminal
@@ -150,17 +149,17 @@ def test_extract_runs_through_ray_and_reports_bad_video(toy, clean):
     assert np.isfinite(spatial).all() and spatial.std(0).mean() > 0
 
 
-def test_second_run_does_no_model_forward(toy, clean):
+def test_second_run_does_no_model_forward(toy_bad_png, clean):
     cache, _ = clean
-    again = run_cli(toy[0], cache)
+    again = run_cli(toy_bad_png[0], cache)
     assert again.returncode == 1
     assert "cached features" in again.stderr and "frames forwarded" not in again.stderr
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_resume_equals_clean_run(toy, clean, tmp_path):
+def test_kill_9_mid_run_then_resume_equals_clean_run(toy_bad_png, clean, tmp_path):
     cache = tmp_path / "cache"
-    proc = subprocess.Popen(cli_args(toy[0], cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    proc = subprocess.Popen(cli_args(toy_bad_png[0], cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                             start_new_session=True)
     shards = None
     deadline = time.time() + TIMEOUT
@@ -181,7 +180,7 @@ def test_kill_9_mid_run_then_resume_equals_clean_run(toy, clean, tmp_path):
     before = {str(p.relative_to(shards)): (p.stat().st_ino, p.stat().st_mtime_ns)
               for d in done for p in (shards / d).rglob("*") if p.is_file()}
 
-    rerun = run_cli(toy[0], cache)
+    rerun = run_cli(toy_bad_png[0], cache)
     assert rerun.returncode == 1, rerun.stderr
     assert f"resuming: {len(done)} of {total} shards already done" in rerun.stderr
     assert f"{total - len(done)} of {total} shards computed" in rerun.stderr
@@ -224,14 +223,14 @@ def test_plain_zarr_reads_the_same_features(clean, tmp_path):
     assert np.array_equal(plain["motion"], motion)
 
 
-def test_in_process_extractor_matches_the_store(toy, clean):
+def test_in_process_extractor_matches_the_store(toy_bad_png, clean):
     """`slt-pipe translate --video` computes features with FeatureExtractor: they must match the cache's."""
     from extract.vision.streams import FeatureExtractor
 
     cfg = build_config({"profile": "tiny"}).extract
     reader = FeatureReader(only_entry(clean[0]))
     vid = reader.ids[2]
-    src = frames_dir(toy[0], "train", vid)
+    src = frames_dir(toy_bad_png[0], "train", vid)
     frames = read_frames(PngFolder(src, tuple(sorted(p.name for p in src.iterdir()))))
     fx = FeatureExtractor(cfg, "cpu")
     spatial, motion = reader.get(vid)
@@ -262,8 +261,9 @@ def test_tiny_vit_features_carry_colour_and_position():
 
 
 def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
-    from pipeline.extract_stage import extract
     from rich.console import Console
+
+    from pipeline.extract_stage import extract
 
     cfg = build_config({"profile": "tiny", "dataset": {"name": name, "root": str(root), "splits": splits},
                         "cache": {"dir": str(tmp / "cache")}, "extract": {"shard_videos": 2}})
@@ -272,12 +272,12 @@ def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
     return report, console.export_text()
 
 
-def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
+def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy_bad_png, tmp_path):
     from extract.vision.backend import pick_backend
     from extract.vision.runner import run_extraction
 
     root = tmp_path / "toy"
-    shutil.copytree(toy[0], root)
+    shutil.copytree(toy_bad_png[0], root)
     ds = open_dataset("toy", root, ["dev"])
     samples = list(ds.samples["dev"])
     missing = samples[0].frames.dir / samples[0].frames.files[-1]
@@ -297,20 +297,10 @@ def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy, tmp_path):
     assert result.frames_forwarded == sum(len(s.frames.files) for s in samples[1:])
 
 
-def write_mp4(path: Path, frames: int, size: int = 48, fps: int = 24) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=Fraction(fps))
-        stream.width, stream.height = size + 16, size
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            img = np.zeros((size, size + 16, 3), np.uint8)
-            img[:, : 4 + 2 * i] = (200, 40, 40)  # a red bar growing over time
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+def red_bar(i: int, height: int, width: int) -> np.ndarray:
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, : 4 + 2 * i] = (200, 40, 40)  # a red bar growing over time
+    return img
 
 
 def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
@@ -320,14 +310,14 @@ def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
             "e\te-1\te_0\te_0-1\t0.0\t1.0\tNo video at all."]
     (tmp_path / "h2s").mkdir()
     (tmp_path / "h2s/how2sign_realigned_test.csv").write_text("\n".join([head] + rows) + "\n")
-    write_mp4(tmp_path / "h2s/clips/a_0-1.mp4", frames=20)
-    write_mp4(tmp_path / "h2s/videos/b-1.mp4", frames=48)
-    good = write_mp4(tmp_path / "h2s/clips/c_0-1.mp4", frames=40).read_bytes()
+    write_mp4(tmp_path / "h2s/clips/a_0-1.mp4", frames=20, size=48, width=64, draw=red_bar)
+    write_mp4(tmp_path / "h2s/videos/b-1.mp4", frames=48, size=48, width=64, draw=red_bar)
+    good = write_mp4(tmp_path / "h2s/clips/c_0-1.mp4", frames=40, size=48, width=64, draw=red_bar).read_bytes()
     (tmp_path / "h2s/clips/c_0-1.mp4").write_bytes(good[: len(good) // 2])
     report, log = extract_in_process(tmp_path, "how2sign", tmp_path / "h2s", ["test"])
     assert [f[0] for f in report.failures] == ["b_1-1", "c_0-1", "e_0-1"]
     assert "c_0-1.mp4" in report.failures[1][1] and "c_0-1.mp4" in log
-    assert "window [1.0, 2.5) s ends past the end of b-1.mp4 (2.0 s); skipped; fix: none needed, or correct " \
+    assert "window [1.0, 2.5) s ends past the end of b-1.mp4 (2.0 s); skipped; fix: none needed, or correct "\
            "END_REALIGNED on line 5 of" in log
     assert "skipped how2sign/test/e_0-1: " in log and "no video for 'e_0-1'" in log
     assert "how2sign/test: 3 of 5 sample(s) skipped; the other 2 are in features/" in log

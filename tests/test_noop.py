@@ -77,12 +77,9 @@ def _publish_manifests(cfg) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    from extract.datasets.toy import make_toy
-
-    root = tmp_path_factory.mktemp("toy")
-    make_toy(root, videos=VIDEOS, seed=0)
-    return root
+def toy12(toy_corpus) -> Path:
+    """The VIDEOS-video toy corpus (read only)."""
+    return toy_corpus(VIDEOS)
 
 
 def _rerun(args: list[str], tmp_path: Path) -> str:
@@ -96,31 +93,31 @@ def _rerun(args: list[str], tmp_path: Path) -> str:
     return said
 
 
-def _check_cached(cache: Path, toy: Path, tmp_path: Path, feature_keys: dict[str, str]) -> None:
-    said = _rerun(["extract", *_args(cache, toy)], tmp_path)
+def _check_cached(cache: Path, toy12: Path, tmp_path: Path, feature_keys: dict[str, str]) -> None:
+    said = _rerun(["extract", *_args(cache, toy12)], tmp_path)
     for split, key in feature_keys.items():
         assert f"cached features toy/{split}: features/{key}" in said, said
-    said = _rerun(_embed_args(cache, toy), tmp_path)
+    said = _rerun(_embed_args(cache, toy12), tmp_path)
     for lang in LANGS.split(","):
         assert f"cached targets {lang}" in said, said
     assert "built" not in said, said
 
 
-def test_cached_extract_and_embed_build_no_model_start_no_ray_decode_nothing(toy, tmp_path):
-    cfg = _cfg(tmp_path / "slt-cache", toy)
-    _check_cached(cfg.cache.dir, toy, tmp_path, _publish_manifests(cfg))
+def test_cached_extract_and_embed_build_no_model_start_no_ray_decode_nothing(toy12, tmp_path):
+    cfg = _cfg(tmp_path / "slt-cache", toy12)
+    _check_cached(cfg.cache.dir, toy12, tmp_path, _publish_manifests(cfg))
 
 
 @pytest.mark.slow
-def test_cached_rerun_after_a_real_extraction(toy, tmp_path):
+def test_cached_rerun_after_a_real_extraction(toy12, tmp_path):
     from pipeline.embed_stage import embed_targets
     from pipeline.extract_stage import extract
 
-    cfg = _cfg(tmp_path / "slt-cache", toy)
+    cfg = _cfg(tmp_path / "slt-cache", toy12)
     report = extract(cfg, QUIET)
     assert report.computed == list(cfg.dataset.splits)
     assert not embed_targets(cfg, QUIET).failures
-    _check_cached(cfg.cache.dir, toy, tmp_path, {s: e.key for s, e in report.entries.items()})
+    _check_cached(cfg.cache.dir, toy12, tmp_path, {s: e.key for s, e in report.entries.items()})
 
 
 def test_manifest_only_commands_import_no_model_library(tmp_path):
@@ -197,13 +194,13 @@ class _RefuseImports(importlib.abc.MetaPathFinder):
 def _forbid_calls() -> None:
     import cache.sonar_models
     import extract.text.embed
+    import extract.text.nllb
+    import extract.text.tiny_sonar
+    import extract.vision.decode
     import extract.vision.encoders.clip
     import extract.vision.encoders.tiny
     import extract.vision.encoders.videomae
     import extract.vision.streams
-    import extract.text.nllb
-    import extract.text.tiny_sonar
-    import extract.vision.decode
 
     for module, name in [(extract.vision.encoders.tiny, "tiny_vit"), (extract.vision.encoders.tiny, "tiny_videomae"),
                          (extract.vision.streams, "FeatureExtractor"), (extract.vision.encoders.clip.ClipVit, "resolve"),

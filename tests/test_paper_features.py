@@ -21,12 +21,13 @@ from PIL import Image
 from torch import nn
 
 from cache.errors import WeightsError
+from extract.datasets import open_dataset
+from extract.vision.assets import save_clip_snapshot, save_videomae_snapshot
+from extract.vision.decode import read_frames
 from extract.vision.encoders import clip as clipm
 from extract.vision.encoders import videomae as maem
-from extract.datasets import open_dataset
 from extract.vision.streams import FeatureExtractor, model_identity
-from extract.vision.assets import random_clip, random_videomae, save_clip_snapshot, save_videomae_snapshot
-from extract.vision.decode import read_frames
+from helpers import random_clip, random_videomae
 from pipeline.config import build_config
 from pipeline.extract_stage import stage_config
 

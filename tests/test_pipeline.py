@@ -44,30 +44,27 @@ TINY_SETTINGS: dict = {"embed": {"tiny_sonar_steps": 150}}
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory) -> Path:
-    from extract.datasets.toy import make_toy
-
-    root = tmp_path_factory.mktemp("toy")
-    make_toy(root, videos=VIDEOS, seed=0)
-    return root
+def toy30(toy_corpus) -> Path:
+    """The VIDEOS-video toy corpus (read only)."""
+    return toy_corpus(VIDEOS)
 
 
 @pytest.fixture(scope="module")
-def cached(tmp_path_factory, toy_root):
+def cached(tmp_path_factory, toy30):
     """(cache dir, toy root) with features and targets built once."""
     from pipeline import embed_stage, extract_stage
 
     cache = tmp_path_factory.mktemp("cache")
-    cfg = make_cfg(cache, toy_root)
+    cfg = make_cfg(cache, toy30)
     assert not extract_stage.extract(cfg, QUIET).failures
     embed_stage.embed_targets(cfg, QUIET)
-    return cache, toy_root
+    return cache, toy30
 
 
-def test_train_without_caches_names_the_command(tmp_path, toy_root):
+def test_train_without_caches_names_the_command(tmp_path, toy30):
     from pipeline import train_stage
 
-    cfg = make_cfg(tmp_path / "empty-cache", toy_root, tmp_path / "run")
+    cfg = make_cfg(tmp_path / "empty-cache", toy30, tmp_path / "run")
     with pytest.raises(CacheError) as e:
         train_stage.train(cfg, console=QUIET)
     assert "slt-pipe extract" in str(e.value)
@@ -263,7 +260,7 @@ def test_resume_through_the_stage(cached, tmp_path):
     train_stage.train(make_cfg(cache, root, tmp_path / "part", stop_at=3), console=QUIET)
     rest = train_stage.train(make_cfg(cache, root, tmp_path / "part"), resume=True, console=QUIET)
     assert rest.losses[0][0] == 4 and rest.step == 6
-    assert dict(rest.losses) == pytest.approx({s: l for s, l in full.losses if s > 3}, rel=1e-5)
+    assert dict(rest.losses) == pytest.approx({s: loss for s, loss in full.losses if s > 3}, rel=1e-5)
 
 
 def test_a_run_directory_holds_one_run(cached, tmp_path):

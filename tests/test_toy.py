@@ -10,8 +10,19 @@ import pytest
 
 from cache.errors import DatasetError
 from extract.datasets import open_dataset
-from extract.datasets.toy import (GLOSSES, LOOKS, REGIONS, TEMPS, TIMES, WEATHER, ToyVideo, make_toy,
-                                  plan_corpus, render_video, sentence)
+from extract.datasets.toy import (
+    GLOSSES,
+    LOOKS,
+    REGIONS,
+    TEMPS,
+    TIMES,
+    WEATHER,
+    ToyVideo,
+    make_toy,
+    plan_corpus,
+    render_video,
+    sentence,
+)
 from extract.vision.decode import read_frames
 
 LANGS = ("deu_Latn", "eng_Latn", "fra_Latn")
@@ -23,16 +34,15 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy")
-    make_toy(out, videos=20, seed=0)
-    return out
+def toy20(toy_corpus) -> Path:
+    """The 20-video toy corpus, seed 0 (read only)."""
+    return toy_corpus(20)
 
 
-def test_same_seed_is_byte_identical_and_seed_matters(tmp_path, toy):
+def test_same_seed_is_byte_identical_and_seed_matters(tmp_path, toy20):
     again = tmp_path / "again"
     make_toy(again, videos=20, seed=0, workers=1)  # a different thread count must not matter
-    first = tree_hashes(toy)
+    first = tree_hashes(toy20)
     assert first == tree_hashes(again)
     assert len([p for p in first if p.endswith(".png")]) > 20 * 15
     other = tmp_path / "other"
@@ -43,8 +53,8 @@ def test_same_seed_is_byte_identical_and_seed_matters(tmp_path, toy):
     assert any(first[p] != second[p] for p in shared)
 
 
-def test_layout_is_the_phoenix_release(toy):
-    root = toy / "PHOENIX-2014-T-release-v3" / "PHOENIX-2014-T"
+def test_layout_is_the_phoenix_release(toy20):
+    root = toy20 / "PHOENIX-2014-T-release-v3" / "PHOENIX-2014-T"
     for split in ("train", "dev", "test"):
         csv = root / f"annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
         lines = csv.read_text(encoding="utf-8").splitlines()
@@ -56,9 +66,9 @@ def test_layout_is_the_phoenix_release(toy):
         assert frames[0].name == "images0001.png"
 
 
-def test_reader_reads_it_from_every_root_level(toy):
-    release = toy / "PHOENIX-2014-T-release-v3"
-    datasets = [open_dataset("toy", toy, ["train", "dev", "test"]),
+def test_reader_reads_it_from_every_root_level(toy20):
+    release = toy20 / "PHOENIX-2014-T-release-v3"
+    datasets = [open_dataset("toy", toy20, ["train", "dev", "test"]),
                 open_dataset("phoenix", release, ["train", "dev", "test"]),
                 open_dataset("phoenix", release / "PHOENIX-2014-T", ["train", "dev", "test"])]
     counts = [{k: len(v) for k, v in d.samples.items()} for d in datasets]
@@ -72,8 +82,8 @@ def test_reader_reads_it_from_every_root_level(toy):
     assert datasets[1].fingerprint("dev") == datasets[2].fingerprint("dev")
 
 
-def test_dev_and_test_hold_out_combinations_but_not_glosses(toy):
-    ds = open_dataset("toy", toy, ["train", "dev", "test"])
+def test_dev_and_test_hold_out_combinations_but_not_glosses(toy20):
+    ds = open_dataset("toy", toy20, ["train", "dev", "test"])
     train = {s.gloss for s in ds.samples["train"]}
     for split in ("dev", "test"):
         assert all(s.gloss not in train for s in ds.samples[split])
@@ -144,8 +154,8 @@ def test_jitter_makes_videos_of_one_sentence_differ():
     assert fa.shape != fb.shape or not np.array_equal(fa, fb)
 
 
-def test_reader_frames_match_the_renderer(toy):
-    ds = open_dataset("toy", toy, ["dev"])
+def test_reader_frames_match_the_renderer(toy20):
+    ds = open_dataset("toy", toy20, ["dev"])
     sample = ds.samples["dev"][0]
     video = next(v for v in plan_corpus(20, 0) if v.name == sample.id)
     assert np.array_equal(read_frames(sample.frames), render_video(video, 0))

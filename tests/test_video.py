@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,30 +11,7 @@ from PIL import Image
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile
 from extract.vision.decode import count_frames, read_frames
-
-
-def level(i: int) -> int:
-    """Grey level of frame i in the test videos: lets a test tell which frames it got."""
-    return 10 + 5 * i
-
-
-def write_mp4(path: Path, frames: int = 48, size: int = 64, fps: int = 24, codec: str = "mpeg4",
-              faststart: bool = False) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), mode="w", options=options) as container:
-        stream = container.add_stream(codec, rate=Fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        if codec == "mpeg4":
-            stream.bit_rate = 4_000_000
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), level(i), np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+from helpers import level, write_mp4
 
 
 def write_pngs(folder: Path, n: int = 5, size: tuple[int, int] = (20, 30)) -> PngFolder:

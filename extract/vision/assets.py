@@ -62,24 +62,6 @@ def save_videomae_snapshot(model: Any, out: Path, *, pretraining: bool = True) -
     return out
 
 
-def random_clip(hidden: int, layers: int, heads: int, intermediate: int, patch: int, image: int, seed: int = 0) -> Any:
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    torch.manual_seed(seed)
-    return CLIPVisionModel(CLIPVisionConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                                            num_attention_heads=heads, patch_size=patch, image_size=image,
-                                            hidden_act="quick_gelu")).eval()
-
-
-def random_videomae(hidden: int, layers: int, heads: int, intermediate: int, image: int, frames: int = 16, seed: int = 1) -> Any:
-    from transformers import VideoMAEConfig, VideoMAEModel
-
-    torch.manual_seed(seed)
-    return VideoMAEModel(VideoMAEConfig(image_size=image, num_frames=frames, hidden_size=hidden,
-                                        num_hidden_layers=layers, num_attention_heads=heads,
-                                        intermediate_size=intermediate, use_mean_pooling=False)).eval()
-
-
 def tiny_clip(image_size: int = 112) -> Any:
     """The tiny profile's seeded timm ViT as a transformers CLIPVisionModel (same weights)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel

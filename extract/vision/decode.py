@@ -1,46 +1,8 @@
-"""Decode a sample's frames into one uint8 array [T, H, W, 3] (RGB).
+"""Decode a sample's frames into one uint8 array [T, H, W, 3] (RGB): frame folders with PIL, mp4s with PyAV.
 
-Frame folders (PHOENIX, CSL-Daily, toy) are read file by file with PIL and returned as
-stored (`fps` is ignored: their native rate is the dataset's, e.g. 25 fps for PHOENIX).
-mp4s (How2Sign) are decoded with PyAV: the container is seeked to the window start and
-decoding stops at its end, so a sentence cut from a long video costs only its own frames.
-
-Which mp4 frames come back is a pure function of the file's frame timestamps, never of
-decode timing, threads or the run (issue #15: a count that changed between runs came from
-reading the stream after its container was closed). The rules, all in exact fractions:
-
-- A frame's time is `pts * time_base`. `fps` and window bounds are taken as the decimals they
-  print as (`29.97` is 2997/100, not the binary float just below it); a bound is then rounded
-  to the nearest tick of the time base, so a bound written as a frame's time (`0.542`, or
-  `26 / 30` as a float) means that frame.
-- Window [start, end): the frames with start <= time < end (`None`: from the beginning / to
-  the end). A seek that lands past `start` (a keyframe its B-frames delay) is redone
-  earlier, so where the keyframes are never decides a window's first frame.
-- `fps=None` keeps every native frame (How2Sign: 24 fps). A number resamples by frame
-  selection (no blending): with t0 the first frame's time, t1 the last's and d the native
-  frame step (the median step of the timestamps), there is one output frame per instant
-  t0 + k/fps < t1 + d, i.e. ceil((t1 - t0 + d) * fps) frames, each the latest frame at or
-  before its instant. 24 -> 12 fps keeps every other frame, 24 -> 25 repeats one a second.
-- Header values (time base, rate, frame count, duration) are copied out while the container
-  is open (`_StreamInfo`); nothing touches a PyAV stream after its container is closed.
-
-`read_prepared(src, prepare)` equals `prepare(read_frames(src))` byte for byte for a per-frame
-`prepare` (a model recipe's resize + crop), without ever holding the decoded frames: they are
-prepared in chunks as they are decoded, on worker threads while decoding goes on (PyAV, PIL
-and torch release the GIL), and the small prepared frames are put in pts order and resampled
-at the end (a per-frame prepare commutes with picking frames). A 1280x720 video is never held
-at full resolution, which cost more than decoding it (a 300-frame list of 2.7 MB frames and
-its np.stack: 830 MB and its page faults).
-
-`count_frames` applies the same window and resampling rules to the constant-rate frame grid
-the header describes, without decoding: it equals `len(read_frames(...))` when the frames lie
-on that grid, and is an estimate otherwise (see its docstring).
-
-Every failure (missing file, truncated or corrupt image or mp4, no frames, a window that
-ends past the end of the video) is a `DatasetError` naming the file, so the extraction
-runner can record it and skip the video. A window is never clipped to the video: a window
-ending more than one frame past the container's duration is an error (How2Sign's overrunning
-END times: the sentence's end is not in the video; see extract/datasets/how2sign.py).
+Which frames come back is a pure function of the files (never of decode timing, threads or
+the run), so features are reproducible; every failure is a `DatasetError` naming the file, so
+the runner records the video and goes on. The exact rules are on `read_frames`.
 """
 
 from __future__ import annotations
@@ -71,6 +33,24 @@ _SEEK_BACK = (Fraction(0), Fraction(1), Fraction(4), Fraction(16))
 def read_frames(src: FrameSource, *, fps: float | None = None, max_side: int | None = None,
                 max_frames: int | None = None) -> np.ndarray:
     """All frames of `src` as uint8 [T, H, W, 3].
+
+    Frame folders (PHOENIX, CSL-Daily, toy) are read file by file as stored (`fps` is ignored:
+    their native rate is the dataset's). mp4s (How2Sign) are seeked to the window start and
+    decoding stops at its end, so a sentence cut from a long video costs only its own frames.
+    The mp4 rules, all in exact fractions (issue #15: a count that changed between runs came
+    from reading the stream after its container was closed):
+
+    - A frame's time is `pts * time_base`. `fps` and window bounds are taken as the decimals they
+      print as (`29.97` is 2997/100), then rounded to the nearest tick of the time base, so a
+      bound written as a frame's time means that frame.
+    - Window [start, end): the frames with start <= time < end (None: open). A seek that lands
+      past `start` (a keyframe its B-frames delay) is redone earlier, so keyframes never decide
+      a window's first frame. A window is never clipped: one ending more than a frame past the
+      container's duration is an error (How2Sign's overrunning END times).
+    - `fps=None` keeps every native frame. A number resamples by frame selection (no blending):
+      with t0, t1 the first and last frame's times and d the median frame step, one output frame
+      per instant t0 + k/fps < t1 + d, each the latest frame at or before its instant.
+    - Header values are copied out while the container is open (`_StreamInfo`).
 
     `max_side` shrinks frames whose longer side exceeds it (aspect kept; never enlarges),
     which saves memory on 1280x720 video when the model wants 224 px anyway. `max_frames`
