@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 
 import cache.sonar_models
-import extract.vision.encoders.tiny
 import extract.text.nllb
 import extract.text.tiny_sonar
+import extract.vision.encoders.tiny
 import pipeline.embed_stage
 
 FORBIDDEN = [

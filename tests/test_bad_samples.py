@@ -17,17 +17,16 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
 import numpy as np
+import pytest
+from test_datasets import CSL, H2S_HEADER, PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4
+from typer.testing import CliRunner
 
 from cache.features import FeatureReader, FeatureStoreWriter, ShardData
 from extract.datasets import open_dataset
 from extract.datasets.toy import make_toy
 from extract.vision.runner import ShardComputer, ShardPlan, adopt_shards, decode_video, plan_shards
 from pipeline.config import build_config
-from test_datasets import PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4, CSL, H2S_HEADER
 
 SHARD = 2
 TOY_VIDEOS = 12  # 10 train videos of 22-37 frames: 5 shards

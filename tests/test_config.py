@@ -1,9 +1,9 @@
 import pytest
 
 from cache.errors import SltPipeError
+from extract.config import ExtractConfig
 from pipeline.config import build_config, field_docs, load_toml, parse_override, to_toml
 from pipeline.project import resolve_config
-from extract.config import ExtractConfig
 from train.config import TrainConfig
 
 

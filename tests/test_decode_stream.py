@@ -18,9 +18,9 @@ from PIL import Image
 import extract.vision.decode as video
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile
+from extract.vision.decode import read_frames, read_prepared
 from extract.vision.preprocess import processor_crop
 from extract.vision.runner import decode_video
-from extract.vision.decode import read_frames, read_prepared
 
 W, H, N, FPS = 64, 48, 60, 24
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import TOY_EMBED_SETTINGS, TOY_LANGS, toy_embed_cfg
 from rich.console import Console
 
 from cache.errors import CacheError, SltPipeError
-from conftest import TOY_EMBED_SETTINGS, TOY_LANGS, toy_embed_cfg
 from pipeline.config import build_config
 
 LANGS = TOY_LANGS

@@ -24,11 +24,11 @@ ensure_fairseq2()
 
 from train import data as tdata  # noqa: E402
 from train import decoder as tdecoder  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
 from train import evaluate as tevaluate  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
 from train.evaluate import evaluate, language_notes, reference_rows  # noqa: E402
-from train.toy import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.model import TrainInputs, build_models, save_weights, trainable_state  # noqa: E402
+from train.toy import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
 EMB = 16
@@ -194,10 +194,9 @@ def test_an_empty_split_says_so(corpus):
 def test_blaser_and_bleurt_per_sample_with_their_producers(corpus, tmp_path, monkeypatch):
     """With BLASER cards and a BLEURT snapshot on disk (tiny random-init models of the real classes),
     evaluate scores every sample with them, cross-lingually too, and names each producer."""
+    import yaml
     from test_blaser import DIM, HIDDEN, _card, _tiny_model
     from test_bleurt import _make_snapshot
-
-    import yaml
 
     from cache.sonar_models import user_asset_dir
     from train.blaser import BlaserScorer

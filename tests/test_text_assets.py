@@ -98,9 +98,9 @@ def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, mo
     import torch
 
     import cache.sonar_models as sm
+    from extract.text.assets import DECODER_CARD, ENCODER_CARD
     from extract.text.embed import SonarEncoder
     from extract.text.nllb import SonarTranslator
-    from extract.text.assets import DECODER_CARD, ENCODER_CARD
 
     ref_enc, ref_dec = sm.load_sonar_encoder("tiny", tiny_sonar), sm.load_sonar_decoder("tiny", tiny_sonar)
     ref_tok = sm.load_sonar_tokenizer("tiny", tiny_sonar)
@@ -245,8 +245,8 @@ def test_sonar_identity_of_a_missing_checkpoint_names_it(tiny_sonar, tmp_path):
 def test_nllb_snapshot_roundtrip(tiny_nllb, tmp_path):
     from safetensors import safe_open
 
-    from extract.text.nllb import NllbTranslator
     from extract.text.assets import export_nllb_snapshot
+    from extract.text.nllb import NllbTranslator
 
     snap = export_nllb_snapshot(tiny_nllb, tmp_path / "nllb")
     names = {p.name for p in snap.iterdir()}
@@ -366,8 +366,8 @@ def test_nllb_tied_copies_are_the_only_allowed_absences(tiny_nllb):
 
 def test_nllb_identity_follows_the_files(tiny_nllb, tmp_path):
     from cache.keys import sha256_file
-    from extract.text.nllb import nllb_identity
     from extract.text.assets import export_nllb_snapshot
+    from extract.text.nllb import nllb_identity
 
     snap = export_nllb_snapshot(tiny_nllb, tmp_path / "nllb")
     ident = nllb_identity(str(snap))

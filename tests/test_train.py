@@ -22,8 +22,8 @@ from train.config import TrainConfig  # noqa: E402
 from train.decoder import LoraDecoder  # noqa: E402
 from train.fusion import MaskedVisualBlock  # noqa: E402
 from train.losses import alignment_loss  # noqa: E402
-from train.toy import make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.model import TrainInputs  # noqa: E402
+from train.toy import make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.trainer import train  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]

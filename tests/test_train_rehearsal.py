@@ -26,12 +26,12 @@ from cache.fairseq2_env import ensure_fairseq2
 
 ensure_fairseq2()
 
+from cache.sonar_models import user_asset_dir  # noqa: E402
 from train import data as tdata  # noqa: E402
 from train.config import TrainConfig, train_preset  # noqa: E402
-from train.toy import ToyFeatureReader, ToyTargetReader  # noqa: E402
 from train.model import TrainInputs  # noqa: E402
+from train.toy import ToyFeatureReader, ToyTargetReader  # noqa: E402
 from train.trainer import train  # noqa: E402
-from cache.sonar_models import user_asset_dir  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]
 SPATIAL, MOTION = 2048, 1024  # the paper profile's feature widths (CLIP S2, VideoMAE-L)

@@ -182,8 +182,8 @@ def _rehash(entry: Entry) -> None:
 
 def test_train_refuses_a_corrupt_entry_instead_of_training(tmp_path):
     """Through the trainer's entry that opens the caches: the error, no loss, no checkpoint."""
-    from pipeline.train_stage import rebuild_hint
     from pipeline.config import build_config
+    from pipeline.train_stage import rebuild_hint
     from train.model import TrainInputs
     from train.trainer import train
 
