@@ -37,17 +37,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from decode import OtherLoad  # noqa: E402  (bench/decode.py)
 
 from cache.store import Cache  # noqa: E402
 from extract.datasets import open_dataset  # noqa: E402
 from extract.datasets.toy import make_toy  # noqa: E402
-from extract.vision.preprocess import resolve_squash  # noqa: E402
-from extract.vision.streams import FeatureExtractor  # noqa: E402
-from decode import OtherLoad  # noqa: E402  (bench/decode.py)
+from extract.ray_session import ray_session  # noqa: E402
 from extract.vision import ray_backend as ray_runner  # noqa: E402
 from extract.vision.backend import pick_backend  # noqa: E402
-from extract.ray_session import ray_session  # noqa: E402
+from extract.vision.preprocess import resolve_squash  # noqa: E402
 from extract.vision.runner import ShardComputer, decode_video, object_store_bytes, plan_shards, run_extraction  # noqa: E402
+from extract.vision.streams import FeatureExtractor  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from extract.vision.encoders.clip import convert
-from extract.vision.preprocess import CLIP_MEAN, CLIP_STD
-from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 
 def save_clip_snapshot(model: Any, out: Path, *, full_clip: bool = False) -> Path:

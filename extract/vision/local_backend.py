@@ -19,7 +19,15 @@ from rich.progress import Progress
 
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
-from extract.vision.runner import ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
+from extract.vision.runner import (
+    ShardComputer,
+    ShardPlan,
+    decode_ahead,
+    decode_video,
+    frame_count,
+    idle_priority,
+    plan_actors,
+)
 
 
 def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,

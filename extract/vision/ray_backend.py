@@ -23,7 +23,16 @@ from rich.progress import Progress
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource
-from extract.vision.runner import Decoded, ShardComputer, ShardPlan, decode_ahead, decode_video, frame_count, idle_priority, plan_actors
+from extract.vision.runner import (
+    Decoded,
+    ShardComputer,
+    ShardPlan,
+    decode_ahead,
+    decode_video,
+    frame_count,
+    idle_priority,
+    plan_actors,
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from extract.vision.encoders.base import ENCODERS, MotionEncoder, Encoder, SpatialEncoder, encoder_class
+from extract.vision.encoders.base import ENCODERS, Encoder, MotionEncoder, SpatialEncoder, encoder_class
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

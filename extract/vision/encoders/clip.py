@@ -29,10 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.vision.encoders.base import SpatialEncoder, Resolved
+from extract.vision.encoders.base import Resolved, SpatialEncoder
 from extract.vision.preprocess import CLIP_MEAN, CLIP_STD, ImageRecipe, read_recipe
-from extract.vision.weights import (Converted, architecture, check_file, fill_strictly, is_torchscript, read_state_dict,
-                             split_qkv, tensor_shapes)
+from extract.vision.weights import (
+    Converted,
+    architecture,
+    check_file,
+    fill_strictly,
+    is_torchscript,
+    read_state_dict,
+    split_qkv,
+    tensor_shapes,
+)
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     import torch

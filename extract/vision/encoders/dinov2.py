@@ -24,10 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cache.errors import WeightsError
-from extract.vision.encoders.base import SpatialEncoder, Resolved
-from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from extract.vision.preprocess import ImageRecipe, read_recipe
-from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, split_qkv, tensor_shapes
+from extract.vision.encoders.base import Resolved, SpatialEncoder
+from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
+from extract.vision.weights import (
+    Converted,
+    architecture,
+    check_file,
+    fill_strictly,
+    read_state_dict,
+    split_qkv,
+    tensor_shapes,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

@@ -12,9 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from extract.vision.encoders.base import MotionEncoder, SpatialEncoder, Resolved, average_tiles
-from extract.vision.preprocess import CLIP_MEAN, CLIP_STD
-from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from extract.vision.encoders.base import MotionEncoder, Resolved, SpatialEncoder, average_tiles
+from extract.vision.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     import numpy as np

@@ -105,7 +105,6 @@ def load(weights: VideoMAEWeights, config: Any) -> torch.nn.Module:
     """VideoMAEModel with every parameter from the file (float32, eval mode)."""
     import torch
     from transformers import VideoMAEModel
-
     from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
 
     conv = convert(read_state_dict(weights.path))
