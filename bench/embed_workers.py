@@ -55,15 +55,15 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=4, help="beam size of the tiny SONAR translator (paper's NLLB: 4)")
     args = ap.parse_args()
     from extract.datasets.toy import make_toy
+    from pipeline.dataset import configured_dataset
     from pipeline.embed_stage import embed_targets, ensure_tiny_sonar
-    from pipeline.dataset import open_dataset
 
     langs = args.langs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_toy(tmp / "toy", videos=args.videos, seed=0)
         seed_cfg = config(tmp / "seed", tmp / "toy", langs, args.batch_size, 0, args.beam)
-        tiny = ensure_tiny_sonar(seed_cfg, open_dataset(seed_cfg), QUIET)  # trained once, not timed
+        tiny = ensure_tiny_sonar(seed_cfg, configured_dataset(seed_cfg), QUIET)  # trained once, not timed
         rows, reference, steady = [], None, []
         for name, workers in MODES:
             cache = tmp / name.replace(" ", "-")
@@ -77,7 +77,7 @@ def main() -> None:
             reference = reference or got
             rows.append((name, sentences, seconds, got == reference))
             print(f"{name:>14}: {sentences} sentences (translated + embedded) in {seconds:.1f} s", flush=True)
-            steady.append((name, *steady_rate(seed_cfg, tiny, open_dataset(seed_cfg), workers)))
+            steady.append((name, *steady_rate(seed_cfg, tiny, configured_dataset(seed_cfg), workers)))
     base = rows[0][1] / rows[0][2]
     print(f"\nend to end (Ray start and model loads included)\n{'mode':>14}  {'sent/s':>7}  {'vs in-process':>13}  same bytes")
     for name, sentences, seconds, same in rows:
@@ -97,16 +97,18 @@ def steady_rate(cfg, tiny: Path, dataset, workers: int) -> tuple[int, float]:
 
     import ray
 
-    from extract.text.ray_backend import RayPool
+    from extract.text.backend import text_model_spec
+    from extract.text.chunks import RESUME_CHUNK_BATCHES
     from extract.text.jobs import InProcess, LazyTextModels, chunks
-    from pipeline.embed_stage import RESUME_CHUNK_BATCHES, _Models, text_models
+    from extract.text.ray_backend import RayPool
+    from pipeline.embed_stage import text_models
 
     texts = list(dict.fromkeys(s.text for s in dataset.samples["train"]))
     size = cfg.embed.batch_size * RESUME_CHUNK_BATCHES
     jobs = chunks(texts, "translate", "deu_Latn", "eng_Latn", size) + chunks(texts, "embed", "deu_Latn", "deu_Latn", size)
     warm = [chunks(texts[:1], kind, "deu_Latn", lang, 1)[0] for kind, lang in (("translate", "eng_Latn"), ("embed", "deu_Latn"))]
     with contextlib.ExitStack() as stack:
-        spec = _Models(cfg, dataset, text_models(cfg, dataset, tiny), QUIET, ["eng_Latn"], stack, False).spec()
+        spec = text_model_spec(cfg.embed, text_models(cfg, dataset, tiny), (dataset.source_lang, "eng_Latn"), None)
         if workers:
             pool = stack.enter_context(RayPool(spec, workers, None))
             ray.get([a.run.remote(j) for a in pool.actors for j in warm])

@@ -52,10 +52,10 @@ def epoch(cfg, inputs, features, steps: int) -> tuple[float, float]:
     """(seconds, mean loss) of `steps` training steps reading features from `features`."""
     from train import data as tdata
     from train.augment import VideoAugmenter
-    from train.data import BatchLoader, CacheDataset
-    from train.model import build_models
     from train.checkpoint import seed_everything
+    from train.data import BatchLoader, CacheDataset
     from train.losses import compute_loss, step_generator
+    from train.model import build_models
 
     seed_everything(cfg.seed)
     targets = {lang: tdata.open_targets(p) for lang, p in inputs.targets.items()}
@@ -107,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from pipeline import embed_stage, extract_stage
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
     from pipeline.train_stage import train_inputs
     from train import data as tdata
 
@@ -119,7 +119,7 @@ def main() -> None:
         print(f"preparing caches in {cache} (toy, {args.videos} videos) ...", flush=True)
         extract_stage.extract(cfg, quiet)
         embed_stage.embed_targets(cfg, quiet)
-        dataset = open_dataset(cfg, quiet)
+        dataset = configured_dataset(cfg, quiet)
         inputs = train_inputs(cfg, dataset)
         cached = tdata.open_features(inputs.features["train"])
         tcfg = cfg.train

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import functools
 from pathlib import Path
+from typing import Any
 
 from cache.errors import SltPipeError
 
@@ -31,3 +32,21 @@ def ensure_fairseq2() -> None:
             raise SltPipeError("the soundfile wheel has no libsndfile", fix="apt-get install libsndfile1")
         ctypes.CDLL(str(libs[0]), mode=ctypes.RTLD_GLOBAL)
     import fairseq2  # noqa: F401  (fail here, with the real error, if the stack is broken)
+
+
+def check_fairseq2() -> dict[str, Any]:
+    """Import fairseq2 (as the loaders do) and say what was imported: {"versions": {package: version or
+    "?"}, "libsndfile": the system library, or None for the soundfile wheel's copy}. Raises what the
+    import raises (SltPipeError for a missing libsndfile)."""
+    from importlib.metadata import version
+
+    ensure_fairseq2()
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except Exception:  # noqa: BLE001 - any metadata problem: unknown version
+            return "?"
+
+    return {"versions": {p: of(p) for p in ("fairseq2", "fairseq2n", "sonar-space", "torch")},
+            "libsndfile": ctypes.util.find_library("sndfile")}

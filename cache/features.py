@@ -53,8 +53,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from cache.errors import CacheError
-from cache.keys import sha256_file
 from cache.files import fsync_path
+from cache.keys import sha256_file
 from cache.store import CorruptEntryError, check_files, read_manifest
 
 STORE = "features.zarr"

@@ -61,3 +61,13 @@ def human_bytes(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def disk_free(path: Path) -> tuple[Path, int]:
+    """(the nearest existing folder at or above `path`, its free bytes): the disk a folder not made yet will be on."""
+    import shutil
+
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p, shutil.disk_usage(p).free

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cache.files import write_text_atomic
+
 KEY_CHARS = 20
 HASH_MEMO = "file-sha256.json"
 """Per-machine memo of weight-file hashes, in $XDG_CACHE_HOME/slt-pipe (default ~/.cache/slt-pipe)."""
@@ -29,21 +31,11 @@ def make_key(kind: str, inputs: dict[str, Any], *, format_version: int) -> str:
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (the one way slt-pipe hashes a whole file)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()
-
-
-def sha256_tree(path: Path) -> str:
-    """Hash of a file, or of every file under a directory (relative names and bytes)."""
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(path)).encode())
-        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 
@@ -95,13 +87,11 @@ def _write_memo(memo: dict[str, list]) -> None:
     """Atomically (temp file + rename): a concurrent reader sees the old memo or the new one, never half.
     A read-only home only costs the re-hash next time, so a failed write is not an error."""
     path = hash_memo_path()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(memo, sort_keys=True))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(memo, sort_keys=True), fsync=False)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def _default(obj: Any) -> Any:

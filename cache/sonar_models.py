@@ -1,57 +1,23 @@
-"""The SONAR text models both stages share: encoder, decoder, tokenizer.
+"""The SONAR text models both stages share (encoder, decoder, tokenizer), loaded strictly.
 
-Two kinds of spec:
-
-* ``"tiny"``: a tiny SONAR trained by `extract.text.tiny_sonar.train_tiny_sonar`, read from a
-  cache entry directory `tiny_dir` holding ``encoder.pt`` / ``decoder.pt`` (fairseq2 state
-  dicts), ``config.json`` (``{"encoder": SonarTextEncoderConfig fields, "decoder":
-  SonarTextDecoderConfig fields, "langs": [...], "default_lang": ...}``) and
-  ``tokenizer.model`` (SentencePiece, loaded as an NLLB tokenizer).
-
-* a fairseq2 asset name, e.g. ``text_sonar_basic_encoder`` / ``text_sonar_basic_decoder``
-  (sonar's own cards). fairseq2 resolves the name through its asset store: cards shipped
-  with sonar, cards in ``/etc/fairseq2/assets`` (or ``$FAIRSEQ2_ASSET_DIR``) and cards in
-  the user asset directory ``$FAIRSEQ2_USER_ASSET_DIR`` (default
-  ``~/.config/fairseq2/assets``), where a user card of the same name wins. The card's
-  ``checkpoint`` / ``tokenizer`` fields are URIs: ``https://`` ones are downloaded once
-  into ``$FAIRSEQ2_CACHE_DIR`` (default ``~/.cache/fairseq2/assets``), ``file://`` ones are
-  read in place.
-
-  slt-pipe never starts a download by itself: if a remote checkpoint is not already in
-  the fairseq2 download cache, loading raises `WeightsError` (set ``SLT_PIPE_DOWNLOAD=1``
-  to let fairseq2 download it). To use a checkpoint you already have, write a user card
-  that overrides the checkpoint path, e.g. ``$FAIRSEQ2_USER_ASSET_DIR/sonar.yaml``::
-
-      name: text_sonar_basic_encoder@user
-      checkpoint: "file:///models/sonar/sonar_text_encoder.pt"
-      tokenizer: "file:///models/sonar/sentencepiece.source.256000.model"
-      ---
-      name: text_sonar_basic_decoder@user
-      checkpoint: "file:///models/sonar/sonar_text_decoder.pt"
-      tokenizer: "file:///models/sonar/sentencepiece.source.256000.model"
-
-  (``name@user`` extends the shipped card and only replaces the fields it sets.)
-
-Every missing file, unknown asset or unreadable checkpoint becomes `WeightsError` naming
-the file or asset and the fix. Loading is strict: fairseq2 builds the model the card
-describes (``model_family``, ``model_arch``, ``model_config`` overrides) and refuses a
-checkpoint with a missing, unexpected or mis-shaped tensor; that refusal becomes a
-`WeightsError` naming the checkpoint, the first keys and the fix, never a partly random model.
-`sonar_identity` hashes the files a card points at, so cache keys follow the checkpoint, not
-only the card name. fairseq2 reads ``$FAIRSEQ2_USER_ASSET_DIR`` once per process (when it
-builds its asset store); `refresh_asset_store` re-reads the cards after the variable changed.
-Call `cache.fairseq2_env.ensure_fairseq2()` first (these functions do).
+A spec is "tiny" (a tiny SONAR trained into a cache entry) or a fairseq2 asset card name
+(README, "Real data", shows a user card pointing at local files). Nothing is downloaded
+unless SLT_PIPE_DOWNLOAD=1; a missing file, an unknown card or a checkpoint that does not
+fill its architecture is a `WeightsError` naming the file and the fix, never a partly
+random model. `sonar_identity` hashes the files a card points at, for cache keys, and
+`check_sonar_asset` says where they are without reading them (`slt-pipe doctor`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from cache.device import resolve_device
 from cache.errors import WeightsError
 
 TINY = "tiny"
@@ -74,14 +40,6 @@ def _torch_dtype(dtype: Any) -> Any:
     if isinstance(dtype, str):
         return getattr(torch, dtype)
     return dtype
-
-
-def _torch_device(device: Any) -> Any:
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # --------------------------------------------------------------------------- tiny
@@ -153,12 +111,11 @@ def _check_asset_file(name: str, card: Any, field: str) -> Path | None:
         return None
     if uri.startswith("hg://"):
         return None  # Hugging Face hub: fairseq2 reads the HF cache itself
-    cache_dir = fairseq2_cache_dir()
-    h = hashlib.sha1(uri.encode()).hexdigest()[:24]
-    if not (cache_dir / h).exists():
+    downloaded = download_path(uri)
+    if not downloaded.exists():
         raise WeightsError(
             f"{field} of fairseq2 asset {name} ({uri}) is not downloaded",
-            path=cache_dir / h,
+            path=downloaded,
             fix=_CARD_FIX.format(name=name, uri=uri, field=field),
         )
     return None
@@ -186,6 +143,11 @@ def fairseq2_cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "fairseq2" / "assets"
     return Path("~/.cache/fairseq2/assets").expanduser()
+
+
+def download_path(uri: str) -> Path:
+    """Where fairseq2 keeps its download of `uri` (a folder named by the URI's sha1)."""
+    return fairseq2_cache_dir() / hashlib.sha1(uri.encode()).hexdigest()[:24]
 
 
 def _load_asset_model(name: str, device: Any, dtype: Any) -> Any:
@@ -323,23 +285,6 @@ def refresh_asset_store() -> None:
     registration.obj = dep._NOT_SET
 
 
-@contextlib.contextmanager
-def user_asset_dir(cards_dir: Path) -> Iterator[None]:
-    """FAIRSEQ2_USER_ASSET_DIR=cards_dir inside the block, fairseq2's store re-read on entry and on exit
-    (for in-process code such as tests; a command started with the variable set needs none of this)."""
-    old = os.environ.get("FAIRSEQ2_USER_ASSET_DIR")
-    os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(cards_dir)
-    refresh_asset_store()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["FAIRSEQ2_USER_ASSET_DIR"]
-        else:
-            os.environ["FAIRSEQ2_USER_ASSET_DIR"] = old
-        refresh_asset_store()
-
-
 # --------------------------------------------------------------------------- public API
 def load_sonar_encoder(spec: str, tiny_dir: Path | None = None, device: Any = "cpu", dtype: Any = None) -> Any:
     """SonarTextTransformerEncoderModel (eval mode) from 'tiny' + entry dir, or a fairseq2 asset name."""
@@ -355,7 +300,7 @@ def _load_text_model(part: str, spec: str, tiny_dir: Path | None, device: Any, d
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
-    dev, dt = _torch_device(device), _torch_dtype(dtype)
+    dev, dt = resolve_device(device), _torch_dtype(dtype)
     if spec == TINY:
         from fairseq2.data.tokenizers import VocabularyInfo
         from sonar.models import sonar_text
@@ -381,7 +326,7 @@ def load_asset_model(name: str, device: Any = "cpu", dtype: Any = None) -> Any:
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
-    dev, dt = _torch_device(device), _torch_dtype(dtype)
+    dev, dt = resolve_device(device), _torch_dtype(dtype)
     # fairseq2's load_model hands the model back in training mode (dropout active)
     return _load_asset_model(name, dev, dt).to(device=dev, dtype=dt).eval()
 
@@ -491,3 +436,96 @@ def _sha256(real: Path) -> str:
     from cache.keys import sha256_memo
 
     return sha256_memo(real)
+
+
+# --------------------------------------------------------------------------- pre-flight facts (slt-pipe doctor)
+@dataclass
+class CardFile:
+    """Where one file an asset card names (its checkpoint or tokenizer) is, found without reading it."""
+
+    field: str
+    uri: str | None
+    kind: str
+    """file (the card names a file on this machine), hub (hg://: fairseq2 reads the HF cache itself),
+    download (a URI fairseq2 downloads into its cache), none (the card has no such field)."""
+    on_disk: bool | None
+    """None: not checked (hub)."""
+    path: str | None = None
+    """The file, or fairseq2's download of it."""
+    bytes: int | None = None
+    """Size of a file the card names (None: a folder, or not a local file)."""
+    problem: str | None = None
+    """Why the loaders would refuse it (None: they would not)."""
+    fix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"uri": self.uri, "on_disk": self.on_disk}
+        if self.problem and not self.on_disk:
+            out["error"] = self.problem
+        if self.kind != "hub":
+            out["path"] = self.path
+        if self.kind == "file" and self.on_disk:
+            out["bytes"] = self.bytes
+        return out
+
+
+@dataclass
+class SonarAsset:
+    """What `check_sonar_asset` found: the card and each file it names."""
+
+    name: str
+    card: str
+    """Where the card was read."""
+    model_family: str | None
+    model_arch: str | None
+    files: list[CardFile]
+
+    @property
+    def fix(self) -> str | None:
+        """One fix for every file at fault: their own fixes when a file the card names is (no download helps),
+        else how to provide both files."""
+        bad = [f for f in self.files if f.problem]
+        fixes: list[str] = []
+        for f in bad:
+            if f.fix and (f.on_disk or f.fix not in fixes):
+                fixes.append(f.fix)
+        if not bad:
+            return None
+        if len(fixes) == 1 or any(f.kind == "file" for f in bad):
+            return "; ".join(fixes)
+        return (f"put the checkpoint and tokenizer on disk and point a fairseq2 card at them: write "
+                f"$FAIRSEQ2_USER_ASSET_DIR/sonar.yaml (default ~/.config/fairseq2/assets/) with 'name: {self.name}@user', "
+                "'checkpoint: \"file:///path/to/checkpoint.pt\"' and 'tokenizer: \"file:///path/to/tokenizer.model\"' "
+                "(README, Real data), or set SLT_PIPE_DOWNLOAD=1 on a machine with internet to let fairseq2 download "
+                "both into $FAIRSEQ2_CACHE_DIR")
+
+
+def check_sonar_asset(name: str) -> SonarAsset:
+    """Where the checkpoint and tokenizer of asset card `name` are, as the loaders would look for them
+    (no weights are read). An unknown card is a `WeightsError` with the fix."""
+    card = _retrieve_card(name)
+    source = _card_source(card)
+    return SonarAsset(name, source, _card_str(card, "model_family"), _card_str(card, "model_arch"),
+                      [_card_file(name, card, source, f) for f in ("checkpoint", "tokenizer")])
+
+
+def _card_file(name: str, card: Any, source: str, field: str) -> CardFile:
+    uri = _card_str(card, field)
+    local = _local_path(card, field)
+    kind = "file" if local is not None else "none" if uri is None else "hub" if uri.startswith("hg://") else "download"
+    try:
+        _check_asset_file(name, card, field)
+    except WeightsError as err:
+        fix = err.fix if local is None else (  # a file the card names on this machine: no download helps
+            f"put the {field} at {err.path}, or point '{field}:' of the card {name}@user ({source}) at the file you have")
+        return CardFile(field, uri, kind, False, err.path, problem=err.problem, fix=fix)
+    if local is not None:
+        size = local.stat().st_size if local.is_file() else None
+        if size == 0:
+            return CardFile(field, uri, kind, True, str(local), 0, problem=f"{field} {local} is an empty file",
+                            fix=f"replace {local} with the complete {field} (it may have been truncated)")
+        return CardFile(field, uri, kind, True, str(local), size)
+    if kind == "hub":
+        return CardFile(field, uri, kind, None)
+    downloaded = download_path(str(uri))
+    return CardFile(field, uri, kind, downloaded.exists(), str(downloaded))

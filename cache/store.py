@@ -182,7 +182,7 @@ class Cache:
         except FileNotFoundError:
             return None
         except json.JSONDecodeError as e:
-            raise CacheError(f"corrupt manifest ({e})", path=d / MANIFEST, fix="run `slt-pipe cache gc --corrupt`")
+            raise CacheError(f"corrupt manifest ({e})", path=d / MANIFEST, fix="run `slt-pipe cache gc --corrupt`") from e
         if not manifest.get("complete"):
             return None
         return Entry(kind, key, d, manifest)
@@ -316,6 +316,20 @@ class Cache:
                 except CacheError:
                     e = None
                 yield e if e is not None else (k, d.name, d)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """A row per entry, complete or not (`cache ls`): kind, key, dataset, items, bytes, complete, created."""
+        rows = []
+        for e in self.entries():
+            if isinstance(e, Entry):
+                rows.append({"kind": e.kind, "key": e.key, "dataset": e.manifest.get("dataset", ""), "items": e.items,
+                             "bytes": e.size_bytes(), "complete": True, "created": e.manifest.get("created", "")})
+            else:
+                kind, key, path = e
+                size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                rows.append({"kind": kind, "key": key, "dataset": "", "items": 0, "bytes": size, "complete": False,
+                             "created": ""})
+        return rows
 
     def verify(self, entry: Entry) -> list[str]:
         """Problems found re-hashing the entry's payload (empty list = intact)."""

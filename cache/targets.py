@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cache.errors import CacheError
+from cache.files import write_atomic
 from cache.store import CorruptEntryError, check_files, read_manifest
 
 FORMAT = 2
@@ -78,15 +78,15 @@ def write_targets(
             if np.asarray(s.embeddings).ndim == 2 and (len(s.ids) or np.asarray(s.embeddings).shape[1])}
     if len(dims) > 1:
         raise CacheError(f"embedding widths differ across splits: {sorted(dims)}", path=path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    dim = int(dims.pop()) if dims else 0
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["lang"] = lang
             f.attrs["key"] = key
             f.attrs["encoder"] = _as_json(encoder)
             f.attrs["translator"] = _as_json(translator)
-            dim = int(dims.pop()) if dims else 0
             f.attrs["dim"] = dim
             for split, st in splits.items():
                 n = len(st.ids)
@@ -100,13 +100,8 @@ def write_targets(
                 lg.create_dataset("embedding", data=emb, fletcher32=True)
                 _strings(lg, "source", st.sources, str_t)
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return write_atomic(path, write)
 
 
 def _strings(group: Any, name: str, values: Sequence[str], dtype: Any) -> None:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
-import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -178,3 +179,72 @@ def _quiet_native_stderr() -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+# --------------------------------------------------------------------------- addresses (doctor)
+
+
+def parse_ray_address(address: str) -> tuple[str, int]:
+    """host, port of a Ray address: ray://host[:10001] (Ray client) or host[:6379] (GCS)."""
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):  # [ipv6]:port
+        host, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            host, port = rest, ""
+    if not host:
+        raise ValueError(f"no host in {address!r}")
+    return host, int(port) if port else (10001 if client else 6379)
+
+
+def auto_address() -> str | None:
+    """The cluster `--ray-address auto` means: $RAY_ADDRESS, else the one `ray start` recorded on this
+    machine (/tmp/ray/ray_current_cluster); None when there is none."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env and env != "auto":
+        return env
+    try:
+        text = Path("/tmp/ray/ray_current_cluster").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+@dataclass
+class AddressCheck:
+    """What `check_address` found about a cluster address, without starting or joining Ray."""
+
+    address: str
+    target: str | None
+    """The address itself, or what `auto` resolved to (None: no running cluster found)."""
+    host: str | None = None
+    port: int | None = None
+    unreadable: str | None = None
+    """Why the address does not parse (None: it does)."""
+    refused: str | None = None
+    """Why host:port does not accept a TCP connection (None: it does, or it was not tried)."""
+
+
+def check_address(address: str, *, timeout_s: float = 2.0) -> AddressCheck:
+    """Resolve `auto`, parse the address and try one TCP connection to it (nothing else is done)."""
+    import socket
+
+    target = auto_address() if address == "auto" else address
+    out = AddressCheck(address, target)
+    if target is None:
+        return out
+    try:
+        out.host, out.port = parse_ray_address(target)
+    except ValueError as err:
+        out.unreadable = str(err)
+        return out
+    try:
+        with socket.create_connection((out.host, out.port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        out.refused = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
+    return out

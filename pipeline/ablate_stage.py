@@ -1,56 +1,16 @@
-"""Ablations: many training variants over one set of cached features and targets.
+"""`slt-pipe ablate`: many training variants over one set of cached features and targets.
 
-A grid file names a base config and the variants as `--set`-style overrides::
-
-    # grid.toml
-    [base]                      # any slt-pipe.toml content; layered over the project file
-    profile = "tiny"
-    [base.train]
-    steps = 600
-
-    [variants]
-    full = []
-    no-cos = ["train.w_cos=0"]
-    no-ae = ["train.w_ae=0"]
-    no-video-aug = ["train.p_video_aug=0"]
-    no-multilingual = ["train.multilingual=false"]
-    mse-only = ["train.w_cos=0", "train.w_ce=0", "train.w_ae=0"]
-    "langs=deu" = ["embed.langs=deu"]
-    # the paper's pretrained visual block vs from scratch (the run dir of an earlier training):
-    pretrained-vb = ["train.init_visual_block=runs/vb-pretrain"]
-
-An optional ``[ablate]`` table sets the comparison (the command line's ``--seeds`` wins)::
-
-    [ablate]
-    seeds = 3            # train every variant with train.seed = seed, seed+1, ...
-    baseline = "full"    # the variant the others are tested against (default: the first)
-    langs = ["deu", "eng", "fra"]   # evaluated in every trial (default: every trial's embed.langs)
-
-Every trial is evaluated in the same languages, so a variant trained on German targets only
-is scored in English and French too (zero-shot). With several seeds, `summary.{md,csv}`
-gives each variant's mean and standard deviation over its seeds, and the p-value of a paired
-bootstrap against the baseline (sacrebleu's, 1000 resamples, over the pooled
-(seed, sentence) pairs: every seed's hypotheses of a sentence against the same seed's of the
-baseline); a difference with p < 0.05 is marked `*`.
-
-A finished trial leaves `trial.json` (its config, languages and result, written last and
-atomically) in its run directory; a re-run of the ablation reuses every trial whose config
-and languages are unchanged and trains only the rest, so a crash costs only the trials
-that were running.
-
-Each trial copies the block it starts from into its own run directory (see
-`train.visual_init`), so a trial never depends on the source run afterwards.
-
-The caches are built once, up front, for the union of what the variants need (extraction
-does not depend on training settings at all; targets are per language). Trials then run as
-Ray tasks (one per GPU, or per CPU slot without one) and only *read* the caches; the
-listing of cache entries before and after the trials is compared and written to the log,
-so "nothing was recomputed" is a checked fact, not a promise.
+A grid file (README, "Ablations") names a base config and the variants as `--set`-style
+overrides. The caches are built once, up front, for the union of what the variants need;
+the trials then run as Ray tasks that only *read* them, and the cache listing before and
+after is compared, so "nothing was recomputed" is a checked fact. A finished trial leaves
+`trial.json` (written last, atomically), so a re-run trains only what had not finished.
+Every trial is scored in the same languages; the tables and the paired test are
+pipeline.ablate_results's.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass
@@ -58,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from cache.errors import SltPipeError
+from cache.files import write_text_atomic
 from cache.store import Cache, Entry
+from pipeline.ablate_results import summarize, summary_table, trial_dir, write_results
 from pipeline.config import Config, Layer, build_config, build_named, load_toml, parse_override, to_dict
 
 DEFAULT_GRID = {
@@ -75,6 +36,8 @@ DEFAULT_GRID = {
 }
 TRIAL_OBJECT_STORE = 256 * 1024 * 1024
 """Trials exchange only small result dicts through Ray."""
+TRIAL_FILE = "trial.json"
+"""A finished trial's config, languages and result, in its run directory."""
 
 
 @dataclass
@@ -94,11 +57,6 @@ class GridOptions:
     """The variant the others are compared with (None: the first)."""
     langs: list[str] | None = None
     """Languages every trial is evaluated in (None: the union of the trials' embed.langs)."""
-
-
-SIGNIFICANCE = 0.05
-"""p below this marks a difference from the baseline (`*`)."""
-BOOTSTRAP_SAMPLES = 1000
 
 
 GRIDS = Path(__file__).parent / "grids"
@@ -202,15 +160,9 @@ def run_trial(name: str, cfg_dict: dict[str, Any], threads: int, langs: list[str
     result = {"variant": name, "seed": cfg.train.seed, "seed_index": seed_index, "train_s": round(train_s, 1),
               "run": str(cfg.train.out), "scores": scores, "predictions": predictions}
     # written last, atomically: its presence means the trial finished (a re-run ablation reuses it)
-    done = Path(cfg.train.out) / TRIAL_FILE
-    tmp = done.with_name(f".{TRIAL_FILE}.tmp")
-    tmp.write_text(json.dumps({"config": cfg_dict, "langs": langs, "result": result}, default=str))
-    tmp.replace(done)
+    write_text_atomic(Path(cfg.train.out) / TRIAL_FILE, json.dumps({"config": cfg_dict, "langs": langs, "result": result},
+                                                                  default=str))
     return result
-
-
-TRIAL_FILE = "trial.json"
-"""A finished trial's config, languages and result, in its run directory."""
 
 
 def finished_trial(t: Trial, langs: list[str]) -> dict[str, Any] | None:
@@ -227,7 +179,7 @@ def finished_trial(t: Trial, langs: list[str]) -> dict[str, Any] | None:
 
 
 def _hypotheses(path: Path) -> dict[str, list[str]]:
-    from pipeline.report import read_predictions
+    from train.run_files import read_predictions
 
     rows = read_predictions(path)[1]
     return {"ids": [r["id"] for r in rows], "refs": [r["ref"] for r in rows], "hyps": [r["hyp"] for r in rows]}
@@ -281,7 +233,7 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for t in trials:
-        t.cfg.train.out = out / "runs" / slug(t.name) / (f"seed{t.cfg.train.seed}" if opts.seeds > 1 else "")
+        t.cfg.train.out = trial_dir(out, t.name, t.cfg.train.seed, opts.seeds)
         absolute_paths(t.cfg)
     prepare_caches(trials, console)
     before = cache_listing(base.cache.dir)
@@ -319,8 +271,8 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
     """The trials as Ray tasks; on a joined cluster every node must see `shared` (checked first)."""
     import ray
 
+    from cache.progress import progress_bar
     from extract.ray_session import get, ray_session
-    from rich.progress import Progress
 
     with ray_session(base.extract.ray_address, object_store_bytes=TRIAL_OBJECT_STORE, shared=shared):
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -331,7 +283,7 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
         console.print(f"{len(trials)} trials on Ray: {slots} at a time ({'1 GPU' if gpus else f'{cpus_per} CPU'} each)")
         pending = {remote.remote(t.name, to_dict(t.cfg), cpus_per, langs, t.seed_index): k for k, t in enumerate(trials)}
         rows: dict[int, dict] = {}
-        with Progress(console=console) as progress:
+        with progress_bar("trials", console=console) as progress:
             task = progress.add_task("ablation", total=len(trials))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -339,197 +291,3 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
                 rows[k] = get(done[0])  # a trial's own error (a corrupt entry, say) raised as itself
                 progress.update(task, advance=1, description=f"done: {trials[k].name} seed {trials[k].cfg.train.seed}")
         return [rows[k] for k in range(len(trials))]
-
-
-# ------------------------------------------------------------------ results
-
-METRICS = (("bleu", "BLEU"), ("chrf", "chrF"), ("sonar_similarity", "SONAR sim"), ("cosine", "z cos"),
-           ("xl_sonar_similarity", "x-ling SONAR sim"))
-"""(score key, label) of the per-trial scores the summary aggregates; a trial without one is left out of it."""
-
-
-def flat_rows(rows: list[dict]) -> list[dict[str, Any]]:
-    """One row per (trial, language): BLEU, chrF, SONAR similarity, BLEURT (if any), cosine to target, train time, references.
-
-    As `evaluate`: a language is scored against the dataset's own references; one without
-    them is zero-shot (cross-lingual, and against machine translations where cached), labelled.
-    """
-    out = []
-    for r in rows:
-        for lang, s in r["scores"].items():
-            out.append({"variant": r["variant"], "seed": r.get("seed", ""), "lang": lang,
-                        **{key: round(s[key], 4) if key in s else "" for key, _ in METRICS},
-                        "bleurt": round(s["bleurt"], 4) if "bleurt" in s else "",
-                        "train_s": r["train_s"], "references": _refs_label(s)})
-    return out
-
-
-def _refs_label(s: dict) -> str:
-    refs = s.get("references", "reference")
-    if s.get("kind") == "zero-shot":
-        return f"zero-shot (x-ling vs {s.get('xl_against')}" + (")" if refs == "none" else f"; {refs})")
-    return refs
-
-
-def summarize(rows: list[dict], baseline: str) -> list[dict[str, Any]]:
-    """Per (variant, language): mean and std over seeds of every metric, and the paired-bootstrap
-    p-values of BLEU and chrF against `baseline` (pooled over seeds; see the module docstring)."""
-    import numpy as np
-
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        for lang in r["scores"]:
-            groups.setdefault((r["variant"], lang), []).append(r)
-    out = []
-    for (variant, lang), trials in groups.items():
-        row: dict[str, Any] = {"variant": variant, "lang": lang, "seeds": len(trials),
-                               "references": _refs_label(trials[0]["scores"][lang])}
-        for key, _ in METRICS:
-            vals = [t["scores"][lang][key] for t in trials if key in t["scores"][lang]]
-            if vals:
-                row[f"{key}_mean"] = float(np.mean(vals))
-                row[f"{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-        row["train_s_mean"] = float(np.mean([t["train_s"] for t in trials]))
-        if variant != baseline:
-            row.update(paired_test([r for r in rows if r["variant"] == baseline], trials, lang))
-        out.append(row)
-    return out
-
-
-def paired_test(base: list[dict], variant: list[dict], lang: str) -> dict[str, float]:
-    """p-values (sacrebleu's paired bootstrap) of BLEU and chrF between two sets of seeds, or {} when
-    either lacks references in `lang`. Seed k of one is paired with seed k of the other."""
-    import sacrebleu
-    from sacrebleu.significance import PairedTest
-
-    from train.evaluate import bleu_tokenizer
-
-    by_seed = lambda rs: {r.get("seed_index", 0): r for r in rs if "bleu" in r["scores"].get(lang, {})}  # noqa: E731
-    b, v = by_seed(base), by_seed(variant)
-    common = sorted(set(b) & set(v))
-    if not common:
-        return {}
-    hyps_b, hyps_v, refs = [], [], []
-    for k in common:
-        pb, pv = b[k]["predictions"][lang], v[k]["predictions"][lang]
-        if pb["ids"] != pv["ids"]:
-            raise SltPipeError(f"{lang}: the baseline and {v[k]['variant']} were scored on different test sentences",
-                               fix="evaluate both on the same cache (this is a bug if they read one)")
-        hyps_b += pb["hyps"]
-        hyps_v += pv["hyps"]
-        refs += pb["refs"]
-    if hyps_b == hyps_v:  # sacrebleu gives identical systems its smallest p ("zero difference is not chance")
-        return {"p_bleu": 1.0, "p_chrf": 1.0}
-    case = b[common[0]]["scores"][lang].get("case", "mixed") == "lc"
-    metrics = {"BLEU": sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang), lowercase=case),
-               "chrF": sacrebleu.metrics.CHRF(lowercase=case)}
-    _, results = PairedTest([("baseline", hyps_b), ("variant", hyps_v)], metrics, [refs], test_type="bs",
-                            n_samples=BOOTSTRAP_SAMPLES)()
-    bleu_key = next(k for k in results if k.startswith("BLEU"))
-    chrf_key = next(k for k in results if k.startswith("chrF"))
-    return {"p_bleu": float(results[bleu_key][1].p_value), "p_chrf": float(results[chrf_key][1].p_value)}
-
-
-def mark(row: dict, key: str) -> str:
-    """'84.12 ± 1.03 *' for a metric of a summary row (`*`: p < SIGNIFICANCE against the baseline)."""
-    if f"{key}_mean" not in row:
-        return "-"
-    digits = 2 if key in ("bleu", "chrf") else 4
-    text = f"{row[f'{key}_mean']:.{digits}f}"
-    if row["seeds"] > 1:
-        text += f" ± {row[f'{key}_std']:.{digits}f}"
-    p = row.get(f"p_{key}")
-    if p is not None:
-        text += f" (p={p:.3f}{' *' if p < SIGNIFICANCE else ''})"
-    return text
-
-
-SUMMARY_COLUMNS = ("variant", "lang", "seeds", "references", "bleu_mean", "bleu_std", "p_bleu", "chrf_mean",
-                   "chrf_std", "p_chrf", "sonar_similarity_mean", "sonar_similarity_std", "cosine_mean",
-                   "cosine_std", "xl_sonar_similarity_mean", "xl_sonar_similarity_std", "train_s_mean")
-
-
-def write_results(rows: list[dict], summary: list[dict], out: Path) -> None:
-    flat = flat_rows(rows)
-    cols = ["variant", "seed", "lang", *(key for key, _ in METRICS), "bleurt", "train_s", "references"]
-    with (out / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(flat)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in flat]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    with (out / "summary.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows([{c: _csv_cell(r.get(c)) for c in SUMMARY_COLUMNS} for r in summary])
-    (out / "summary.md").write_text(summary_markdown(summary))
-    _chart(rows, summary, out / "results.png")
-
-
-def _csv_cell(value: Any) -> Any:
-    return "" if value is None else round(value, 5) if isinstance(value, float) else value
-
-
-def summary_markdown(summary: list[dict]) -> str:
-    """One row per variant, one BLEU column per language (mean ± std over seeds, p against the baseline)."""
-    langs = list(dict.fromkeys(r["lang"] for r in summary))
-    variants = list(dict.fromkeys(r["variant"] for r in summary))
-    at = {(r["variant"], r["lang"]): r for r in summary}
-    head = ["variant", *(f"{lang} BLEU" for lang in langs), *(f"{lang} chrF" for lang in langs), "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for v in variants:
-        cells = [mark(at[(v, lang)], "bleu") if (v, lang) in at else "-" for lang in langs]
-        cells += [mark(at[(v, lang)], "chrf") if (v, lang) in at else "-" for lang in langs]
-        seeds = max(at[(v, lang)]["seeds"] for lang in langs if (v, lang) in at)
-        lines.append("| " + " | ".join([v, *cells, str(seeds)]) + " |")
-    zero = sorted({r["lang"] for r in summary if r["references"].startswith("zero-shot")})
-    note = (f"\n{', '.join(zero)}: zero-shot in some variant (no true references); see summary.csv for the references.\n"
-            if zero else "")
-    return "\n".join(lines) + "\n" + f"\nmean ± std over seeds; p: paired bootstrap against the baseline " \
-                                     f"(sacrebleu, {BOOTSTRAP_SAMPLES} resamples, pooled over seeds); * p < {SIGNIFICANCE}\n" + note
-
-
-def summary_table(summary: list[dict], seeds: int) -> Table:
-    table = Table(title=f"ablation (test split, {seeds} seed{'s' if seeds > 1 else ''} per variant)")
-    for col in ("variant", "lang", "references", "BLEU", "chrF", "SONAR sim", "z cos", "train s"):
-        table.add_column(col)
-    for r in summary:
-        table.add_row(r["variant"], r["lang"], r["references"], mark(r, "bleu"), mark(r, "chrf"),
-                      mark(r, "sonar_similarity"), mark(r, "cosine"), f"{r['train_s_mean']:.0f}")
-    return table
-
-
-def _chart(rows: list[dict], summary: list[dict], path: Path) -> None:
-    """Mean BLEU per variant and language, the std as an error bar and every seed as a dot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    variants = list(dict.fromkeys(r["variant"] for r in summary))
-    langs = list(dict.fromkeys(r["lang"] for r in summary if "bleu_mean" in r))
-    at = {(r["variant"], r["lang"]): r for r in summary}
-    width = 0.8 / max(1, len(langs))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(variants)), 3.5))
-    x = np.arange(len(variants))
-    for k, lang in enumerate(langs):
-        s = [at.get((v, lang), {}) for v in variants]
-        ax.bar(x + k * width, [r.get("bleu_mean", 0.0) for r in s], width, yerr=[r.get("bleu_std", 0.0) for r in s],
-               capsize=2, label=lang, alpha=0.8)
-        for i, v in enumerate(variants):
-            seeds = [t["scores"][lang]["bleu"] for t in rows if t["variant"] == v and "bleu" in t["scores"].get(lang, {})]
-            ax.scatter([x[i] + k * width] * len(seeds), seeds, s=8, color="black", zorder=3)
-    ax.set_xticks(x + width * (len(langs) - 1) / 2, variants, rotation=20, ha="right")
-    ax.set(ylabel="test BLEU", title="ablation (bars: mean over seeds, lines: std, dots: seeds)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def slug(name: str) -> str:
-    """A variant's run directory name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -10,10 +10,24 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from cache.errors import SltPipeError
+from pipeline.cli_cache import cache_app
+from pipeline.cli_options import CACHE_DIRS as _CACHE_DIRS
+from pipeline.cli_options import (
+    CacheOpt,
+    ConfigOpt,
+    DatasetOpt,
+    LangsOpt,
+    ProfileOpt,
+    RootOpt,
+    SetOpt,
+    SplitOpt,
+    config_of,
+    err,
+    out,
+    resolve_options,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -24,74 +38,9 @@ app = typer.Typer(
     # nothing is drawn in boxes that a pipe or a SLURM log would cut at 80 columns.
     rich_markup_mode=None,
 )
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the content-addressed cache.",
-                        rich_markup_mode=None)
 config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.", rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
 app.add_typer(config_app, name="config")
-
-LOG_WIDTH = 100_000
-"""Console width when not on a terminal: tables keep whole keys and paths in pipes and log files."""
-
-
-def _console(*, stderr: bool) -> Console:
-    """Results go to stdout, progress and logs to stderr; text never hard-wraps outside a terminal."""
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else LOG_WIDTH)
-
-
-err = _console(stderr=True)
-out = _console(stderr=False)
-
-# ------------------------------------------------------------------ shared options
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file layered over the project file (slt-pipe.toml).")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="Model sizes: 'tiny' (seeded tiny models, CPU) or 'paper' (CLIP ViT-L/14, VideoMAE-L, SONAR, NLLB-200).")]
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset reader: toy, phoenix, csl-daily or how2sign.")]
-RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Dataset root (PHOENIX: the release folder or PHOENIX-2014-T/). Toy with no root is generated in the cache.")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Cache directory (default $SLT_PIPE_CACHE or ~/.cache/slt-pipe).")]
-SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Comma-separated splits, e.g. train,dev,test.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: --set train.lr=1e-4 (repeatable).")]
-LangsOpt = Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: ISO 639-3 (deu,eng) or NLLB codes (deu_Latn).")]
-
-
-def _config(
-    config: Path | None = None,
-    profile: str | None = None,
-    dataset: str | None = None,
-    root: Path | None = None,
-    cache: Path | None = None,
-    split: str | None = None,
-    sets: list[str] | None = None,
-    *,
-    needs_dataset: bool = False,
-    **flags: Any,
-):
-    """The effective Config; `needs_dataset` refuses to guess a dataset nobody chose."""
-    from pipeline.project import require_dataset
-
-    resolved = _resolve(config, profile, dataset, root, cache, split, sets, **flags)
-    if needs_dataset:
-        require_dataset(resolved)
-    return resolved.config
-
-
-_CACHE_DIRS: set[Path] = set()
-"""Cache roots this command resolved: where a Ctrl-C looks for the work it leaves."""
-
-
-def _resolve(config=None, profile=None, dataset=None, root=None, cache=None, split=None, sets=None, **flags: Any):
-    from pipeline.project import resolve
-
-    flat = {"profile": profile, "dataset.name": dataset, "dataset.root": root, "cache.dir": cache}
-    if split:
-        flat["dataset.splits"] = split
-    flat.update(flags)
-    resolved = resolve(config_file=config, flags=flat, sets=sets)
-    _CACHE_DIRS.add(resolved.config.cache.dir)
-    for note in resolved.notes:
-        err.print(f"[yellow]note[/]: {note}", highlight=False)
-    return resolved
 
 
 def _version(value: bool) -> None:
@@ -134,16 +83,10 @@ def main() -> None:
 
 def _interrupted_summary(started: float) -> str:
     """What a Ctrl-C leaves: the entries this command was building, which the same command resumes."""
+    from cache.gc import resumable_since
     from cache.store import Cache
 
-    kept = []
-    for root in _CACHE_DIRS:
-        for e in Cache(root).entries():
-            if not isinstance(e, tuple) or not e[2].name.endswith(".partial"):
-                continue
-            files = [p for p in e[2].rglob("*") if p.is_file()]
-            if files and max(p.stat().st_mtime for p in files) >= started:
-                kept.append(f"{e[0]}/{e[1]} ({len(files)} finished files)")
+    kept = [k for root in _CACHE_DIRS for k in resumable_since(Cache(root), started)]
     done = f"kept the finished work of {', '.join(kept)}; " if kept else "nothing was half-written; "
     return done + "run the same command again to resume"
 
@@ -166,43 +109,10 @@ def init(
     Profiles and training presets fill in everything else, so a later `--profile paper`
     really switches every model (`config show --explain` says where each value comes from).
     """
-    from extract.datasets import dataset_spec
-    from extract.text.languages import resolve_langs
-    from pipeline.config import PROJECT_FILE, PROFILES, build_config, parse_override
-    from pipeline.project import PROJECT_HEADER
+    from pipeline.project import init_project
 
-    path = Path(PROJECT_FILE)
-    if path.exists() and not force:
-        raise SltPipeError("already exists", path=path.resolve(), fix="edit it, or pass --force to overwrite")
-    name = dataset or "toy"
-    dataset_spec(name)  # an unknown name: the one error, with the close match
-    if profile not in PROFILES:
-        raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
-    if root is not None and not root.expanduser().is_dir():
-        raise SltPipeError("dataset root is not a directory", path=root.expanduser().resolve(),
-                           fix="pass --root pointing at the unpacked release")
-    if root is None and name != "toy":
-        raise SltPipeError(f"dataset {name!r} needs --root", fix=f"pass --root pointing at the unpacked {name} release")
-    layer: dict[str, Any] = {"profile": profile, "dataset": {"name": name}, "embed": {"langs": resolve_langs(langs or "")}}
-    if root:
-        layer["dataset"]["root"] = str(root.expanduser().resolve())
-    if cache:
-        layer["cache"] = {"dir": str(cache.expanduser().resolve())}
-    for text in sets or []:
-        for section, values in parse_override(text).items():
-            layer.setdefault(section, {}).update(values) if isinstance(values, dict) else layer.update({section: values})
-    build_config(layer)  # every --set must name a real field with a valid value
-    path.write_text(PROJECT_HEADER + "\n" + _layer_toml(layer))
+    path = init_project(dataset=dataset, root=root, profile=profile, langs=langs, cache=cache, sets=sets, force=force)
     out.print(f"wrote {path.resolve()}", highlight=False)
-
-
-def _layer_toml(layer: dict[str, Any]) -> str:
-    top = [f"{k} = {json.dumps(v)}" for k, v in layer.items() if not isinstance(v, dict)]
-    lines = [*top, ""]
-    for section, values in layer.items():
-        if isinstance(values, dict):
-            lines += [f"[{section}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
-    return "\n".join(lines)
 
 
 @config_app.command("show")
@@ -218,26 +128,22 @@ def config_show(
     presets: Annotated[bool, typer.Option("--presets", help="List the training presets (train.preset: paper-spamo, generic, tiny): every value and where it comes from.")] = False,
 ) -> None:
     """Print the effective config (profile <- $SLT_PIPE_CACHE <- slt-pipe.toml <- --config <- flags <- --set)."""
-    from pipeline.config import flat_fields, to_dict, to_toml
+    from pipeline.config import to_dict, to_toml
 
     if presets:
         from train.presets_table import presets_text
 
         print(presets_text())
         return
-    resolved = _resolve(config, profile, dataset, root, cache, sets=sets)
+    resolved = resolve_options(config, profile, dataset, root, cache, sets=sets)
     cfg = resolved.config
     if explain:
-        where = resolved.origins()
-        if where.get("cache.dir") == "default" and os.environ.get("SLT_PIPE_CACHE"):
-            where["cache.dir"] = "$SLT_PIPE_CACHE"
-        values = flat_fields(cfg)
+        values = resolved.explain()
         if as_json:
-            print(json.dumps({k: {"value": str(v) if isinstance(v, Path) else v, "from": where[k]}
-                              for k, v in values.items()}, indent=2))
+            print(json.dumps({k: {"value": v, "from": where} for k, (v, where) in values.items()}, indent=2))
             return
-        for k, v in values.items():
-            print(f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}    # {where[k]}")
+        for k, (v, where) in values.items():
+            print(f"{k} = {json.dumps(v)}    # {where}")
         return
     if as_json:
         print(json.dumps(to_dict(cfg), indent=2))
@@ -304,7 +210,7 @@ def extract(
     """Compute ViT (per frame) and VideoMAE (per clip) features into Zarr shards in the cache."""
     from pipeline import extract_stage
 
-    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers}, needs_dataset=True)
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers}, needs_dataset=True)
     report = extract_stage.extract(cfg, console=err)
     _exit_on_failures(report)
 
@@ -328,10 +234,10 @@ def embed_targets(
     from pipeline import embed_stage
 
     # unset, not False: a config file's embed.allow_poor_translations = true still holds
-    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator,
-                                                                          "embed.allow_poor_translations": allow_poor_translations or None,
-                                                                          "embed.ray_address": ray_address, "embed.workers": workers},
-                  needs_dataset=True)
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"embed.langs": langs, "embed.translator": translator,
+                                                                        "embed.allow_poor_translations": allow_poor_translations or None,
+                                                                        "embed.ray_address": ray_address, "embed.workers": workers},
+                    needs_dataset=True)
     report = embed_stage.embed_targets(cfg, console=err)
     _exit_on_failures(report)
 
@@ -356,7 +262,7 @@ def train(
     """Train the visual block and LoRA SONAR decoder on cached features and targets only (help: _train_help)."""
     from pipeline import train_stage
 
-    cfg = _config(
+    cfg = config_of(
         config, profile, dataset, root, cache, None, sets,
         **{"embed.langs": langs, "train.out": out_dir, "train.steps": steps, "train.max_minutes": max_minutes,
            "train.shuffle_targets": shuffle_targets or None, "train.init_visual_block": init_visual_block},
@@ -411,7 +317,7 @@ def demo(
     """make-toy -> extract -> embed-targets -> train -> evaluate on the tiny profile, end to end."""
     from pipeline import train_stage
 
-    cfg = _config(None, "tiny", "toy", None, cache, None, sets, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
+    cfg = config_of(None, "tiny", "toy", None, cache, None, sets, **{"dataset.toy_videos": videos, "train.out": out_dir, "train.max_minutes": max_minutes})
     train_stage.demo(cfg, console=err, out=out, control=control)
 
 
@@ -430,13 +336,12 @@ def ablate(
 ) -> None:
     """Run training variants that all read the same cached features and targets; compare them (mean, std, significance)."""
     from pipeline import ablate_stage
-
     from pipeline.config import load_toml
     from pipeline.project import require_dataset
 
     grid = ablate_stage.grid_path(grid)
     grid_names_dataset = grid is not None and "name" in load_toml(grid).get("base", {}).get("dataset", {})
-    resolved = _resolve(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
+    resolved = resolve_options(None, profile, dataset, root, cache, None, sets, **{"extract.ray_address": ray_address})
     if not grid_names_dataset:
         require_dataset(resolved)
     ablate_stage.run_ablation(resolved.config, grid, out_dir, console=err, parallel=parallel, layers=resolved.layers,
@@ -459,24 +364,16 @@ def doctor(
 
     Nothing heavy runs (no model is built, no download). Exit 1 when a row is FAIL (a blocker).
     """
-    from rich.markup import escape
-
     from pipeline import doctor as doc
 
-    cfg = _config(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address})
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address})
     rows = doc.run_checks(cfg)
     if as_json:
         print(json.dumps(doc.report(cfg, rows), indent=2))
     else:
-        table = Table(title=f"slt-pipe doctor: profile {cfg.profile}, dataset {cfg.dataset.name}", show_lines=True)
-        for col, ratio in (("check", 2), ("status", 1), ("detail", 6), ("fix", 4)):
-            table.add_column(col, overflow="fold", ratio=ratio, min_width=6 if col == "status" else None)
-        colour = {doc.OK: "green", doc.WARN: "yellow", doc.FAIL: "bold red"}
-        for r in rows:
-            table.add_row(escape(r.check), f"[{colour[r.status]}]{r.status}[/]", escape(r.detail), escape(r.fix or ""))
+        table, summary = doc.table(cfg, rows)
         out.print(table, highlight=False)
-        blockers = sum(r.blocker for r in rows)
-        out.print(f"{blockers} blocker{'s' if blockers != 1 else ''}" if blockers else "no blockers", highlight=False)
+        out.print(summary, highlight=False)
     if any(r.blocker for r in rows):
         raise typer.Exit(1)
 
@@ -493,135 +390,9 @@ def report_cmd(
     print(run_report.write_report(run, out_file, ablation))
 
 
-# ------------------------------------------------------------------ cache
-
-
-@cache_app.command("ls")
-def cache_ls(
-    cache: CacheOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
-) -> None:
-    """List entries: kind, key, dataset, items, size, complete."""
-    from cache.store import Cache, Entry
-
-    cfg = _config(cache=cache)
-    rows = []
-    for e in Cache(cfg.cache.dir).entries():
-        if isinstance(e, Entry):
-            rows.append({"kind": e.kind, "key": e.key, "dataset": e.manifest.get("dataset", ""), "items": e.items,
-                         "bytes": e.size_bytes(), "complete": True, "created": e.manifest.get("created", "")})
-        else:
-            kind, key, path = e
-            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            rows.append({"kind": kind, "key": key, "dataset": "", "items": 0, "bytes": size, "complete": False, "created": ""})
-    if as_json:
-        for r in rows:
-            print(json.dumps(r))
-        return
-    table = Table(title=f"cache {cfg.cache.dir}")
-    for col in ("kind", "key", "dataset", "items", "size", "complete", "created"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["kind"], r["key"], str(r["dataset"]), str(r["items"]), _human(r["bytes"]),
-                      "yes" if r["complete"] else "[red]no[/]", r["created"])
-    out.print(table)
-
-
-@cache_app.command("verify")
-def cache_verify(cache: CacheOpt = None) -> None:
-    """Re-hash every complete entry's files against its manifest; exit 1 on any mismatch."""
-    from cache.store import Cache, Entry
-
-    cfg = _config(cache=cache)
-    c = Cache(cfg.cache.dir)
-    bad = 0
-    for e in c.entries():
-        if not isinstance(e, Entry):
-            continue
-        problems = c.verify(e)
-        bad += bool(problems)
-        status = "[green]ok[/]" if not problems else "[red]CORRUPT[/]"
-        out.print(f"{status} {e.kind}/{e.key}")
-        for p in problems:
-            out.print(f"   {p}")
-    if bad:
-        err.print(f"{bad} corrupt entr{'y' if bad == 1 else 'ies'}: remove with "
-                  f"`slt-pipe cache gc --corrupt --cache {cfg.cache.dir}` and re-run the stage", highlight=False)
-        raise typer.Exit(1)
-
-
-@cache_app.command("gc")
-def cache_gc(
-    cache: CacheOpt = None,
-    corrupt: Annotated[bool, typer.Option("--corrupt", help="Also remove complete entries whose checksums fail.")] = False,
-    partial: Annotated[bool, typer.Option("--partial", help="Also remove interrupted entries that hold finished work (the next run of their stage would resume from it).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed and what is kept, and why.")] = False,
-) -> None:
-    """Remove abandoned entries and leftovers; keep what can resume (unless --partial) or is being built."""
-    from cache.store import Cache, Entry
-
-    cfg = _config(cache=cache)
-    c = Cache(cfg.cache.dir)
-    doomed: list[tuple[Path, str]] = []
-    kept: list[tuple[Path, str]] = []
-    for e in c.entries():
-        if isinstance(e, Entry):
-            if corrupt and c.verify(e):
-                doomed.append((e.dir, "corrupt"))
-            continue
-        kind, key, path = e
-        files = [p for p in path.rglob("*") if p.is_file()]
-        if c.is_locked(kind, key):
-            kept.append((path, "being built by a running slt-pipe process"))
-        elif files and path.name.endswith(".partial") and not partial:
-            size = _human(sum(p.stat().st_size for p in files))
-            kept.append((path, f"resumable: {len(files)} finished files, {size}; the next run of its stage resumes "
-                               "from it (--partial removes it)"))
-        else:
-            doomed.append((path, "interrupted, resumable work removed (--partial)" if files else "empty, abandoned"))
-    doomed += [(p, "stale lock or interrupted deletion") for p in c.stale_files()]
-    for path, why in kept:
-        out.print(f"keep {path}  ({why})", highlight=False)
-    for path, why in doomed:
-        out.print(f"{'would remove' if dry_run else 'removing'} {path}  ({why})", highlight=False)
-        if not dry_run:
-            c.remove(path)
-    n = len(doomed)
-    out.print(f"{n} entr{'y' if n == 1 else 'ies'} {'to remove' if dry_run else 'removed'}, {len(kept)} kept", highlight=False)
-
-
-@cache_app.command("stats")
-def cache_stats(
-    config: ConfigOpt = None,
-    profile: ProfileOpt = None,
-    dataset: DatasetOpt = None,
-    root: RootOpt = None,
-    cache: CacheOpt = None,
-    split: Annotated[str, typer.Option("--split", help="Split whose feature entry to summarise.")] = "train",
-    sets: SetOpt = None,
-) -> None:
-    """Per-dimension mean/std of a feature entry, computed with dask over the Zarr shards."""
-    from pipeline import extract_stage
-
-    from pipeline.dataset import cached_toy
-
-    cfg = _config(config, profile, dataset, root, cache, split, sets, needs_dataset=True)
-    if cfg.dataset.name == "toy" and cfg.dataset.root is None:
-        cached_toy(cfg)  # read-only: find the generated toy, never make it
-    extract_stage.feature_stats(cfg, split, console=out)
-
-
 def _exit_on_failures(report: Any) -> None:
     if getattr(report, "failures", None):
         raise typer.Exit(1)
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n:.1f} TiB"
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import math
 import os
+import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +94,7 @@ def build_named(*layers: Layer) -> Config:
     """`build_config` over named layers (the names serve `origins`)."""
     full: dict[str, Any] = {}
     for _, layer in expand_layers(layers):
-        _deep_merge(full, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
+        deep_merge(full, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
     return _from_dict(Config, full, "")
 
 
@@ -147,7 +149,7 @@ def load_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise SltPipeError("config file not found", path=path, fix="check the path, or run `slt-pipe init`")
+        raise SltPipeError("config file not found", path=path, fix="check the path, or run `slt-pipe init`") from None
     except tomllib.TOMLDecodeError as e:
         raise SltPipeError(f"invalid TOML: {e}", path=path, fix="fix the syntax of the file") from e
 
@@ -170,6 +172,15 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+def parse_overrides(texts: typing.Iterable[str]) -> dict[str, Any]:
+    """Many `--set`s as one layer, merged deeply: `extract.clip.weights=...` and `extract.clip.arch=...`
+    both land in [extract.clip]; a later value of the same field wins."""
+    layer: dict[str, Any] = {}
+    for text in texts:
+        deep_merge(layer, parse_override(text))
+    return layer
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Config -> plain JSON/TOML-able dict (paths as strings, None fields dropped for TOML)."""
     out: dict[str, Any] = {}
@@ -184,21 +195,69 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def to_toml(cfg: Config) -> str:
-    lines = [f"profile = {json.dumps(cfg.profile)}", ""]
+def to_toml(obj: Config | dict[str, Any]) -> str:
+    """The one TOML writer: a Config (`config show`, old project dumps) or a nested layer (`init`).
+
+    Top-level values first, then a `[section]` per table with its values and, after them, a
+    `[section.sub]` per sub-table; None values are dropped (TOML has no null), paths written as
+    strings. `load_toml` reads back exactly what was written."""
+    data = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
+    lines = [*(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None),
+             ""]
 
     def table(name: str, values: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict))
-        lines.append("")
-        for k, v in values.items():
-            if isinstance(v, dict):  # a sub-section (extract.clip): its own table, after the scalars
-                table(f"{name}.{k}", v)
+        scalars = [(k, v) for k, v in values.items() if not isinstance(v, dict) and v is not None]
+        subs = [(k, v) for k, v in values.items() if isinstance(v, dict)]
+        if scalars or not subs:  # a table of sub-tables only needs no header of its own
+            lines.append(f"[{name}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars)
+            lines.append("")
+        for k, v in subs:  # a sub-section (extract.clip): its own table, after the scalars
+            table(f"{name}.{_toml_key(k)}", v)
 
-    for section, values in to_dict(cfg).items():
+    for section, values in data.items():
         if isinstance(values, dict):
-            table(section, values)
+            table(_toml_key(section), values)
     return "\n".join(lines)
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string; non-ASCII as \\uXXXX (\\UXXXXXXXX beyond the BMP), as json.dumps writes them."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, (str, Path)):
+        return _toml_string(str(v))
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise SltPipeError(f"cannot write {v!r} ({type(v).__name__}) as a TOML value", fix="use a string, number, "
+                       "boolean or a list of them")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -215,12 +274,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+def deep_merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Merge nested dict `new` into `into` in place (tables merge key by key, values replace); returns `into`."""
     for k, v in new.items():
         if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _deep_merge(into[k], v)
+            deep_merge(into[k], v)
         else:
             into[k] = v
+    return into
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -251,7 +312,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return _from_dict(tp, value, where + ".")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         if value is None or value == "none":
             if type(None) in args:
                 return None

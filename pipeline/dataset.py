@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from cache.errors import SltPipeError
@@ -9,17 +11,21 @@ from cache.keys import make_key
 from cache.store import Cache, Entry
 from pipeline.config import Config
 
-
 TOY_FORMAT = 1
 
 
-def open_dataset(cfg: Config, console: Console | None = None, *, generate: bool = True):
+def configured_dataset(cfg: Config, console: Console | None = None, *, generate: bool = True):
     """The configured dataset; `toy` without a root is generated once inside the cache.
 
     Read-only commands pass `generate=False`: they find the toy in the cache or say how to make it.
     """
     from extract.datasets import open_dataset as _open
 
+    return _open(cfg.dataset.name, dataset_root(cfg, console, generate=generate), cfg.dataset.splits)
+
+
+def dataset_root(cfg: Config, console: Console | None = None, *, generate: bool = True) -> Path:
+    """The configured dataset's root: `dataset.root`, or the toy corpus's entry in the cache (see `configured_dataset`)."""
     root = cfg.dataset.root
     if cfg.dataset.name == "toy" and root is None:
         root = (toy_corpus(cfg, console) if generate else cached_toy(cfg)).dir
@@ -28,13 +34,22 @@ def open_dataset(cfg: Config, console: Console | None = None, *, generate: bool 
             f"no root given for dataset {cfg.dataset.name!r}",
             fix="pass --root DIR or set [dataset] root in slt-pipe.toml (slt-pipe init --root DIR)",
         )
-    return _open(cfg.dataset.name, root, cfg.dataset.splits)
+    return root
+
+
+def toy_key(cfg: Config) -> str:
+    """The cache key of the toy corpus this config generates (its size and seed)."""
+    return make_key("toy", _toy_inputs(cfg), format_version=TOY_FORMAT)
+
+
+def toy_entry(cfg: Config) -> Entry | None:
+    """The generated toy corpus's cache entry, or None when it has not been generated (never generates)."""
+    return Cache(cfg.cache.dir).get("datasets", toy_key(cfg))
 
 
 def cached_toy(cfg: Config) -> Entry:
     """The generated toy corpus already in the cache; never generates it."""
-    key = make_key("toy", _toy_inputs(cfg), format_version=TOY_FORMAT)
-    entry = Cache(cfg.cache.dir).get("datasets", key)
+    entry = toy_entry(cfg)
     if entry is None:
         raise SltPipeError(
             f"the generated toy corpus ({cfg.dataset.toy_videos} videos, seed {cfg.dataset.toy_seed}) is not in the cache",
@@ -64,10 +79,7 @@ def _toy_inputs(cfg: Config) -> dict:
 def toy_corpus(cfg: Config, console: Console | None = None) -> Entry:
     from extract.datasets.toy import make_toy
 
-    cache = Cache(cfg.cache.dir)
-    inputs = _toy_inputs(cfg)
-    key = make_key("toy", inputs, format_version=TOY_FORMAT)
-    got = cache.claim("datasets", key, inputs, note=console.print if console else None)
+    got = Cache(cfg.cache.dir).claim("datasets", toy_key(cfg), _toy_inputs(cfg), note=console.print if console else None)
     if isinstance(got, Entry):
         return got
     if console:

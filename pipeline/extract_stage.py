@@ -28,7 +28,7 @@ from cache.store import Cache, Entry, PendingEntry
 from extract.config import ExtractConfig
 from pipeline.commands import suggest
 from pipeline.config import Config, to_dict
-from pipeline.dataset import open_dataset
+from pipeline.dataset import configured_dataset
 
 FEATURES_FORMAT = 2  # 2: tiny models identified by seed, architecture and library versions; crc32c on every chunk
 FEATURES_LAYOUT = ("features.zarr: Zarr v3; shards/{k:05d}/spatial [sum T, Ds] and /motion [sum C, Dm] hold the "
@@ -69,7 +69,7 @@ def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, 
 
 def extract(cfg: Config, console: Console) -> ExtractReport:
     cache = Cache(cfg.cache.dir)
-    dataset = open_dataset(cfg, console)
+    dataset = configured_dataset(cfg, console)
     report = ExtractReport()
     with contextlib.ExitStack() as scope:
         ray_started = False
@@ -153,22 +153,14 @@ def repair_donors(cache: Cache, key: str, inputs: dict[str, Any], name: str, spl
     return sorted(found, key=lambda e: str(e.manifest.get("created", "")), reverse=True)
 
 
-def require_features(cfg: Config, dataset: Any) -> dict[str, Entry]:
-    cache = Cache(cfg.cache.dir)
-    out = {}
-    for split in cfg.dataset.splits:
-        key, _ = features_key(cfg, dataset, split)
-        out[split] = cache.require("features", key, hint=f"run `{suggest(cfg, 'extract', splits=[split])}` first")
-    return out
-
-
 def feature_stats(cfg: Config, split: str, console: Console) -> dict[str, Any]:
     """Per-dimension mean/std of one split's features, computed with dask over the Zarr shards."""
     from rich.table import Table
 
-    from cache.features import FeatureReader, feature_stats as compute_stats
+    from cache.features import FeatureReader
+    from cache.features import feature_stats as compute_stats
 
-    dataset = open_dataset(cfg, console)
+    dataset = configured_dataset(cfg, console, generate=False)  # read-only: find the generated toy, never make it
     key, _ = features_key(cfg, dataset, split)
     entry = Cache(cfg.cache.dir).require("features", key, hint=f"run `{suggest(cfg, 'extract', splits=[split])}` first")
     reader = FeatureReader(entry.dir)

@@ -13,8 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from cache.errors import SltPipeError
-from pipeline.config import (PROFILES, PROJECT_FILE, Config, Layer, build_config, build_named, flat_fields, load_toml, origins,
-                             parse_override)
+from pipeline.config import (
+    PROFILES,
+    PROJECT_FILE,
+    Config,
+    Layer,
+    build_config,
+    build_named,
+    deep_merge,
+    flat_fields,
+    load_toml,
+    origins,
+    parse_override,
+    parse_overrides,
+    to_toml,
+)
 
 PROJECT_HEADER = "# slt-pipe project file: only the settings chosen here; profiles and presets fill in the rest."
 """First line `init` writes; a project file without it and with many fields is an old full dump."""
@@ -34,6 +47,15 @@ class Resolved:
 
     def origins(self) -> dict[str, str]:
         return origins(self.layers)
+
+    def explain(self) -> dict[str, tuple[Any, str]]:
+        """Dotted field -> (its value, JSON-able; the layer it comes from), for `config show --explain`."""
+        import os
+
+        where = self.origins()
+        if where.get("cache.dir") == "default" and os.environ.get("SLT_PIPE_CACHE"):
+            where["cache.dir"] = "$SLT_PIPE_CACHE"
+        return {k: (str(v) if isinstance(v, Path) else v, where[k]) for k, v in flat_fields(self.config).items()}
 
     def user_set(self, dotted: str) -> bool:
         """Whether a user layer (project file, --config, a flag, --set) sets this field."""
@@ -139,6 +161,36 @@ def _relative_paths(layer: dict[str, Any], base: Path) -> None:
         value = layer.get(section, {}).get(key)
         if isinstance(value, str) and not Path(value).expanduser().is_absolute():
             layer[section][key] = str((base / value).resolve())
+
+
+def init_project(*, dataset: str | None, root: Path | None, profile: str | None, langs: str | None,
+                 cache: Path | None, sets: list[str] | None, force: bool) -> Path:
+    """`slt-pipe init`: write the project file in the working directory with only these choices (and the
+    --sets, merged deeply), after checking every name and path; returns its path."""
+    from extract.datasets import dataset_spec
+    from extract.text.languages import resolve_langs
+
+    path = Path(PROJECT_FILE)
+    if path.exists() and not force:
+        raise SltPipeError("already exists", path=path.resolve(), fix="edit it, or pass --force to overwrite")
+    name = dataset or "toy"
+    dataset_spec(name)  # an unknown name: the one error, with the close match
+    if profile not in PROFILES:
+        raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
+    if root is not None and not root.expanduser().is_dir():
+        raise SltPipeError("dataset root is not a directory", path=root.expanduser().resolve(),
+                           fix="pass --root pointing at the unpacked release")
+    if root is None and name != "toy":
+        raise SltPipeError(f"dataset {name!r} needs --root", fix=f"pass --root pointing at the unpacked {name} release")
+    layer: dict[str, Any] = {"profile": profile, "dataset": {"name": name}, "embed": {"langs": resolve_langs(langs or "")}}
+    if root:
+        layer["dataset"]["root"] = str(root.expanduser().resolve())
+    if cache:
+        layer["cache"] = {"dir": str(cache.expanduser().resolve())}
+    deep_merge(layer, parse_overrides(sets or []))
+    build_config(layer)  # every --set must name a real field with a valid value
+    path.write_text(PROJECT_HEADER + "\n" + to_toml(layer))
+    return path
 
 
 def require_dataset(resolved: Resolved) -> None:

@@ -18,7 +18,6 @@ step counts of the toy. The tiny profile's own loading code is never reached.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ def make_assets(toy_root: Path, assets: Path, cache: Path | None, console: Conso
     format under `assets`, and write `assets/rehearsal.toml`; returns that file."""
     from extract.text.assets import describe, export_text_assets
     from extract.vision.assets import export_tiny_vision
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
     from pipeline.embed_stage import ensure_tiny_nllb, ensure_tiny_sonar
 
     assets = Path(assets).resolve()
@@ -48,7 +47,7 @@ def make_assets(toy_root: Path, assets: Path, cache: Path | None, console: Conso
     if cache is not None:
         layer["cache"] = {"dir": str(cache)}
     cfg: Config = build_config(layer)
-    dataset = open_dataset(cfg, console)
+    dataset = configured_dataset(cfg, console)
     sonar = ensure_tiny_sonar(cfg, dataset, console)
     nllb = ensure_tiny_nllb(cfg, dataset, console)
     text = export_text_assets(sonar, nllb, assets)
@@ -60,18 +59,17 @@ def make_assets(toy_root: Path, assets: Path, cache: Path | None, console: Conso
 
 
 def rehearsal_toml(root: Path, vision: dict[str, Path], text: dict[str, Any]) -> str:
-    q = json.dumps
-    lines = [
-        "# The paper profile on the toy corpus, with the toy's models in the formats users hold.",
-        f"# Needs: export FAIRSEQ2_USER_ASSET_DIR={text['fairseq2_user_asset_dir']}",
-        'profile = "paper"', "",
-        "[dataset]", 'name = "phoenix"', f"root = {q(str(root))}", "",
-        "[extract.clip]", f"weights = {q(str(vision['clip']))}", 'arch = "snapshot"', "",
-        "[extract.videomae]", f"weights = {q(str(vision['videomae']))}", 'arch = "snapshot"', "",
-        "[embed]",
-        f"sonar_encoder = {q(text['sonar_encoder'])}", f"sonar_decoder = {q(text['sonar_decoder'])}",
-        f"nllb_model = {q(str(text['nllb_model']))}", "",
-        "[train]  # toy-sized: see pipeline/rehearsal.py",
-        *(f"{k} = {q(v)}" for k, v in TRAIN.items()), "",
-    ]
-    return "\n".join(lines)
+    from pipeline.config import to_toml
+
+    layer = {
+        "profile": "paper",
+        "dataset": {"name": "phoenix", "root": str(root)},
+        "extract": {"clip": {"weights": str(vision["clip"]), "arch": "snapshot"},
+                    "videomae": {"weights": str(vision["videomae"]), "arch": "snapshot"}},
+        "embed": {"sonar_encoder": text["sonar_encoder"], "sonar_decoder": text["sonar_decoder"],
+                  "nllb_model": str(text["nllb_model"])},
+        "train": dict(TRAIN),  # toy-sized
+    }
+    return ("# The paper profile on the toy corpus, with the toy's models in the formats users hold.\n"
+            f"# Needs: export FAIRSEQ2_USER_ASSET_DIR={text['fairseq2_user_asset_dir']}\n"
+            "# [train] is toy-sized: see pipeline/rehearsal.py\n" + to_toml(layer))

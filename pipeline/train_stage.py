@@ -33,11 +33,24 @@ from pipeline.config import Config, build_config, to_dict
 PIPELINE_FILE = "pipeline.json"
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 """Files `translate --video` decodes (with PyAV); anything else must be a frame folder."""
+
+
 def _with(cfg: Config, *, splits: list[str] | None = None, langs: list[str] | None = None) -> Config:
     """`cfg` with other dataset splits and/or embed languages (the rest, and so the cache keys, unchanged)."""
     dataset = cfg.dataset if splits is None else dataclasses.replace(cfg.dataset, splits=list(splits))
     embed = cfg.embed if langs is None else dataclasses.replace(cfg.embed, langs=list(langs))
     return dataclasses.replace(cfg, dataset=dataset, embed=embed)
+
+
+def bleu_case(setting: str, dataset: str) -> str:
+    """'lc' or 'mixed' for train.bleu_case / evaluate --case `setting`: auto is the casing `dataset` declares
+    (extract.datasets.DATASETS); a run that recorded no dataset (inputs.json from before it did) is scored as written."""
+    from extract.datasets import DATASETS
+    from train.evaluate import headline_case
+
+    if setting == "auto" and dataset in DATASETS:
+        return DATASETS[dataset].bleu_case
+    return headline_case(setting)
 
 
 # ------------------------------------------------------------------ cache look-ups
@@ -98,42 +111,11 @@ def _missing_targets(cfg: Config, dataset: Any, missing: list[str], found: dict[
                       fix=suggest(cfg, "embed-targets", langs=langs))
 
 
-def coverage(features_dir: Path, targets_h5: Path, split: str) -> Any:
-    """Which videos of `split` have both features and a source-language target (train.data.Coverage)."""
-    from cache.features import FeatureReader
-    from cache.targets import TargetReader
-    from train.data import split_coverage
-
-    with TargetReader(targets_h5) as t:
-        target_ids = t.ids(split) if split in t.splits else []
-    return split_coverage(split, list(FeatureReader(features_dir).ids), target_ids)
-
-
-def left_out_note(stage: str, cov: Any, features_dir: Path) -> str | None:
-    """'train: 3 of 480 videos of split train left out: 2 without features (listed in ...), 1 without targets'."""
-    from cache.store import MANIFEST
-
-    if not cov.left_out:
-        return None
-    parts = []
-    if cov.without_features:
-        manifest = Path(features_dir) / MANIFEST
-        failures = {str(f[0]): str(f[1]) for f in json.loads(manifest.read_text()).get("failures", [])
-                    if len(f) >= 2} if manifest.is_file() else {}
-        listed = [f"{i} ({failures[i]})" for i in cov.without_features if i in failures]
-        where = f"features/{Path(features_dir).name}"
-        detail = (f" (listed in {where} failures: {', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
-                  if listed else f" (not in {where})")
-        parts.append(f"{len(cov.without_features)} without features{detail}")
-    if cov.without_targets:
-        parts.append(f"{len(cov.without_targets)} without targets")
-    return f"{stage}: {cov.left_out} of {cov.total} videos of split {cov.split} left out: {', '.join(parts)}"
-
-
 def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     """The trainer's inputs: cache entries only, checked (an error names the command that makes what is missing)."""
     from extract.text.languages import resolve_langs
     from pipeline.embed_stage import sonar_decoder
+    from train.data import entry_coverage, left_out_note
     from train.model import TrainInputs
 
     if "train" not in cfg.dataset.splits:
@@ -153,7 +135,7 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     spec, tiny_dir = sonar_decoder(cfg, dataset)
     for split in list(features):
         with rebuild_hint(cfg):
-            cov = coverage(features[split], targets[src], split)
+            cov = entry_coverage(features[split], targets[src], split)
         note = left_out_note("train", cov, features[split])
         if note and console is not None:
             console.print(note, highlight=False, markup=False)
@@ -177,11 +159,11 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
     (`overwrite`), or refused, so checkpoints, predictions and TensorBoard events of two runs
     never mix.
     """
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
     from train.trainer import train as run_training
 
     run_dir = Path(cfg.train.out)
-    dataset = open_dataset(cfg, console)
+    dataset = configured_dataset(cfg, console)
     inputs = train_inputs(cfg, dataset, console)  # before --overwrite clears anything
     _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if cfg.train.warmup_steps > cfg.train.steps:
@@ -193,7 +175,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
     console.print(f"[bold]train[/] {dataset.name}: {len(dataset.samples.get('train', []))} videos, "
                   f"targets {', '.join(inputs.targets)} -> {run_dir}")
     with rebuild_hint(cfg):
-        result = run_training(cfg.train, inputs, resume=resume)
+        result = run_training(cfg.train, inputs, resume=resume, case=bleu_case(cfg.train.bleu_case, inputs.dataset))
     best = "n/a" if result.best_bleu is None else f"{result.best_bleu:.2f} at step {result.best_step}"
     console.print(f"[green]trained[/] {result.step} steps ({result.stopped}); last loss {result.last_loss:.4g}; "
                   f"best dev BLEU {best}; curves in {run_dir / 'curves.png'}")
@@ -242,7 +224,7 @@ def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt
     zero-shot, cross-lingually against the source-language references (and against machine
     translations where cached, labelled so). `bleurt`: a BLEURT snapshot folder or hub id;
     `blaser`: the BLASER cards to try (default both; each used when its weights are on disk).
-    `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU. The
+    `case` (auto, lc, mixed) overrides the run's train.bleu_case for the headline BLEU (`bleu_case`). The
     split and languages are checked, and their cache entries found, before any model loads.
     The score table goes to `out` (default: `console`).
     """
@@ -258,9 +240,11 @@ def evaluate(run: Path, *, split: str = "test", langs: str | None = None, bleurt
 def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None, bleurt: str | None,
               blaser: list[str], console: Console, out: Console | None, checkpoint: str, case: str | None,
               machine_references: bool) -> dict[str, dict]:
+    from train.data import entry_coverage, left_out_note
     from train.evaluate import evaluate as run_evaluation
+    from train.evaluate import score_table
 
-    cov = coverage(inputs.features[split], inputs.targets[inputs.source_lang], split)
+    cov = entry_coverage(inputs.features[split], inputs.targets[inputs.source_lang], split)
     note = left_out_note("evaluate", cov, inputs.features[split])
     if note:
         console.print(note, highlight=False, markup=False)
@@ -270,6 +254,7 @@ def _evaluate(run: Path, cfg: Config, inputs: Any, split: str, langs: str | None
                            fix=f"evaluate another split: slt-pipe evaluate --run {shlex.quote(str(run))} --split "
                                f"{next((s for s in sorted(inputs.features) if s != split), 'test')}")
     chosen = list(inputs.targets) if langs is None else _chosen_langs(langs)
+    case = bleu_case(case or cfg.train.bleu_case, inputs.dataset)  # a bad --case fails before any model loads
     results = run_evaluation(run, inputs, split, chosen, checkpoint=checkpoint, bleurt=bleurt, blaser=blaser,
                              device=cfg.train.device, case=case, machine_references=machine_references,
                              log=lambda text: console.print(text, highlight=False, markup=False))
@@ -293,11 +278,12 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
     that is gone (cache gc, another cache) is looked up again by its key. Missing ones are
     one error naming the commands that make them. Loads no model.
     """
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
+    from train.model import check_decoder_langs
 
     src = inputs.source_lang
     chosen = list(inputs.targets) if langs is None else _chosen_langs(langs)
-    _check_decoder_langs(inputs, chosen)
+    check_decoder_langs(inputs, chosen)
     features = {s: p for s, p in inputs.features.items() if Path(p).is_dir()}
     new_split = split not in inputs.features
     targets = {} if new_split else {lang: p for lang, p in inputs.targets.items() if Path(p).is_file()}
@@ -314,7 +300,7 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
             fixes.append(suggest(one, "extract"))
         features.update(found)
     if want:
-        found_t, absent = find_targets(here, open_dataset(here), want)
+        found_t, absent = find_targets(here, configured_dataset(here), want)
         targets.update(found_t)
         if src in absent:  # other languages without targets are zero-shot
             lacking.append(f"{src} targets for split {','.join(here.dataset.splits)}")
@@ -328,55 +314,14 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
 def _open_split(cfg: Config, split: str, known: list[str]) -> Any:
     """The dataset with just `split`; a name its reader does not know is an evaluate error, not a reader one."""
     from cache.errors import DatasetError
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
 
     try:
-        return open_dataset(cfg)
+        return configured_dataset(cfg)
     except DatasetError as e:
         raise DatasetError(f"{cfg.dataset.name} has no split {split!r} ({e.problem})", path=e.path,
                            fix=f"pass --split with one of the run's splits ({', '.join(known)}) or another split "
                                f"of the dataset; the reader says: {e.fix}") from None
-
-
-def decoder_langs(inputs: Any) -> list[str] | None:
-    """Languages the run's decoder can write: a tiny SONAR knows only its corpus languages; None = all of FLORES-200."""
-    if inputs.tiny_dir is None:
-        return None
-    config = Path(inputs.tiny_dir) / "config.json"
-    if not config.is_file():
-        return None
-    # its tokenizer has every FLORES-200 token, but it was trained on (and writes) its corpus languages only
-    return list(json.loads(config.read_text()).get("train", {}).get("langs", [])) or None
-
-
-def _check_decoder_langs(inputs: Any, langs: list[str]) -> None:
-    known = decoder_langs(inputs)
-    unknown = [lang for lang in langs if known is not None and lang not in known]
-    if unknown:
-        raise SltPipeError(f"the run's decoder (a tiny SONAR) cannot write {', '.join(unknown)}: "
-                           f"it knows only {', '.join(known or [])}",
-                           path=inputs.tiny_dir, fix=f"pick one of {', '.join(known or [])}")
-
-
-SCORE_COLUMNS = (("BLEU", "bleu", ".2f"), ("chrF", "chrf", ".2f"), ("z cos", "cosine", ".3f"),
-                 ("SONAR sim", "sonar_similarity", ".4f"), ("BLASER ref", "blaser_ref", ".3f"),
-                 ("BLASER QE", "blaser_qe", ".3f"), ("BLEURT", "bleurt", ".4f"),
-                 ("x-ling SONAR sim", "xl_sonar_similarity", ".4f"), ("x-ling BLASER QE", "xl_blaser_qe", ".3f"))
-"""(column, score key, format) of the score table; `-` where a language has no such score."""
-
-
-def score_table(title: str, results: dict[str, dict]) -> Table:
-    """One row per language; what produced each score is in the log lines and scores_SPLIT.json `producers`."""
-    table = Table(title=title)
-    for col in ("language", "references", "case", *(c for c, _, _ in SCORE_COLUMNS), "n", "predictions"):
-        table.add_column(col)
-    for lang, r in results.items():
-        refs = r.get("references", "reference")
-        if r.get("kind") == "zero-shot":
-            refs = f"zero-shot: cross-lingual vs {r.get('xl_against')}" + ("" if refs == "none" else f"; {refs}")
-        cells = ["-" if key not in r else format(r[key], fmt) for _, key, fmt in SCORE_COLUMNS]
-        table.add_row(lang, refs, r.get("case", "-"), *cells, str(r["n"] or r.get("xl_n", 0)), r.get("tsv", ""))
-    return table
 
 
 def translate_video(run: Path, video: Path, lang: str) -> str:
@@ -384,19 +329,17 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
 
     The video, the language and the run's weights are checked before any model is built.
     """
-    import torch
-
+    from cache.device import resolve_device
     from extract.text.languages import resolve_lang
-    from extract.vision.streams import FeatureExtractor
     from extract.vision.decode import read_frames
-    from train.model import build_models, load_trainable, resolve_device
+    from extract.vision.streams import FeatureExtractor
+    from train.model import check_decoder_langs, run_weights, translate_one
 
     cfg, inputs = load_run(run)
     src = video_source(Path(video))
     code = resolve_lang(lang)
-    _check_decoder_langs(inputs, [code])
-    weights = Path(run) / "ckpt" / "best" / "weights.safetensors"
-    weights = weights if weights.exists() else Path(run) / "ckpt" / "last" / "weights.safetensors"
+    check_decoder_langs(inputs, [code])
+    weights = run_weights(run)
     if not weights.exists():
         raise SltPipeError("the run has no trained weights", path=weights,
                            fix="train first, or pass the --out directory of a finished `slt-pipe train`")
@@ -408,17 +351,8 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
 
     extractor = FeatureExtractor(stage_config(cfg, cfg.dataset.name), device)
     spatial, motion = extractor.spatial(frames), extractor.motion(frames)
-    with rebuild_hint(cfg):
-        emb_dim = _emb_dim(inputs)
-    visual, dec = build_models(cfg.train, inputs, spatial.shape[1], motion.shape[1], emb_dim, device)
-    load_trainable(visual, dec, weights)
-    visual.eval()
-    with torch.no_grad():
-        sp = torch.as_tensor(spatial, dtype=torch.float32, device=device)[None]
-        mo = torch.as_tensor(motion, dtype=torch.float32, device=device)[None]
-        ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool, device=device)  # noqa: E731
-        z = visual(sp, ones(sp), mo, ones(mo))
-    return dec.generate(z, code, beam_size=cfg.train.beam_size, max_len=cfg.train.max_len)[0]
+    with rebuild_hint(cfg):  # it reads the source language's targets (their width)
+        return translate_one(cfg.train, inputs, weights, spatial, motion, code, device)
 
 
 def video_source(video: Path) -> Any:
@@ -437,13 +371,6 @@ def video_source(video: Path) -> Any:
                                fix=f"pass a frame folder or a video ({', '.join(VIDEO_SUFFIXES)})")
         return VideoFile(video)
     raise SltPipeError("video not found", path=video, fix="pass an existing frame folder or mp4")
-
-
-def _emb_dim(inputs: Any) -> int:
-    from cache.targets import TargetReader
-
-    with TargetReader(Path(inputs.targets[inputs.source_lang])) as r:
-        return r.dim
 
 
 # ------------------------------------------------------------------ demo
@@ -483,17 +410,17 @@ def demo(cfg: Config, *, console: Console, out: Console | None = None, control: 
         ctl = build_config(to_dict(cfg), {"train": {"shuffle_targets": True, "out": str(Path(cfg.train.out) / "control")}})
         train(ctl, overwrite=True, console=console)
         result.control = evaluate(ctl.train.out, split="test", langs=langs, console=console)
+    from train.metrics import HEADLINE
+
+    bleu = HEADLINE[0]
     table = Table(title="slt-pipe demo: toy test set")
-    table.add_column("language")
-    table.add_column("references")
-    table.add_column("BLEU")
-    table.add_column("chrF")
-    if control:
-        table.add_column("BLEU, shuffled-targets control")
+    for col in ("language", "references", *(m.label for m in HEADLINE),
+                *([f"{bleu.label}, shuffled-targets control"] if control else [])):
+        table.add_column(col)
     for lang, r in test.items():
-        row = [lang, r["references"], f"{r['bleu']:.2f}", f"{r['chrf']:.2f}"]
+        row = [lang, r["references"], *(format(r[m.key], m.fmt) for m in HEADLINE)]
         if result.control is not None:
-            row.append(f"{result.control[lang]['bleu']:.2f}" if lang in result.control else "-")
+            row.append(format(result.control[lang][bleu.key], bleu.fmt) if lang in result.control else "-")
         table.add_row(*row)
     out.print(table)
     run_dir = Path(cfg.train.out)

@@ -44,12 +44,12 @@ def toy(toy_corpus) -> Path:
 def toy_embedded(tmp_path_factory, toy):
     """(cfg, report, dataset) of a clean first embed-targets run on `toy`: trains the tiny SONAR on the
     train split, builds deu/eng/fra targets with the tiny SONAR translator."""
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
     from pipeline.embed_stage import embed_targets
 
     cfg = toy_embed_cfg(tmp_path_factory.mktemp("cache"), toy)
     report = embed_targets(cfg, Console(stderr=True, quiet=True))
-    return cfg, report, open_dataset(cfg)
+    return cfg, report, configured_dataset(cfg)
 
 
 @pytest.fixture(scope="session")

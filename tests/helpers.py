@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 TOY_VIDEOS = 240
 """The demo's corpus size: 192 train sentences teach the tiny SONAR (default settings)."""
@@ -78,3 +80,89 @@ def write_mp4(path: Path, frames: int = 48, size: int = 64, fps: int = 24, codec
             container.mux(stream.encode(av.VideoFrame.from_ndarray(draw(i, size, width), format="rgb24")))
         container.mux(stream.encode())
     return path
+
+
+@contextlib.contextmanager
+def user_asset_dir(cards_dir: Path) -> Iterator[None]:
+    """FAIRSEQ2_USER_ASSET_DIR=cards_dir inside the block, fairseq2's store re-read on entry and on exit
+    (for in-process code such as tests; a command started with the variable set needs none of this)."""
+    old = os.environ.get("FAIRSEQ2_USER_ASSET_DIR")
+    os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(cards_dir)
+    from cache.sonar_models import refresh_asset_store
+
+    refresh_asset_store()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FAIRSEQ2_USER_ASSET_DIR"]
+        else:
+            os.environ["FAIRSEQ2_USER_ASSET_DIR"] = old
+        refresh_asset_store()
+
+
+# --------------------------------------------------------------------------- dataset releases in their own layouts
+
+SPLITS = ["train", "dev", "test"]
+PHX = Path("PHOENIX-2014-T-release-v3/PHOENIX-2014-T")
+
+
+def csv_of(root: Path, split: str) -> Path:
+    return root / f"annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
+
+
+def frames_of(root: Path, split: str, name: str) -> Path:
+    return root / "features/fullFrame-210x260px" / split / name
+
+
+def write_csl(root: Path, names_splits: dict[str, str], frames: int = 4, header: bool = True) -> Path:
+    """A CSL-Daily release: JPEG frame folders, the labels pickle and split_1.txt."""
+    import pickle
+
+    import numpy as np
+    from PIL import Image
+
+    info = []
+    for k, name in enumerate(names_splits):
+        folder = root / "sentence/frames_512x512" / name
+        folder.mkdir(parents=True)
+        for i in range(frames):
+            Image.fromarray(np.full((32, 24, 3), 40 * i + k, np.uint8)).save(folder / f"{i:06d}.jpg", quality=95)
+        info.append({"name": name, "length": frames, "label_char": list("今天天气很好") + [str(k)],
+                     "label_word": ["今天", "天气", "很", "好"], "label_gloss": ["今天", "天气", "好"], "signer": k % 2})
+    labels = root / "sentence_label"
+    labels.mkdir(parents=True)
+    with open(labels / "csl2020ct_v2.pkl", "wb") as f:
+        pickle.dump({"info": info, "gloss_map": [], "char_map": []}, f)
+    lines = (["Name|Split"] if header else []) + [f"{n}|{s}" for n, s in names_splits.items()]
+    (labels / "split_1.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+CSL = {"S000001_P0000_T00": "train", "S000000_P0000_T00": "train", "S000002_P0001_T00": "dev", "S000003_P0002_T00": "test"}
+
+
+H2S_HEADER = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
+
+
+def h2s_row(vid: str, k: int, start: float, end: float, text: str) -> str:
+    return "\t".join([vid, f"{vid}-1-rgb_front", f"{vid}_{k}", f"{vid}_{k}-1-rgb_front", str(start), str(end), text])
+
+
+def write_how2sign(root: Path) -> Path:
+    rows = {
+        "train": [h2s_row("abc", 0, 0.0, 0.5, "Hi, I'm going to show you knots."),
+                  h2s_row("abc", 1, 0.5, 1.0, 'Say "hello" first.'),
+                  h2s_row("xyz", 0, 0.5, 1.5, "This one is cut from the full video.")],
+        "val": [h2s_row("val", 0, 0.0, 0.6, "A validation sentence.")],
+        "test": [h2s_row("tst", 0, 0.0, 0.6, "A test sentence.")],
+    }
+    for split, lines in rows.items():
+        (root / f"how2sign_realigned_{split}.csv").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"how2sign_realigned_{split}.csv").write_text("\n".join([H2S_HEADER] + lines) + "\n", encoding="utf-8")
+    write_mp4(root / "train/rgb_front/clips/abc_0-1-rgb_front.mp4", frames=16)
+    write_mp4(root / "clips/abc_1-1-rgb_front.mp4", frames=16)
+    write_mp4(root / "videos/xyz-1-rgb_front.mp4", frames=48)
+    write_mp4(root / "val/rgb_front/clips/val_0-1-rgb_front.mp4", frames=16)
+    write_mp4(root / "video_level/test/rgb_front/raw_videos/tst-1-rgb_front.mp4", frames=24)
+    return root

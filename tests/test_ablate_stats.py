@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cache.errors import SltPipeError
+from pipeline import ablate_results as tables
 from pipeline import ablate_stage as ab
 
 REFS = [f"der hund {w} im garten am morgen" for w in ("schläft", "bellt", "spielt", "läuft", "frisst", "sitzt")] * 8
@@ -33,17 +34,17 @@ def test_identical_systems_are_not_significant_and_a_worse_one_is():
     base = [trial("base", s, garble(3 + s, s)) for s in range(3)]
     same = [trial("same", s, garble(3 + s, s)) for s in range(3)]
     worse = [trial("worse", s, [" ".join(r.split()[:2]) for r in REFS]) for s in range(3)]
-    assert ab.paired_test(base, same, "deu_Latn")["p_bleu"] == pytest.approx(1.0)
-    p = ab.paired_test(base, worse, "deu_Latn")
+    assert tables.paired_test(base, same, "deu_Latn")["p_bleu"] == pytest.approx(1.0)
+    p = tables.paired_test(base, worse, "deu_Latn")
     assert p["p_bleu"] < 0.01 and p["p_chrf"] < 0.01
-    summary = {r["variant"]: r for r in ab.summarize(base + same + worse, "base")}
+    summary = {r["variant"]: r for r in tables.summarize(base + same + worse, "base")}
     assert "p_bleu" not in summary["base"] and summary["worse"]["p_bleu"] < 0.01
     bleus = [t["scores"]["deu_Latn"]["bleu"] for t in base]
     assert summary["base"]["bleu_mean"] == pytest.approx(np.mean(bleus))
     assert summary["base"]["bleu_std"] == pytest.approx(np.std(bleus, ddof=1)) and summary["base"]["bleu_std"] > 0
-    assert ab.mark(summary["worse"], "bleu").endswith(" *)") and "±" in ab.mark(summary["worse"], "bleu")
-    assert not ab.mark(summary["same"], "bleu").endswith("*)")
-    md = ab.summary_markdown(list(summary.values()))
+    assert tables.mark(summary["worse"], "bleu").endswith(" *)") and "±" in tables.mark(summary["worse"], "bleu")
+    assert not tables.mark(summary["same"], "bleu").endswith("*)")
+    md = tables.summary_markdown(list(summary.values()))
     assert md.splitlines()[0] == "| variant | deu_Latn BLEU | deu_Latn chrF | seeds |"
     assert "| worse |" in md and "paired bootstrap" in md
 
@@ -53,10 +54,10 @@ def test_seeds_are_paired_by_index_and_different_sentences_refused():
     other = [trial("other", s, garble(3, s)) for s in range(2)]
     other[1]["predictions"]["deu_Latn"] = {**other[1]["predictions"]["deu_Latn"], "ids": ["x"] * len(REFS)}
     with pytest.raises(SltPipeError, match="different test sentences"):
-        ab.paired_test(base, other, "deu_Latn")
+        tables.paired_test(base, other, "deu_Latn")
     zero = trial("zs", 0, garble(3, 0))
     del zero["scores"]["deu_Latn"]["bleu"]  # a zero-shot language without references has no BLEU to test
-    assert ab.paired_test(base, [zero], "deu_Latn") == {}
+    assert tables.paired_test(base, [zero], "deu_Latn") == {}
 
 
 def test_grid_options_and_shipped_grids(tmp_path):

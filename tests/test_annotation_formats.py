@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from test_datasets import CSL, H2S_HEADER, SPLITS, csv_of, h2s_row, write_csl
 
 from cache.errors import DatasetError
 from extract.datasets import open_dataset
 from extract.datasets.toy import make_toy
+from helpers import CSL, H2S_HEADER, SPLITS, csv_of, h2s_row, write_csl
 
 
 @dataclass(frozen=True)

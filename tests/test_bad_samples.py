@@ -19,17 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_datasets import CSL, H2S_HEADER, PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4
 from typer.testing import CliRunner
 
 from cache.features import FeatureReader, FeatureStoreWriter, ShardData
 from extract.datasets import open_dataset
-from extract.datasets.toy import make_toy
 from extract.vision.runner import ShardComputer, ShardPlan, adopt_shards, decode_video, plan_shards
+from helpers import CSL, H2S_HEADER, PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4
 from pipeline.config import build_config
 
 SHARD = 2
-TOY_VIDEOS = 12  # 10 train videos of 22-37 frames: 5 shards
+PHX_VIDEOS = 12  # 10 train videos of 22-37 frames: 5 shards
 
 
 def words(text: str) -> str:
@@ -65,10 +64,9 @@ def file_hashes(entry: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def phx_clean(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("phx_clean")
-    make_toy(out, videos=TOY_VIDEOS, seed=0)
-    return out
+def phx_clean(toy_corpus) -> Path:
+    """The PHX_VIDEOS-video toy corpus, read only (tests damage copies of it)."""
+    return toy_corpus(PHX_VIDEOS)
 
 
 def damage(root: Path) -> dict[str, str]:
@@ -278,7 +276,7 @@ def test_how2sign_reader_keeps_a_split_with_a_missing_clip(tmp_path):
     assert "nop-1-rgb_front.mp4" in reason
     assert fix == f"none needed (the sample is skipped), or put nop_0-1-rgb_front.mp4 in {root / 'train/rgb_front/clips'}/"
     before = ds.fingerprint("train")
-    write_mp4(root / "train/rgb_front/clips/nop_0-1-rgb_front.mp4")
+    write_mp4(root / "train/rgb_front/clips/nop_0-1-rgb_front.mp4", frames=16)
     again = open_dataset("how2sign", root, ["train"])
     assert again.skipped("train") == [] and again.fingerprint("train") != before
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cache.errors import WeightsError
-from cache.sonar_models import user_asset_dir
+from helpers import user_asset_dir
 
 DIM = 16
 HIDDEN = [24, 8]

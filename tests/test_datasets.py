@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile, open_dataset, validate_frames
 from extract.datasets.base import list_frame_files, natural_key
-from extract.datasets.toy import make_toy
 from extract.vision.decode import read_frames
-
-SPLITS = ["train", "dev", "test"]
-PHX = Path("PHOENIX-2014-T-release-v3/PHOENIX-2014-T")
-
-
-@pytest.fixture(scope="module")
-def toy_master(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy_master")
-    make_toy(out, videos=20, seed=0)
-    return out
+from helpers import CSL, PHX, SPLITS, csv_of, frames_of, write_csl, write_how2sign
 
 
 @pytest.fixture()
-def toy(toy_master, tmp_path) -> Path:
-    """A private copy of the toy corpus that a test may damage; returns PHOENIX-2014-T/."""
-    shutil.copytree(toy_master, tmp_path / "toy")
+def phoenix_copy(toy_corpus, tmp_path) -> Path:
+    """A private copy of the 20-video toy corpus that a test may damage; returns PHOENIX-2014-T/."""
+    shutil.copytree(toy_corpus(20), tmp_path / "toy")
     return tmp_path / "toy" / PHX
-
-
-def csv_of(root: Path, split: str) -> Path:
-    return root / f"annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
-
-
-def frames_of(root: Path, split: str, name: str) -> Path:
-    return root / "features/fullFrame-210x260px" / split / name
 
 
 def first_name(root: Path, split: str) -> str:
@@ -64,38 +42,38 @@ def test_not_a_release_names_the_root(tmp_path):
     assert e.value.path == str(tmp_path) and e.value.fix
 
 
-def test_reads_samples_texts_glosses_and_translations(toy):
-    ds = open_dataset("phoenix", toy, SPLITS)
-    assert ds.root == toy and ds.name == "phoenix"
+def test_reads_samples_texts_glosses_and_translations(phoenix_copy):
+    ds = open_dataset("phoenix", phoenix_copy, SPLITS)
+    assert ds.root == phoenix_copy and ds.name == "phoenix"
     s = ds.samples["dev"][0]
     assert isinstance(s.frames, PngFolder) and s.frames.files[0] == "images0001.png"
     assert s.gloss and s.gloss.isupper() and s.text.islower()
     assert set(ds.references["dev"]) == {"deu_Latn", "eng_Latn", "fra_Latn"}
     assert [x.id for x in ds.samples["train"]] == sorted(x.id for x in ds.samples["train"])
-    assert csv_of(toy, "dev") in ds.annotation_files
+    assert csv_of(phoenix_copy, "dev") in ds.annotation_files
 
 
-def test_only_requested_splits_are_read(toy):
-    csv_of(toy, "test").unlink()
-    ds = open_dataset("phoenix", toy, ["train", "dev"])
+def test_only_requested_splits_are_read(phoenix_copy):
+    csv_of(phoenix_copy, "test").unlink()
+    ds = open_dataset("phoenix", phoenix_copy, ["train", "dev"])
     assert set(ds.samples) == {"train", "dev"}
 
 
-def test_missing_split_csv_is_an_error(toy):
-    csv_of(toy, "test").unlink()
+def test_missing_split_csv_is_an_error(phoenix_copy):
+    csv_of(phoenix_copy, "test").unlink()
     with pytest.raises(DatasetError) as e:
-        open_dataset("phoenix", toy, SPLITS)
-    assert e.value.path == str(csv_of(toy, "test"))
+        open_dataset("phoenix", phoenix_copy, SPLITS)
+    assert e.value.path == str(csv_of(phoenix_copy, "test"))
 
 
-def test_frames_in_name_slash_1_are_accepted(toy):
-    name = first_name(toy, "dev")
-    folder = frames_of(toy, "dev", name)
+def test_frames_in_name_slash_1_are_accepted(phoenix_copy):
+    name = first_name(phoenix_copy, "dev")
+    folder = frames_of(phoenix_copy, "dev", name)
     tmp = folder.parent / (name + ".tmp")
     folder.rename(tmp)
     folder.mkdir()
     tmp.rename(folder / "1")
-    ds = open_dataset("phoenix", toy, SPLITS)
+    ds = open_dataset("phoenix", phoenix_copy, SPLITS)
     sample = next(s for s in ds.samples["dev"] if s.id == name)
     assert sample.frames.dir == folder / "1"
     assert read_frames(sample.frames).shape[0] == len(sample.frames.files)
@@ -106,49 +84,49 @@ def test_frames_in_name_slash_1_are_accepted(toy):
     ("|x/1/*.png|-1|-1|Signer01|MORGEN|morgen", "empty name"),
     ("newname|x/1/*.png|-1|-1|Signer01|MORGEN|", "empty translation"),
 ])
-def test_malformed_row_names_file_and_line(toy, bad_row, what):
-    path = csv_of(toy, "dev")
+def test_malformed_row_names_file_and_line(phoenix_copy, bad_row, what):
+    path = csv_of(phoenix_copy, "dev")
     lines = path.read_text(encoding="utf-8").splitlines()
     lines.insert(2, bad_row)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DatasetError) as e:
-        open_dataset("phoenix", toy, SPLITS)
+        open_dataset("phoenix", phoenix_copy, SPLITS)
     assert e.value.path == str(path)
     assert "line 3" in e.value.problem and what in e.value.problem
     assert e.value.fix
 
 
-def test_duplicate_name_names_both_lines(toy):
-    path = csv_of(toy, "train")
+def test_duplicate_name_names_both_lines(phoenix_copy):
+    path = csv_of(phoenix_copy, "train")
     lines = path.read_text(encoding="utf-8").splitlines()
     path.write_text("\n".join(lines + [lines[1]]) + "\n", encoding="utf-8")
     with pytest.raises(DatasetError) as e:
-        open_dataset("phoenix", toy, SPLITS)
+        open_dataset("phoenix", phoenix_copy, SPLITS)
     assert e.value.path == str(path) and f"line {len(lines) + 1}" in e.value.problem
     assert "duplicate" in e.value.problem and "line 2" in e.value.problem
 
 
-def test_bad_header_is_an_error(toy):
-    path = csv_of(toy, "dev")
+def test_bad_header_is_an_error(phoenix_copy):
+    path = csv_of(phoenix_copy, "dev")
     path.write_text(path.read_text(encoding="utf-8").replace("name|video", "id|video", 1), encoding="utf-8")
     with pytest.raises(DatasetError, match="line 1"):
-        open_dataset("phoenix", toy, SPLITS)
+        open_dataset("phoenix", phoenix_copy, SPLITS)
 
 
 # A missing or empty frame folder no longer refuses the split: see tests/test_bad_samples.py.
 
 
-def test_bad_translations_json_is_an_error(toy):
-    path = toy / "annotations/manual/PHOENIX-2014-T.dev.translations.json"
+def test_bad_translations_json_is_an_error(phoenix_copy):
+    path = phoenix_copy / "annotations/manual/PHOENIX-2014-T.dev.translations.json"
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(DatasetError) as e:
-        open_dataset("phoenix", toy, SPLITS)
+        open_dataset("phoenix", phoenix_copy, SPLITS)
     assert e.value.path == str(path)
 
 
-def test_translations_are_optional(toy):
-    (toy / "annotations/manual/PHOENIX-2014-T.dev.translations.json").unlink()
-    ds = open_dataset("phoenix", toy, SPLITS)
+def test_translations_are_optional(phoenix_copy):
+    (phoenix_copy / "annotations/manual/PHOENIX-2014-T.dev.translations.json").unlink()
+    ds = open_dataset("phoenix", phoenix_copy, SPLITS)
     assert set(ds.references["dev"]) == {"deu_Latn"}
     assert "eng_Latn" in ds.references["train"]
 
@@ -161,8 +139,8 @@ def test_frame_files_sort_numerically(tmp_path):
     assert natural_key("a2") < natural_key("a10")
 
 
-def test_corrupt_png_is_reported_by_validate_frames_and_read_frames(toy):
-    ds = open_dataset("phoenix", toy, SPLITS)
+def test_corrupt_png_is_reported_by_validate_frames_and_read_frames(phoenix_copy):
+    ds = open_dataset("phoenix", phoenix_copy, SPLITS)
     sample = ds.samples["dev"][0]
     bad = sample.frames.dir / sample.frames.files[3]
     data = bad.read_bytes()
@@ -176,8 +154,8 @@ def test_corrupt_png_is_reported_by_validate_frames_and_read_frames(toy):
     assert e.value.path == str(bad) and e.value.fix
 
 
-def test_missing_frame_file_is_reported(toy):
-    ds = open_dataset("phoenix", toy, ["dev"])
+def test_missing_frame_file_is_reported(phoenix_copy):
+    ds = open_dataset("phoenix", phoenix_copy, ["dev"])
     sample = ds.samples["dev"][-1]
     gone = sample.frames.dir / sample.frames.files[0]
     gone.unlink()
@@ -190,10 +168,10 @@ def test_missing_frame_file_is_reported(toy):
 # --------------------------------------------------------------------------- fingerprints
 
 
-def test_fingerprint_survives_a_copy_to_another_dir(toy, tmp_path):
+def test_fingerprint_survives_a_copy_to_another_dir(phoenix_copy, tmp_path):
     copy = tmp_path / "elsewhere" / "deeper"
-    shutil.copytree(toy.parent.parent, copy)
-    a = open_dataset("phoenix", toy, SPLITS)
+    shutil.copytree(phoenix_copy.parent.parent, copy)
+    a = open_dataset("phoenix", phoenix_copy, SPLITS)
     b = open_dataset("toy", copy, SPLITS)
     for split in SPLITS:
         fa, fb = a.fingerprint(split), b.fingerprint(split)
@@ -204,8 +182,8 @@ def test_fingerprint_survives_a_copy_to_another_dir(toy, tmp_path):
     assert a.fingerprint("dev", "content") == open_dataset("phoenix", copy, SPLITS).fingerprint("dev", "content")
 
 
-def test_fingerprint_follows_frame_sizes_and_content(toy):
-    before = open_dataset("phoenix", toy, SPLITS)
+def test_fingerprint_follows_frame_sizes_and_content(phoenix_copy):
+    before = open_dataset("phoenix", phoenix_copy, SPLITS)
     stat, content = before.fingerprint("dev"), before.fingerprint("dev", "content")
     train, text = before.fingerprint("train"), before.text_fingerprint("dev")
     frame = before.samples["dev"][0].frames
@@ -213,27 +191,27 @@ def test_fingerprint_follows_frame_sizes_and_content(toy):
     data = bytearray(path.read_bytes())
     data[-20] ^= 0xFF  # same size, different bytes
     path.write_bytes(bytes(data))
-    same_size = open_dataset("phoenix", toy, SPLITS)
+    same_size = open_dataset("phoenix", phoenix_copy, SPLITS)
     assert same_size.fingerprint("dev") == stat
     assert same_size.fingerprint("dev", "content") != content
     path.write_bytes(bytes(data) + b"\0")
-    grown = open_dataset("phoenix", toy, SPLITS)
+    grown = open_dataset("phoenix", phoenix_copy, SPLITS)
     assert grown.fingerprint("dev") != stat
     assert grown.fingerprint("train") == train
     assert grown.text_fingerprint("dev") == text
 
 
-def test_fingerprint_and_text_fingerprint_follow_sentences(toy):
-    before = open_dataset("phoenix", toy, SPLITS)
+def test_fingerprint_and_text_fingerprint_follow_sentences(phoenix_copy):
+    before = open_dataset("phoenix", phoenix_copy, SPLITS)
     fp = {split: before.fingerprint(split) for split in SPLITS}
     text = {split: before.text_fingerprint(split) for split in SPLITS}
-    path = csv_of(toy, "test")
+    path = csv_of(phoenix_copy, "test")
     lines = path.read_text(encoding="utf-8").splitlines()
     cols = lines[1].split("|")
     cols[6] = "übermorgen gibt es überall schnee"
     lines[1] = "|".join(cols)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    after = open_dataset("phoenix", toy, SPLITS)
+    after = open_dataset("phoenix", phoenix_copy, SPLITS)
     assert after.fingerprint("test") != fp["test"]
     assert after.text_fingerprint("test") != text["test"]
     assert after.text_fingerprint("dev") == text["dev"]
@@ -241,27 +219,6 @@ def test_fingerprint_and_text_fingerprint_follow_sentences(toy):
 
 
 # --------------------------------------------------------------------------- CSL-Daily
-
-
-def write_csl(root: Path, names_splits: dict[str, str], frames: int = 4, header: bool = True) -> Path:
-    info = []
-    for k, name in enumerate(names_splits):
-        folder = root / "sentence/frames_512x512" / name
-        folder.mkdir(parents=True)
-        for i in range(frames):
-            Image.fromarray(np.full((32, 24, 3), 40 * i + k, np.uint8)).save(folder / f"{i:06d}.jpg", quality=95)
-        info.append({"name": name, "length": frames, "label_char": list("今天天气很好") + [str(k)],
-                     "label_word": ["今天", "天气", "很", "好"], "label_gloss": ["今天", "天气", "好"], "signer": k % 2})
-    labels = root / "sentence_label"
-    labels.mkdir(parents=True)
-    with open(labels / "csl2020ct_v2.pkl", "wb") as f:
-        pickle.dump({"info": info, "gloss_map": [], "char_map": []}, f)
-    lines = (["Name|Split"] if header else []) + [f"{n}|{s}" for n, s in names_splits.items()]
-    (labels / "split_1.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
-
-
-CSL = {"S000001_P0000_T00": "train", "S000000_P0000_T00": "train", "S000002_P0001_T00": "dev", "S000003_P0002_T00": "test"}
 
 
 @pytest.mark.parametrize("header", [True, False])
@@ -296,47 +253,6 @@ def test_csl_daily_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- How2Sign
-
-
-def write_mp4(path: Path, frames: int = 16, size: int = 64, fps: int = 24) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=Fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
-H2S_HEADER = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
-
-
-def h2s_row(vid: str, k: int, start: float, end: float, text: str) -> str:
-    return "\t".join([vid, f"{vid}-1-rgb_front", f"{vid}_{k}", f"{vid}_{k}-1-rgb_front", str(start), str(end), text])
-
-
-def write_how2sign(root: Path) -> Path:
-    rows = {
-        "train": [h2s_row("abc", 0, 0.0, 0.5, "Hi, I'm going to show you knots."),
-                  h2s_row("abc", 1, 0.5, 1.0, 'Say "hello" first.'),
-                  h2s_row("xyz", 0, 0.5, 1.5, "This one is cut from the full video.")],
-        "val": [h2s_row("val", 0, 0.0, 0.6, "A validation sentence.")],
-        "test": [h2s_row("tst", 0, 0.0, 0.6, "A test sentence.")],
-    }
-    for split, lines in rows.items():
-        (root / f"how2sign_realigned_{split}.csv").parent.mkdir(parents=True, exist_ok=True)
-        (root / f"how2sign_realigned_{split}.csv").write_text("\n".join([H2S_HEADER] + lines) + "\n", encoding="utf-8")
-    write_mp4(root / "train/rgb_front/clips/abc_0-1-rgb_front.mp4")
-    write_mp4(root / "clips/abc_1-1-rgb_front.mp4")
-    write_mp4(root / "videos/xyz-1-rgb_front.mp4", frames=48)
-    write_mp4(root / "val/rgb_front/clips/val_0-1-rgb_front.mp4")
-    write_mp4(root / "video_level/test/rgb_front/raw_videos/tst-1-rgb_front.mp4", frames=24)
-    return root
 
 
 def test_how2sign_reader_clips_and_cut_videos(tmp_path):

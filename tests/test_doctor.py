@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.doctor import feature_bytes, motion_clips, parse_ray_address
+from extract.ray_session import parse_ray_address
+from extract.vision.streams import clip_count as motion_clips
+from extract.vision.streams import feature_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [str(REPO / ".venv/bin/slt-pipe")] if (REPO / ".venv/bin/slt-pipe").exists() else [sys.executable, "-m", "pipeline.cli"]

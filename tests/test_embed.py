@@ -16,7 +16,7 @@ from extract.text.languages import FLORES200, resolve_langs
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def corpus():
+def parallel_corpus():
     from extract.text.tiny_sonar import toy_parallel_corpus
 
     return toy_parallel_corpus(seed=0)
@@ -96,13 +96,14 @@ def test_targets_roundtrip_plain_h5py(tmp_path):
 
 
 # --------------------------------------------------------------------------- NLLB
-def test_tiny_nllb_code_path(tmp_path, corpus):
-    from extract.text.nllb import NllbTranslator, Translator, make_tiny_nllb
+def test_tiny_nllb_code_path(tmp_path, parallel_corpus):
+    from extract.text.nllb import NllbTranslator, make_tiny_nllb
+    from extract.text.spec import Translator
 
-    d = make_tiny_nllb(tmp_path / "nllb", {k: v[:60] for k, v in corpus.items()}, seed=0)
+    d = make_tiny_nllb(tmp_path / "nllb", {k: v[:60] for k, v in parallel_corpus.items()}, seed=0)
     tr = NllbTranslator(str(d), "cpu", num_beams=1, max_new_tokens=8, batch_size=2)
     assert isinstance(tr, Translator)
-    src = corpus["deu_Latn"][:3]
+    src = parallel_corpus["deu_Latn"][:3]
     out = tr.translate(src, "deu_Latn", "fra_Latn")
     assert len(out) == 3 and all(isinstance(s, str) for s in out)
     ids = tr.generate_ids(src, "deu_Latn", "eng_Latn")
@@ -192,13 +193,13 @@ def test_tiny_sonar_decodes_held_out(sonar, held):
 
 
 # --------------------------------------------------------------------------- target stage
-def test_translate_embed_and_saved_translations(tmp_path, sonar, tiny_dir, corpus):
+def test_translate_embed_and_saved_translations(tmp_path, sonar, tiny_dir, parallel_corpus):
     """Batches are model calls; the same source language is returned as is; saved translations
     load back only for the texts they were made from."""
     from extract.text import embed as et
 
     enc = et.SonarEncoder.from_spec("tiny", tiny_dir)
-    src = corpus["deu_Latn"][:3]
+    src = parallel_corpus["deu_Latn"][:3]
     et.CALLS.update(translate=0, embed=0)
     eng = et.translate_texts(src, "deu_Latn", "eng_Latn", sonar, batch_size=2)
     emb = et.embed_texts(eng, "eng_Latn", enc, batch_size=2)
@@ -209,20 +210,89 @@ def test_translate_embed_and_saved_translations(tmp_path, sonar, tiny_dir, corpu
     path = et.save_translations(tmp_path / "tr.json", src, eng, "deu_Latn", "eng_Latn", sonar)
     assert et.load_translations(path, src) == eng
     with pytest.raises(CacheError, match="other source texts"):
-        et.load_translations(path, corpus["deu_Latn"][1:4])
+        et.load_translations(path, parallel_corpus["deu_Latn"][1:4])
 
 
-def test_tiny_sonar_deterministic_and_parallel_references(tmp_path, corpus):
+def test_tiny_sonar_deterministic_and_parallel_references(tmp_path, parallel_corpus):
     from types import SimpleNamespace
 
     from cache.sonar_models import sonar_identity
     from extract.text.tiny_sonar import parallel_references, train_tiny_sonar
 
-    samples = [SimpleNamespace(id=f"v{i}", text=corpus["deu_Latn"][i]) for i in range(30)]
-    refs = {lang: {f"v{i}": corpus[lang][i] for i in range(30) if i != 7} for lang in corpus}
+    samples = [SimpleNamespace(id=f"v{i}", text=parallel_corpus["deu_Latn"][i]) for i in range(30)]
+    refs = {lang: {f"v{i}": parallel_corpus[lang][i] for i in range(30) if i != 7} for lang in parallel_corpus}
     ds = SimpleNamespace(samples={"train": samples}, references={"train": refs})
     par = parallel_references(ds, "train", ["deu_Latn", "eng_Latn", "fra_Latn"])
-    assert len(par["eng_Latn"]) == 29 and par["fra_Latn"][0] == corpus["fra_Latn"][0]
+    assert len(par["eng_Latn"]) == 29 and par["fra_Latn"][0] == parallel_corpus["fra_Latn"][0]
     for i in range(2):
         train_tiny_sonar(par, tmp_path / str(i), seed=5, steps=4)
     assert sonar_identity("tiny", tmp_path / "0") == sonar_identity("tiny", tmp_path / "1")
+
+
+# --------------------------------------------------------------------------- the translator registry
+def _translator_context(embed, tiny_key: str = "TINYKEY"):
+    from rich.console import Console
+
+    from extract.text.translators.base import TinyModels, TranslatorContext
+
+    def no_training():
+        raise AssertionError("asking for an identity must train nothing")
+
+    tiny = TinyModels(langs=lambda: ["deu_Latn", "eng_Latn", "fra_Latn"], nllb_key=lambda: tiny_key,
+                      nllb_dir=no_training)
+    return TranslatorContext(embed=embed, source_lang="deu_Latn", langs=["deu_Latn", "eng_Latn", "spa_Latn"],
+                             dataset="toy", root=None, command=lambda langs, *extra: " ".join(["cmd", *langs, *extra]),
+                             tiny=tiny, console=Console(quiet=True))
+
+
+def test_translator_identities_are_the_cache_keys_dicts(tmp_path, monkeypatch):
+    """Each registered translator's identity is exactly the dict the translations' and targets' keys were
+    always made of (a change here re-keys every cache entry), and the label its rows carry."""
+    import cache.sonar_models as sm
+    import extract.text.nllb as nl
+    from extract.config import EmbedConfig
+    from extract.text.translators import TRANSLATORS
+
+    monkeypatch.setattr(sm, "sonar_identity", lambda spec, tiny=None: {"spec": spec, "tiny": str(tiny)})
+    monkeypatch.setattr(nl, "nllb_identity", lambda model: {"model": model, "files": {"config.json": "abc"}})
+    enc = {"spec": "tiny", "files": {}}
+    sonar = EmbedConfig(translator="sonar", sonar_encoder="tiny", sonar_decoder="tiny", beam_size=2)
+    assert TRANSLATORS["sonar"].identity(_translator_context(sonar), enc, tmp_path) == {
+        "kind": "sonar", "encoder": enc, "decoder": {"spec": "tiny", "tiny": str(tmp_path)}, "beam_size": 2,
+        "max_seq_len": 128}
+    tiny = EmbedConfig(translator="nllb", nllb_model="tiny")
+    assert TRANSLATORS["nllb"].identity(_translator_context(tiny), enc, None) == {
+        "kind": "nllb", "model": "tiny-nllb", "num_beams": 4, "max_new_tokens": 128, "entry": "TINYKEY"}
+    real = EmbedConfig(translator="nllb", nllb_model="/snap/nllb")
+    assert TRANSLATORS["nllb"].identity(_translator_context(real), enc, None) == {
+        "kind": "nllb", "model": {"model": "/snap/nllb", "files": {"config.json": "abc"}}, "num_beams": 4,
+        "max_new_tokens": 128}
+    assert [TRANSLATORS["sonar"].label(sonar), TRANSLATORS["nllb"].label(tiny), TRANSLATORS["nllb"].label(real)] == [
+        "sonar", "tiny-nllb", "/snap/nllb"]
+
+
+def test_tiny_translators_refuse_the_languages_of_no_reference(monkeypatch):
+    from extract.config import EmbedConfig
+    from extract.text.translators import TRANSLATORS
+
+    tiny_sonar = EmbedConfig(translator="sonar", sonar_encoder="tiny", sonar_decoder="tiny")
+    refused = TRANSLATORS["sonar"].cannot_write(_translator_context(tiny_sonar), ["eng_Latn", "spa_Latn"])
+    assert list(refused) == ["spa_Latn"]
+    assert "the tiny SONAR translator cannot write spa_Latn" in refused["spa_Latn"].render()
+    assert "drop it: `cmd deu_Latn eng_Latn`" in refused["spa_Latn"].render()
+    tiny_nllb = EmbedConfig(translator="nllb", nllb_model="tiny")
+    assert "the tiny NLLB translator" in TRANSLATORS["nllb"].cannot_write(
+        _translator_context(tiny_nllb), ["spa_Latn"])["spa_Latn"].render()
+    paper = EmbedConfig(translator="sonar")  # the real SONAR knows every FLORES-200 language
+    assert TRANSLATORS["sonar"].cannot_write(_translator_context(paper), ["spa_Latn"]) == {}
+
+
+def test_an_unknown_translator_is_refused_not_given_nllbs_identity():
+    from extract.config import EmbedConfig
+    from extract.text.plan import text_model_ids
+    from extract.text.translators import translator_kind
+
+    with pytest.raises(SltPipeError, match="unknown translator 'marian'.*known: nllb, sonar"):
+        translator_kind("marian")
+    with pytest.raises(SltPipeError, match="unknown translator 'marian'"):
+        text_model_ids(_translator_context(EmbedConfig(translator="marian")), None)  # type: ignore[arg-type]

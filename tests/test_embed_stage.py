@@ -445,7 +445,8 @@ def test_long_preparations_report_progress_off_a_terminal():
     long they took; on a terminal the same calls drive a live bar and a spinner."""
     import io
 
-    from pipeline.embed_stage import _status, _steps
+    from extract.text.progress import status as _status
+    from extract.text.progress import steps as _steps
 
     log = io.StringIO()
     console = Console(file=log, width=200)
@@ -521,7 +522,8 @@ def test_ray_workers_publish_the_bytes_of_the_in_process_run(built, local_ray, t
     """embed.workers=2: translation and embedding chunks run on two Ray actors, small batches so that
     each language is many chunks taken in any order; every targets file is byte-identical to the
     in-process run's, under the same key, and the model calls are those of an in-process run."""
-    from pipeline.embed_stage import RESUME_CHUNK_BATCHES, embed_targets
+    from extract.text.chunks import RESUME_CHUNK_BATCHES
+    from pipeline.embed_stage import embed_targets
 
     cfg, first, _ = built
     small = {"batch_size": 1, "langs": ["deu", "eng"]}

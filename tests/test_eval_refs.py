@@ -1,7 +1,7 @@
 """Evaluation scores against the dataset's own references; a language without them is zero-shot: scored
 cross-lingually against the source-language references, and against machine translations, labelled.
 
-Fast: in-memory stand-in caches (train.toy) and a toy SONAR decoder. The same rule on the
+Fast: in-memory stand-in caches (tests/stand_ins.py) and a toy SONAR decoder. The same rule on the
 real toy corpus (its eng/fra sentences are the targets and the references) is checked end
 to end in test_pipeline.py, which has the module's one built cache.
 """
@@ -22,13 +22,14 @@ from cache.fairseq2_env import ensure_fairseq2
 
 ensure_fairseq2()
 
+from stand_ins import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
+
 from train import data as tdata  # noqa: E402
 from train import decoder as tdecoder  # noqa: E402
 from train import evaluate as tevaluate  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.evaluate import evaluate, language_notes, reference_rows  # noqa: E402
 from train.model import TrainInputs, build_models, save_weights, trainable_state  # noqa: E402
-from train.toy import ToyTargetReader, make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn", "fra_Latn"]
 EMB = 16
@@ -47,7 +48,7 @@ class SourcedReader(ToyTargetReader):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def sourced_stand_ins(tmp_path_factory):
     """deu (source) and fra are the dataset's own text; eng is machine-translated."""
     feats, targets, sents = make_toy_corpus({"test": 5}, LANGS, emb_dim=EMB)
     tok = make_tokenizer(sents, LANGS, tmp_path_factory.mktemp("tok"))
@@ -93,8 +94,8 @@ class LookupEmbedder:
         return torch.stack([torch.as_tensor(self.table.get(t, [0.0] * EMB), dtype=torch.float32) for t in texts])
 
 
-def _patched(corpus, monkeypatch):
-    feats, targets, tok = corpus
+def _patched(sourced_stand_ins, monkeypatch):
+    feats, targets, tok = sourced_stand_ins
     monkeypatch.setattr(tdata, "open_features", lambda p: feats[Path(p).name])
     monkeypatch.setattr(tdata, "open_targets", lambda p: targets[Path(p).name])
     monkeypatch.setattr(tdecoder, "load_tokenizer", lambda spec, tiny: tok)
@@ -104,10 +105,10 @@ def _patched(corpus, monkeypatch):
     return feats, targets
 
 
-def test_a_language_without_true_references_is_zero_shot_and_labelled(corpus, tmp_path, monkeypatch):
-    from pipeline.train_stage import score_table
+def test_a_language_without_true_references_is_zero_shot_and_labelled(sourced_stand_ins, tmp_path, monkeypatch):
+    from train.evaluate import score_table
 
-    feats, targets = _patched(corpus, monkeypatch)
+    feats, targets = _patched(sourced_stand_ins, monkeypatch)
     inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
                          targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
                          decoder_spec="toy", encoder_spec="lookup")
@@ -140,10 +141,10 @@ def test_a_language_without_true_references_is_zero_shot_and_labelled(corpus, tm
     assert scores["fra_Latn"]["references"] == "reference" and scores["fra_Latn"]["n"] == 5
 
 
-def test_zero_shot_without_any_targets_scores_cross_lingually(corpus, tmp_path, monkeypatch):
+def test_zero_shot_without_any_targets_scores_cross_lingually(sourced_stand_ins, tmp_path, monkeypatch):
     """A language the cache has no targets for at all (PHOENIX's French): decoded for every video,
     scored against the German references' embeddings only, its TSV showing the German reference."""
-    feats, targets = _patched(corpus, monkeypatch)
+    feats, targets = _patched(sourced_stand_ins, monkeypatch)
     inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
                          targets={"deu_Latn": Path("/nonexistent/deu_Latn")}, source_lang="deu_Latn",
                          decoder_spec="toy", encoder_spec="lookup")
@@ -159,10 +160,10 @@ def test_zero_shot_without_any_targets_scores_cross_lingually(corpus, tmp_path, 
     assert fra["xl_sonar_similarity"] == pytest.approx(sum(float(r[3]) for r in rows[1:]) / 5, abs=1e-5)
 
 
-def test_a_sample_in_one_cache_only_is_left_out_and_counted(corpus, tmp_path):
-    from pipeline.train_stage import left_out_note
+def test_a_sample_in_one_cache_only_is_left_out_and_counted(sourced_stand_ins, tmp_path):
+    from train.data import left_out_note
 
-    feats, targets, _ = corpus
+    feats, targets, _ = sourced_stand_ins
     ids, texts, embs = targets["deu_Latn"]._splits["test"]
     # the first video has no target, "test_999" (a failed extraction) has no features: neither crashes
     partial = ToyTargetReader("deu_Latn", {"test": (ids[1:] + ["test_999"], texts[1:] + ["x"], embs)})
@@ -179,10 +180,10 @@ def test_a_sample_in_one_cache_only_is_left_out_and_counted(corpus, tmp_path):
         "(listed in features/abc123 failures: test_999 (moov atom not found)), 1 without targets")
 
 
-def test_an_empty_split_says_so(corpus):
+def test_an_empty_split_says_so(sourced_stand_ins):
     from cache.errors import SltPipeError
 
-    feats, _, _ = corpus
+    feats, _, _ = sourced_stand_ins
     empty = ToyTargetReader("deu_Latn", {"test": ([], [], torch.zeros(0, EMB).numpy())})
     with pytest.raises(SltPipeError, match="split test is empty"):
         tdata.CacheDataset(SimpleNamespace(ids=[]), {"deu_Latn": empty}, "test", "deu_Latn")
@@ -191,14 +192,14 @@ def test_an_empty_split_says_so(corpus):
             ["other"], ["x"], torch.zeros(1, EMB).numpy())})}, "test", "deu_Latn")
 
 
-def test_blaser_and_bleurt_per_sample_with_their_producers(corpus, tmp_path, monkeypatch):
+def test_blaser_and_bleurt_per_sample_with_their_producers(sourced_stand_ins, tmp_path, monkeypatch):
     """With BLASER cards and a BLEURT snapshot on disk (tiny random-init models of the real classes),
     evaluate scores every sample with them, cross-lingually too, and names each producer."""
     import yaml
     from test_blaser import DIM, HIDDEN, _card, _tiny_model
     from test_bleurt import _make_snapshot
 
-    from cache.sonar_models import user_asset_dir
+    from helpers import user_asset_dir
     from train.blaser import BlaserScorer
     from train.bleurt import BleurtScorer
 
@@ -211,7 +212,7 @@ def test_blaser_and_bleurt_per_sample_with_their_producers(corpus, tmp_path, mon
                                                            _card("t_qe", "basic_qe", tmp_path / "qe.pt"),
                                                            _card("t_gone", "basic_qe", tmp_path / "gone.pt")]))
     bleurt = _make_snapshot(tmp_path / "BLEURT-tiny")
-    feats, targets = _patched(corpus, monkeypatch)
+    feats, targets = _patched(sourced_stand_ins, monkeypatch)
     inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
                          targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
                          decoder_spec="toy", encoder_spec="lookup")

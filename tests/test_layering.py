@@ -140,8 +140,18 @@ def test_every_configurable_translator_is_registered():
     import typing
 
     from extract.config import EmbedConfig
-    from extract.text.jobs import TRANSLATORS
+    from extract.text.translators import TRANSLATORS
 
     (field,) = [f for f in dataclasses.fields(EmbedConfig) if f.name == "translator"]
     hint = typing.get_type_hints(EmbedConfig)["translator"]
     assert set(typing.get_args(hint)) == set(TRANSLATORS), (field.type, sorted(TRANSLATORS))
+
+
+def test_every_package_ships():
+    """pyproject.toml lists every package folder, so an install (not only the editable one) has them all."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p.parent / "__init__.py") for package in ALLOWED for p in (REPO / package).rglob("__init__.py")}
+    assert listed == found, f"pyproject.toml [tool.setuptools] packages: missing {sorted(found - listed)}, " \
+                            f"stale {sorted(listed - found)}"

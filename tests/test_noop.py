@@ -50,10 +50,10 @@ def _publish_manifests(cfg) -> dict[str, str]:
     Returns split -> features key."""
     from cache.store import Cache
     from pipeline import embed_stage as es
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
     from pipeline.extract_stage import FEATURES_LAYOUT, features_key
 
-    cache, dataset = Cache(cfg.cache.dir), open_dataset(cfg, QUIET)
+    cache, dataset = Cache(cfg.cache.dir), configured_dataset(cfg, QUIET)
     keys = {}
     for split in cfg.dataset.splits:
         key, inputs = features_key(cfg, dataset, split)

@@ -223,7 +223,7 @@ def test_zero_shot_french_on_the_toy_with_and_without_references(cached, tmp_pat
     """Trained with German targets only, the run decodes French: scored against the toy's own French
     where the cache has them, cross-lingually against the German references where it has none."""
     from pipeline import train_stage
-    from pipeline.dataset import open_dataset
+    from pipeline.dataset import configured_dataset
 
     cache, root = cached
     cfg = make_cfg(cache, root, tmp_path / "run", steps=2)
@@ -235,7 +235,7 @@ def test_zero_shot_french_on_the_toy_with_and_without_references(cached, tmp_pat
     assert fra["kind"] == "references" and fra["references"] == "reference" and 0 <= fra["bleu"] <= 100
     with_refs = [r.split("\t") for r in Path(fra["tsv"]).read_text().splitlines()[1:]]
 
-    entry = train_stage.find_targets(cfg, open_dataset(cfg), ["fra_Latn"])[0]["fra_Latn"].parent
+    entry = train_stage.find_targets(cfg, configured_dataset(cfg), ["fra_Latn"])[0]["fra_Latn"].parent
     aside = entry.with_name(entry.name + ".aside")
     entry.rename(aside)  # as on PHOENIX: no French text anywhere in the cache
     try:
@@ -248,7 +248,7 @@ def test_zero_shot_french_on_the_toy_with_and_without_references(cached, tmp_pat
     assert "zero-shot, scored cross-lingually against the deu_Latn references" in logs.file.getvalue()
     rows = [r.split("\t") for r in Path(zs["tsv"]).read_text().splitlines()[1:]]
     assert [r[2] for r in rows] == [r[2] for r in with_refs]  # the same French, scored two ways
-    toy = open_dataset(cfg)
+    toy = configured_dataset(cfg)
     assert {r[0]: r[1] for r in rows} == {s.id: s.text for s in toy.samples["test"]}  # the German reference
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cache.errors import WeightsError
-from cache.sonar_models import user_asset_dir
+from helpers import user_asset_dir
 
 SONAR_STEPS = 60
 """Enough for distinct, deterministic outputs; the round trip compares bits, not quality."""
@@ -20,29 +20,29 @@ SENTENCES = ["morgen gibt es im norden regen", "heute liegen die temperaturen be
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def corpus():
+def parallel_120():
     from extract.text.tiny_sonar import toy_parallel_corpus
 
     return {k: v[:120] for k, v in toy_parallel_corpus(seed=0).items()}
 
 
 @pytest.fixture(scope="session")
-def tiny_sonar(tmp_path_factory, corpus):
+def tiny_sonar(tmp_path_factory, parallel_120):
     from cache.fairseq2_env import ensure_fairseq2
 
     ensure_fairseq2()
     from extract.text.tiny_sonar import train_tiny_sonar
 
     out = tmp_path_factory.mktemp("tiny_sonar")
-    train_tiny_sonar(corpus, out, seed=0, steps=SONAR_STEPS)
+    train_tiny_sonar(parallel_120, out, seed=0, steps=SONAR_STEPS)
     return out
 
 
 @pytest.fixture(scope="session")
-def tiny_nllb(tmp_path_factory, corpus):
+def tiny_nllb(tmp_path_factory, parallel_120):
     from extract.text.nllb import make_tiny_nllb
 
-    return make_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb"), corpus, seed=0, train_steps=NLLB_STEPS)
+    return make_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb"), parallel_120, seed=0, train_steps=NLLB_STEPS)
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +188,7 @@ def test_sonar_checkpoint_with_other_shapes_or_no_embedding_is_refused(tiny_sona
     cards, ckpt = _export_variant(tiny_sonar, tmp_path / "a", "encoder", widen)
     with user_asset_dir(cards), pytest.raises(WeightsError) as e:
         _load("encoder", ENCODER_CARD)
-    assert "1 of another shape: encoder.layers.0.ffn.inner_proj.bias (7,) in the file, (512,) in the model" \
+    assert "1 of another shape: encoder.layers.0.ffn.inner_proj.bias (7,) in the file, (512,) in the model"\
         in e.value.problem and e.value.path == str(ckpt)
 
     # sonar takes a dict without the fairseq2 embedding for a fairseq1 checkpoint: say what it is not
@@ -312,7 +312,7 @@ def test_nllb_partial_snapshots_are_refused(tiny_nllb, tmp_path):
                                edit_state=lambda s: {k: v for k, v in s.items() if k != "model.shared.weight"})
     with pytest.raises(WeightsError) as e:
         load_nllb_model(str(shared))
-    assert "4 missing:" in e.value.problem and "lm_head.weight" in e.value.problem \
+    assert "4 missing:" in e.value.problem and "lm_head.weight" in e.value.problem\
         and "model.shared.weight" in e.value.problem
 
 
@@ -340,11 +340,11 @@ def test_nllb_missing_langs_reads_the_tokenizer_only(tiny_nllb, tmp_path, monkey
         nllb.nllb_missing_langs(str(tmp_path / "absent"), ["deu_Latn"])
 
 
-def test_tiny_nllb_reports_each_training_step(tmp_path, corpus):
+def test_tiny_nllb_reports_each_training_step(tmp_path, parallel_120):
     from extract.text.nllb import make_tiny_nllb
 
     seen: list[tuple[int, float]] = []
-    make_tiny_nllb(tmp_path / "nllb", {k: v[:20] for k, v in corpus.items()}, train_steps=3,
+    make_tiny_nllb(tmp_path / "nllb", {k: v[:20] for k, v in parallel_120.items()}, train_steps=3,
                    on_step=lambda step, loss: seen.append((step, loss)))
     assert [step for step, _ in seen] == [0, 1, 2] and all(loss > 0 for _, loss in seen)
 
@@ -377,7 +377,7 @@ def test_nllb_identity_follows_the_files(tiny_nllb, tmp_path):
         k: (v + 1 if k == "model.encoder.layers.0.fc1.bias" else v) for k, v in s.items()})
     changed = nllb_identity(str(other))
     assert changed["files"]["model.safetensors"] != ident["files"]["model.safetensors"]
-    assert {k: v for k, v in changed["files"].items() if k != "model.safetensors"} == \
+    assert {k: v for k, v in changed["files"].items() if k != "model.safetensors"} ==\
         {k: v for k, v in ident["files"].items() if k != "model.safetensors"}
     assert nllb_identity("no/such-model-anywhere") == {"model": "no/such-model-anywhere"}
     assert nllb_identity(str(tmp_path / "absent")) == {"model": str(tmp_path / "absent")}

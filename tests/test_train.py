@@ -15,6 +15,8 @@ from cache.fairseq2_env import ensure_fairseq2
 
 ensure_fairseq2()
 
+from stand_ins import make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
+
 from train import data as tdata  # noqa: E402
 from train import decoder as tdecoder  # noqa: E402
 from train.augment import VideoAugmenter, frame_dropout, frame_mask, gaussian_noise, local_shuffle, sample_languages  # noqa: E402
@@ -23,7 +25,6 @@ from train.decoder import LoraDecoder  # noqa: E402
 from train.fusion import MaskedVisualBlock  # noqa: E402
 from train.losses import alignment_loss  # noqa: E402
 from train.model import TrainInputs  # noqa: E402
-from train.toy import make_decoder, make_tokenizer, make_toy_corpus  # noqa: E402
 from train.trainer import train  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]
@@ -41,16 +42,16 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def stand_ins(tmp_path_factory):
     feats, targets, sents = make_toy_corpus({"train": 24, "dev": 6}, LANGS, emb_dim=EMB)
     tok = make_tokenizer(sents, LANGS, tmp_path_factory.mktemp("tok"))
     return feats, targets, tok
 
 
 @pytest.fixture
-def patched(toy, monkeypatch):
+def patched(stand_ins, monkeypatch):
     """Route the trainer's cache/model loaders to the in-memory stand-ins."""
-    feats, targets, tok = toy
+    feats, targets, tok = stand_ins
     monkeypatch.setattr(tdata, "open_features", lambda p: feats[Path(p).name])
     monkeypatch.setattr(tdata, "open_targets", lambda p: targets[Path(p).name])
     monkeypatch.setattr(tdecoder, "load_tokenizer", lambda spec, tiny: tok)
@@ -167,8 +168,8 @@ def test_sample_languages_only_available():
 
 
 # ---------------------------------------------------------------------------- LoRA decoder
-def test_lora_only_adapters_trainable_and_identity_at_init(toy):
-    _, _, tok = toy
+def test_lora_only_adapters_trainable_and_identity_at_init(stand_ins):
+    _, _, tok = stand_ins
     base = make_decoder(tok.vocab_info, input_dim=EMB, seed=1).eval()
     ref = make_decoder(tok.vocab_info, input_dim=EMB, seed=1).eval()
     dec = LoraDecoder(base, tok, targets=["q_proj", "v_proj"], rank=4, alpha=8, dropout=0.1).eval()
@@ -199,8 +200,8 @@ def test_lora_only_adapters_trainable_and_identity_at_init(toy):
 
 
 # ---------------------------------------------------------------------------- data
-def test_dataset_shuffle_targets_and_loader_determinism(toy):
-    feats, targets, tok = toy
+def test_dataset_shuffle_targets_and_loader_determinism(stand_ins):
+    feats, targets, tok = stand_ins
     ds = tdata.CacheDataset(feats["train"], targets, "train", "deu_Latn")
     sh = tdata.CacheDataset(feats["train"], targets, "train", "deu_Latn", shuffle_targets=True, seed=0)
     assert ds.langs == LANGS
@@ -336,9 +337,9 @@ def test_paper_preset_and_schedule_are_spamos():
     from train.optim import lr_at, make_schedule
 
     cfg = TrainConfig()
-    assert (cfg.preset, cfg.visual_block, cfg.hidden_dim, cfg.batch_size, cfg.grad_clip, cfg.max_frames) == \
+    assert (cfg.preset, cfg.visual_block, cfg.hidden_dim, cfg.batch_size, cfg.grad_clip, cfg.max_frames) ==\
         ("paper-spamo", "spamo", 768, 16, 1.0, 512)
-    assert (cfg.lr, cfg.lora_peak_lr, cfg.warmup_start_lr, cfg.warmup_steps, cfg.min_lr, cfg.steps) == \
+    assert (cfg.lr, cfg.lora_peak_lr, cfg.warmup_start_lr, cfg.warmup_steps, cfg.min_lr, cfg.steps) ==\
         (1e-4, 1e-4, 1e-6, 1000, 1e-7, 50_000)
     assert (cfg.p_video_aug, cfg.p_aug_each, cfg.frame_mask, cfg.frame_dropout, cfg.beam_size) == (1.0, 1.0, 0.2, 0.2, 5)
     kw = dict(peak=1e-4, start=1e-6, end=1e-7, warmup=1000, decay_end=50_000)
@@ -358,7 +359,7 @@ def test_paper_preset_and_schedule_are_spamos():
     # profiles pick presets; a later layer's preset replaces earlier values, its own fields still win
     paper, tiny = build_config({"profile": "paper"}).train, build_config({"profile": "tiny"}).train
     assert paper == TrainConfig()
-    assert (tiny.preset, tiny.visual_block, tiny.hidden_dim, tiny.steps, tiny.beam_size, tiny.p_video_aug) == \
+    assert (tiny.preset, tiny.visual_block, tiny.hidden_dim, tiny.steps, tiny.beam_size, tiny.p_video_aug) ==\
         ("tiny", "slt-pipe-masked", 256, 1200, 2, 0.5)
     g = build_config({"profile": "paper"}, {"train": {"steps": 7}}, parse_override("train.preset=generic")).train
     assert (g.steps, g.batch_size, g.lora_lr) == (3000, 32, 1e-4)
@@ -396,12 +397,12 @@ def test_presets_listed_with_sources():
     from train.presets_table import field_docs
 
     docs = field_docs()
-    assert all("Source:" in docs[f] for f in TrainConfig.__dataclass_fields__), \
+    assert all("Source:" in docs[f] for f in TrainConfig.__dataclass_fields__),\
         [f for f in TrainConfig.__dataclass_fields__ if "Source:" not in docs[f]]
 
 
-def test_max_frames_crop_is_contiguous_spatial_only_and_seeded(toy):
-    feats, targets, _ = toy
+def test_max_frames_crop_is_contiguous_spatial_only_and_seeded(stand_ins):
+    feats, targets, _ = stand_ins
     ds = tdata.CacheDataset(feats["train"], targets, "train", "deu_Latn")
     loader = tdata.BatchLoader(ds, 6, pad_idx=0, seed=3, workers=0, max_frames=12)
     starts = set()
@@ -425,7 +426,8 @@ def test_max_frames_crop_is_contiguous_spatial_only_and_seeded(toy):
 
 
 def test_bleu_casing_and_both_numbers():
-    from train.evaluate import bleu_case, score
+    from pipeline.train_stage import bleu_case
+    from train.metrics.bleu import score
 
     refs = ["morgen regnet es im norden", "heute wird es sonnig"]
     hyps = ["Morgen regnet es im Norden", "Heute wird es sonnig"]

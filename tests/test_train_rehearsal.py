@@ -26,11 +26,12 @@ from cache.fairseq2_env import ensure_fairseq2
 
 ensure_fairseq2()
 
-from cache.sonar_models import user_asset_dir  # noqa: E402
+from stand_ins import ToyFeatureReader, ToyTargetReader  # noqa: E402
+
+from helpers import user_asset_dir  # noqa: E402
 from train import data as tdata  # noqa: E402
 from train.config import TrainConfig, train_preset  # noqa: E402
 from train.model import TrainInputs  # noqa: E402
-from train.toy import ToyFeatureReader, ToyTargetReader  # noqa: E402
 from train.trainer import train  # noqa: E402
 
 LANGS = ["deu_Latn", "eng_Latn"]
@@ -99,6 +100,7 @@ def paper_cfg(out: Path, **kw) -> TrainConfig:
 def test_paper_path_rehearsal_trains_resumes_and_evaluates(paper_inputs, tmp_path):
     from safetensors import safe_open
 
+    from pipeline.train_stage import bleu_case
     from train.evaluate import evaluate
 
     cfg = paper_cfg(tmp_path / "full")
@@ -123,7 +125,7 @@ def test_paper_path_rehearsal_trains_resumes_and_evaluates(paper_inputs, tmp_pat
     assert json.loads(meta["features"]) == {"spatial_dim": SPATIAL, "motion_dim": MOTION}
 
     # evaluation: beam 5 through the card's decoder, PHOENIX-2014T BLEU lower-cased, both numbers kept
-    scores = evaluate(tmp_path / "part", paper_inputs, "dev", LANGS)
+    scores = evaluate(tmp_path / "part", paper_inputs, "dev", LANGS, case=bleu_case("auto", paper_inputs.dataset))
     for lang in LANGS:
         s = scores[lang]
         assert s["n"] == 4 and s["case"] == "lc" and "case:lc" in s["signature"]

@@ -43,6 +43,8 @@ class Checkpoints:
 
     def save_last(self, visual: torch.nn.Module, dec: torch.nn.Module, optim: Optimisation, progress: Progress) -> None:
         save_weights(trainable_state(visual, dec), self.last / "weights.safetensors", self.meta)
+        # not cache.files.write_atomic: torch names the zip's records after the file it writes ("state.pt/..." from
+        # state.pt.tmp), so its hidden, pid-suffixed temporary would change the file's bytes
         tmp = self.last / "state.pt.tmp"
         torch.save({"optimizer": optim.opt.state_dict(), "scheduler": optim.sched.state_dict(), "step": progress.step,
                     "best_bleu": progress.best_bleu, "best_step": progress.best_step, "rng": rng_state()}, tmp)

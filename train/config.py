@@ -9,7 +9,7 @@ every field's docstring names its source. `TRAIN_PRESETS` holds the other named 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,7 +97,7 @@ class TrainConfig:
     max_len: int = 64
     """Max decoded tokens. Source: SpaMo (max_txt_len 64)."""
     bleu_case: Literal["auto", "lc", "mixed"] = "auto"
-    """Casing of the headline BLEU/chrF: lc = hypotheses and references lower-cased, mixed = as written; auto = the casing the dataset's published tables use (lc for PHOENIX-2014T, CSL-Daily, How2Sign and the toy: SpaMo lower-cases every dataset). Both BLEUs are always in scores_*.json. Source: SpaMo."""
+    """Casing of the headline BLEU/chrF: lc = hypotheses and references lower-cased, mixed = as written; auto = the casing the dataset's published tables use, as the dataset declares it (extract.datasets: lc for PHOENIX-2014T, CSL-Daily, How2Sign and the toy, as SpaMo lower-cases every dataset). Both BLEUs are always in scores_*.json. Source: SpaMo."""
     shuffle_targets: bool = False
     """Control: pair videos with wrong targets (should not learn). Source: slt-pipe."""
     preload_gb: float = 4.0
@@ -162,7 +162,3 @@ def preset_config(name: str) -> TrainConfig:
 def field_source(doc: str) -> str:
     """The 'Source: ...' part of a field docstring."""
     return doc.rsplit("Source:", 1)[1].strip() if "Source:" in doc else ""
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]

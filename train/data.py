@@ -3,7 +3,7 @@
 Reads caches only (`cache.features`, `cache.targets`); never imports `pipeline`/`extract`.
 A sample is video id -> (spatial f16 [T, Ds], motion f16 [C, Dm], {lang: (embedding, token ids)}).
 Videos are those with features and a target in the source language (`split_coverage` says
-which were left out); other languages are used for the ids they cover (per-sample
+which were left out, `left_out_note` in one line); other languages are used for the ids they cover (per-sample
 availability mask). Each target row keeps its `source`: REFERENCE (the dataset's own text)
 or the translator that made it, so evaluation can score against true references only.
 
@@ -15,6 +15,7 @@ longer video gets a random contiguous crop, drawn from (seed, step) too.
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 from dataclasses import dataclass
@@ -53,6 +54,37 @@ def split_coverage(split: str, feature_ids: list[str], target_ids: list[str]) ->
     feats, targets = set(feature_ids), set(target_ids)
     kept = [i for i in target_ids if i in feats]
     return Coverage(split, len(feats | targets), kept, sorted(targets - feats), sorted(feats - targets))
+
+
+def entry_coverage(features_dir: Path, targets_h5: Path, split: str) -> Coverage:
+    """The coverage of `split` by a features entry and a targets HDF5 (their ids only: nothing else is read)."""
+    from cache.features import FeatureReader
+    from cache.targets import TargetReader
+
+    with TargetReader(targets_h5) as t:
+        target_ids = t.ids(split) if split in t.splits else []
+    return split_coverage(split, list(FeatureReader(features_dir).ids), target_ids)
+
+
+def left_out_note(stage: str, cov: Coverage, features_dir: Path) -> str | None:
+    """'train: 3 of 480 videos of split train left out: 2 without features (listed in ...), 1 without targets'."""
+    from cache.store import MANIFEST
+
+    if not cov.left_out:
+        return None
+    parts = []
+    if cov.without_features:
+        manifest = Path(features_dir) / MANIFEST
+        failures = {str(f[0]): str(f[1]) for f in json.loads(manifest.read_text()).get("failures", [])
+                    if len(f) >= 2} if manifest.is_file() else {}
+        listed = [f"{i} ({failures[i]})" for i in cov.without_features if i in failures]
+        where = f"features/{Path(features_dir).name}"
+        detail = (f" (listed in {where} failures: {', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
+                  if listed else f" (not in {where})")
+        parts.append(f"{len(cov.without_features)} without features{detail}")
+    if cov.without_targets:
+        parts.append(f"{len(cov.without_targets)} without targets")
+    return f"{stage}: {cov.left_out} of {cov.total} videos of split {cov.split} left out: {', '.join(parts)}"
 
 
 def target_sources(reader: Any, split: str) -> list[str]:

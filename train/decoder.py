@@ -30,7 +30,8 @@ from cache.fairseq2_env import ensure_fairseq2
 ensure_fairseq2()
 
 from fairseq2.nn import BatchLayout  # noqa: E402
-from fairseq2.nn.projection import ColumnShardedLinear, Linear as Fs2Linear, RowShardedLinear  # noqa: E402
+from fairseq2.nn.projection import ColumnShardedLinear, RowShardedLinear  # noqa: E402
+from fairseq2.nn.projection import Linear as Fs2Linear  # noqa: E402
 from peft import LoraConfig, inject_adapter_in_model  # noqa: E402
 from peft.tuners.lora.layer import Linear as PeftLoraLinear  # noqa: E402
 

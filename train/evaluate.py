@@ -2,61 +2,48 @@
 
 `evaluate(run_dir, inputs, split, langs)` -> {lang: scores}, also in scores_{split}.json, with
 a predictions TSV per language (id, ref, hyp as decoded, then one column per per-sample score).
-Every metric names what produced it (`producers`):
+The metrics, what produces each and how every table shows them are the registry's
+(`train.metrics`); every metric names what produced it (`producers`).
 
-* BLEU and chrF (sacrebleu; `tokenize="zh"` for zho_Hans/zho_Hant/yue, else 13a). The headline
-  pair uses `train.bleu_case`; "auto" is the casing of the dataset's published tables
-  (`BLEU_CASE`: SpaMo lower-cases hypotheses and references, so PHOENIX-2014T numbers are
-  lower-cased BLEU). The signature says which (`case:lc` / `case:mixed`); both BLEUs are kept.
-* `cosine`: the predicted visual embedding z against the reference's SONAR embedding.
-* `sonar_similarity`: the hypothesis's SONAR embedding (the encoder the targets were embedded
-  with) against the reference's.
-* `blaser_ref` / `blaser_qe`: BLASER 2.0 (sonar-space's fairseq2 cards), when their weights are
-  on disk. A sign video has no text, so BLASER's `src` is the source-language reference's
-  SONAR embedding (for the source language itself, src and ref are the same sentence).
-* `bleurt`: BLEURT-20 in PyTorch (train.bleurt), when `--bleurt` names a snapshot.
-
-References: a language is scored against the dataset's own texts (target rows whose `source`
-is "reference"). A language the dataset has no text in is zero-shot: decoded for every video
-and scored cross-lingually against the source-language reference (`xl_sonar_similarity`,
-`xl_blaser_qe`), and, where machine translations of the references are cached, against
-those too, labelled `"references": "machine (...)"`. `machine_references` also scores the
-machine-translated rows of a language that has true references.
+The headline BLEU casing comes resolved from the caller ('lc' or 'mixed': the pipeline reads
+the dataset's declaration for train.bleu_case=auto). References: a language is scored against
+the dataset's own texts; a language the dataset has no text in is zero-shot, scored
+cross-lingually against the source-language reference (and against cached machine
+translations, labelled so).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-CHINESE = ("zho_Hans", "zho_Hant", "yue_Hant")
-BLEU_CASE = {"phoenix": "lc", "csl-daily": "lc", "how2sign": "lc", "toy": "lc"}
-"""Dataset reader -> casing of its published BLEU tables (SpaMo: `.lower()` on hypotheses and references).
-Datasets not listed are scored as written ("mixed")."""
+from cache.device import resolve_device
+from train.metrics import METRICS, Sample
+from train.run_files import write_predictions, write_scores
+
 BLASER_MODELS = ("blaser_2_0_ref", "blaser_2_0_qe")
 """The BLASER 2.0 cards evaluate tries (sonar-space's names); each is used when its weights are on disk."""
 
 
-def bleu_case(setting: str, dataset: str) -> str:
-    """'lc' or 'mixed' for train.bleu_case `setting` ('auto' looks the dataset up in BLEU_CASE)."""
+def headline_case(setting: str) -> str:
+    """'lc' or 'mixed': the headline BLEU casing, as resolved by the caller from train.bleu_case or --case.
+
+    Only the pipeline knows the dataset's declared casing (extract.datasets) and passes it down;
+    an 'auto' that reaches here had no dataset to declare one and is scored as written.
+    """
     if setting == "auto":
-        return BLEU_CASE.get(dataset, "mixed")
+        return "mixed"
     if setting not in ("lc", "mixed"):
         from cache.errors import SltPipeError
 
         raise SltPipeError(f"unknown BLEU casing {setting!r}", fix="use auto, lc or mixed (evaluate --case, train.bleu_case)")
     return setting
-
-
-def bleu_tokenizer(lang: str) -> str:
-    return "zh" if lang in CHINESE else "13a"
 
 
 @torch.no_grad()
@@ -72,26 +59,6 @@ def encode_split(visual, dataset, *, batch_size: int, device) -> tuple[list[str]
         zs.append(visual(b.spatial, b.spatial_mask, b.motion, b.motion_mask).float().cpu())
         ids.extend(b.ids)
     return ids, torch.cat(zs)
-
-
-def score(lang: str, refs: list[str], hyps: list[str], case: str = "mixed") -> dict:
-    """BLEU and chrF; the headline pair in `case` ('lc' or 'mixed'), both BLEUs kept.
-
-    Lower-casing is sacrebleu's own `lowercase=True`, so the signature says `case:lc`.
-    """
-    import sacrebleu
-
-    out: dict = {"case": case, "n": len(refs)}
-    for c in ("lc", "mixed"):
-        bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang), lowercase=c == "lc")
-        chrf = sacrebleu.metrics.CHRF(lowercase=c == "lc")
-        b, ch = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
-        name = "lc" if c == "lc" else "cased"
-        out[f"bleu_{name}"], out[f"chrf_{name}"] = float(b.score), float(ch.score)
-        out[f"signature_{name}"] = f"BLEU {bleu.get_signature()} | chrF {chrf.get_signature()}"
-    head = "lc" if case == "lc" else "cased"
-    out.update(bleu=out[f"bleu_{head}"], chrf=out[f"chrf_{head}"], signature=out[f"signature_{head}"])
-    return out
 
 
 def reference_rows(dataset, lang: str, machine_references: bool) -> tuple[list[int], str | None]:
@@ -153,17 +120,6 @@ class Scorers:
     """train.blaser.BlaserScorer (quality estimation): score(src, mt) -> list[float]; .producer"""
 
 
-PER_SAMPLE = ("sent_bleu", "z_cos", "sonar_sim", "blaser_ref", "blaser_qe", "bleurt", "xl_sonar_sim", "xl_blaser_qe")
-"""Per-sample score columns of a predictions TSV (after id, ref, hyp), in this order; absent ones are left out."""
-MEANS = {"z_cos": "cosine", "sonar_sim": "sonar_similarity", "blaser_ref": "blaser_ref", "blaser_qe": "blaser_qe",
-         "bleurt": "bleurt", "xl_sonar_sim": "xl_sonar_similarity", "xl_blaser_qe": "xl_blaser_qe"}
-"""Per-sample column -> the key of its mean in a language's scores."""
-
-
-def _cos(a: torch.Tensor, b: torch.Tensor) -> list[float]:
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).tolist()
-
-
 def true_references(dataset, lang: str) -> bool:
     """Whether the dataset has any text of its own in `lang` on this split (not only machine translations)."""
     from train.data import REFERENCE
@@ -202,83 +158,56 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         hyp_emb = scorers.embedder(hyps, lang) if scorers.embedder is not None else None
         src_emb = torch.as_tensor(dataset.emb[src][rows])
         refd = [i for i, r in enumerate(rows) if r in wanted]  # decoded rows that have a reference in `lang`
-        per: dict[str, list] = {}
         res: dict[str, Any] = {"kind": "zero-shot" if zero_shot else "references", "references": label or "none",
                                "n": len(refd), "producers": {}}
-        refs = [dataset.text[lang][rows[i]] for i in refd]
+        per: dict[str, list] = {}
         if refd:
-            h = [hyps[i] for i in refd]
-            res.update(score(lang, refs, h, case))
-            res["producers"].update({"BLEU, chrF": res["signature"], "cosine": "cosine of z and the reference's SONAR embedding"})
-            target = torch.as_tensor(dataset.emb[lang][[rows[i] for i in refd]])
-            per["sent_bleu"] = _sentence_bleu(lang, refs, h, case)
-            per["z_cos"] = _cos(z[[keep[i] for i in refd]], target)
-            if hyp_emb is not None:
-                per["sonar_sim"] = _cos(hyp_emb[refd], target)
-                res["sonar_encoder"] = scorers.embedder.spec
-                res["producers"]["SONAR similarity"] = f"cosine of SONAR embeddings ({scorers.embedder.spec})"
-                for name, model in (("blaser_ref", scorers.blaser_ref), ("blaser_qe", scorers.blaser_qe)):
-                    if model is not None:
-                        extra = {"ref": target} if name == "blaser_ref" else {}
-                        per[name] = list(model.score(src_emb[refd], hyp_emb[refd], **extra))
-                        res["producers"][name] = f"{model.producer}; src = the {src} reference's embedding"
-            if scorers.bleurt is not None:
-                per["bleurt"] = list(scorers.bleurt.score(refs, h))
-                res["producers"]["BLEURT"] = scorers.bleurt.producer
+            sample = Sample(lang, src, case, [hyps[i] for i in refd], src_emb[refd],
+                            None if hyp_emb is None else hyp_emb[refd], scorers,
+                            refs=[dataset.text[lang][rows[i]] for i in refd],
+                            target=torch.as_tensor(dataset.emb[lang][[rows[i] for i in refd]]), z=z[[keep[i] for i in refd]])
+            _produce(sample, "reference", res, per)
         if zero_shot:
             res["xl_against"] = f"{src} reference"
             res["xl_n"] = len(keep)
-            if hyp_emb is not None:
-                per["xl_sonar_sim"] = _cos(hyp_emb, src_emb)
-                res["producers"]["cross-lingual SONAR similarity"] = (
-                    f"cosine of the {lang} hypothesis's and the {src} reference's SONAR embeddings ({scorers.embedder.spec})")
-                if scorers.blaser_qe is not None:
-                    per["xl_blaser_qe"] = list(scorers.blaser_qe.score(src_emb, hyp_emb))
-                    res["producers"]["cross-lingual BLASER-QE"] = f"{scorers.blaser_qe.producer}; src = the {src} reference"
-        for col, values in per.items():
-            if col in MEANS:
-                res[MEANS[col]] = float(np.mean(values))
+            _produce(Sample(lang, src, case, hyps, src_emb, hyp_emb, scorers), "cross-lingual", res, per)
+        for m in METRICS:
+            if not m.corpus and m.column in per:
+                res[m.key] = float(np.mean(per[m.column]))
         if out_dir is not None:
-            res["tsv"] = str(_write_predictions(Path(out_dir) / f"predictions{tag}_{lang}.tsv", [ids[k] for k in keep],
-                                                [dataset.text[lang][r] if r in wanted else dataset.text[src][r] for r in rows],
-                                                hyps, per, refd))
+            at = {i: j for j, i in enumerate(refd)}  # decoded row -> its place among the reference rows
+            cells = {m.column: per[m.column] if m.scope == "cross-lingual" else
+                     [per[m.column][at[i]] if i in at else None for i in range(len(keep))]
+                     for m in METRICS if m.column in per}
+            # in a zero-shot language, a row without a reference in it shows the source-language reference
+            refs = [dataset.text[lang][r] if r in wanted else dataset.text[src][r] for r in rows]
+            res["tsv"] = str(write_predictions(Path(out_dir) / f"predictions{tag}_{lang}.tsv", [ids[k] for k in keep],
+                                               refs, hyps, cells))
         results[lang] = res
     return results
 
 
-def _sentence_bleu(lang: str, refs: list[str], hyps: list[str], case: str) -> list[float]:
-    import sacrebleu
-
-    bleu = sacrebleu.metrics.BLEU(tokenize=bleu_tokenizer(lang), lowercase=case == "lc", effective_order=True)
-    return [float(bleu.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
-
-
-def _write_predictions(path: Path, ids: list[str], refs: list[str], hyps: list[str], per: dict[str, list],
-                       refd: list[int]) -> Path:
-    """id, ref, hyp, then the per-sample scores (PER_SAMPLE order; blank where a row has none).
-
-    In a zero-shot language, a row without a reference in it shows the source-language
-    reference in `ref`: its scores are the cross-lingual ones."""
-    cols = [c for c in PER_SAMPLE if c in per]
-    at = {i: j for j, i in enumerate(refd)}
-    with path.open("w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
-        w.writerow(["id", "ref", "hyp"] + cols)
-        for i, (vid, ref, hyp) in enumerate(zip(ids, refs, hyps)):
-            cells = []
-            for c in cols:
-                j = i if c.startswith("xl_") else at.get(i)
-                cells.append("" if j is None else f"{per[c][j]:.6f}")
-            w.writerow([vid, ref, hyp] + cells)
-    return path
+def _produce(sample: Sample, scope: str, res: dict[str, Any], per: dict[str, list]) -> None:
+    """Every registered metric of `scope` that has a producer and its model: its column, producer and fields."""
+    for m in METRICS:
+        if m.scope != scope or m.produce is None:
+            continue
+        scored = m.produce(sample)
+        if scored is None:
+            continue
+        res.update(scored.fields)
+        res["producers"][m.producer] = scored.producer
+        if m.column is not None:
+            per[m.column] = scored.values
 
 
 class DevHook:
     """Mean dev BLEU over the eval languages, for model selection while training (`train.eval_every`)."""
 
-    def __init__(self, cfg, dataset_name: str, dev, langs: list[str], device):
+    def __init__(self, cfg, case: str, dev, langs: list[str], device):
+        """`case`: the headline BLEU casing, 'lc' or 'mixed' (resolved by the caller)."""
         self.cfg, self.dev, self.langs, self.device = cfg, dev, langs, device
-        self.case = bleu_case(cfg.bleu_case, dataset_name)
+        self.case = headline_case(case)
 
     def __call__(self, visual, dec) -> tuple[float, dict[str, dict]]:
         visual.eval()
@@ -359,14 +288,15 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     """Score the run's `checkpoint` ('best' or 'last') on `split` for each language (default: every target language).
 
     Reads only the run dir and the caches: never `train.init_visual_block` (the trained weights
-    hold the whole block). `case` overrides the run's train.bleu_case (auto, lc or mixed).
+    hold the whole block). `case`: the headline BLEU casing, lc or mixed (default: the run's
+    train.bleu_case; the caller resolves auto, see `headline_case`).
     A language without true references is scored zero-shot (`score_split`), said through `log`.
     Scores go to the return value and scores_{split}.json; `log` gets progress lines only.
     """
-    from train.config import TrainConfig
     from train import data as tdata
+    from train.config import TrainConfig
     from train.data import CacheDataset
-    from train.model import build_models, load_trainable, resolve_device
+    from train.model import build_models, load_trainable, run_weights
 
     run_dir = Path(run_dir)
     raw = json.loads((run_dir / "config.json").read_text())
@@ -374,11 +304,9 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     cfg = TrainConfig(**{k: v for k, v in raw.items() if k in names})
     if "visual_block" not in raw:  # runs from before the variants existed used slt-pipe's masked block
         cfg.visual_block = "slt-pipe-masked"
-    lc = bleu_case(case or cfg.bleu_case, inputs.dataset)  # a bad --case fails before any model loads
+    lc = headline_case(case or cfg.bleu_case)  # a bad --case fails before any model loads
     dev = resolve_device(device or cfg.device)
-    weights = run_dir / "ckpt" / checkpoint / "weights.safetensors"
-    if not weights.exists() and checkpoint == "best":
-        weights = run_dir / "ckpt" / "last" / "weights.safetensors"
+    weights = run_weights(run_dir, checkpoint)
     if not weights.exists():
         from cache.errors import WeightsError
 
@@ -395,7 +323,7 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     visual, dec = build_models(cfg, inputs, feats.spatial_dim, feats.motion_dim, ds.emb_dim, dev)
     load_trainable(visual, dec, weights)
     langs = list(langs or ds.langs)
-    for lang, how in language_notes(ds, langs).items():
+    for how in language_notes(ds, langs).values():
         log(f"note: {how}")
     results = score_split(visual, dec, ds, langs, beam_size=beam_size or cfg.beam_size, max_len=cfg.max_len,
                           batch_size=batch_size or cfg.batch_size, device=dev, out_dir=run_dir, tag=f"_{split}",
@@ -403,28 +331,36 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     for lang, res in results.items():
         for line in describe(split, lang, res, lc):
             log(line)
-    (run_dir / f"scores_{split}.json").write_text(json.dumps(results, indent=2))
+    write_scores(run_dir, split, results)
     return results
-
-
-def _refs_words(label: str) -> str:
-    from train.data import REFERENCE
-
-    return "the dataset's references" if label == REFERENCE else f"{label} references"
 
 
 def describe(split: str, lang: str, res: dict, case: str) -> list[str]:
     """One log line per metric of a language's scores, each naming what produced it."""
     out, p = [], res.get("producers", {})
-    if "bleu" in res:
-        other = f"cased {res['bleu_cased']:.2f}" if case == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
-        out.append(f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if case == 'lc' else 'cased'}; {other}) "
-                   f"chrF {res['chrf']:.2f} against {_refs_words(res['references'])}  [{res['signature']}]")
-    for key, name, by in (("sonar_similarity", "SONAR similarity", "SONAR similarity"), ("blaser_ref", "BLASER 2.0 ref", "blaser_ref"),
-                          ("blaser_qe", "BLASER 2.0 QE", "blaser_qe"), ("bleurt", "BLEURT", "BLEURT"),
-                          ("xl_sonar_similarity", f"cross-lingual SONAR similarity vs {res.get('xl_against')}",
-                           "cross-lingual SONAR similarity"),
-                          ("xl_blaser_qe", f"cross-lingual BLASER-QE vs {res.get('xl_against')}", "cross-lingual BLASER-QE")):
-        if key in res:
-            out.append(f"{split} {lang}: {name} {res[key]:.4f}  [{p.get(by, '')}]")
+    for m in METRICS:
+        if m.key not in res:
+            continue
+        if m.describe is not None:
+            out += m.describe(split, lang, res, case)
+        elif m.log is not None:
+            name = m.log.format(xl_against=res.get("xl_against"))
+            out.append(f"{split} {lang}: {name} {res[m.key]:.4f}  [{p.get(m.producer, '')}]")
     return out
+
+
+def score_table(title: str, results: dict[str, dict]) -> Any:
+    """One row per language, one column per registered metric (`-` where a language has none); what produced
+    each score is in the log lines and scores_SPLIT.json `producers`."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("language", "references", "case", *(m.label for m in METRICS), "n", "predictions"):
+        table.add_column(col)
+    for lang, r in results.items():
+        refs = r.get("references", "reference")
+        if r.get("kind") == "zero-shot":
+            refs = f"zero-shot: cross-lingual vs {r.get('xl_against')}" + ("" if refs == "none" else f"; {refs}")
+        cells = ["-" if m.key not in r else format(r[m.key], m.fmt) for m in METRICS]
+        table.add_row(lang, refs, r.get("case", "-"), *cells, str(r["n"] or r.get("xl_n", 0)), r.get("tsv", ""))
+    return table

@@ -1,7 +1,7 @@
 """The trainable model: what the trainer reads (`TrainInputs`), the visual block and LoRA
 decoder built from a config (`build_models`), and their trainable weights saved and loaded.
 
-Shared by the trainer and by evaluation, which must build exactly the model a run trained.
+Shared by the trainer, evaluation and translation, which must build exactly the model a run trained.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from cache.files import write_atomic
 from train import decoder as tdecoder
 from train.config import TrainConfig
 from train.decoder import LoraDecoder
@@ -37,7 +38,8 @@ class TrainInputs:
     """SONAR text encoder the targets were embedded with (evaluation embeds hypotheses with it);
     None in runs from before it was recorded (then 'tiny' when the decoder is, else unknown)."""
     dataset: str = ""
-    """Dataset reader name (phoenix, csl-daily, how2sign, toy); picks the BLEU casing when train.bleu_case=auto."""
+    """Dataset reader name (phoenix, csl-daily, how2sign, toy); the pipeline reads its declared BLEU casing
+    when train.bleu_case=auto ("" in runs from before it was recorded: scored as written)."""
     train_split: str = "train"
     """Split trained on."""
     dev_split: str = "dev"
@@ -56,10 +58,27 @@ class TrainInputs:
         return cls(**d)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def decoder_langs(inputs: TrainInputs) -> list[str] | None:
+    """Languages the run's decoder can write: a tiny SONAR knows only its corpus languages; None = all of FLORES-200."""
+    if inputs.tiny_dir is None:
+        return None
+    config = Path(inputs.tiny_dir) / "config.json"
+    if not config.is_file():
+        return None
+    # its tokenizer has every FLORES-200 token, but it was trained on (and writes) its corpus languages only
+    return list(json.loads(config.read_text()).get("train", {}).get("langs", [])) or None
+
+
+def check_decoder_langs(inputs: TrainInputs, langs: list[str]) -> None:
+    """Refuses a language the run's decoder cannot write (SltPipeError naming the ones it can)."""
+    known = decoder_langs(inputs)
+    unknown = [lang for lang in langs if known is not None and lang not in known]
+    if unknown:
+        from cache.errors import SltPipeError
+
+        raise SltPipeError(f"the run's decoder (a tiny SONAR) cannot write {', '.join(unknown)}: "
+                           f"it knows only {', '.join(known or [])}",
+                           path=inputs.tiny_dir, fix=f"pick one of {', '.join(known or [])}")
 
 
 def build_models(cfg: TrainConfig, inputs: TrainInputs, spatial_dim: int, motion_dim: int, emb_dim: int,
@@ -76,6 +95,33 @@ def build_models(cfg: TrainConfig, inputs: TrainInputs, spatial_dim: int, motion
     visual = build_visual_block(cfg.visual_block, spatial_dim, motion_dim, emb_dim, hidden=cfg.hidden_dim,
                                 pooling=cfg.pooling, max_pool=cfg.time_max_pool).to(device)
     return visual, dec
+
+
+def run_weights(run_dir: Path, checkpoint: str = "best") -> Path:
+    """RUN/ckpt/CHECKPOINT/weights.safetensors; 'best' falls back to 'last' (a run never evaluated on dev has no
+    best). The file may not exist: the caller says what that means."""
+    weights = Path(run_dir) / "ckpt" / checkpoint / "weights.safetensors"
+    if not weights.exists() and checkpoint == "best":
+        weights = Path(run_dir) / "ckpt" / "last" / "weights.safetensors"
+    return weights
+
+
+def translate_one(cfg: TrainConfig, inputs: TrainInputs, weights: Path, spatial, motion, lang: str,
+                  device: torch.device) -> str:
+    """One video's features (spatial [T, Ds], motion [C, Dm]) -> text in `lang`, with a run's trained weights."""
+    from cache.targets import TargetReader
+
+    with TargetReader(Path(inputs.targets[inputs.source_lang])) as r:
+        emb_dim = r.dim
+    visual, dec = build_models(cfg, inputs, spatial.shape[1], motion.shape[1], emb_dim, device)
+    load_trainable(visual, dec, weights)
+    visual.eval()
+    with torch.no_grad():
+        sp = torch.as_tensor(spatial, dtype=torch.float32, device=device)[None]
+        mo = torch.as_tensor(motion, dtype=torch.float32, device=device)[None]
+        ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool, device=device)  # noqa: E731
+        z = visual(sp, ones(sp), mo, ones(mo))
+    return dec.generate(z, lang, beam_size=cfg.beam_size, max_len=cfg.max_len)[0]
 
 
 def trainable_state(visual: VisualBlock, dec: LoraDecoder) -> dict[str, torch.Tensor]:
@@ -103,6 +149,4 @@ def save_weights(state: dict, path: Path, metadata: dict[str, str] | None = None
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))

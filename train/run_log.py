@@ -1,10 +1,15 @@
-"""A run's metrics: metrics.jsonl (one JSON row per log), TensorBoard (tb/), curves.png at the end."""
+"""A run's metrics: metrics.jsonl (one JSON row per log), TensorBoard (tb/), curves.png at the end.
+
+The reader of metrics.jsonl is train.run_files.read_metrics, beside the run's other files.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from train.run_files import METRICS_FILE, read_metrics
 
 
 class RunLog:
@@ -14,7 +19,7 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
-        path = run_dir / "metrics.jsonl"
+        path = run_dir / METRICS_FILE
         if resume_step is None:
             path.write_text("")
         elif path.exists():
@@ -37,7 +42,7 @@ class RunLog:
 
 
 def plot_curves(run_dir: Path) -> Path | None:
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if not path.exists():
         return None
     import matplotlib
@@ -45,7 +50,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    rows = read_metrics(path)[0]
     tr = [(r["step"], r["loss"]) for r in rows if r.get("kind") == "train"]
     ev = [(r["step"], r["bleu"]) for r in rows if r.get("kind") == "eval"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))

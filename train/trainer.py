@@ -30,12 +30,13 @@ from pathlib import Path
 
 import torch
 
+from cache.device import resolve_device
 from train.augment import VideoAugmenter
 from train.checkpoint import Checkpoints, Progress, seed_everything
 from train.config import TrainConfig
 from train.data import RunData, open_run_data
 from train.losses import compute_loss, step_generator
-from train.model import TrainInputs, build_models, resolve_device
+from train.model import TrainInputs, build_models
 from train.optim import build_optimisation
 from train.run_log import RunLog
 from train.visual_init import RECORD_NAME, block_metadata, feature_recipe, load_initial_block
@@ -57,8 +58,12 @@ class RunResult:
 
 
 # ---------------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
-    """Train (or continue, with resume=True) the run in `cfg.out`."""
+def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool, case: str | None = None) -> RunResult:
+    """Train (or continue, with resume=True) the run in `cfg.out`.
+
+    `case`: the dev BLEU's casing, lc or mixed (default: cfg.bleu_case; the pipeline resolves
+    train.bleu_case=auto to the dataset's declared casing, see train.evaluate.headline_case).
+    """
     from train.evaluate import DevHook
 
     t_start = time.monotonic()
@@ -76,7 +81,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
     ckpts = Checkpoints(run_dir, block_metadata(visual.spec(), recipe))
     loader = data.loader(cfg, dec)
     dev = data.dev() if cfg.eval_every > 0 else None
-    dev_hook = DevHook(cfg, inputs.dataset, dev, data.eval_langs, device) if dev is not None else None
+    dev_hook = DevHook(cfg, case or cfg.bleu_case, dev, data.eval_langs, device) if dev is not None else None
     optim = build_optimisation(cfg, visual, dec)
     augment = VideoAugmenter.from_config(cfg)
     progress = ckpts.restore(visual, dec, optim) if resume else Progress()
@@ -95,17 +100,16 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
             ckpts.save_best(visual, dec, {"step": progress.step, "bleu": bleu, "scores": scores})
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from cache.progress import progress_bar
 
     visual.train()
     dec.train()
     stopped, last_loss, losses = "done", None, []
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with Bar(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-             transient=False, console=Console(stderr=True)) as bar:  # stdout is for results
-        task = bar.add_task("train", total=cfg.steps, completed=progress.step, info="")
+    with progress_bar("steps", console=Console(stderr=True), loss=True) as bar:  # stdout is for results
+        task = bar.add_task("train", total=cfg.steps, completed=progress.step)
         for idx, batch in loader.iterate(progress.step, end):
             batch = batch.to(device)
             with autocast:
@@ -119,7 +123,7 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool) -> RunResult:
                 row = {"kind": "train", "step": step, "loss": last_loss, **parts, "grad_norm": gnorm, "lr": lr,
                        "lora_lr": lora_lr, "elapsed_s": round(time.monotonic() - t_start, 2)}
                 log.write(row, scalars={f"train/{k}": v for k, v in row.items() if k not in ("kind", "step")})
-            bar.update(task, completed=step, info=f"loss {last_loss:.4g}")
+            bar.update(task, completed=step, loss=last_loss)
             evaluated = cfg.eval_every > 0 and step % cfg.eval_every == 0
             if evaluated:
                 evaluate()

@@ -30,7 +30,6 @@ path, its sha256, ignored keys, notes), so nothing later reads PATH again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 
 from cache.errors import WeightsError
+from cache.keys import sha256_file
 
 BLOCK_FORMAT = "slt-pipe-visual-block/1"
 COPY_NAME = "init_visual_block.safetensors"
@@ -231,7 +231,7 @@ def load_initial_block(block: torch.nn.Module, source: str | Path, *, recipe: di
     # the run's own copy: evaluate/translate/resume never read `source` again
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     record = {"source": str(Path(source).expanduser().resolve()), "file": str(path.resolve()), "sha256": digest,
               "copy": COPY_NAME, "ignored": ignored, "notes": notes, "block": spec,
               "features": their_recipe if their_recipe is not None else None}
@@ -255,11 +255,3 @@ def _recipe_from_run(run: Path) -> dict[str, Any] | None:
     inp = m.get("inputs", {})
     recipe = {k: inp[k] for k in ("models", "preprocess") if k in inp}
     return recipe or None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

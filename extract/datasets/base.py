@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from cache.errors import DatasetError
+from cache.keys import sha256_file
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Image files that count as video frames in a frame folder."""
@@ -277,15 +278,11 @@ def _size(path: Path) -> int:
                            fix="restore the file, or re-open the dataset after removing the sample") from e
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def _sha256_file(path: Path) -> str:
     try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+        return sha256_file(path)
     except OSError as e:
         raise DatasetError(f"cannot read file ({e.strerror})", path=path, fix="restore the file") from e
-    return h.hexdigest()
 
 
 def _rel(path: Path, root: Path) -> str:

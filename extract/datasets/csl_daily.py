@@ -30,8 +30,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (DELIMITER_NAMES, Dataset, PngFolder, Sample, delimiter_fix, list_frame_files,
-                                  other_delimiter, problem_text, read_annotation_lines, sorted_samples)
+from extract.datasets.base import (
+    DELIMITER_NAMES,
+    Dataset,
+    PngFolder,
+    Sample,
+    delimiter_fix,
+    list_frame_files,
+    other_delimiter,
+    problem_text,
+    read_annotation_lines,
+    sorted_samples,
+)
 
 SOURCE_LANG = "zho_Hans"
 FRAMES = Path("sentence/frames_512x512")

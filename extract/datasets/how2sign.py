@@ -49,8 +49,18 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (DELIMITER_NAMES, Dataset, claim_once, Sample, VideoFile, delimiter_fix, other_delimiter,
-                                  problem_text, read_annotation_lines, sorted_samples)
+from extract.datasets.base import (
+    DELIMITER_NAMES,
+    Dataset,
+    Sample,
+    VideoFile,
+    claim_once,
+    delimiter_fix,
+    other_delimiter,
+    problem_text,
+    read_annotation_lines,
+    sorted_samples,
+)
 
 SOURCE_LANG = "eng_Latn"
 COLUMNS = ("VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "START_REALIGNED", "END_REALIGNED", "SENTENCE")

@@ -32,9 +32,21 @@ from pathlib import Path
 from typing import Sequence
 
 from cache.errors import DatasetError
-from extract.datasets.base import (DELIMITER_NAMES, Dataset, claim_once, PngFolder, Sample, VideoFile, delimiter_fix,
-                                  list_frame_files, other_delimiter, problem_text, read_annotation_lines,
-                                  sorted_samples, split_problem)
+from extract.datasets.base import (
+    DELIMITER_NAMES,
+    Dataset,
+    PngFolder,
+    Sample,
+    VideoFile,
+    claim_once,
+    delimiter_fix,
+    list_frame_files,
+    other_delimiter,
+    problem_text,
+    read_annotation_lines,
+    sorted_samples,
+    split_problem,
+)
 
 SOURCE_LANG = "deu_Latn"
 HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.errors import WeightsError
+from cache.files import temp_path, write_atomic
 
 ENCODER_CARD = "slt_rehearsal_sonar_encoder"
 DECODER_CARD = "slt_rehearsal_sonar_decoder"
@@ -87,13 +88,13 @@ def export_sonar_assets(tiny_dir: Path, out_dir: Path) -> Path:
                                fix="rebuild the tiny SONAR entry") from None
         # fairseq2 >= 0.5 checkpoints are a flat {name: tensor} dict (no "model" wrapper);
         # torch.save keeps the decoder's embedding / final_proj sharing, as fairseq2 expects.
-        _atomic(dest, lambda tmp, state=state: torch.save(state, tmp))
+        write_atomic(dest, lambda tmp, state=state: torch.save(state, tmp), fsync=False)
     tokenizer = out_dir / TOKENIZER_FILE
-    _atomic(tokenizer, lambda tmp: shutil.copyfile(tiny_dir / "tokenizer.model", tmp))
+    write_atomic(tokenizer, lambda tmp: shutil.copyfile(tiny_dir / "tokenizer.model", tmp), fsync=False)
 
     cards = [_card(ENCODER_CARD, "encoder", cfg, files["encoder"], tokenizer),
              _card(DECODER_CARD, "decoder", cfg, files["decoder"], tokenizer)]
-    _atomic(cards_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(_cards_yaml(cards, tiny_dir)))
+    write_atomic(cards_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(_cards_yaml(cards, tiny_dir)), fsync=False)
     return cards_dir
 
 
@@ -140,7 +141,7 @@ def export_nllb_snapshot(tiny_nllb_dir: Path, out_dir: Path) -> Path:
     except (OSError, ValueError) as e:
         raise WeightsError(f"cannot read the tiny NLLB tokenizer ({type(e).__name__}: {e})", path=tiny_nllb_dir,
                            fix="rebuild the tiny NLLB entry (extract.text.nllb.make_tiny_nllb)") from None
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
@@ -163,12 +164,6 @@ def export_text_assets(tiny_sonar_dir: Path, tiny_nllb_dir: Path, assets_dir: Pa
     nllb = export_nllb_snapshot(tiny_nllb_dir, assets_dir / "nllb")
     return {"fairseq2_user_asset_dir": cards, "sonar_encoder": ENCODER_CARD, "sonar_decoder": DECODER_CARD,
             "nllb_model": nllb}
-
-
-def _atomic(dest: Path, write: Any) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, dest)
 
 
 def describe(assets: dict[str, Any]) -> str:

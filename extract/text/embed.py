@@ -10,23 +10,23 @@ re-translating:
 * `embed_texts(texts, lang, encoder, ...)` -> np.ndarray [N, D] float32, in batches, with
   sonar's `TextToEmbeddingModelPipeline`.
 
-pipeline.embed_stage runs them chunk by chunk (extract.text.jobs) and writes `targets.h5`
-(layout in `cache.targets`). `CALLS` counts model calls (one per batch) so tests can
-assert that a cached run made none.
+pipeline.embed_stage runs them chunk by chunk (extract.text.chunks, extract.text.jobs) and
+writes `targets.h5` (layout in `cache.targets`). `CALLS` counts model calls (one per batch) so
+tests can assert that a cached run made none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from cache.errors import CacheError
+from cache.files import write_text_atomic
 
 CALLS: dict[str, int] = {"translate": 0, "embed": 0}
 """Model calls made in this process, one per batch (tests reset and read this)."""
@@ -41,12 +41,11 @@ class SonarEncoder:
         from cache.fairseq2_env import ensure_fairseq2
 
         ensure_fairseq2()
-        import torch
         from sonar.inference_pipelines.text import TextToEmbeddingModelPipeline
 
-        dev = torch.device(device) if device not in (None, "auto") else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        self.pipeline = TextToEmbeddingModelPipeline(encoder, tokenizer, device=dev)
+        from cache.device import resolve_device
+
+        self.pipeline = TextToEmbeddingModelPipeline(encoder, tokenizer, device=resolve_device(device))
         self.identity = identity or {"spec": "custom"}
 
     @classmethod
@@ -79,58 +78,12 @@ def translations_key_inputs(texts: Sequence[str], src_lang: str, tgt_lang: str, 
     return {"texts": texts_sha256(texts), "n": len(texts), "src": src_lang, "tgt": tgt_lang, "translator": ident}
 
 
-def source_label(translator_identity: dict[str, Any] | None) -> str:
-    """The per-row `source` written to HDF5: the translation model's name, or "reference"."""
-    if translator_identity is None:
-        return REFERENCE
-    model = translator_identity.get("model")
-    if isinstance(model, dict):  # an NLLB snapshot's identity: its id and file hashes
-        model = model.get("model")
-    return str(model or translator_identity.get("kind") or "translator")
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    class _Rate(TextColumn):
-        def render(self, task: Any) -> Any:  # sentences per second
-            from rich.text import Text
-
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} sent/s" if speed else "- sent/s")
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
-                 TimeRemainingColumn(), transient=True)
-    p.start()
-    p.add_task(desc, total=total)
-    return p
-
-
 def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + batch_size)) for i in range(0, n, max(1, batch_size))]
 
 
-def _tracked_batches(n: int, batch_size: int, desc: str, progress: bool,
-                     on_batch: Callable[[int], None] | None) -> Iterator[tuple[int, int]]:
-    """(start, stop) of each batch; once the caller is done with one, advance the bar and call on_batch."""
-    bar = _progress(n, desc, progress)
-    try:
-        for a, b in _batched(n, batch_size):
-            yield a, b
-            if bar:
-                bar.advance(bar.task_ids[0], b - a)
-            if on_batch is not None:
-                on_batch(b - a)
-    finally:
-        if bar:
-            bar.stop()
-
-
 def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translator: Any, *,
-                    batch_size: int = 32, progress: bool = False,
-                    on_batch: Callable[[int], None] | None = None) -> list[str]:
+                    batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> list[str]:
     """Translate in batches (identity when src == tgt, with no model call).
 
     `on_batch(n)` is called after each batch of n sentences (for a caller's progress bar).
@@ -139,17 +92,19 @@ def translate_texts(texts: Sequence[str], src_lang: str, tgt_lang: str, translat
     if src_lang == tgt_lang:
         return texts
     out: list[str] = []
-    for a, b in _tracked_batches(len(texts), batch_size, f"translate {src_lang}->{tgt_lang}", progress, on_batch):
+    for a, b in _batched(len(texts), batch_size):
         CALLS["translate"] += 1
         res = translator.translate(texts[a:b], src_lang, tgt_lang)
         if len(res) != b - a:
             raise CacheError(f"translator returned {len(res)} sentences for {b - a}")
         out.extend(res)
+        if on_batch is not None:
+            on_batch(b - a)
     return out
 
 
 def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: int = 32,
-                progress: bool = False, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """SONAR embeddings [N, D] float32 of `texts` in `lang`, batch by batch.
 
     `encoder` is a `SonarEncoder` (or anything with ``embed(texts, lang) -> [n, D]``);
@@ -157,9 +112,11 @@ def embed_texts(texts: Sequence[str], lang: str, encoder: Any, *, batch_size: in
     """
     texts = list(texts)
     parts: list[np.ndarray] = []
-    for a, b in _tracked_batches(len(texts), batch_size, f"embed {lang}", progress, on_batch):
+    for a, b in _batched(len(texts), batch_size):
         CALLS["embed"] += 1
         parts.append(np.asarray(encoder.embed(texts[a:b], lang), dtype=np.float32))
+        if on_batch is not None:
+            on_batch(b - a)
     if not parts:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(parts, axis=0)
@@ -171,10 +128,7 @@ def save_translations(path: Path, texts: Sequence[str], translations: Sequence[s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {**translations_key_inputs(texts, src_lang, tgt_lang, translator), "translations": list(translations)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(body, ensure_ascii=False, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(body, ensure_ascii=False, sort_keys=True), fsync=False)
 
 
 def load_translations(path: Path, texts: Sequence[str] | None = None) -> list[str]:

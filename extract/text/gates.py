@@ -13,7 +13,10 @@ examples:
   language's median ratio, so that a language of short writing (zho vs deu) is judged
   against itself, not against a fixed ratio.
 
-Pure functions, no model and no I/O: the target stage decides what a failed gate means.
+Pure functions, no model and no I/O. `judge` is what a failed gate means to embed-targets: a
+language whose share of failing outputs passes `embed.gate_max_bad_fraction` is refused
+(`PoorTranslationsError`, with its worst examples and the fix) unless
+`embed.allow_poor_translations` publishes it anyway; either way its manifest records the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import statistics
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+from cache.errors import SltPipeError
+from extract.config import EmbedConfig
 
 SCRIPT_NAMES: dict[str, frozenset[str]] = {
     "Latn": frozenset({"LATIN"}), "Cyrl": frozenset({"CYRILLIC"}), "Arab": frozenset({"ARABIC"}),
@@ -251,3 +258,68 @@ def _display(name: str) -> str:
         if names == {name}:
             return suffix
     return name.title()
+
+
+# ------------------------------------------------------------------ what a failed gate means (embed-targets)
+
+
+GATE_FIELDS = {"max_bad_fraction": (0.0, 1.0), "min_script_fraction": (0.0, 1.0), "max_repeats": (2, None),
+               "min_unique_ratio": (0.0, 1.0), "length_factor": (1.0, None)}
+"""GateThresholds field -> (lowest, highest) allowed value of its `embed.gate_*` config field."""
+
+
+def gate_thresholds(embed: EmbedConfig) -> GateThresholds:
+    """The configured gate thresholds, or SltPipeError naming the field out of range."""
+    values = {name: getattr(embed, f"gate_{name}") for name in GATE_FIELDS}
+    for name, (lo, hi) in GATE_FIELDS.items():
+        v = values[name]
+        if v < lo or (hi is not None and v > hi):
+            allowed = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise SltPipeError(f"embed.gate_{name} = {v} is out of range ({allowed})",
+                               fix=f"--set embed.gate_{name}={getattr(GateThresholds(), name)} (the default)")
+    return GateThresholds(**values)
+
+
+class PoorTranslationsError(SltPipeError):
+    """A language whose machine translations fail the quality gates: nothing is published for it."""
+
+    def __init__(self, problem: str, *, figures: dict[str, Any], path: str | Path | None = None,
+                 fix: str | None = None):
+        super().__init__(problem, path=path, fix=fix)
+        self.figures = figures
+
+
+def judge(rows: list[tuple[str, str, str]], lang: str, src_lang: str, thresholds: GateThresholds, *, allow: bool,
+          label: str, where: Callable[[str], Path], langs: list[str], command: Callable[..., str]) -> dict[str, Any]:
+    """Score the machine-translated (source, output, split) rows of a language; the figures for its
+    manifest, or PoorTranslationsError when they fail and `allow` (embed.allow_poor_translations) is off.
+
+    `label` names the translator, `where(split)` the file holding a split's translations, `langs`
+    every language of the run and `command(langs, *flags)` its command line, for the error's fix."""
+    if not rows:
+        return {"applied": False, "why": "every sentence is the dataset's own reference"}
+    first: dict[str, tuple[str, str]] = {}
+    for src_text, out, split in rows:  # each distinct sentence once: the translator's work, not row counts
+        first.setdefault(src_text, (out, split))
+    scored = list(first.items())
+    report = score_translations([(src_text, out) for src_text, (out, _) in scored], lang, src_lang, thresholds)
+    figures = {"applied": True, **report.figures(), "allow_poor_translations": allow,
+               "published_despite_failing": allow and not report.passed}
+    if report.passed or allow:
+        return figures
+    c = report.counts
+    worst = "\n".join(f"    {_clip(f.source)} -> {_clip(f.output)}  ({f.detail})" for f in report.worst)
+    keep = [x for x in langs if x != lang]
+    drop = f"drop it: `{command(keep)}`; or " if keep else ""
+    raise PoorTranslationsError(
+        f"{lang}: {report.bad} of {report.checked} {label} translations from {src_lang} "
+        f"({report.bad_fraction:.0%}) fail the quality gates (at most {thresholds.max_bad_fraction:.0%} may): "
+        f"empty {c['empty']}, wrong script {c['wrong_script']}, repetitive {c['repetitive']}, "
+        f"length outliers {c['length']}; nothing is published for {lang}. Worst:\n{worst}",
+        figures=figures, path=where(scored[report.worst[0].index][1][1]),
+        fix=f"use a translator that knows {lang} (e.g. `--profile paper`: NLLB-200); or {drop}"
+        f"publish them anyway: `{command(langs, '--allow-poor-translations')}`")
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")

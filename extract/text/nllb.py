@@ -1,7 +1,8 @@
 """Translators for multilingual target augmentation: NLLB (transformers) and SONAR.
 
-`Translator` is the protocol the target stage uses: ``translate(texts, src_lang, tgt_lang)``
-on one batch of sentences, and ``identity`` (a JSON-able dict for cache keys).
+Both meet the protocol the target stage uses (extract.text.spec.Translator):
+``translate(texts, src_lang, tgt_lang)`` on one batch of sentences, and ``identity`` (a JSON-able
+dict for cache keys); extract.text.translators says how the stage builds and keys them.
 
 * `NllbTranslator(model, device)`: any NLLB / M2M100 checkpoint through transformers,
   ``AutoModelForSeq2SeqLM`` + ``AutoTokenizer(src_lang=...)`` with the target language
@@ -22,29 +23,12 @@ on one batch of sentences, and ``identity`` (a JSON-able dict for cache keys).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable
 
+from cache.device import resolve_device
 from cache.errors import WeightsError
 
 DEFAULT_NLLB = "facebook/nllb-200-distilled-600M"
-
-
-@runtime_checkable
-class Translator(Protocol):
-    identity: dict[str, Any]
-    """What determines the translations (model id, weights hash, decoding settings)."""
-
-    def translate(self, texts: list[str], src_lang: str, tgt_lang: str) -> list[str]:
-        """Translate one batch of sentences (FLORES-200 codes)."""
-        ...
-
-
-def _device(device: Any) -> Any:
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class NllbTranslator:
@@ -57,7 +41,7 @@ class NllbTranslator:
         import torch
 
         self.model_id = str(model)
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -165,7 +149,7 @@ def load_nllb_model(model_id: str, device: Any = "cpu", dtype: Any = None) -> An
     errors = list(info.get("error_msgs", []))
     if missing or unexpected or mismatched or errors:
         raise _partial_error(model_id, missing, unexpected, mismatched + errors)
-    return model.to(_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 # The only tensors a snapshot may lack or carry extra, because transformers rebuilds them
@@ -301,7 +285,7 @@ class SonarTranslator:
         ensure_fairseq2()
         from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline, TextToEmbeddingModelPipeline
 
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.t2e = TextToEmbeddingModelPipeline(encoder, tokenizer, device=self.device)
         self.e2t = EmbeddingToTextModelPipeline(decoder, tokenizer, device=self.device)
         self.beam_size = beam_size
@@ -380,3 +364,90 @@ def make_tiny_nllb(out_dir: Path, sentences: dict[str, list[str]] | list[str], s
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return out_dir
+
+
+# --------------------------------------------------------------------------- pre-flight facts (slt-pipe doctor)
+
+from dataclasses import dataclass, field  # noqa: E402  (appended section: the rest of the module is left as is)
+
+NLLB_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+"""An NLLB snapshot's weights, in the order they are looked for."""
+NLLB_TOKENIZER = ("sentencepiece.bpe.model", "tokenizer.json")
+
+
+@dataclass
+class NllbCheck:
+    """Where an NLLB model is and whether its snapshot is complete, found without loading it (`check_nllb`)."""
+
+    model: str
+    local: bool
+    """`model` names a folder (absolute, ./, ~ or existing), not a Hugging Face id."""
+    found: str | None = None
+    """How the snapshot was found ("local folder", "Hugging Face cache (ID)"); None when it was not."""
+    path: Path | None = None
+    """The snapshot folder."""
+    hf_cache: Path | None = None
+    """The Hugging Face cache searched in vain for the id."""
+    missing: list[str] = field(default_factory=list)
+    """What the snapshot lacks: config.json, the weights, the tokenizer."""
+    weights_file: Path | None = None
+    """The first of NLLB_WEIGHTS present (a file, or a shard index)."""
+    weights: list[Path] = field(default_factory=list)
+    """The files holding the weights (the shards an index names)."""
+    bytes: int = 0
+    tokenizer: list[str] = field(default_factory=list)
+    problem: WeightsError | None = None
+    """Why the model cannot be loaded, with the path at fault and the fix (None: complete)."""
+
+
+def check_nllb(model: str) -> NllbCheck:
+    """Find `model` (a snapshot folder or an id in the Hugging Face cache) and check that its snapshot
+    holds config.json, weights and a tokenizer; every tensor is checked only when it is loaded."""
+    from cache.hf_cache import hf_cache_dir, hf_snapshot
+    from extract.vision.weights import weight_files
+
+    path = Path(model).expanduser()
+    local = path.is_absolute() or model.startswith((".", "~")) or path.exists()
+    out = NllbCheck(model, local)
+    if local:
+        if not path.is_dir():
+            out.problem = WeightsError("NLLB snapshot folder is missing", path=path, fix=(
+                "set embed.nllb_model to the folder holding config.json, the weights and the tokenizer "
+                "(or an HF id in the Hugging Face cache)"))
+            return out
+        snap, found = path, "local folder"
+    else:
+        try:
+            snap = hf_snapshot(model, ("config.json",))
+        except Exception:  # noqa: BLE001 - an id the hub rejects (HFValidationError)
+            snap = None
+        found = f"Hugging Face cache ({model})"
+        if snap is None:
+            out.hf_cache = hf_cache_dir()
+            out.problem = WeightsError(
+                f"NLLB model {model} is not in the Hugging Face cache (embed.translator = nllb)", path=out.hf_cache,
+                fix=f"on a machine with internet run `huggingface-cli download {model}` and copy the cache here "
+                    "(set HF_HOME), or set embed.nllb_model=/path/to/snapshot")
+            return out
+    out.found, out.path = found, snap
+    if not (snap / "config.json").is_file():
+        out.missing.append("config.json")
+    out.weights_file = next((snap / n for n in NLLB_WEIGHTS if (snap / n).is_file()), None)
+    if out.weights_file is None:
+        out.missing.append(f"weights ({' / '.join(NLLB_WEIGHTS)})")
+    out.tokenizer = [n for n in NLLB_TOKENIZER if (snap / n).is_file()]
+    if not out.tokenizer:
+        out.missing.append(f"tokenizer ({' or '.join(NLLB_TOKENIZER)})")
+    if out.missing:
+        out.problem = WeightsError(f"NLLB snapshot lacks {', '.join(out.missing)}", path=snap, fix=(
+            "complete the folder (config.json, the weights, the tokenizer) or point embed.nllb_model at a complete "
+            "snapshot folder" if local else
+            f"re-download the snapshot (huggingface-cli download {model}) or set embed.nllb_model=/path/to/snapshot"))
+        return out
+    try:
+        out.weights = weight_files(out.weights_file)  # type: ignore[arg-type]
+    except WeightsError as err:
+        out.problem = err
+        return out
+    out.bytes = sum(f.stat().st_size for f in out.weights)
+    return out

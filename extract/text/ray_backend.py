@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 import ray
 
 from extract.ray_session import get, ray_session
-from extract.text.jobs import LazyTextModels, TextJob, TextModelSpec, run_job
+from extract.text.jobs import LazyTextModels, TextJob, run_job
+from extract.text.spec import TextModelSpec
 
 OBJECT_STORE_BYTES = 256 << 20
 """Sentences and 1024-d embeddings are small: a local Ray needs little shared memory."""
@@ -51,7 +52,7 @@ class RayPool:
                  shared: Mapping[str, Path] | None = None):
         self.spec, self.requested, self.address = spec, workers, address
         self.shared = dict(shared or {})
-        """Paths every node must see (the cache, a local NLLB snapshot), checked on joining a cluster."""
+        """Paths every node must see (the cache, a translator's local weights), checked on joining a cluster."""
         self._stack = contextlib.ExitStack()
         self.actors: list[Any] = []
 

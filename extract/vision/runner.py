@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import Progress
 
 from cache.errors import DatasetError
 from cache.features import FeatureStoreWriter, ShardData, finished_shard
+from cache.progress import progress_bar
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource, PngFolder, Sample, split_problem
 
@@ -296,15 +296,8 @@ def plan_actors(nodes: Sequence[Mapping[str, Any]], workers: int, device: str) -
     return [ActorPlan("cpu", 0, share, max(1, (cpus - 1) // workers)) for _ in range(workers)]
 
 
-class _FramesPerSecond(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} frames/s" if speed else "-- frames/s", style="progress.data.speed")
-
-
 def _progress(console: Console | None) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                    _FramesPerSecond(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    return progress_bar("frames", console=console, rate_format=",.0f")
 
 
 def frame_count(sample: Sample, cfg: ExtractConfig) -> int:

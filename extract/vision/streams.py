@@ -23,8 +23,9 @@ from __future__ import annotations
 import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from cache.device import resolve_device
 from extract.config import ExtractConfig
 from extract.vision.encoders import Encoder, encoder_class
 
@@ -62,6 +63,24 @@ def is_tiny(cfg: ExtractConfig) -> bool:
     return all(encoder_class(name).family == "tiny" for name in cfg.streams)
 
 
+def clip_count(frames: int, clip_len: int = 16, stride: int = 8) -> int:
+    """Clips of a video of `frames` frames (the rows of `clip_index`): floor((T - L) / S) + 1, one for a
+    video shorter than a clip, none without frames. Extraction and doctor's disk estimate both count so."""
+    if frames <= 0:
+        return 0
+    return 1 if frames < clip_len else (frames - clip_len) // stride + 1
+
+
+DTYPE_BYTES = {"float16": 2, "float32": 4, "bfloat16": 2}
+
+
+def feature_bytes(frames: Sequence[int], dims: tuple[int, int], dtype: str, clip_len: int = 16, stride: int = 8) -> int:
+    """Bytes of the features of videos of `frames` frames (before compression): sum T x spatial width +
+    sum C x motion width, times the dtype's size (`slt-pipe doctor`'s disk estimate)."""
+    clips = sum(clip_count(t, clip_len, stride) for t in frames)
+    return (sum(frames) * dims[0] + clips * dims[1]) * DTYPE_BYTES[dtype]
+
+
 def clip_index(frames: int, clip_len: int, stride: int) -> np.ndarray:
     """[C, clip_len] frame indices of the sliding clips (SpaMo: windows past the end are dropped;
     a video shorter than one clip is padded by repeating its last frame)."""
@@ -71,7 +90,7 @@ def clip_index(frames: int, clip_len: int, stride: int) -> np.ndarray:
         raise ValueError("a video needs at least one frame")
     if frames < clip_len:
         return np.minimum(np.arange(clip_len), frames - 1)[None]
-    starts = np.arange(0, frames - clip_len + 1, stride)
+    starts = np.arange(clip_count(frames, clip_len, stride)) * stride
     return starts[:, None] + np.arange(clip_len)[None]
 
 
@@ -178,14 +197,6 @@ def _inference_mode(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return run
-
-
-def resolve_device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass

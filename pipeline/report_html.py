@@ -1,0 +1,58 @@
+"""The HTML pieces of `slt-pipe report`: escaping, number formatting, tables, notes, embedded JSON.
+
+Every text that reaches the page goes through `esc`; inside a <script> block, JSON is
+escaped so that no text can close it or open a comment.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from importlib import resources
+from typing import Any
+
+from train.run_files import is_number
+
+
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def fmt(v: Any) -> str:
+    """A number as the report shows it: ints as they are, floats with 2 decimals from 10 up, else 4."""
+    if isinstance(v, bool) or not is_number(v):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.2f}" if abs(v) >= 10 else f"{v:.4f}"
+
+
+def table(header: list[str], rows: list[list[Any]], *, cls: str = "", row_cls: list[str] | None = None,
+          titles: dict[str, str] | None = None) -> str:
+    titles = titles or {}
+    th = "".join(f'<th title="{esc(titles[h])}">{esc(h)}</th>' if h in titles else f"<th>{esc(h)}</th>" for h in header)
+    body = []
+    for k, r in enumerate(rows):
+        tds = "".join(f'<td class="num">{esc(fmt(v))}</td>' if is_number(v) else f"<td>{esc(v)}</td>" for v in r)
+        rc = row_cls[k] if row_cls else ""
+        body.append(f'<tr class="{rc}">{tds}</tr>' if rc else f"<tr>{tds}</tr>")
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{esc(text)}</p>'
+
+
+def json_script(element_id: str, data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    # inside <script> nothing may close it or open a comment: escape <, > and & as JSON \u escapes
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def asset(name: str) -> str:
+    """A file of pipeline/report_assets/ (the page's CSS and JS), inlined as it is."""
+    return resources.files("pipeline").joinpath("report_assets", name).read_text(encoding="utf-8")
