@@ -1,44 +1,12 @@
 """Per-video features in a Zarr v3 store: shards of videos, an index, crash-safe shard writes.
 
-Layout of a features entry (`{entry}/features.zarr`, readable with plain `zarr`)::
-
-    zarr.json                     root group; attrs: format, spatial_dim, motion_dim, dtype, shard_videos, models,
-                                  streams (extract.vision.streams.stream_layout: each encoder's columns)
-    shards/{k:05d}/zarr.json      one shard = the videos sorted_ids[k*shard_videos:(k+1)*shard_videos];
-                                  attrs: ids, spatial_offsets, motion_offsets (prefix sums), failures
-                                  ([id, reason, fix] of its skipped videos), fingerprint (sha256 of its
-                                  samples' identities: what determines its content)
-    shards/{k:05d}/spatial        [sum T, Ds] float16: the shard's videos' frames, concatenated in id order
-    shards/{k:05d}/motion         [sum C, Dm] float16: the shard's videos' clips, same order
-    index/ids                     [N] str: every video present, sorted
-    index/rows                    [N, 5] int64: shard, spatial start, stop, motion start, stop
-
-One shard's arrays use Zarr v3's sharding codec with one shard file each (inner chunks of
-`CHUNK_ROWS` rows), so a shard is two files, not thousands, while reading one video touches
-only the inner chunks that hold its rows. Every shard is written by one process into
-`shards/.tmp-{k:05d}-{pid}` and renamed into place when complete: a shard directory that
-exists is finished (kill -9 leaves at most a `.tmp-*` that the next run deletes), and no two
-workers ever write the same chunk. The index is derived from the shards' attrs at the end.
-
-Repair: a finished shard without failures is immutable and determined by its fingerprint
-(given the entry's other key inputs), so `adopt_shard` hard-links it from an older entry
-into a new one instead of recomputing it; the result equals a fresh computation byte for byte.
-
-Verification on read: every inner chunk of a shard array ends in a crc32c (`Crc32cCodec`, the
-last bytes-to-bytes codec; the shard index has its own), so a flipped byte fails the read of
-that chunk; `FeatureReader` turns zarr's error into a `CorruptEntryError` naming the entry and
-the fix. Opening an entry checks every file the manifest lists for presence and size (zarr
-reads a missing chunk as zeros) and hashes the small ones (json, index arrays) against the
-manifest's sha256. Arrays written before the codec (`format` 1) stay readable: each such
-array's files are hashed against the manifest once, on first read.
-
-Reading one video with plain zarr::
-
-    g = zarr.open_group(f"{entry}/features.zarr", mode="r")
-    k = list(g["index/ids"][:]).index(video_id)
-    shard, s0, s1, m0, m1 = g["index/rows"][k]
-    spatial = g[f"shards/{shard:05d}/spatial"][s0:s1]   # [T, Ds]
-    motion = g[f"shards/{shard:05d}/motion"][m0:m1]     # [C, Dm]
+The layout, and how to read a video with plain zarr, is in the README ("Features: Zarr v3").
+Why it is built this way: each shard array is one file (Zarr's sharding codec) with small inner
+chunks, so reading one video touches only its rows; a shard is written under `.tmp-*` and
+renamed when complete, so an existing shard is finished and a kill -9 loses only the shard in
+flight; a finished shard is fixed by its fingerprint, so `adopt_shard` hard-links it into a
+repaired entry; every inner chunk ends in a crc32c and small files are hashed against the
+manifest, so a flipped byte is a `CorruptEntryError`, never silently wrong features.
 """
 
 from __future__ import annotations

@@ -1,34 +1,9 @@
 """HDF5 store of SONAR target embeddings: one file per language entry, `targets.h5`.
 
-Layout (readable with plain h5py or h5dump; no slt-pipe code needed)::
-
-    targets.h5
-      attrs: format = 2
-             lang        FLORES-200 code of this entry, e.g. "eng_Latn"
-             key         the cache key of the entry
-             encoder     JSON of the SONAR encoder identity (asset name or tiny hash)
-             translator  JSON of the translator identity ("reference" when none was needed)
-             dim         embedding width D
-      /{split}/ids                    [N]    utf-8 variable-length strings (sample ids)
-      /{split}/{lang}/text            [N]    utf-8 variable-length strings (target sentence)
-      /{split}/{lang}/embedding       [N, D] float32 SONAR sentence embeddings (NOT normalised)
-      /{split}/{lang}/source          [N]    utf-8 strings: "reference" (gold text) or the
-                                             translation model id that produced the text
-
-Verification on read (format 2): `embedding` datasets carry HDF5's fletcher32 filter, and
-every string dataset an attr `sha256` (of its utf-8 strings, each ended by a NUL byte),
-since HDF5 filters cannot cover variable-length strings; `TargetReader` checks both as it
-reads and raises `CorruptEntryError` naming the entry and the fix. A format-1 file (no
-checksums) is still read: it is hashed against its entry's manifest when opened.
-
-Row i of every dataset under a split belongs to `ids[i]`. Files are written under a
-temporary name in the same directory and renamed into place, so a reader sees either
-no file or a complete one.
-
-    import h5py
-    f = h5py.File("targets.h5")
-    ids = [s.decode() for s in f["train/ids"][:]]
-    emb = f["train/eng_Latn/embedding"][:]
+The layout (readable with plain h5py; embeddings are NOT normalised) is in the README
+("Targets: HDF5"). Embeddings carry HDF5's fletcher32 filter and every string dataset a
+`sha256` attr (filters cannot cover variable-length strings), so `TargetReader` detects a
+damaged file as it reads; files are written under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
