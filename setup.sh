@@ -9,4 +9,4 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
-.venv/bin/python -c 'from cache.fairseq2_env import ensure_fairseq2; ensure_fairseq2(); import sonar, timm, zarr, ray, peft; print("slt-pipe set up in .venv")'
+.venv/bin/python -c 'from cache.fairseq2_env import ensure_fairseq2; ensure_fairseq2(); import sonar, timm, zarr, ray, peft, imageio_ffmpeg; imageio_ffmpeg.get_ffmpeg_exe(); print("slt-pipe set up in .venv")'

@@ -8,6 +8,9 @@ tiny SONAR: a test that does works on a `shutil.copytree` of the cache directory
 
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -73,3 +76,23 @@ def local_ray():
              log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
+
+
+@functools.cache
+def _nvidia_gpu_present() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A `gpu` test on a machine with an NVIDIA GPU (`nvidia-smi -L` succeeds) fails, rather than
+    skips, when CUDA does not initialise there: a skip would hide a broken driver or torch build.
+    (Runs before the tests' own `skipif(not torch.cuda.is_available())`; without a GPU they skip.)"""
+    if item.get_closest_marker("gpu") is None or not _nvidia_gpu_present():
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.fail("an NVIDIA GPU is present (nvidia-smi -L) but torch.cuda.is_available() is False: fix the driver "
+                    "or the torch build (python -c 'import torch; torch.cuda.init()' shows why)", pytrace=False)

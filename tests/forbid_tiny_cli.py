@@ -1,33 +1,25 @@
 """`python tests/forbid_tiny_cli.py ARGS...` = `slt-pipe ARGS...` with every tiny-profile entry point
-made to fail loudly, so a paper-profile run that reaches one of them cannot pass unnoticed."""
+made to fail loudly, in this process and in every Python process started after it (Ray's model
+workers and decode tasks included), so a paper-profile run that reaches one of them cannot pass
+unnoticed. The guard and its list are in tests/forbid_tiny/forbid_tiny_guard.py."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
-import cache.sonar_models
-import extract.text.nllb
-import extract.text.tiny_sonar
-import extract.vision.encoders.tiny
-import pipeline.embed_stage
+GUARD_DIR = Path(__file__).resolve().parent / "forbid_tiny"
+# before anything starts Ray: local Ray's processes inherit this environment, and the directory's
+# sitecustomize.py installs the guard in each of them at start-up
+os.environ["PYTHONPATH"] = os.pathsep.join([str(GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ["SLT_PIPE_FORBID_TINY"] = "1"
+sys.path.insert(0, str(GUARD_DIR))
 
-FORBIDDEN = [
-    (extract.vision.encoders.tiny, "tiny_vit"), (extract.vision.encoders.tiny, "tiny_videomae"), (extract.vision.encoders.tiny, "prepare_view"),
-    (extract.text.tiny_sonar, "train_tiny_sonar"), (extract.text.nllb, "make_tiny_nllb"), (cache.sonar_models, "_tiny_config"),
-    (pipeline.embed_stage, "ensure_tiny_sonar"), (pipeline.embed_stage, "ensure_tiny_nllb"),
-    (pipeline.embed_stage, "require_tiny_sonar"),
-]
+import forbid_tiny_guard  # noqa: E402
 
-
-def _forbid(module, name: str) -> None:
-    def boom(*args, **kwargs):
-        raise SystemExit(f"FORBIDDEN: the paper profile reached tiny-profile code {module.__name__}.{name}")
-
-    setattr(module, name, boom)
-
-
-for module, name in FORBIDDEN:
-    _forbid(module, name)
+forbid_tiny_guard.install(driver=True)  # this process, before any project module is imported
+FORBIDDEN = forbid_tiny_guard.FORBIDDEN
 
 if __name__ == "__main__":
     from pipeline.cli import main

@@ -332,9 +332,51 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("interrupted: kept the finished work of features/") and "same command again" in last
     assert not list(features.glob("*.lock"))
+    (partial,) = features.glob("*.partial")
+    shards = partial / "features.zarr" / "shards"
+    done = finished_shards(shards)
+    before = shard_files(shards, done)
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "resuming:" in again.stderr
+
+    entry = features / partial.name.removesuffix(".partial")
+    # the shards finished before Ctrl-C are the very files it wrote: same inode, mtime and bytes
+    assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
+
+    # an uninterrupted run of the same command: the resumed entry holds its bytes, and how many shards it has
+    clean_args = [a if a != str(tmp_path / "c") else str(tmp_path / "clean") for a in args]
+    clean = subprocess.run(clean_args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    (clean_entry,) = (m.parent for m in (tmp_path / "clean" / "features").glob("*/manifest.json"))
+    total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
+    assert 1 <= len(done) < total, f"interrupted too late to test resuming ({len(done)} of {total} shards)"
+    assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
+    assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed
+    assert entry.name == clean_entry.name and not list(features.glob("*.partial"))
+    assert store_bytes(entry) == store_bytes(clean_entry)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_bytes(entry: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
+    store = entry / "features.zarr"
+    return {str(f.relative_to(store)): _sha256(f) for f in sorted(store.rglob("*")) if f.is_file()}
+
+
+def finished_shards(shards: Path) -> list[str]:
+    """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
+    return sorted(d.name for d in shards.iterdir() if d.name.isdigit() and (d / "zarr.json").is_file())
+
+
+def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:
+    """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
+    return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, _sha256(f))
+            for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}
 
 
 def test_ablation_grid_base_layers_like_a_config_file(tmp_path, monkeypatch):

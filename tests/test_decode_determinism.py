@@ -2,15 +2,15 @@
 
 Each test video carries its frame number in its pixels (one black/white block per bit), so
 a test can tell exactly which frames `read_frames` picked; the expected picks are computed
-here by brute force from packet timestamps read separately with PyAV (and ffprobe where
-installed), not with extract.vision.decode's code.
+here by brute force from packet timestamps read separately with PyAV and with FFmpeg's command-line
+decoder (the `imageio-ffmpeg` wheel's binary), not with extract.vision.decode's code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import re
 import statistics
 import subprocess
 import sys
@@ -314,18 +314,41 @@ def test_a_seek_that_lands_late_is_redone_earlier(clips, monkeypatch):
     assert len(opened[0].seeks) == 2  # landed late, so seeked again 1 s earlier
 
 
-@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe is not installed")
-def test_counts_match_ffprobe(clips, decoded):
-    """The same picks from ffprobe's frame timestamps (FFmpeg's own decoder, another process)."""
+def ffmpeg_exe() -> str:
+    """FFmpeg's command-line tool: the static binary in the `imageio-ffmpeg` wheel (the `test` extra),
+    or IMAGEIO_FFMPEG_EXE. Missing is a failure, not a skip: this is the decode's independent check."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        pytest.fail("no ffmpeg for the independent decode check: the `imageio-ffmpeg` wheel ships one; "
+                    "install the test extra (`./setup.sh`, or `.venv/bin/python -m pip install -e '.[test]'`)")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_frames(path: Path) -> tuple[list[Fraction], Fraction, list[int]]:
+    """What FFmpeg's own command-line decoder (another process) shows: each decoded frame's
+    presentation time (showinfo, timestamps kept as in the file), the stream's time base, and the
+    frame number drawn in each frame's pixels, in the order it outputs them."""
+    out = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-copyts", "-i", str(path), "-map", "0:v:0",
+                          "-vf", "showinfo", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                          "pipe:1"], capture_output=True, check=True, timeout=60)
+    log = out.stderr.decode(errors="replace")
+    num, den = re.search(r"config in time_base: (\d+)/(\d+)", log).groups()
+    tb = Fraction(int(num), int(den))
+    pts = [int(p) for p in re.findall(r"\bn: *\d+ pts: *(-?\d+)", log)]
+    frames = np.frombuffer(out.stdout, np.uint8).reshape(-1, H, W, 3)
+    assert len(frames) == len(pts), (len(frames), len(pts))
+    return [p * tb for p in pts], tb, frame_numbers(frames)
+
+
+def test_picks_match_ffmpeg(clips, decoded):
+    """The same frames by FFmpeg's command-line decoder: the brute-force rule applied to its frame
+    timestamps, checked by the frame numbers in its own decoded pixels, for every window and rate."""
     for path in clips.values():
-        out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                              "stream=time_base:frame=pts", "-of", "json", str(path)],
-                             capture_output=True, text=True, check=True, timeout=60)
-        probe = json.loads(out.stdout)
-        tb = Fraction(probe["streams"][0]["time_base"])
-        times = sorted(Fraction(f["pts"]) * tb for f in probe["frames"])
-        assert (times, tb) == packet_times(path)
+        times, tb, numbers = ffmpeg_frames(path)
+        assert numbers == list(range(len(times))) and times == sorted(times), path.name  # each frame once, in order
+        assert (times, tb) == packet_times(path), path.name
         for start, end in windows(times):
             for fps in RATES:
-                n = len(decoded[str(path), start, end, fps])
-                assert n == len(expected_picks(times, tb, start, end, fps)), (path.name, start, end, fps)
+                want = [numbers[i] for i in expected_picks(times, tb, start, end, fps)]
+                assert frame_numbers(decoded[str(path), start, end, fps]) == want, (path.name, start, end, fps)

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import extract.vision.decode as video
+import extract.vision.ray_backend as ray_runner
 from cache.errors import DatasetError
 from extract.datasets import PngFolder, VideoFile
 from extract.vision.decode import read_frames, read_prepared
@@ -216,9 +217,6 @@ def test_decode_video_both_ways(clip, tmp_path):
 def test_idle_priority_is_the_decode_threads_alone():
     from extract.vision.runner import idle_priority
 
-    ray_runner = pytest.importorskip("extract.vision.ray_backend")
-    if not hasattr(os, "sched_getscheduler"):
-        pytest.skip("no sched_getscheduler on this OS")
     before = os.sched_getscheduler(0)
     seen = {}
 

@@ -104,8 +104,27 @@ def test_tiny_nllb_code_path(tmp_path, parallel_corpus):
     tr = NllbTranslator(str(d), "cpu", num_beams=1, max_new_tokens=8, batch_size=2)
     assert isinstance(tr, Translator)
     src = parallel_corpus["deu_Latn"][:3]
+    real, asked, made = tr.model.generate, [], []
+
+    def generate(**kw):  # the real generate, its arguments and ids recorded
+        ids = real(**kw)
+        asked.append(kw)
+        made.extend(ids.tolist())
+        return ids
+
+    tr.model.generate = generate
     out = tr.translate(src, "deu_Latn", "fra_Latn")
-    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+    fra, tok = tr.tokenizer.convert_tokens_to_ids("fra_Latn"), tr.tokenizer
+    assert [len(kw["input_ids"]) for kw in asked] == [2, 1]  # batch_size 2
+    assert all(kw["forced_bos_token_id"] == fra and kw["max_new_tokens"] == 8 and kw["num_beams"] == 1 for kw in asked)
+    assert tok.batch_decode([kw["input_ids"][0] for kw in asked], skip_special_tokens=True) == [src[0], src[2]]
+    # the generated ids, special tokens (</s>, the language, padding) left out, in order
+    plain = [[i for i in row if i not in tok.all_special_ids] for row in made]
+    assert out == [tok.decode(ids) for ids in plain] and all(row[1] == fra for row in made)
+    # what generate wrote holds the forced language token (and </s>): the translations do not
+    assert all("fra_Latn" in raw and "</s>" in raw for raw in tok.batch_decode(made))
+    assert not any(t in s for s in out for t in ("</s>", "<pad>", "fra_Latn"))
+    tr.model.generate = real
     ids = tr.generate_ids(src, "deu_Latn", "eng_Latn")
     assert ids.shape[0] == 3
     # decoder start (</s>), then the forced target-language token

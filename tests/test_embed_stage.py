@@ -47,14 +47,28 @@ def h5_content(path: Path) -> dict:
     return out
 
 
+def same_value(a: object, b: object) -> bool:
+    """Exactly equal, type (and dtype) included: 1 is not 1.0, np.float32(1) is not np.float64(1)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)  # type: ignore[union-attr]
+    if isinstance(a, np.generic):
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()  # type: ignore[union-attr]
+    return a == b
+
+
 def assert_same_h5(a: Path, b: Path) -> None:
+    """Every dataset of `a` equals `b`'s in dtype, shape and values; every attribute in type and value."""
     ca, cb = h5_content(a), h5_content(b)
     assert ca.keys() == cb.keys()
     for k in ca:
         if k == "attrs":
-            assert {x: str(v) for x, v in ca[k].items()} == {x: str(v) for x, v in cb[k].items()}
+            assert ca[k].keys() == cb[k].keys()
+            for name in ca[k]:
+                assert same_value(ca[k][name], cb[k][name]), (name, ca[k][name], cb[k][name])
         else:
-            np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+            assert same_value(np.asarray(ca[k]), np.asarray(cb[k])), k
 
 
 @pytest.fixture(scope="module")
@@ -295,16 +309,56 @@ def _kill_when(cmd: list[str], cwd: Path, ready) -> bool:
         proc.wait()
 
 
+def _spy_chunk_writes(monkeypatch) -> dict[tuple[str, str, str], str]:
+    """(kind, entry dir name, chunk file) -> sha256 of every resumable chunk the stage writes in this
+    process, recorded after the project's own writer (extract.text.chunks) has written it."""
+    import hashlib
+
+    import extract.text.chunks as chunks_mod
+
+    written: dict[tuple[str, str, str], str] = {}
+
+    def record(path: Path) -> None:
+        path = Path(path)
+        key = (path.parent.parent.name, path.parent.name.removesuffix(".partial"), path.name)
+        assert key not in written, f"chunk written twice in one run: {key}"
+        written[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def spy(original):
+        def wrapped(path, *a, **k):
+            out = original(path, *a, **k)
+            record(path)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(chunks_mod, "save_array", spy(chunks_mod.save_array))
+    monkeypatch.setattr(chunks_mod, "save_translations", spy(chunks_mod.save_translations))
+    return written
+
+
+def _partial_chunks(cache: Path) -> dict[tuple[str, str, str], str]:
+    """The same map for the chunk files a killed run left in `.partial` entries."""
+    import hashlib
+
+    return {(p.parent.parent.name, p.parent.name.removesuffix(".partial"), p.name): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(cache.glob("*/*.partial/*")) if re.fullmatch(r"chunk-\d{5}\.json|\w+-emb-\d{5}\.npy", p.name)}
+
+
 @pytest.mark.slow
-def test_sigkill_mid_run_then_rerun_gives_identical_hdf5(tmp_path):
+def test_sigkill_mid_run_then_rerun_gives_identical_hdf5(tmp_path, monkeypatch):
     """Kill once after the first translations entry is published and once mid-embedding; the third run
-    finishes, and its HDF5 files equal an uninterrupted run's in every dataset and attribute."""
+    finishes, and its HDF5 files equal an uninterrupted run's in every dataset and attribute. The third run
+    computes exactly the chunks the killed runs had not finished: every chunk they left (the bytes the
+    clean run wrote for it) is read, not redone, and the sentence counts it reports are the rest."""
     from extract.datasets.toy import make_toy
     from pipeline.embed_stage import embed_targets
 
     root = tmp_path / "toy"
     make_toy(root, videos=KILL_VIDEOS, seed=0)
-    clean = embed_targets(make_cfg(tmp_path / "clean", root, **KILL_SETTINGS), QUIET)
+    with monkeypatch.context() as m:
+        clean_chunks = _spy_chunk_writes(m)
+        clean = embed_targets(make_cfg(tmp_path / "clean", root, **KILL_SETTINGS), QUIET)
+    assert {k[0] for k in clean_chunks} == {"translations", "targets"}
     cache = tmp_path / "cache"
     # share the clean run's tiny SONAR (a content-addressed entry) instead of training it again
     tiny = next((tmp_path / "clean" / "tiny-sonar").glob("*/manifest.json")).parent
@@ -318,13 +372,34 @@ def test_sigkill_mid_run_then_rerun_gives_identical_hdf5(tmp_path):
     assert _kill_when(cmd, tmp_path, lambda: list(cache.glob("targets/*.partial/*.npy")))
     assert len(published("targets")) < len(LANGS)
 
-    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    left = _partial_chunks(cache)
+    assert any(k[0] == "targets" for k in left), "no finished embedding chunk to resume from"
+    assert {k: clean_chunks.get(k) for k in left} == left, "a leftover chunk differs from the clean run's"
+    done = {(m.parent.parent.name, m.parent.name) for kind in ("translations", "targets") for m in published(kind)}
+    todo = {k: v for k, v in clean_chunks.items() if k not in left and (k[0], k[1]) not in done}
+    assert todo, "nothing left for the third run to compute"
+
+    left_rows: dict[str, int] = {}  # targets key -> sentences in its leftover embedding chunks
+    for kind, key, name in left:
+        if kind == "targets":
+            left_rows[key] = left_rows.get(key, 0) + len(np.load(cache / kind / f"{key}.partial" / name))
+    rerun_chunks = _spy_chunk_writes(monkeypatch)  # the third run in this process: the CLI's settings (same keys)
+    again = embed_targets(make_cfg(cache, root, **KILL_SETTINGS), QUIET)
+    assert not again.failures
+    assert not set(rerun_chunks) & set(left), "finished chunks were computed again"
+    assert rerun_chunks == todo, "the third run must compute exactly the chunks not finished before"
     assert not list(cache.glob("*/*.partial"))
+    clean_sum = {r.lang: r for r in clean.summary}
+    for r in again.summary:
+        key = clean.entries[r.lang].key
+        if ("targets", key) in done:
+            assert r.status == "cached" and r.embedded == 0, r
+        else:  # the sentences of the leftover chunks were read, only the others embedded
+            assert r.status == "built" and r.embedded == clean_sum[r.lang].embedded - left_rows.get(key, 0), r
     for lang, entry in clean.entries.items():
-        again = cache / "targets" / entry.key / "targets.h5"
-        assert again.is_file(), f"{lang}: same inputs must give the same key"
-        assert_same_h5(entry.dir / "targets.h5", again)
+        again_h5 = cache / "targets" / entry.key / "targets.h5"
+        assert again_h5.is_file(), f"{lang}: same inputs must give the same key"
+        assert_same_h5(entry.dir / "targets.h5", again_h5)
 
 
 # ------------------------------------------------------------------ errors and the NLLB path

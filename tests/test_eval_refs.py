@@ -1,9 +1,10 @@
 """Evaluation scores against the dataset's own references; a language without them is zero-shot: scored
 cross-lingually against the source-language references, and against machine translations, labelled.
 
-Fast: in-memory stand-in caches (tests/stand_ins.py) and a toy SONAR decoder. The same rule on the
-real toy corpus (its eng/fra sentences are the targets and the references) is checked end
-to end in test_pipeline.py, which has the module's one built cache.
+Fast: in-memory stand-in caches (tests/stand_ins.py) and a toy SONAR decoder; the zero-shot scores
+are recomputed per sample with the session's real tiny SONAR (conftest's toy_tiny_sonar, shared with
+test_embed*). The same rule on the real toy corpus (its eng/fra sentences are the targets and the
+references) is checked end to end in test_pipeline.py, which has the module's one built cache.
 """
 
 from __future__ import annotations
@@ -213,6 +214,9 @@ def test_blaser_and_bleurt_per_sample_with_their_producers(sourced_stand_ins, tm
                                                            _card("t_gone", "basic_qe", tmp_path / "gone.pt")]))
     bleurt = _make_snapshot(tmp_path / "BLEURT-tiny")
     feats, targets = _patched(sourced_stand_ins, monkeypatch)
+    made: dict[str, list[str]] = {}  # real sentences (non-zero embeddings), not the untrained decoder's output
+    monkeypatch.setattr(tdecoder.LoraDecoder, "generate",
+                        _sentence_decoder({lang: targets[lang].texts("test") for lang in LANGS}, made))
     inputs = TrainInputs(features={"test": Path("/nonexistent/test")},
                          targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
                          decoder_spec="toy", encoder_spec="lookup")
@@ -239,3 +243,101 @@ def test_blaser_and_bleurt_per_sample_with_their_producers(sourced_stand_ins, tm
     np.testing.assert_allclose([float(r[col["bleurt"]]) for r in rows],
                                BleurtScorer(bleurt).score([r[1] for r in rows], [r[2] for r in rows]), atol=1e-5)
     assert fra["bleurt"] == pytest.approx(np.mean([float(r[col["bleurt"]]) for r in rows]), abs=1e-5)
+
+    # eng (machine-translated only) is zero-shot: BLASER-QE and SONAR similarity cross-lingually, src = German
+    rows = [r.split("\t") for r in Path(eng["tsv"]).read_text().splitlines()]
+    col = {c: k for k, c in enumerate(rows[0])}
+    rows = rows[1:]
+    assert [r[2] for r in rows] == made["eng_Latn"]
+    hyp = embedder([r[2] for r in rows], "eng_Latn")
+    assert float(hyp.norm(dim=1).min()) > 0.1  # every hypothesis embedded (none is the zero fallback)
+    want_qe = np.asarray(qe.score(src, hyp), np.float64)
+    np.testing.assert_allclose([float(r[col["xl_blaser_qe"]]) for r in rows], want_qe, atol=1e-5)
+    assert eng["xl_blaser_qe"] == pytest.approx(want_qe.mean(), abs=1e-5) and want_qe.std() > 1e-3
+    want_xl = _cos(hyp.numpy(), src.numpy())
+    np.testing.assert_allclose([float(r[col["xl_sonar_sim"]]) for r in rows], want_xl, atol=2e-6)
+    assert eng["xl_sonar_similarity"] == pytest.approx(want_xl.mean(), abs=1e-6) and want_xl.std() > 0.05
+
+
+def _sentence_decoder(pool: dict[str, list[str]], made: dict[str, list[str]]):
+    """A stand-in for LoraDecoder.generate that writes real sentences: row i of `lang` gets
+    its own sentence pool[lang][i] when i % 3 == 0, else another row's, pool[lang][(i + 7) % len] (so the scores vary)."""
+
+    def generate(self, cond, lang, **_):
+        texts = pool[lang]
+        made[lang] = [texts[i if i % 3 == 0 else (i + 7) % len(texts)] for i in range(cond.size(0))]
+        return list(made[lang])
+
+    return generate
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_zero_shot_scores_recomputed_per_sample_with_the_tiny_sonar(toy_embedded, toy_tiny_sonar, tmp_path, monkeypatch):
+    """The toy's real tiny SONAR embeds real hypotheses: every cross-lingual SONAR similarity (TSV and mean) is
+    the cosine of the hypothesis's embedding with the SOURCE (German) reference's stored embedding, recomputed
+    here with numpy. eng's targets are tiny-SONAR translations (machine, zero-shot with them), fra has none."""
+    from stand_ins import ToyFeatureReader
+
+    from cache.sonar_models import TINY
+    from cache.targets import TargetReader
+    from extract.text.embed import SonarEncoder
+    from pipeline.train_stage import find_targets
+
+    cfg, _, ds = toy_embedded
+    found, missing = find_targets(cfg, ds, ["deu_Latn", "eng_Latn"])
+    assert not missing
+    with TargetReader(found["deu_Latn"]) as r:
+        ids, deu_texts, deu_emb = r.ids("test"), r.texts("test"), r.embeddings("test")
+    with TargetReader(found["eng_Latn"]) as r:
+        assert r.ids("test") == ids and set(r.sources("test")) != {tdata.REFERENCE}  # machine-translated
+        eng_emb = r.embeddings("test")
+    n, dim = len(ids), deu_emb.shape[1]
+    rng = np.random.default_rng(0)
+    feats = ToyFeatureReader({v: (rng.normal(size=(20, 12)).astype(np.float16), rng.normal(size=(2, 8)).astype(np.float16))
+                              for v in ids})
+    monkeypatch.setattr(tdata, "open_features", lambda p: feats)
+    refs = ds.references["test"]
+    pool = {lang: [refs[lang][v] for v in ids] for lang in ("eng_Latn", "fra_Latn")}
+    made: dict[str, list[str]] = {}
+    monkeypatch.setattr(tdecoder.LoraDecoder, "generate", _sentence_decoder(pool, made))
+    inputs = TrainInputs(features={"test": Path("/nonexistent/test")}, targets=found, source_lang="deu_Latn",
+                         decoder_spec=TINY, encoder_spec=TINY, tiny_dir=Path(toy_tiny_sonar))
+    cfgt = TrainConfig(out=tmp_path, hidden_dim=16, lora_rank=2, lora_alpha=4, beam_size=1, max_len=24, batch_size=16,
+                       device="cpu")
+    visual, dec = build_models(cfgt, inputs, feats.spatial_dim, feats.motion_dim, dim, torch.device("cpu"))
+    save_weights(trainable_state(visual, dec), tmp_path / "ckpt" / "last" / "weights.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({**cfgt.__dict__, "out": str(tmp_path)}, default=str))
+
+    scores = evaluate(tmp_path, inputs, "test", ["eng_Latn", "fra_Latn"], checkpoint="last", blaser=[],
+                      log=lambda _: None)
+    saved = json.loads((tmp_path / "scores_test.json").read_text())
+    encoder = SonarEncoder.from_spec(TINY, Path(toy_tiny_sonar))  # the targets' encoder, loaded afresh
+    for lang in ("eng_Latn", "fra_Latn"):
+        s = scores[lang]
+        assert s["kind"] == "zero-shot" and s["xl_against"] == "deu_Latn reference" and s["xl_n"] == n
+        rows = [r.split("\t") for r in (tmp_path / f"predictions_test_{lang}.tsv").read_text().splitlines()]
+        col = {c: k for k, c in enumerate(rows[0])}
+        rows = rows[1:]
+        assert [r[0] for r in rows] == ids and [r[2] for r in rows] == made[lang]  # the stand-in's sentences, in order
+        hyp_emb = encoder.embed([r[2] for r in rows], lang)
+        assert np.linalg.norm(hyp_emb, axis=1).min() > 0.05  # real, non-zero embeddings
+        want = _cos(hyp_emb, deu_emb)  # against the German reference's stored embedding
+        got = np.array([float(r[col["xl_sonar_sim"]]) for r in rows])
+        np.testing.assert_allclose(got, want, atol=2e-6)  # the TSV keeps 6 decimals
+        assert s["xl_sonar_similarity"] == pytest.approx(want.mean(), abs=1e-6)
+        assert saved[lang]["xl_sonar_similarity"] == pytest.approx(want.mean(), abs=1e-6)
+        # a zeroed, constant or wrong-reference score cannot pass
+        assert want.std() > 0.02 and np.abs(want).min() > 0 and len(set(got)) > n // 2
+        own = [k for k in range(n) if made[lang][k] == refs[lang][ids[k]]]  # a hypothesis that is the row's own sentence
+        other = [k for k in range(n) if k not in own]
+        assert own and other and want[own].mean() > want[other].mean() + 0.1
+        if lang == "eng_Latn":  # its machine targets are scored too, and are not the source reference
+            np.testing.assert_allclose([float(r[col["sonar_sim"]]) for r in rows], _cos(hyp_emb, eng_emb), atol=2e-6)
+            assert np.abs(_cos(hyp_emb, eng_emb) - want).max() > 1e-3
+        else:
+            assert "sonar_sim" not in col and "bleu" not in s
+            assert [r[1] for r in rows] == deu_texts  # no fra text: the row shows the German reference

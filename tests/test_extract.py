@@ -71,6 +71,17 @@ def store_arrays(entry: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_bytes(entry: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file of a features entry's store."""
+    return {str(p.relative_to(entry / STORE)): sha256(p) for p in sorted((entry / STORE).rglob("*")) if p.is_file()}
+
+
 def only_entry(cache: Path) -> Path:
     entries = [p for p in (cache / "features").iterdir() if p.is_dir()]
     assert len(entries) == 1, entries
@@ -177,7 +188,7 @@ def test_kill_9_mid_run_then_resume_equals_clean_run(toy_bad_png, clean, tmp_pat
     done = sorted(p.name for p in shards.iterdir() if p.name.isdigit())
     total = -(-24 // SHARD)
     assert 1 <= len(done) < total, "kill came too late to test resuming"
-    before = {str(p.relative_to(shards)): (p.stat().st_ino, p.stat().st_mtime_ns)
+    before = {str(p.relative_to(shards)): (p.stat().st_ino, p.stat().st_mtime_ns, sha256(p))
               for d in done for p in (shards / d).rglob("*") if p.is_file()}
 
     rerun = run_cli(toy_bad_png[0], cache)
@@ -185,9 +196,10 @@ def test_kill_9_mid_run_then_resume_equals_clean_run(toy_bad_png, clean, tmp_pat
     assert f"resuming: {len(done)} of {total} shards already done" in rerun.stderr
     assert f"{total - len(done)} of {total} shards computed" in rerun.stderr
     entry = only_entry(cache)
-    after = {k: ((entry / STORE / "shards" / k).stat().st_ino, (entry / STORE / "shards" / k).stat().st_mtime_ns)
-             for k in before}
+    after = {k: ((entry / STORE / "shards" / k).stat().st_ino, (entry / STORE / "shards" / k).stat().st_mtime_ns,
+                 sha256(entry / STORE / "shards" / k)) for k in before}
     assert after == before, "finished shards must not be rewritten"
+    assert store_bytes(entry) == store_bytes(only_entry(clean[0]))  # the payload, byte for byte
     a, b = store_arrays(entry), store_arrays(only_entry(clean[0]))
     assert sorted(a) == sorted(b) and len(a) > 2 * total
     for name in a:

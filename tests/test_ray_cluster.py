@@ -70,6 +70,36 @@ def feature_files(cache: Path) -> dict[str, str]:
     return {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_bytes(entry: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
+    store = entry / "features.zarr"
+    return {str(p.relative_to(store)): sha256(p) for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def finished_shards(shards: Path) -> list[str]:
+    """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
+    return sorted(p.name for p in shards.iterdir() if p.name.isdigit() and (p / "zarr.json").is_file())
+
+
+def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:
+    """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
+    return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, sha256(f))
+            for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}
+
+
+def ran_on_head(temp_dir: Path) -> list[Path]:
+    """Worker logs in the head's own session directory of a ModelWorker actor: the extraction's model
+    worker was started by the head's raylet (a local Ray keeps its logs under another temp dir)."""
+    return [f for f in (temp_dir / "session_latest" / "logs").glob("worker-*.out")
+            if ":actor_name:ModelWorker" in f.read_text(errors="replace")]
+
+
 @pytest.mark.slow
 def test_extract_and_embed_targets_through_a_real_head_equal_local_runs(tmp_path):
     port = free_port()
@@ -79,9 +109,11 @@ def test_extract_and_embed_targets_through_a_real_head_equal_local_runs(tmp_path
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_head(port, time.time() + 120)
+        assert not ran_on_head(temp_dir)
         remote = extract(tmp_path / "remote", tmp_path, "--ray-address", f"127.0.0.1:{port}")
         assert remote.returncode == 0, remote.stderr[-3000:]
         assert "InvalidAuthToken" not in remote.stderr and "Traceback" not in remote.stderr
+        assert ran_on_head(temp_dir), "the remote extract's model worker did not run on the head"
         local = extract(tmp_path / "local", tmp_path)
         assert local.returncode == 0, local.stderr[-3000:]
         assert feature_files(tmp_path / "remote") == feature_files(tmp_path / "local")
@@ -208,6 +240,26 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_pa
     while alive(started) and time.time() < deadline:
         time.sleep(2)
     assert not alive(started), f"outlived the driver: {alive(started)}"
+    (partial,) = features.glob("*.partial")
+    shards = partial / "features.zarr" / "shards"
+    done = finished_shards(shards)
+    before = shard_files(shards, done)
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming:" in again.stderr
+
+    entry = features / partial.name.removesuffix(".partial")
+    # the shards finished before the kill are the very files it wrote: same inode, mtime and bytes
+    assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
+
+    # an uninterrupted run of the same command: the resumed entry holds its bytes, and how many shards it has
+    clean_args = [a if a != str(tmp_path / "c") else str(tmp_path / "clean") for a in args]
+    clean = subprocess.run(clean_args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    (clean_entry,) = (p.parent for p in (tmp_path / "clean" / "features").glob("*/manifest.json"))
+    total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
+    assert 1 <= len(done) < total, f"kill came too late to test resuming ({len(done)} of {total} shards)"
+    assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
+    assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed
+    assert (entry / "manifest.json").is_file() and not list(features.glob("*.partial"))
+    assert store_bytes(entry) == store_bytes(clean_entry)
+    assert entry.name == clean_entry.name and feature_files(tmp_path / "c") == feature_files(tmp_path / "clean")

@@ -92,7 +92,7 @@ def test_sonar_export_layout_and_card(sonar_assets):
     assert enc["tokenizer_family"] == "nllb" and "fra_Latn" in enc["tokenizer_config"]["_set_"]["langs"]
 
 
-def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, monkeypatch):
+def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, parallel_120, monkeypatch):
     """Loaded by card name, the exported models are bit-identical to the tiny entry's, and no
     tiny-path code runs while loading them."""
     import torch
@@ -128,7 +128,10 @@ def test_sonar_export_roundtrip_through_asset_cards(sonar_assets, tiny_sonar, mo
     assert emb.shape == (2, 128) and (emb == ref).all()
     out = SonarTranslator(enc, dec, tok).translate(SENTENCES, "deu_Latn", "eng_Latn")
     assert out == SonarTranslator(ref_enc, ref_dec, ref_tok).translate(SENTENCES, "deu_Latn", "eng_Latn")
-    assert all(isinstance(s, str) and s for s in out)
+    # English sentences, one per source: words of the English the tiny SONAR learnt, not the German it read
+    words = {lang: {w for t in parallel_120[lang] for w in t.split()} for lang in ("eng_Latn", "deu_Latn")}
+    assert len(set(out)) == len(SENTENCES) and all(s.split() and set(s.split()) <= words["eng_Latn"] for s in out)
+    assert not any(set(s.split()) <= words["deu_Latn"] for s in out)
 
 
 @pytest.mark.parametrize("part,key", [("encoder", "encoder.layers.1.ffn.inner_proj.weight"),
@@ -243,6 +246,7 @@ def test_sonar_identity_of_a_missing_checkpoint_names_it(tiny_sonar, tmp_path):
 
 # --------------------------------------------------------------------------- NLLB
 def test_nllb_snapshot_roundtrip(tiny_nllb, tmp_path):
+    import torch
     from safetensors import safe_open
 
     from extract.text.assets import export_nllb_snapshot
@@ -261,9 +265,18 @@ def test_nllb_snapshot_roundtrip(tiny_nllb, tmp_path):
     kw = dict(num_beams=1, max_new_tokens=12, batch_size=2)
     ref = NllbTranslator(str(tiny_nllb), "cpu", **kw)
     got = NllbTranslator(str(snap), "cpu", langs=["deu_Latn", "fra_Latn"], **kw)
+    batch = {k: got.tokenizer(SENTENCES, return_tensors="pt", padding=True)[k] for k in ("input_ids", "attention_mask")}
     for src, tgt in (("deu_Latn", "fra_Latn"), ("deu_Latn", "eng_Latn")):
         out = got.translate(SENTENCES, src, tgt)
-        assert out == ref.translate(SENTENCES, src, tgt) and all(isinstance(s, str) for s in out)
+        assert out == ref.translate(SENTENCES, src, tgt) and all(out)
+        ids = got.generate_ids(SENTENCES, src, tgt)
+        assert torch.equal(ids, ref.generate_ids(SENTENCES, src, tgt))
+        assert (ids[:, 1] == got.tokenizer.convert_tokens_to_ids(tgt)).all()
+        # the same weights, not just the same (few) words: the scores of every vocabulary entry agree
+        with torch.inference_mode():
+            a = got.model(**batch, decoder_input_ids=ids).logits
+            b = ref.model(**batch, decoder_input_ids=ids).logits
+        assert a.shape[-1] == len(got.tokenizer) and torch.equal(a, b)
 
 
 def _snapshot_variant(src: Path, dst: Path, edit_state=None, edit_config=None) -> Path:

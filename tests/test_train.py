@@ -195,8 +195,35 @@ def test_lora_only_adapters_trainable_and_identity_at_init(stand_ins):
     dec.ce_loss(cond, toks).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in dec.named_parameters() if "lora_A" in n or "lora_B" in n)
     assert all(p.grad is None for n, p in dec.named_parameters() if "lora_" not in n)
-    hyps = dec.generate(cond, "eng_Latn", beam_size=2, max_len=6)
-    assert len(hyps) == 2 and all(isinstance(h, str) for h in hyps)
+    # generation: at init (identity adapters) greedy decoding is the plain decoder's, step by step by hand
+    dec.eval()
+    far = 5 * torch.randn(2, EMB, generator=torch.Generator().manual_seed(0))  # conditions with non-empty decodes
+    hyps = dec.generate(far, "eng_Latn", beam_size=1, max_len=12)
+    assert hyps == greedy_by_hand(ref, tok, dec.encode_targets(["x"], "eng_Latn")[0][:2].tolist(), far, 12)
+    assert all(hyps) and hyps[0] != hyps[1]
+    assert all(dec.generate(far, "eng_Latn", beam_size=2, max_len=6))
+
+
+def greedy_by_hand(model, tok, prefix: list[int], cond: torch.Tensor, max_len: int) -> list[str]:
+    """Greedy decoding of `model` from `prefix` (`</s> __lang__`): the most probable token (pad excluded)
+    until `</s>` or max_len - 1 tokens (the last place is the forced `</s>`), special tokens dropped."""
+    from fairseq2.nn import BatchLayout
+
+    vi, decode = tok.vocab_info, tok.create_decoder(skip_special_tokens=True)
+    out = []
+    for c in cond[:, None, None]:
+        seq = list(prefix)
+        with torch.no_grad():
+            for _ in range(max_len - 1):
+                x = torch.tensor([seq])
+                lp = torch.log_softmax(model.project(model.decode(x, BatchLayout(tuple(x.shape), [len(seq)]), c,
+                                                                  BatchLayout.of(c)))[0, -1].float(), -1)
+                lp[vi.pad_idx] = -float("inf")
+                seq.append(int(lp.argmax()))
+                if seq[-1] == vi.eos_idx:
+                    break
+        out.append(decode(torch.tensor([t for t in seq[len(prefix):] if t != vi.eos_idx], dtype=torch.int64)))
+    return out
 
 
 # ---------------------------------------------------------------------------- data
