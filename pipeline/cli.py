@@ -32,6 +32,7 @@ from pipeline.cli_options import (
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it from the root context
     help="SONAR-SLT sign-language translation: cached features, cached targets, a light trainer.",
     pretty_exceptions_enable=False,
     # Plain click help: boolean flags show as switches (rich help labels them <bool>), and

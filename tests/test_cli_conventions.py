@@ -196,6 +196,12 @@ def test_ctrl_c_prints_what_was_kept_and_exits_130(tmp_path, monkeypatch, capsys
 # ------------------------------------------------------------------ conventions
 
 
+def test_dash_h_is_help_on_the_root_and_every_subcommand():
+    for path in ((), ("train",), ("cache", "gc"), ("config", "show")):
+        short, long = invoke(*path, "-h"), invoke(*path, "--help")
+        assert short.exit_code == 0 and short.output == long.output and "Usage:" in short.output, path
+
+
 def test_version_and_plain_boolean_switches():
     r = invoke("--version")
     assert r.exit_code == 0 and re.fullmatch(r"slt-pipe \d+\.\d+\.\d+\n", r.output)
