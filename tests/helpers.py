@@ -166,3 +166,29 @@ def write_how2sign(root: Path) -> Path:
     write_mp4(root / "val/rgb_front/clips/val_0-1-rgb_front.mp4", frames=16)
     write_mp4(root / "video_level/test/rgb_front/raw_videos/tst-1-rgb_front.mp4", frames=24)
     return root
+
+
+# --------------------------------------------------------------------------- features stores on disk
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_bytes(entry: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
+    store = entry / "features.zarr"
+    return {str(p.relative_to(store)): sha256(p) for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def finished_shards(shards: Path) -> list[str]:
+    """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
+    return sorted(p.name for p in shards.iterdir() if p.name.isdigit() and (p / "zarr.json").is_file())
+
+
+def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:
+    """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
+    return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, sha256(f))
+            for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from cache.errors import SltPipeError
 from cache.store import Cache, PendingEntry
+from helpers import finished_shards, shard_files, store_bytes
 from pipeline.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -360,29 +361,6 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path):
     assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed
     assert entry.name == clean_entry.name and not list(features.glob("*.partial"))
     assert store_bytes(entry) == store_bytes(clean_entry)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def store_bytes(entry: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
-    store = entry / "features.zarr"
-    return {str(f.relative_to(store)): _sha256(f) for f in sorted(store.rglob("*")) if f.is_file()}
-
-
-def finished_shards(shards: Path) -> list[str]:
-    """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
-    return sorted(d.name for d in shards.iterdir() if d.name.isdigit() and (d / "zarr.json").is_file())
-
-
-def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:
-    """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
-    return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, _sha256(f))
-            for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}
 
 
 def test_ablation_grid_base_layers_like_a_config_file(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from cache.features import STORE, FeatureReader
 from cache.store import Cache
 from extract.datasets import PngFolder, Sample, open_dataset
 from extract.vision.decode import read_frames
-from helpers import write_mp4
+from helpers import sha256, store_bytes, write_mp4
 from pipeline.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,17 +69,6 @@ def store_arrays(entry: Path) -> dict[str, np.ndarray]:
         for name, arr in root[sub].arrays():
             out[f"{sub}/{name}"] = arr[:]
     return out
-
-
-def sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def store_bytes(entry: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file of a features entry's store."""
-    return {str(p.relative_to(entry / STORE)): sha256(p) for p in sorted((entry / STORE).rglob("*")) if p.is_file()}
 
 
 def only_entry(cache: Path) -> Path:

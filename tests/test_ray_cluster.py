@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import finished_shards, shard_files, store_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 
@@ -68,29 +70,6 @@ def entry_files(cache: Path, kind: str) -> dict[str, dict[str, str]]:
 def feature_files(cache: Path) -> dict[str, str]:
     (manifest,) = (cache / "features").glob("*/manifest.json")
     return {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
-
-
-def sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def store_bytes(entry: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
-    store = entry / "features.zarr"
-    return {str(p.relative_to(store)): sha256(p) for p in sorted(store.rglob("*")) if p.is_file()}
-
-
-def finished_shards(shards: Path) -> list[str]:
-    """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
-    return sorted(p.name for p in shards.iterdir() if p.name.isdigit() and (p / "zarr.json").is_file())
-
-
-def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:
-    """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
-    return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, sha256(f))
-            for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}
 
 
 def ran_on_head(temp_dir: Path) -> list[Path]:
