@@ -326,7 +326,9 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [*SLT, "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"), "--split", "train",
             "--set", "dataset.toy_videos=40", "--set", "extract.shard_videos=2"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIG_DFL: a shell that started pytest in the background hands its children SIGINT ignored
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     features = tmp_path / "c" / "features"
     while time.time() < deadline:  # wait for the first finished shard

@@ -304,6 +304,39 @@ def red_bar(i: int, height: int, width: int) -> np.ndarray:
     return img
 
 
+def test_ctrl_c_ends_the_threads_that_talk_to_ray_before_it_goes_down(local_ray, toy_bad_png, tmp_path, monkeypatch):
+    """Ctrl-C while a shard is being written: when the interrupt leaves run_extraction no drain thread is
+    left inside Ray, so ray_session's ray.shutdown() never runs under one (Ray's core then exits the
+    process with status 1 instead of slt-pipe's 130), and the shard being written is finished."""
+    import threading
+
+    from cache.features import FeatureStoreWriter
+    from extract.vision.backend import pick_backend
+    from extract.vision.ray_backend import DRAIN_THREAD
+    from extract.vision.runner import run_extraction
+
+    write = FeatureStoreWriter.write_shard
+    written: list[int] = []
+
+    def interrupted_write(self, data):
+        if not written:  # Ctrl-C reaches the main thread while this thread is still busy writing
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(1.0)
+        write(self, data)
+        written.append(data.index)
+
+    monkeypatch.setattr(FeatureStoreWriter, "write_shard", interrupted_write)
+    samples = list(open_dataset("toy", toy_bad_png[0], ["train"]).samples["train"])
+    cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2}}).extract
+    with Cache(tmp_path / "cache").begin("features", "k", {}) as pending, pytest.raises(KeyboardInterrupt):
+        run_extraction(cfg, samples, pending, pick_backend(cfg))
+    deadline = time.time() + 0.5  # a thread that has finished its work leaves enumerate() a moment later
+    while [t for t in threading.enumerate() if t.name.startswith(DRAIN_THREAD)] and time.time() < deadline:
+        time.sleep(0.01)
+    assert [t.name for t in threading.enumerate() if t.name.startswith(DRAIN_THREAD)] == []
+    assert written and len(written) < len(samples) // 2  # the write under way was finished, the rest stopped
+
+
 def test_how2sign_clips_cut_videos_and_truncated_mp4(local_ray, tmp_path):
     head = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
     rows = ["a\ta-1\ta_0\ta_0-1\t0.0\t1.0\tFirst.", "b\tb-1\tb_0\tb_0-1\t0.5\t1.5\tCut from a video.",

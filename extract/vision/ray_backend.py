@@ -54,6 +54,8 @@ class DecodeTuning:
     recipe's modules) while the model workers load, instead of on the first videos."""
 
 
+DRAIN_THREAD = "slt-extract-drain"
+"""Name prefix of run_shards' threads, one per model worker, that stream its shards back and write them."""
 OLD_DECODE = DecodeTuning(streamed=False, idle_priority=False, task_cpus=1.0, warm=False)
 """How decoding ran before DecodeTuning (bench/extract.py compares it with the default)."""
 TUNING = DecodeTuning()
@@ -187,6 +189,8 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
     with progress:
         task = progress.add_task(f"extract ({len(workers)} {compute['device']} worker(s))", total=total)
 
+        finished = [threading.Event() for _ in workers]
+
         def drain(k: int) -> None:
             try:
                 for ref in workers[k].run.options(num_returns="streaming").remote(queue):
@@ -201,12 +205,24 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
                 with contextlib.suppress(Empty):  # the other workers claim nothing more
                     while True:
                         queue.get_nowait()
+            finally:
+                finished[k].set()
 
-        threads = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(workers))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for k in range(len(workers)):
+            threading.Thread(target=drain, args=(k,), name=f"{DRAIN_THREAD}-{k}", daemon=True).start()
+        try:
+            for done in finished:
+                done.wait()
+        except BaseException:
+            # Ctrl-C lands here while the drain threads are inside ray.get; ray.shutdown() under them
+            # makes Ray's core exit the process with status 1. Killing the workers ends their streams
+            # (a shard being written is finished first); then Ray may go down. Events, not
+            # Thread.join: a join that Ctrl-C interrupted reports the thread finished when it is not.
+            for w in workers:
+                ray.kill(w)
+            for done in finished:
+                done.wait(timeout=60)
+            raise
     compute["steady_seconds"] = time.time() - started  # workers ready -> last shard written
     for w in workers:
         ray.kill(w)
