@@ -219,9 +219,10 @@ def eval_langs(trials: list[Trial], opts: GridOptions) -> list[str]:
 
 
 def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *, parallel: int | None = None,
-                 layers: list[Layer] | None = None, seeds: int | None = None) -> list[dict]:
+                 layers: list[Layer] | None = None, seeds: int | None = None,
+                 results: Console | None = None) -> list[dict]:
     """Prepare the caches, run every variant (x seeds) on Ray, write results.{md,csv,json}, summary.{md,csv}
-    and results.png in `out`."""
+    and results.png in `out`. The summary table and where the files are go to `results` (stdout)."""
     opts = grid_options(grid, seeds)
     variants = read_grid(grid, base, layers)
     names = [t.name for t in variants]
@@ -261,8 +262,9 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
                            fix="this is a bug: trials must only read caches; please report it")
     summary = summarize(rows, opts.baseline or names[0])
     write_results(rows, summary, out)
-    console.print(summary_table(summary, opts.seeds))
-    console.print(f"results: {out / 'summary.md'}, {out / 'results.csv'}, {out / 'results.png'}")
+    (results or console).print(summary_table(summary, opts.seeds))
+    (results or console).print(f"results: {out / 'summary.md'}, {out / 'results.csv'}, {out / 'results.png'}",
+                               highlight=False)
     return rows
 
 

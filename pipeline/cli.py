@@ -13,6 +13,7 @@ import typer
 
 from cache.errors import SltPipeError
 from pipeline.cli_cache import cache_app
+from pipeline.cli_help import help_class
 from pipeline.cli_options import CACHE_DIRS as _CACHE_DIRS
 from pipeline.cli_options import (
     CacheOpt,
@@ -29,10 +30,21 @@ from pipeline.cli_options import (
     resolve_options,
 )
 
+TRAIN_FIELDS = {"out_dir": "train.out", "steps": "train.steps", "max_minutes": "train.max_minutes",
+                "shuffle_targets": "train.shuffle_targets", "init_visual_block": "train.init_visual_block"}
+"""train's own options -> the fields they set (its help shows this project's value of each)."""
+
+
+def _train_help(values: dict[str, tuple[Any, str]], problem: str | None) -> str:
+    from train.presets_table import train_help
+
+    return train_help(values, problem)
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it from the root context
+    # subcommands inherit these from the root context; help wraps at the terminal's width, up to 120
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
     help="SONAR-SLT sign-language translation: cached features, cached targets, a light trainer.",
     pretty_exceptions_enable=False,
     # Plain click help: boolean flags show as switches (rich help labels them <bool>), and
@@ -116,7 +128,7 @@ def init(
     out.print(f"wrote {path.resolve()}", highlight=False)
 
 
-@config_app.command("show")
+@config_app.command("show", cls=help_class())
 def config_show(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -150,13 +162,6 @@ def config_show(
         print(json.dumps(to_dict(cfg), indent=2))
     else:
         print(to_toml(cfg))
-
-
-def _train_help() -> str:
-    """`train --help`: the paper settings (preset paper-spamo) and where each comes from."""
-    from train.presets_table import train_help
-
-    return train_help()
 
 
 # ------------------------------------------------------------------ data
@@ -196,7 +201,7 @@ def make_toy_cmd(
               f"  slt-pipe train --config {toml} --out runs/rehearsal\n  slt-pipe evaluate --run runs/rehearsal --split test")
 
 
-@app.command()
+@app.command(cls=help_class({"ray_address": "extract.ray_address", "workers": "extract.workers"}))
 def extract(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -212,11 +217,13 @@ def extract(
     from pipeline import extract_stage
 
     cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers}, needs_dataset=True)
-    report = extract_stage.extract(cfg, console=err)
+    report = extract_stage.extract(cfg, console=err, out=out)
     _exit_on_failures(report)
 
 
-@app.command("embed-targets")
+@app.command("embed-targets", cls=help_class({
+    "translator": "embed.translator", "allow_poor_translations": "embed.allow_poor_translations",
+    "ray_address": "embed.ray_address", "workers": "embed.workers"}))
 def embed_targets(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -239,11 +246,11 @@ def embed_targets(
                                                                         "embed.allow_poor_translations": allow_poor_translations or None,
                                                                         "embed.ray_address": ray_address, "embed.workers": workers},
                     needs_dataset=True)
-    report = embed_stage.embed_targets(cfg, console=err)
+    report = embed_stage.embed_targets(cfg, console=err, out=out)
     _exit_on_failures(report)
 
 
-@app.command(help=_train_help())
+@app.command(cls=help_class(TRAIN_FIELDS, intro=_train_help))
 def train(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -260,7 +267,7 @@ def train(
     init_visual_block: Annotated[Optional[str], typer.Option("--init-visual-block", help="Start the visual block from a slt-pipe run dir, its checkpoint, or a state-dict file (= --set train.init_visual_block=PATH); copied into the run.")] = None,
     sets: SetOpt = None,
 ) -> None:
-    """Train the visual block and LoRA SONAR decoder on cached features and targets only (help: _train_help)."""
+    """Train the visual block and LoRA SONAR decoder on cached features and targets only (help: train_help)."""
     from pipeline import train_stage
 
     cfg = config_of(
@@ -269,7 +276,7 @@ def train(
            "train.shuffle_targets": shuffle_targets or None, "train.init_visual_block": init_visual_block},
         needs_dataset=True,
     )
-    train_stage.train(cfg, resume=resume, overwrite=overwrite, console=err)
+    train_stage.train(cfg, resume=resume, overwrite=overwrite, console=err, out=out)
 
 
 @app.command()
@@ -306,7 +313,7 @@ def translate(
     print(text)
 
 
-@app.command()
+@app.command(cls=help_class())
 def demo(
     cache: CacheOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
@@ -322,7 +329,7 @@ def demo(
     train_stage.demo(cfg, console=err, out=out, control=control)
 
 
-@app.command()
+@app.command(cls=help_class({"ray_address": "extract.ray_address"}))
 def ablate(
     grid: Annotated[Optional[Path], typer.Option("--config", help="Grid TOML: [base] config, [variants] name = [\"section.field=value\", ...], optional [ablate] seeds/baseline/langs; or a shipped grid by name: alignment (MSE vs MSE + cosine), augmentation (none / multilingual / video / coupled), zero-shot (German targets only, scored in deu/eng/fra). Default: full, no-cos, no-ae, no-video-aug, no-multilingual, mse-only, langs=deu.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the per-trial runs, results.{md,csv,json}, summary.{md,csv} and results.png.")] = Path("runs/ablation"),
@@ -346,10 +353,10 @@ def ablate(
     if not grid_names_dataset:
         require_dataset(resolved)
     ablate_stage.run_ablation(resolved.config, grid, out_dir, console=err, parallel=parallel, layers=resolved.layers,
-                              seeds=seeds)
+                              seeds=seeds, results=out)
 
 
-@app.command()
+@app.command(cls=help_class({"ray_address": "extract.ray_address"}))
 def doctor(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,

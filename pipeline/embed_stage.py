@@ -248,18 +248,20 @@ def ensure_tiny_nllb(cfg: Config, dataset: Any, console: Console) -> Path:
     return entry.dir
 
 
-def embed_targets(cfg: Config, console: Console) -> EmbedReport:
+def embed_targets(cfg: Config, console: Console, out: Console | None = None) -> EmbedReport:
     """Build (or find) the targets entry of every requested language; a summary table at the end.
+
+    What each language's entry is, and the table, go to `out` (stdout: results); the rest to `console`.
 
     A language the translator cannot write at all is refused before any work; one whose
     translations fail the quality gates is refused before anything of it is published. Either
     is a failure of the report, and the other languages still complete. Ray workers, when the
     config asks for them, live for the whole run and are gone when it returns."""
     with contextlib.ExitStack() as stack:
-        return _embed_targets(cfg, console, stack)
+        return _embed_targets(cfg, console, out or console, stack)
 
 
-def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -> EmbedReport:
+def _embed_targets(cfg: Config, console: Console, out: Console, stack: contextlib.ExitStack) -> EmbedReport:
     from extract.text.embed import CALLS
 
     calls0 = dict(CALLS)
@@ -297,7 +299,7 @@ def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -
         label = source_label(cfg.embed, cfg.dataset.splits, dataset, lang)
         if isinstance(got, Entry):
             entry = got
-            console.print(f"[green]cached[/] targets {lang}: targets/{key} ({entry.items} sentences)")
+            out.print(f"[green]cached[/] targets {lang}: targets/{key} ({entry.items} sentences)", highlight=False)
             if (entry.manifest.get("quality_gate") or {}).get("published_despite_failing"):
                 console.print(f"[yellow]warning[/] {lang}: these translations failed the quality gates and were "
                               "published with --allow-poor-translations (see quality_gate in its manifest)")
@@ -321,6 +323,7 @@ def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -
                                               _gate_cell(getattr(e, "figures", None))))
             continue
         report.entries[lang] = entry
+        out.print(f"[bold]built[/] targets {lang}: targets/{key} ({entry.items} sentences)", highlight=False)
         report.summary.append(LangSummary(lang, label, n, counts["translated"], counts["embedded"],
                                           time.monotonic() - t0, "built", key,
                                           _gate_cell(entry.manifest.get("quality_gate"))))
@@ -328,10 +331,11 @@ def _embed_targets(cfg: Config, console: Console, stack: contextlib.ExitStack) -
     report.summary.sort(key=lambda r: order[r.lang])
     report.failures.sort(key=lambda f: order[f[0]])
     report.calls = {k: CALLS[k] - calls0.get(k, 0) for k in CALLS}
-    console.print(summary_table(report, dataset.name))
+    out.print(summary_table(report, dataset.name))
     if report.failures:
-        console.print(f"[red]{len(report.failures)} language(s) refused or failed[/]; the others are cached. "
-                      "Fix and re-run.")
+        ok = len(report.summary) - len(report.failures)
+        rest = f"the other {ok} are cached" if ok else "no language was built"
+        console.print(f"[red]{len(report.failures)} language(s) refused or failed[/]; {rest}. Fix and re-run.")
     return report
 
 

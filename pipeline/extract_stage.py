@@ -67,7 +67,9 @@ def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, 
     return make_key("features", inputs, format_version=FEATURES_FORMAT), inputs
 
 
-def extract(cfg: Config, console: Console) -> ExtractReport:
+def extract(cfg: Config, console: Console, out: Console | None = None) -> ExtractReport:
+    """Extract every split of `cfg`; what each split's entry is goes to `out` (stdout: a result), the
+    rest (progress, notes, skipped videos) to `console` (stderr)."""
     cache = Cache(cfg.cache.dir)
     dataset = configured_dataset(cfg, console)
     report = ExtractReport()
@@ -87,7 +89,7 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
                 ray_started = True
 
         for split in cfg.dataset.splits:
-            _extract_split(cfg, cache, dataset, split, report, start_ray, console)
+            _extract_split(cfg, cache, dataset, split, report, start_ray, console, out or console)
     if report.failures:
         console.print(f"[red]{len(report.failures)} sample(s) skipped[/] in all; the others are published. Fix them "
                       "(listed above) and re-run: only their shards are recomputed")
@@ -95,7 +97,7 @@ def extract(cfg: Config, console: Console) -> ExtractReport:
 
 
 def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: ExtractReport,
-                   start_ray: Callable[[ExtractConfig], None], console: Console) -> None:
+                   start_ray: Callable[[ExtractConfig], None], console: Console, out: Console) -> None:
     key, inputs = features_key(cfg, dataset, split)
     got = cache.claim("features", key, inputs, note=lambda m: console.print(m, highlight=False))
     samples = dataset.samples[split]
@@ -126,9 +128,12 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
         report.computed.append(split)
     else:
         entry = got
-        console.print(f"[green]cached[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos)")
     report.entries[split] = entry
     failures = entry.manifest.get("failures", [])
+    status = "built" if split in report.computed else "cached"
+    skipped = f"; {len(failures)} skipped" if failures else ""
+    out.print(f"[green]{status}[/] features {dataset.name}/{split}: features/{key} ({entry.items} videos{skipped})",
+              highlight=False)
     for f in failures:
         vid, reason, fix = (list(f) + [""])[:3]
         console.print(f"[red]skipped[/] {dataset.name}/{split}/{vid}: {reason}" + (f"; fix: {fix}" if fix else ""),

@@ -152,7 +152,7 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
                        encoder_spec=cfg.embed.sonar_encoder)
 
 
-def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console: Console):
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console: Console, out: Console | None = None):
     """Fit the visual block and LoRA decoder on the cached tensors of `cfg`'s dataset.
 
     A run directory holds one run: an existing one is continued (`resume`), cleared first
@@ -177,7 +177,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
     with rebuild_hint(cfg):
         result = run_training(cfg.train, inputs, resume=resume, case=bleu_case(cfg.train.bleu_case, inputs.dataset))
     best = "n/a" if result.best_bleu is None else f"{result.best_bleu:.2f} at step {result.best_step}"
-    console.print(f"[green]trained[/] {result.step} steps ({result.stopped}); last loss {result.last_loss:.4g}; "
+    (out or console).print(f"[green]trained[/] {result.step} steps ({result.stopped}); last loss {result.last_loss:.4g}; "
                   f"best dev BLEU {best}; curves in {run_dir / 'curves.png'}")
     return result
 

@@ -408,7 +408,7 @@ def test_presets_listed_with_sources():
         assert name in text
     row = next(line for line in text.splitlines() if line.startswith("batch_size "))
     assert row.split()[1:4] == ["16", "32", "32"] and "SpaMo" in row
-    assert "train.lr = 0.0001   source: SpaMo" in train_help()
+    assert "train.lr = 0.0001   source: SpaMo" in train_help({}, "no project")  # values unknown: the paper's
     # ... and through the CLI
     from typer.testing import CliRunner
 
@@ -418,7 +418,7 @@ def test_presets_listed_with_sources():
     assert listed.exit_code == 0 and "paper-spamo" in listed.output and "generic" in listed.output
     shown = CliRunner().invoke(app, ["config", "show", "--profile", "paper"])
     assert shown.exit_code == 0 and 'preset = "paper-spamo"' in shown.output
-    helped = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    helped = CliRunner().invoke(app, ["train", "--profile", "paper", "--help"], env={"COLUMNS": "200"})
     assert "--init-visual-block" in helped.output and "train.batch_size = 16" in helped.output
     # every field says where its value comes from
     from train.presets_table import field_docs

@@ -7,6 +7,7 @@ so the printed values and sources cannot drift from the ones the trainer uses.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from train.config import PRESET_NOTES, TRAIN_PRESETS, TrainConfig, field_source, preset_config
 
@@ -56,12 +57,25 @@ def presets_text() -> str:
     return "\n".join(lines)
 
 
-def train_help() -> str:
-    """The `slt-pipe train` command help: what it does, then the paper recipe with its sources."""
+def train_help(values: dict[str, tuple[Any, str]], problem: str | None = None) -> str:
+    """The `slt-pipe train` command help: what it does, then the recipe this project would train with
+    (`values`: dotted field -> (value, layer), `Resolved.explain()`), each value with its layer and,
+    under the paper preset, where it holds the paper's value, that value's source; `problem`: why the project's values are unknown."""
     docs = field_docs()
     paper = preset_config("paper-spamo")
-    rows = [f"train.{f} = {_fmt(getattr(paper, f))}   source: {field_source(docs.get(f, ''))}" for f in HELP_FIELDS]
-    return ("Train the visual block and LoRA SONAR decoder on cached features and targets only.\n\n"
-            "The paper profile's recipe (preset paper-spamo; --set train.FIELD=VALUE changes any of it, "
-            "`slt-pipe config show --presets` lists every preset and field):\n\n"
-            "\b\n" + "\n".join(rows))
+    head = "Train the visual block and LoRA SONAR decoder on cached features and targets only.\n\n"
+    if not values:
+        rows = [f"train.{f} = {_fmt(getattr(paper, f))}   source: {field_source(docs.get(f, ''))}" for f in HELP_FIELDS]
+        return (head + f"This project's values are not shown ({problem}). The paper profile's recipe "
+                "(preset paper-spamo):\n\n\b\n" + "\n".join(rows))
+    preset = values.get("train.preset", ("?", ""))[0]
+    rows = []
+    for f in HELP_FIELDS:
+        value, where = values[f"train.{f}"]
+        source = field_source(docs.get(f, ""))
+        paper_value = preset == "paper-spamo" and value == getattr(paper, f) and source
+        rows.append(f"train.{f} = {_fmt(value)}   from {where}" + (f"; source: {source}" if paper_value else ""))
+    return (head + f"The recipe this project trains with (train.preset {preset}, profile {values['profile'][0]}; "
+            "each value with the layer it comes from; --set train.FIELD=VALUE changes any of it, "
+            "`slt-pipe config show --presets` lists every preset, `config show --explain` every field):"
+            "\n\n\b\n" + "\n".join(rows))

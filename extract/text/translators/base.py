@@ -92,8 +92,8 @@ def tiny_cannot_write(ctx: TranslatorContext, langs: list[str], name: str) -> di
     drop = (f"drop it: `{ctx.command(keep)}`" if keep
             else f"ask for languages it knows: `{ctx.command(known)}`")
     return {lang: SltPipeError(
-        f"{lang}: the {name} translator cannot write {lang}: it only learns the languages of "
-        f"{ctx.dataset}'s train-split references ({', '.join(known)}), and asked for another language it "
-        "writes one of those", path=ctx.root,
+        f"{lang}: the {name} translator cannot write {lang}: it learns only the languages of "
+        f"{ctx.dataset}'s train-split references ({', '.join(known)}), and would write one of those instead",
+        path=ctx.root,
         fix=f"{drop}; or translate with a model that knows {lang} (`--profile paper`: SONAR and NLLB-200 "
         f"know the 202 FLORES-200 languages); or give every train sentence a {lang} reference") for lang in bad}
