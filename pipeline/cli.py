@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from cache.errors import SltPipeError
 from pipeline.cli_cache import cache_app
@@ -79,7 +80,7 @@ def main() -> None:
     try:
         app()
     except SltPipeError as e:
-        err.print(f"[bold red]error:[/] {e.render()}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(e.render())}", highlight=False)  # a [value] is text, not markup
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as e:
         # typer turns Ctrl-C into a silent exit 130; say what was kept and how to resume.
@@ -306,10 +307,10 @@ def translate(
     """Translate one video: features computed on the fly with the run's extractor config. The text goes to stdout, logs to stderr."""
     import contextlib
 
-    from pipeline import train_stage
+    from pipeline import translate_stage
 
     with contextlib.redirect_stdout(sys.stderr):  # whatever a model prints while loading is a log line
-        text = train_stage.translate_video(run, video, lang)
+        text = translate_stage.translate_video(run, video, lang)
     print(text)
 
 

@@ -91,11 +91,15 @@ def build_config(*layers: dict[str, Any]) -> Config:
 
 
 def build_named(*layers: Layer) -> Config:
-    """`build_config` over named layers (the names serve `origins`)."""
+    """`build_config` over named layers (the names serve `origins`, and a wrong value's fix)."""
+    expanded = expand_layers(layers)
     full: dict[str, Any] = {}
-    for _, layer in expand_layers(layers):
+    for _, layer in expanded:
         deep_merge(full, copy.deepcopy(layer))  # copies: merging must not write into the callers' dicts
-    return _from_dict(Config, full, "")
+    try:
+        return _from_dict(Config, full, "")
+    except _BadValue as e:
+        raise SltPipeError(e.problem, fix=_value_fix(e.field, expanded)) from None
 
 
 def expand_layers(layers: typing.Sequence[Layer]) -> list[Layer]:
@@ -305,10 +309,41 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+class _BadValue(SltPipeError):
+    """A value of the wrong type for a field; `build_named` adds the fix (an example, written for
+    where the value came from)."""
+
+    def __init__(self, where: str, tp: Any, value: Any):
+        self.field = where
+        super().__init__(f"{where} must be {_expected(tp)}, got {value!r}")
+
+
+_KINDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+          str: ("a string", "strings"), Path: ("a path", "paths")}
+
+
+def _expected(tp: Any, plural: bool = False) -> str:
+    """What a field of type `tp` takes, in words: 'an integer', 'a list of numbers', 'one of mean, max'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _expected(inner[0], plural) + (" or none" if type(None) in args else "")
+    if origin is Literal:
+        return ("each " if plural else "") + "one of " + ", ".join(map(str, args))
+    if origin is list:
+        return "a list of " + _expected(args[0], plural=True)
+    if dataclasses.is_dataclass(tp):
+        return "tables" if plural else "a table"
+    kind = _KINDS.get(tp, ("a " + getattr(tp, "__name__", str(tp)), getattr(tp, "__name__", str(tp)) + "s"))
+    return kind[1] if plural else kind[0]
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise SltPipeError(f"{where} must be a table", fix=f"write [{where}] with its fields")
+            first = next((f for f in dataclasses.fields(tp) if isinstance(f.default, (str, int, float))), None)
+            example = f", e.g. --set {where}.{first.name}={_cli_value(first.default)}" if first else ""
+            raise SltPipeError(f"{where} must be a table, got {value!r}", fix="set its fields one by one" + example)
         return _from_dict(tp, value, where + ".")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -317,18 +352,26 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
+        try:
+            return _coerce(inner[0], value, where)
+        except _BadValue:
+            raise _BadValue(where, tp, value) from None
     if origin is Literal:
         if value not in args:
-            raise SltPipeError(f"{where} = {value!r} is not allowed", fix=f"use one of: {', '.join(map(str, args))}")
+            raise _BadValue(where, tp, value)
         return value
     if origin is list:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list):
-            raise SltPipeError(f"{where} must be a list", fix=f"e.g. {where} = [\"a\", \"b\"]")
-        return [_coerce(args[0], v.strip() if isinstance(v, str) else v, where) for v in items]
-    if tp is Path:
-        return Path(value).expanduser()
+            raise _BadValue(where, tp, value)
+        try:
+            return [_coerce(args[0], v.strip() if isinstance(v, str) else v, where) for v in items]
+        except _BadValue:
+            raise _BadValue(where, tp, value) from None
+    if tp in (str, Path):  # a number is a name too (`--set train.out=2024`); a list or a table is not
+        if isinstance(value, (bool, list, dict)) or value is None:
+            raise _BadValue(where, tp, value)
+        return Path(str(value)).expanduser() if tp is Path else str(value)
     if tp is bool:
         if isinstance(value, str):
             if value.lower() in ("true", "1", "yes"):
@@ -337,13 +380,78 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return False
         if isinstance(value, bool):
             return value
-        raise SltPipeError(f"{where} must be true or false, got {value!r}")
-    if tp in (int, float, str):
+        raise _BadValue(where, tp, value)
+    if tp in (int, float):
+        if isinstance(value, (bool, list, dict)):
+            raise _BadValue(where, tp, value)
         try:
             out = tp(value)
         except (TypeError, ValueError):
-            raise SltPipeError(f"{where} must be {tp.__name__}, got {value!r}") from None
+            raise _BadValue(where, tp, value) from None
         if tp is int and isinstance(value, float) and value != out:
-            raise SltPipeError(f"{where} must be an integer, got {value!r}")
+            raise _BadValue(where, tp, value)
         return out
     return value
+
+
+def _field(dotted: str) -> tuple[Any, Any]:
+    """(declared type, dataclass default) of a dotted Config field."""
+    cls: Any = Config
+    obj: Any = Config()
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        cls, obj = typing.get_type_hints(cls)[name], getattr(obj, name)
+    return typing.get_type_hints(cls)[leaf], getattr(obj, leaf)
+
+
+def _value_fix(dotted: str, layers: typing.Sequence[Layer]) -> str:
+    """The fix for a wrong value of `dotted`: a valid example (the value it has without the wrong one: a lower
+    layer's, the default, else one of its type), written where the wrong value came from."""
+    tp, default = _field(dotted)
+    candidates = [(name, flat_fields(layer)[dotted]) for name, layer in reversed(layers) if dotted in flat_fields(layer)]
+    source = candidates[0][0] if candidates else "--set"  # the layer the wrong value came from
+    example = None
+    for v in [*(v for _, v in candidates), default]:
+        try:
+            example = _coerce(tp, v, dotted)
+        except SltPipeError:
+            continue
+        if example is not None and example != []:
+            break
+    if example is None or example == []:
+        example = _placeholder(tp, dotted)
+    *section, leaf = dotted.split(".")
+    for prefix in ("project file ", "--config "):
+        if source.startswith(prefix):
+            table = f"in the {'.'.join(section)} section" if section else "at the top"  # no brackets: rich eats them
+            return f"in {source[len(prefix):]}, write {leaf} = {_toml_value(example)} {table}"
+    if source.startswith("flag "):
+        return f"{source[len('flag '):]} {_cli_value(example)}"
+    return f"--set {dotted}={_cli_value(example)}"
+
+
+def _placeholder(tp: Any, dotted: str) -> Any:
+    """A valid value of type `tp` for a field whose default is none."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _placeholder(next(a for a in args if a is not type(None)), dotted)
+    if origin is Literal:
+        return args[0]
+    if origin is list:
+        return [_placeholder(args[0], dotted)]
+    if tp is str and dotted.endswith("langs"):
+        return "deu_Latn"
+    return {int: 1, float: 1e-4 if dotted.endswith("lr") else 1.0, bool: True, Path: Path("path/to/dir")}.get(tp, "text")
+
+
+def _cli_value(v: Any) -> str:
+    """`v` as `--set` reads it back (bare strings, lists comma-separated)."""
+    import shlex
+
+    if isinstance(v, list):
+        return ",".join(_cli_value(x) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return shlex.quote(str(v))

@@ -167,7 +167,7 @@ def init_project(*, dataset: str | None, root: Path | None, profile: str | None,
                  cache: Path | None, sets: list[str] | None, force: bool) -> Path:
     """`slt-pipe init`: write the project file in the working directory with only these choices (and the
     --sets, merged deeply), after checking every name and path; returns its path."""
-    from extract.datasets import dataset_spec
+    from extract.datasets import dataset_spec, missing_root_fix
     from extract.text.languages import resolve_langs
 
     path = Path(PROJECT_FILE)
@@ -179,7 +179,7 @@ def init_project(*, dataset: str | None, root: Path | None, profile: str | None,
         raise SltPipeError(f"unknown profile {profile!r}", fix=f"use one of: {', '.join(PROFILES)}")
     if root is not None and not root.expanduser().is_dir():
         raise SltPipeError("dataset root is not a directory", path=root.expanduser().resolve(),
-                           fix="pass --root pointing at the unpacked release")
+                           fix=missing_root_fix(name, root.expanduser().resolve()))
     if root is None and name != "toy":
         raise SltPipeError(f"dataset {name!r} needs --root", fix=f"pass --root pointing at the unpacked {name} release")
     layer: dict[str, Any] = {"profile": profile, "dataset": {"name": name}, "embed": {"langs": resolve_langs(langs or "")}}

@@ -31,8 +31,6 @@ from pipeline.commands import suggest
 from pipeline.config import Config, build_config, to_dict
 
 PIPELINE_FILE = "pipeline.json"
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
-"""Files `translate --video` decodes (with PyAV); anything else must be a frame folder."""
 
 
 def _with(cfg: Config, *, splits: list[str] | None = None, langs: list[str] | None = None) -> Config:
@@ -322,55 +320,6 @@ def _open_split(cfg: Config, split: str, known: list[str]) -> Any:
         raise DatasetError(f"{cfg.dataset.name} has no split {split!r} ({e.problem})", path=e.path,
                            fix=f"pass --split with one of the run's splits ({', '.join(known)}) or another split "
                                f"of the dataset; the reader says: {e.fix}") from None
-
-
-def translate_video(run: Path, video: Path, lang: str) -> str:
-    """One video (frame folder or mp4) -> text in `lang`, features computed with the run's extractor config.
-
-    The video, the language and the run's weights are checked before any model is built.
-    """
-    from cache.device import resolve_device
-    from extract.text.languages import resolve_lang
-    from extract.vision.decode import read_frames
-    from extract.vision.streams import FeatureExtractor
-    from train.model import check_decoder_langs, run_weights, translate_one
-
-    cfg, inputs = load_run(run)
-    src = video_source(Path(video))
-    code = resolve_lang(lang)
-    check_decoder_langs(inputs, [code])
-    weights = run_weights(run)
-    if not weights.exists():
-        raise SltPipeError("the run has no trained weights", path=weights,
-                           fix="train first, or pass the --out directory of a finished `slt-pipe train`")
-    if "visual_block" not in json.loads((Path(run) / "config.json").read_text()):
-        cfg.train.visual_block = "slt-pipe-masked"  # runs from before the variants existed
-    device = resolve_device(cfg.train.device)
-    frames = read_frames(src, fps=cfg.extract.fps)
-    from pipeline.extract_stage import stage_config
-
-    extractor = FeatureExtractor(stage_config(cfg, cfg.dataset.name), device)
-    spatial, motion = extractor.spatial(frames), extractor.motion(frames)
-    with rebuild_hint(cfg):  # it reads the source language's targets (their width)
-        return translate_one(cfg.train, inputs, weights, spatial, motion, code, device)
-
-
-def video_source(video: Path) -> Any:
-    """A frame folder (PNG/JPEG, also PHOENIX's {name}/1/ layout) or a video file, checked; nothing decoded yet."""
-    from extract.datasets.base import PngFolder, VideoFile, list_frame_files
-
-    if video.is_dir():
-        folder = video if list_frame_files(video) else video / "1"
-        files = list_frame_files(folder) if folder.is_dir() else []
-        if not files:
-            raise SltPipeError("no PNG/JPEG frames in the folder", path=video, fix="point --video at a frame folder or an mp4")
-        return PngFolder(folder, files)
-    if video.is_file():
-        if video.suffix.lower() not in VIDEO_SUFFIXES:
-            raise SltPipeError(f"not a video file ({video.suffix or 'no suffix'})", path=video,
-                               fix=f"pass a frame folder or a video ({', '.join(VIDEO_SUFFIXES)})")
-        return VideoFile(video)
-    raise SltPipeError("video not found", path=video, fix="pass an existing frame folder or mp4")
 
 
 # ------------------------------------------------------------------ demo

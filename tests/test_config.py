@@ -50,7 +50,7 @@ def test_unknown_field_and_bad_values_are_clear():
         build_config({"train": {"lrr": 1}})
     with pytest.raises(SltPipeError, match="profile"):
         build_config({"profile": "huge"})
-    with pytest.raises(SltPipeError, match="must be int"):
+    with pytest.raises(SltPipeError, match="train.steps must be an integer, got .many."):
         build_config({"train": {"steps": "many"}})
     with pytest.raises(SltPipeError, match="section.field=value"):
         parse_override("lr=3")

@@ -72,7 +72,7 @@ def test_train_without_caches_names_the_command(tmp_path, toy30):
 
 
 def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
-    from pipeline import train_stage
+    from pipeline import train_stage, translate_stage
     from train.model import TrainInputs
 
     cache, root = cached
@@ -151,16 +151,16 @@ def test_train_evaluate_translate_on_real_caches(cached, tmp_path, monkeypatch):
 
     sample = toy.samples["test"][0]
     with pytest.raises(SltPipeError, match="cannot write spa_Latn"):  # checked before the extractor is built
-        train_stage.translate_video(run, sample.frames.dir, "spa")
+        translate_stage.translate_video(run, sample.frames.dir, "spa")
     with pytest.raises(SltPipeError, match="video not found"):
-        train_stage.translate_video(run, tmp_path / "nope.mp4", "eng")
+        translate_stage.translate_video(run, tmp_path / "nope.mp4", "eng")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(SltPipeError, match="not a video file"):
-        train_stage.translate_video(run, tmp_path / "notes.txt", "eng")
+        translate_stage.translate_video(run, tmp_path / "notes.txt", "eng")
 
     monkeypatch.undo()  # translate computes features on the fly: it may build the extractor
     assert not (run / "ckpt" / "best").exists()  # no dev evaluation: translate reads `last`, as evaluate did here
-    text = train_stage.translate_video(run, sample.frames.dir, "eng")
+    text = translate_stage.translate_video(run, sample.frames.dir, "eng")
     assert text and text == hyps["eng_Latn"][sample.id]  # the same model, decoding and settings as evaluate
 
 

@@ -76,13 +76,23 @@ def dataset_spec(name: str) -> DatasetSpec:
                            + f"use one of: {', '.join(DATASETS)}") from None
 
 
+def missing_root_fix(name: str, root: Path) -> str:
+    """The fix for a --root that is not a directory: the toy has no release to unpack, it is generated."""
+    if name == "toy":
+        import shlex
+
+        where = shlex.quote(str(root))
+        return (f"generate the toy there with `slt-pipe make-toy --out {where}` and pass --root {where}, "
+                "or drop --root to generate it in the cache")
+    return "pass --root pointing at the unpacked release"
+
+
 def open_dataset(name: str, root: Path, splits: Sequence[str]) -> Dataset:
     """Open and validate `splits` of dataset `name` found at `root`."""
     spec = dataset_spec(name)
     root = Path(root).expanduser().resolve()  # absolute: Ray workers do not share our cwd
     if not root.is_dir():
-        raise DatasetError(f"dataset root of {name!r} is not a directory", path=root,
-                           fix="pass --root pointing at the unpacked release")
+        raise DatasetError(f"dataset root of {name!r} is not a directory", path=root, fix=missing_root_fix(name, root))
     if isinstance(splits, str):
         splits = [splits]
     if not splits:
@@ -90,4 +100,4 @@ def open_dataset(name: str, root: Path, splits: Sequence[str]) -> Dataset:
     return spec.read(root, list(dict.fromkeys(splits)))
 
 
-__all__ = ["Dataset", "FrameSource", "PngFolder", "Sample", "VideoFile", "DATASETS", "DatasetSpec", "dataset_spec", "open_dataset", "validate_frames"]
+__all__ = ["Dataset", "FrameSource", "PngFolder", "Sample", "VideoFile", "DATASETS", "DatasetSpec", "dataset_spec", "missing_root_fix", "open_dataset", "validate_frames"]

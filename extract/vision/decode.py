@@ -7,11 +7,13 @@ the runner records the video and goes on. The exact rules are on `read_frames`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,8 +24,36 @@ import numpy as np
 from cache.errors import DatasetError
 from extract.datasets.base import FrameSource, PngFolder, VideoFile
 
-_FIX_IMAGE = "restore the frame from the release (or re-extract the video's frames), or drop the sample"
-_FIX_VIDEO = "re-download or re-encode the mp4 (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4), or drop the sample"
+_ONE_VIDEO: ContextVar[bool] = ContextVar("slt_pipe_one_video", default=False)
+"""Set by `one_video()`: the source is a video the user passed, not a sample of a dataset."""
+
+
+@contextlib.contextmanager
+def one_video():
+    """Errors raised inside speak of the one video the user passed (`translate --video`), not of a
+    dataset's sample that extraction could skip: their fixes never say 'drop the sample'."""
+    token = _ONE_VIDEO.set(True)
+    try:
+        yield
+    finally:
+        _ONE_VIDEO.reset(token)
+
+
+def _fix(dataset: str, one: str) -> str:
+    """The fix for a sample of a dataset, or for the one video of `one_video()`."""
+    return one if _ONE_VIDEO.get() else dataset
+
+
+def _fix_image() -> str:
+    return _fix("restore the frame from the release (or re-extract the video's frames), or drop the sample",
+                "re-extract the video's frames (or replace the unreadable one)")
+
+
+def _fix_video() -> str:
+    return _fix("re-download or re-encode the mp4 (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4), or drop the sample",
+                "re-encode the video (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4), or pass another one")
+
+
 _FIX_FPS = "pass a positive rate, e.g. --set extract.fps=25, or leave extract.fps unset to keep the native rate"
 _DEFAULT_RATE = Fraction(25)  # a header without a frame rate (and too few frames to measure one)
 # Seconds before a window's start to seek to, in turn, until decoding starts at or before it.
@@ -92,7 +122,7 @@ def read_prepared(src: FrameSource, prepare: Prepare, *, fps: float | None = Non
     except _PrepareFailed as e:
         raise e.error from None  # with its own traceback, from the thread that prepared
     except _ConvertFailed as e:
-        raise DatasetError(f"corrupt or truncated video ({e.error})", path=src.path, fix=_FIX_VIDEO) from e.error
+        raise DatasetError(f"corrupt or truncated video ({e.error})", path=src.path, fix=_fix_video()) from e.error
     finally:
         sink.close()
     if sink.frames == 0:
@@ -112,7 +142,8 @@ def _read(src: FrameSource, fps: float | None, max_side: int | None, max_frames:
 def _no_frames(src: FrameSource) -> None:
     where = src.dir if isinstance(src, PngFolder) else src.path
     raise DatasetError("video has no frames" + _window_text(src), path=where,
-                       fix="check the file / folder (and for a window, its start and end times) or drop the sample")
+                       fix=_fix("check the file / folder (and for a window, its start and end times) or drop the sample",
+                                "check the file / folder: it must hold at least one frame"))
 
 
 def count_frames(src: FrameSource, *, fps: float | None = None) -> int:
@@ -348,9 +379,9 @@ def _read_image(path: Path, max_side: int | None) -> np.ndarray:
             im.load()
             rgb = im.convert("RGB")
     except FileNotFoundError as e:
-        raise DatasetError("frame file is missing", path=path, fix=_FIX_IMAGE) from e
+        raise DatasetError("frame file is missing", path=path, fix=_fix_image()) from e
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on corrupt files
-        raise DatasetError(f"unreadable image ({type(e).__name__}: {e})", path=path, fix=_FIX_IMAGE) from e
+        raise DatasetError(f"unreadable image ({type(e).__name__}: {e})", path=path, fix=_fix_image()) from e
     if max_side is not None and max(rgb.size) > max_side:
         w, h = _shrunk(rgb.size[0], rgb.size[1], max_side)
         rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
@@ -361,9 +392,19 @@ def _read_image(path: Path, max_side: int | None) -> np.ndarray:
 
 
 def _av():
+    """PyAV, with FFmpeg's own log lines off: every failure reaches the user as one DatasetError naming the
+    file and its fix, never as a stray libav line ('moov atom not found'). PyAV logs nothing by default,
+    but importing torchvision.io turns its log on (ERROR), so this checks on every use."""
     import av
 
+    if av.logging.get_level() is not None:
+        av.logging.set_level(None)
     return av
+
+
+def _reason(e: Exception) -> str:
+    """A PyAV error in a few words: FFmpeg's text without the file name the DatasetError already names."""
+    return getattr(e, "strerror", None) or str(e)
 
 
 @dataclass(frozen=True)
@@ -389,22 +430,22 @@ class _StreamInfo:
 def _open_container(path: Path):
     av = _av()
     if not Path(path).is_file():
-        raise DatasetError("video file is missing", path=path, fix=_FIX_VIDEO)
+        raise DatasetError("video file is missing", path=path, fix=_fix_video())
     try:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DatasetError(f"cannot open video ({e})", path=path, fix=_FIX_VIDEO) from e
+        raise DatasetError(f"cannot open video ({_reason(e)})", path=path, fix=_fix_video()) from e
 
 
 def _video_stream(container, path: Path):
     if not container.streams.video:
-        raise DatasetError("file has no video stream", path=path, fix=_FIX_VIDEO)
+        raise DatasetError("file has no video stream", path=path, fix=_fix_video())
     return container.streams.video[0]
 
 
 def _stream_info(container, stream, path: Path, av) -> _StreamInfo:
     if not stream.time_base:
-        raise DatasetError("video stream has no time base, so its frames have no times", path=path, fix=_FIX_VIDEO)
+        raise DatasetError("video stream has no time base, so its frames have no times", path=path, fix=_fix_video())
     tb = Fraction(stream.time_base)
     rate = stream.average_rate or stream.guessed_rate
     if stream.duration is not None:
@@ -445,7 +486,7 @@ def _count_packets(container, stream, path: Path, av) -> int:
     try:
         return sum(1 for pk in container.demux(stream) if pk.size)
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_FIX_VIDEO) from e
+        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_fix_video()) from e
 
 
 def _window(src: VideoFile) -> tuple[Fraction | None, Fraction | None]:
@@ -511,8 +552,8 @@ def _decode_window(container, stream, path: Path, start: Fraction | None, end: F
             if decoded is not None:
                 return decoded
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_FIX_VIDEO) from e
-    raise DatasetError("cannot seek to the start of the video", path=path, fix=_FIX_VIDEO)
+        raise DatasetError(f"corrupt or truncated video ({e})", path=path, fix=_fix_video()) from e
+    raise DatasetError("cannot seek to the start of the video", path=path, fix=_fix_video())
 
 
 def _seek_targets(start: Fraction | None, info: _StreamInfo) -> list[Fraction | None]:
@@ -538,7 +579,8 @@ def _decode_from(container, stream, path: Path, start: Fraction | None, end: Fra
         for frame in decoder:
             if frame.pts is None:
                 raise DatasetError("a frame has no timestamp (pts)", path=path,
-                                   fix="re-mux the mp4 (e.g. ffmpeg -i in.mp4 -c copy out.mp4), or drop the sample")
+                                   fix=_fix("re-mux the mp4 (e.g. ffmpeg -i in.mp4 -c copy out.mp4), or drop the sample",
+                                            "re-mux the video (e.g. ffmpeg -i in.mp4 -c copy out.mp4)"))
             t = frame.pts * time_base
             if first and after_seek and start is not None and t > start:
                 return None
@@ -577,7 +619,7 @@ def _check_complete(src: VideoFile, end: Fraction | None, info: _StreamInfo, pts
     if src.start is None and src.end is None and info.frames:
         if len(pts) < info.frames:
             raise DatasetError(f"truncated video: the container lists {info.frames} frames, only {len(pts)} decode",
-                               path=src.path, fix=_FIX_VIDEO)
+                               path=src.path, fix=_fix_video())
         return
     ends = [x for x in (end, info.duration) if x is not None]
     if not ends:
@@ -587,7 +629,7 @@ def _check_complete(src: VideoFile, end: Fraction | None, info: _StreamInfo, pts
     last = pts[-1] * info.time_base
     if last + step < expected_end - 2 * step:
         raise DatasetError(f"truncated video: frames stop at {float(last):.2f} s, expected until {float(expected_end):.2f} s",
-                           path=src.path, fix=_FIX_VIDEO)
+                           path=src.path, fix=_fix_video())
 
 
 def _frame_step(pts: list[int], info: _StreamInfo) -> Fraction:
