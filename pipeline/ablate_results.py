@@ -1,7 +1,8 @@
 """An ablation's results and layout: what `slt-pipe ablate` writes and `slt-pipe report` reads back.
 
   OUT/results.{csv,md,json}  one row per (trial, language); summary.{csv,md}: mean and std
-                             over seeds, paired-bootstrap p against the baseline; results.png
+                             over seeds, a trial's 95% interval (averaged over seeds), the sentences
+                             it rests on (n), paired-bootstrap p against the baseline; results.png
   OUT/runs/VARIANT[/seedN]   each trial's run directory (VARIANT: the variant's `slug`)
 
 The metric columns are the registry's (`train.metrics.ABLATION`, each metric's `InAblation`).
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from cache.errors import SltPipeError
+from train.confidence import MIN_SENTENCES, ci_key, format_interval, small_sample_warning
 from train.metrics import ABLATION, HEADLINE
 
 RESULTS_FILE = "results.csv"
@@ -27,8 +30,15 @@ SIGNIFICANCE = 0.05
 BOOTSTRAP_SAMPLES = 1000
 SUMMARIZED = tuple(m for m in ABLATION if m.ablation.summary)
 """The metrics summary.csv gives mean and std over seeds of (the rest are per trial in results.csv only)."""
-SUMMARY_COLUMNS = ("variant", "lang", "seeds", "references",
-                   *(c for m in SUMMARIZED for c in (f"{m.key}_mean", f"{m.key}_std")
+TRIAL_CI = "trial_ci95"
+"""summary.csv's KEY_trial_ci95_lo/_hi: each trial's own 95% interval of KEY (evaluate's bootstrap over the
+test sentences: sacrebleu's for BLEU and chrF), its bounds averaged over the seeds. It says how precisely one
+trial measures on this test set (the std says how much seeds move it); the p-values test the differences."""
+TRIAL_CI_WORDS = ("[lo, hi]: one trial's 95% interval (bootstrap over the test sentences; sacrebleu's for BLEU "
+                  "and chrF), averaged over seeds; n: the test sentences each trial is scored on")
+SUMMARY_COLUMNS = ("variant", "lang", "seeds", "n", "references",
+                   *(c for m in SUMMARIZED for c in (f"{m.key}_mean", f"{m.key}_std", f"{m.key}_{TRIAL_CI}_lo",
+                                                     f"{m.key}_{TRIAL_CI}_hi")
                      + ((f"p_{m.key}",) if m.paired is not None else ())),
                    "train_s_mean")
 
@@ -82,8 +92,15 @@ def _refs_label(s: dict) -> str:
     return refs
 
 
+def _sentences(scores: dict) -> int | None:
+    """The sentences a trial's scores in a language rest on (`n`; `xl_n` for a zero-shot language's); None: unrecorded."""
+    n = scores.get("n") or scores.get("xl_n")
+    return int(n) if n is not None else None
+
+
 def summarize(rows: list[dict], baseline: str) -> list[dict[str, Any]]:
-    """Per (variant, language): mean and std over seeds of every summarized metric, and the paired-bootstrap
+    """Per (variant, language): mean and std over seeds of every summarized metric, a trial's 95% interval
+    averaged over seeds (`TRIAL_CI`), the fewest sentences a trial rests on (`n`), and the paired-bootstrap
     p-values of the headline metrics against `baseline` (over the pooled (seed, sentence) pairs: seed k of the
     variant against seed k of the baseline)."""
     import numpy as np
@@ -94,13 +111,17 @@ def summarize(rows: list[dict], baseline: str) -> list[dict[str, Any]]:
             groups.setdefault((r["variant"], lang), []).append(r)
     out = []
     for (variant, lang), trials in groups.items():
-        row: dict[str, Any] = {"variant": variant, "lang": lang, "seeds": len(trials),
+        sizes = [n for n in (_sentences(t["scores"][lang]) for t in trials) if n is not None]
+        row: dict[str, Any] = {"variant": variant, "lang": lang, "seeds": len(trials), "n": min(sizes, default=None),
                                "references": _refs_label(trials[0]["scores"][lang])}
         for m in SUMMARIZED:
             vals = [t["scores"][lang][m.key] for t in trials if m.key in t["scores"][lang]]
             if vals:
                 row[f"{m.key}_mean"] = float(np.mean(vals))
                 row[f"{m.key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            cis = [t["scores"][lang][ci_key(m.key)] for t in trials if ci_key(m.key) in t["scores"][lang]]
+            if cis:  # trials evaluated before intervals were recorded have none
+                row[f"{m.key}_{TRIAL_CI}_lo"], row[f"{m.key}_{TRIAL_CI}_hi"] = (float(b) for b in np.mean(cis, axis=0))
         row["train_s_mean"] = float(np.mean([t["train_s"] for t in trials]))
         if variant != baseline:
             row.update(paired_test([r for r in rows if r["variant"] == baseline], trials, lang))
@@ -140,13 +161,16 @@ def paired_test(base: list[dict], variant: list[dict], lang: str) -> dict[str, f
 
 
 def mark(row: dict, key: str) -> str:
-    """'84.12 ± 1.03 *' for a metric of a summary row (`*`: p < SIGNIFICANCE against the baseline)."""
+    """'84.12 ± 1.03 [80.10, 88.00] (p=0.004 *)' for a metric of a summary row: mean ± std over seeds, a trial's
+    95% interval (`TRIAL_CI`), p against the baseline (`*`: p < SIGNIFICANCE)."""
     if f"{key}_mean" not in row:
         return "-"
     digits = next((m.ablation.digits for m in ABLATION if m.key == key), 4)
     text = f"{row[f'{key}_mean']:.{digits}f}"
     if row["seeds"] > 1:
         text += f" ± {row[f'{key}_std']:.{digits}f}"
+    if f"{key}_{TRIAL_CI}_lo" in row:
+        text += " " + format_interval((row[f"{key}_{TRIAL_CI}_lo"], row[f"{key}_{TRIAL_CI}_hi"]), f".{digits}f")
     p = row.get(f"p_{key}")
     if p is not None:
         text += f" (p={p:.3f}{' *' if p < SIGNIFICANCE else ''})"
@@ -181,27 +205,48 @@ def summary_markdown(summary: list[dict]) -> str:
     langs = list(dict.fromkeys(r["lang"] for r in summary))
     variants = list(dict.fromkeys(r["variant"] for r in summary))
     at = {(r["variant"], r["lang"]): r for r in summary}
-    head = ["variant", *(f"{lang} {m.label}" for m in HEADLINE for lang in langs), "seeds"]
+    head = ["variant", *(f"{lang} {m.label}" for m in HEADLINE for lang in langs), "seeds", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
         cells = [mark(at[(v, lang)], m.key) if (v, lang) in at else "-" for m in HEADLINE for lang in langs]
         seeds = max(at[(v, lang)]["seeds"] for lang in langs if (v, lang) in at)
-        lines.append("| " + " | ".join([v, *cells, str(seeds)]) + " |")
+        lines.append("| " + " | ".join([v, *cells, str(seeds), _sizes([at[(v, lang)] for lang in langs
+                                                                     if (v, lang) in at])]) + " |")
     zero = sorted({r["lang"] for r in summary if r["references"].startswith("zero-shot")})
     note = (f"\n{', '.join(zero)}: zero-shot in some variant (no true references); see summary.csv for the references.\n"
             if zero else "")
-    return "\n".join(lines) + "\n" + f"\nmean ± std over seeds; p: paired bootstrap against the baseline " \
-                                     f"(sacrebleu, {BOOTSTRAP_SAMPLES} resamples, pooled over seeds); * p < {SIGNIFICANCE}\n" + note
+    warning = _small_warning(summary)
+    return "\n".join(lines) + "\n" + f"\nmean ± std over seeds; {TRIAL_CI_WORDS}; p: paired bootstrap against the " \
+                                     f"baseline (sacrebleu, {BOOTSTRAP_SAMPLES} resamples, pooled over seeds); " \
+                                     f"* p < {SIGNIFICANCE}\n" + note + (f"\nwarning: {warning}\n" if warning else "")
+
+
+def _sizes(rows: list[dict]) -> str:
+    """The n cell of a variant's languages: '5', or '5-8' where they differ; '-' unrecorded."""
+    ns = sorted({r["n"] for r in rows if r.get("n") is not None})
+    return "-" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def _small_warning(summary: list[dict]) -> str | None:
+    """The small-sample warning of the whole summary (its fewest sentences), as evaluate words it."""
+    ns = [r["n"] for r in summary if r.get("n") is not None]
+    return small_sample_warning({"": min(ns)}) if ns and min(ns) < MIN_SENTENCES else None
 
 
 def summary_table(summary: list[dict], seeds: int) -> Table:
+    """The printed summary: per (variant, language) every table metric as `mark` gives it, n and train time;
+    the caption says what the intervals are and warns when the test set is small."""
     shown = [m for m in ABLATION if m.ablation.table]
-    table = Table(title=f"ablation (test split, {seeds} seed{'s' if seeds > 1 else ''} per variant)")
-    for col in ("variant", "lang", "references", *(m.label for m in shown), "train s"):
+    warning = _small_warning(summary)
+    table = Table(title=f"ablation (test split, {seeds} seed{'s' if seeds > 1 else ''} per variant)",
+                  caption=Text("mean ± std over seeds; " + TRIAL_CI_WORDS + (f"\nwarning: {warning}" if warning else "")))
+    for col in ("variant", "lang", "references", *(m.label for m in shown)):
         table.add_column(col)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("train s", justify="right", no_wrap=True)
     for r in summary:
         table.add_row(r["variant"], r["lang"], r["references"], *(mark(r, m.key) for m in shown),
-                      f"{r['train_s_mean']:.0f}")
+                      _sizes([r]), f"{r['train_s_mean']:.0f}")
     return table
 
 

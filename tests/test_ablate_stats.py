@@ -45,7 +45,7 @@ def test_identical_systems_are_not_significant_and_a_worse_one_is():
     assert tables.mark(summary["worse"], "bleu").endswith(" *)") and "±" in tables.mark(summary["worse"], "bleu")
     assert not tables.mark(summary["same"], "bleu").endswith("*)")
     md = tables.summary_markdown(list(summary.values()))
-    assert md.splitlines()[0] == "| variant | deu_Latn BLEU | deu_Latn chrF | seeds |"
+    assert md.splitlines()[0] == "| variant | deu_Latn BLEU | deu_Latn chrF | seeds | n |"
     assert "| worse |" in md and "paired bootstrap" in md
 
 

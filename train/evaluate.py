@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from cache.device import resolve_device
-from train.metrics import METRICS, Sample
+from train import confidence
+from train.metrics import METRICS, Metric, Sample
 from train.run_files import write_predictions, write_scores
 
 BLASER_MODELS = ("blaser_2_0_ref", "blaser_2_0_qe")
@@ -174,6 +175,7 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
         for m in METRICS:
             if not m.corpus and m.column in per:
                 res[m.key] = float(np.mean(per[m.column]))
+        add_intervals(res, per)
         if out_dir is not None:
             at = {i: j for j, i in enumerate(refd)}  # decoded row -> its place among the reference rows
             cells = {m.column: per[m.column] if m.scope == "cross-lingual" else
@@ -185,6 +187,45 @@ def score_split(visual, dec, dataset, langs: list[str], *, beam_size: int, max_l
                                                refs, hyps, cells))
         results[lang] = res
     return results
+
+
+def rests_on(m: Metric, res: dict[str, Any]) -> int:
+    """How many sentences a metric's figure in a language's scores rests on: `n`, or `xl_n` cross-lingually."""
+    return int(res.get("xl_n", 0) if m.scope == "cross-lingual" else res.get("n", 0))
+
+
+def add_intervals(res: dict[str, Any], per: dict[str, list]) -> None:
+    """Beside each score its 95% interval (`K_ci95`), then how they were computed (`ci`), what the less obvious
+    figures measure (`notes`) and, on fewer than `confidence.MIN_SENTENCES` sentences, the `warning` naming the count.
+
+    The corpus scores' intervals come with their producer's fields (sacrebleu's bootstrap, `bleu.intervals`);
+    a mean of per-sentence scores gets the bootstrap over its sentences here.
+    """
+    sizes: dict[str, int] = {}
+    for m in METRICS:
+        if m.key not in res:
+            continue
+        if not m.corpus:
+            res[confidence.ci_key(m.key)] = confidence.mean_interval(per[m.column])
+        sizes["cross-lingual" if m.scope == "cross-lingual" else "with references"] = rests_on(m, res)
+    if not sizes:
+        return
+    res["ci"] = confidence.info(_interval_kinds([res]))
+    warning = confidence.small_sample_warning(sizes)
+    if warning is not None:
+        res["warning"] = warning
+    notes = {m.key: m.note for m in METRICS if m.key in res and m.note is not None}
+    if notes:
+        res["notes"] = notes
+
+
+def _interval_kinds(results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """How the intervals of these scores were computed: method -> the labels of the metrics it gave one."""
+    kinds: dict[str, list[str]] = {confidence.SACREBLEU: [], confidence.OVER_SENTENCES: []}
+    for m in METRICS:
+        if any(confidence.ci_key(m.key) in r for r in results):
+            kinds[confidence.SACREBLEU if m.corpus else confidence.OVER_SENTENCES].append(m.label)
+    return kinds
 
 
 def _produce(sample: Sample, scope: str, res: dict[str, Any], per: dict[str, list]) -> None:
@@ -331,12 +372,15 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     for lang, res in results.items():
         for line in describe(split, lang, res, lc):
             log(line)
+    for text in dict.fromkeys(t for res in results.values() for t in res.get("notes", {}).values()):
+        log(f"note: {text}")
     write_scores(run_dir, split, results)
     return results
 
 
 def describe(split: str, lang: str, res: dict, case: str) -> list[str]:
-    """One log line per metric of a language's scores, each naming what produced it."""
+    """One log line per metric of a language's scores, each with its 95% interval, the sentences it rests on
+    and what produced it; then the small-sample warning, if any."""
     out, p = [], res.get("producers", {})
     for m in METRICS:
         if m.key not in res:
@@ -345,22 +389,64 @@ def describe(split: str, lang: str, res: dict, case: str) -> list[str]:
             out += m.describe(split, lang, res, case)
         elif m.log is not None:
             name = m.log.format(xl_against=res.get("xl_against"))
-            out.append(f"{split} {lang}: {name} {res[m.key]:.4f}  [{p.get(m.producer, '')}]")
+            out.append(f"{split} {lang}: {name} {res[m.key]:.4f}{confidence.interval_text(res, m.key, '.4f')} "
+                       f"on {rests_on(m, res)} sentences  [{p.get(m.producer, '')}]")
+    if "warning" in res:
+        out.append(f"warning: {split} {lang}: {res['warning']}")
     return out
 
 
 def score_table(title: str, results: dict[str, dict]) -> Any:
-    """One row per language, one column per registered metric (`-` where a language has none); what produced
-    each score is in the log lines and scores_SPLIT.json `producers`."""
+    """The scores of a split: a table of one row per (language, metric) with the score, its 95% interval and the
+    sentences it rests on, then plain lines: each language's references, the warnings, how the intervals were
+    computed, what the less obvious figures measure, and the predictions TSVs.
+
+    A path never goes in a cell, where rich would wrap it: the predictions are lines of their own that never wrap
+    (print the result with `soft_wrap=True` so that one wider than the console is not cut at its edge either).
+    What produced each score is in the log lines and scores_SPLIT.json `producers`.
+    """
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
-    for col in ("language", "references", "case", *(m.label for m in METRICS), "n", "predictions"):
-        table.add_column(col)
+    table.add_column("language", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    lines: list[Text] = []
     for lang, r in results.items():
-        refs = r.get("references", "reference")
-        if r.get("kind") == "zero-shot":
-            refs = f"zero-shot: cross-lingual vs {r.get('xl_against')}" + ("" if refs == "none" else f"; {refs}")
-        cells = ["-" if m.key not in r else format(r[m.key], m.fmt) for m in METRICS]
-        table.add_row(lang, refs, r.get("case", "-"), *cells, str(r["n"] or r.get("xl_n", 0)), r.get("tsv", ""))
-    return table
+        shown = [m for m in METRICS if m.key in r]
+        for k, m in enumerate(shown):
+            ci = r.get(confidence.ci_key(m.key))
+            table.add_row(lang if k == 0 else "", m.label, format(r[m.key], m.fmt),
+                          "-" if ci is None else confidence.format_interval(ci, m.fmt), str(rests_on(m, r)),
+                          end_section=k == len(shown) - 1)
+        if not shown:
+            table.add_row(lang, "-", "-", "-", "0", end_section=True)
+        lines.append(Text(f"{lang}: {_references(r)}; BLEU case {r.get('case', '-')}"))
+    warned: dict[str, list[str]] = {}
+    for lang, r in results.items():
+        if "warning" in r:
+            warned.setdefault(r["warning"], []).append(lang)
+    for text, langs in warned.items():
+        lines.append(Text(f"warning: {', '.join(langs)}: {text}", style="yellow"))
+    if any("ci" in r for r in results.values()):
+        lines.append(Text(f"95% CI ({confidence.RESAMPLES} resamples, seed {confidence.SEED}): "
+                          + confidence.method_text(_interval_kinds(list(results.values())))))
+    for text in dict.fromkeys(t for r in results.values() for t in r.get("notes", {}).values()):
+        lines.append(Text(text))
+    tsvs = [r["tsv"] for r in results.values() if r.get("tsv")]
+    if tsvs:  # each path alone on its line: whole to copy (its name says the split and language)
+        lines.append(Text("predictions (id, ref, hyp, per-sentence scores):"))
+        lines += [Text(tsv, no_wrap=True, overflow="ignore") for tsv in tsvs]
+    return Group(table, *lines)
+
+
+def _references(r: dict) -> str:
+    """What a language was scored against, as the score table says it."""
+    refs = r.get("references", "reference")
+    if r.get("kind") == "zero-shot":
+        return f"zero-shot: cross-lingual vs {r.get('xl_against')}" + ("" if refs == "none" else f"; {refs}")
+    return f"against {refs}"

@@ -94,6 +94,9 @@ class Metric:
     such a metric is a headline score: first in the report, a column of summary.md."""
     ablation: InAblation | None = None
     """How the ablation tables show it; None: not there."""
+    note: str | None = None
+    """What the number measures, where that is not obvious from its name: printed under the score table,
+    logged once by evaluate, stored in a language's scores (`notes`)."""
 
 
 def cosine(a: Any, b: Any) -> list[float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from train.confidence import ci_key, corpus_interval, interval_text
 from train.metrics.base import InAblation, Metric, Sample, Scored
 
 CHINESE = ("zho_Hans", "zho_Hant", "yue_Hant")
@@ -44,6 +45,17 @@ def score(lang: str, refs: list[str], hyps: list[str], case: str = "mixed") -> d
     return out
 
 
+def intervals(lang: str, refs: list[str], hyps: list[str], case: str = "mixed") -> dict[str, list[float]]:
+    """The headline pair's 95% intervals (bleu_ci95, chrf_ci95) by sacrebleu's bootstrap, in `case`.
+
+    Fresh metric objects: the bootstrap records itself in a metric's signature, and the reported
+    signature is the plain corpus score's.
+    """
+    lc = case == "lc"
+    return {ci_key("bleu"): corpus_interval(sacrebleu_bleu(lang, lc), hyps, refs),
+            ci_key("chrf"): corpus_interval(sacrebleu_chrf(lang, lc), hyps, refs)}
+
+
 def sentence_bleu(lang: str, refs: list[str], hyps: list[str], case: str) -> list[float]:
     bleu = sacrebleu_bleu(lang, case == "lc", effective_order=True)
     return [float(bleu.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
@@ -51,6 +63,7 @@ def sentence_bleu(lang: str, refs: list[str], hyps: list[str], case: str) -> lis
 
 def _produce(s: Sample) -> Scored:
     corpus = score(s.lang, s.refs, s.hyps, s.case)
+    corpus.update(intervals(s.lang, s.refs, s.hyps, s.case))
     return Scored(sentence_bleu(s.lang, s.refs, s.hyps, s.case), corpus["signature"], corpus)
 
 
@@ -62,8 +75,10 @@ def _refs_words(label: str) -> str:
 
 def _describe(split: str, lang: str, res: dict, case: str) -> list[str]:
     other = f"cased {res['bleu_cased']:.2f}" if case == "lc" else f"lower-cased {res['bleu_lc']:.2f}"
-    return [f"{split} {lang}: BLEU {res['bleu']:.2f} ({'lower-cased' if case == 'lc' else 'cased'}; {other}) "
-            f"chrF {res['chrf']:.2f} against {_refs_words(res['references'])}  [{res['signature']}]"]
+    return [f"{split} {lang}: BLEU {res['bleu']:.2f}{interval_text(res, 'bleu', '.2f')} "
+            f"({'lower-cased' if case == 'lc' else 'cased'}; {other}) "
+            f"chrF {res['chrf']:.2f}{interval_text(res, 'chrf', '.2f')} on {res['n']} sentences "
+            f"against {_refs_words(res['references'])}  [{res['signature']}]"]
 
 
 BLEU = Metric("bleu", "BLEU", ".2f", column="sent_bleu", produce=_produce, corpus=True, producer="BLEU, chrF",

@@ -22,7 +22,9 @@ def _blaser_qe(s: Sample) -> Scored | None:
 
 XL_SONAR_SIMILARITY = Metric("xl_sonar_similarity", "x-ling SONAR sim", ".4f", column="xl_sonar_sim",
                              scope="cross-lingual", produce=_sonar, producer="cross-lingual SONAR similarity",
-                             log="cross-lingual SONAR similarity vs {xl_against}", ablation=InAblation(4, table=False))
+                             log="cross-lingual SONAR similarity vs {xl_against}", ablation=InAblation(4, table=False),
+                             note="x-ling SONAR sim: as SONAR sim, against the source-language reference's embedding "
+                                  "(every video of a zero-shot language), averaged over videos.")
 XL_BLASER_QE = Metric("xl_blaser_qe", "x-ling BLASER QE", ".3f", column="xl_blaser_qe", scope="cross-lingual",
                       produce=_blaser_qe, producer="cross-lingual BLASER-QE",
                       log="cross-lingual BLASER-QE vs {xl_against}")
