@@ -5,9 +5,12 @@
 entries read, the loss and dev-score curves (inline SVG, pipeline.report_chart), the scores
 of every split and language with their signatures and producers, the ablation table, and
 every sample of the predictions TSVs in a table the page's inline JS (report_assets/) sorts
-and filters. Nothing is fetched; every text is escaped; unknown score keys and TSV columns
-are shown as they come. The sample table reads its state from the URL (`QUERY_PARAMS`), so
-a link, or a headless browser's `--dump-dom`, shows a given order and filter.
+and filters, one language at a time unless `?lang=all`. Nothing is fetched; every text is
+escaped; unknown score keys and TSV columns are shown as they come; scores' confidence
+intervals (K_ci95), sentence counts and warnings are shown with them. The page fits a
+1400 px window: a table wider than the page scrolls inside its own box. The sample table
+reads its state from the URL (`QUERY_PARAMS`), so a link, or a headless browser's
+`--dump-dom`, shows a given order and filter.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from cache.errors import SltPipeError
 from cache.files import write_bytes_atomic
 from pipeline.ablate_results import RESULTS_FILE, RUNS, SUMMARY_FILE, enclosing_ablation, place_in, slug
 from pipeline.report_chart import svg_chart
-from pipeline.report_html import asset, esc, fmt, json_script, note, table
+from pipeline.report_html import Interval, asset, esc, fmt, json_script, note, table
 from train.metrics import HEADLINE
 from train.run_files import (
     METRICS_FILE,
@@ -41,7 +44,9 @@ RUN_MARKERS = ("config.json", "pipeline.json")
 """A run directory holds at least one of these (`slt-pipe train` writes both)."""
 QUERY_PARAMS = {
     "split": "split of the sample table (default: test, else the first with predictions)",
-    "lang": "show only this language's columns (deu_Latn, or deu); default: every language",
+    "lang": "the language whose columns are shown (deu_Latn, or deu), or all: every language side by side, the "
+            "table scrolling sideways in its box; default: the language of `sort` (or of `score`) when it names "
+            "one, else the first language",
     "sort": "column to sort by: id, or FIELD (ref, hyp, a score such as sonar_sim) of `lang` or of the first "
             "language that has it, or LANG:FIELD",
     "desc": "1: sort descending (samples without a value stay last)",
@@ -165,7 +170,8 @@ def _curves_section(run: Path) -> str:
         facts.append(f"{train[-1]['elapsed_s'] / 60:.1f} min")
     if evals and any(is_number(r.get("bleu")) for r in evals):
         best = max((r for r in evals if is_number(r.get("bleu"))), key=lambda r: r["bleu"])
-        facts.append(f"{len(evals)} dev evaluations, best dev BLEU {fmt(best['bleu'])} at step {int(best['step'])}")
+        facts.append(f"{len(evals)} dev evaluation{'s' if len(evals) != 1 else ''}, "
+                     f"best dev BLEU {fmt(best['bleu'])} at step {int(best['step'])}")
     parts.append(f"<p>{esc('; '.join(facts))}</p>")
     parts.append('<div class="charts">')
     for title, series, markers in _series_groups(rows):
@@ -176,22 +182,48 @@ def _curves_section(run: Path) -> str:
     return "\n".join(parts)
 
 
-def _flatten(d: dict, prefix: str = "") -> tuple[dict[str, float], dict[str, Any]]:
-    """(numeric leaves as 'a.b' -> value, other top-level values) of one language's scores."""
+CI_SUFFIX = "_ci95"
+"""A score K's 95% confidence interval is K_ci95: [lo, hi] next to it (scores_{split}.json, best.json)."""
+
+
+def _flatten(d: dict, prefix: str = "", ci: dict[str, tuple[float, float]] | None = None
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+    """(numeric leaves as 'a.b' -> value, other top-level values) of one language's scores.
+
+    `ci`, when given, collects each `K_ci95: [lo, hi]` as 'K' -> (lo, hi) instead (a malformed one stays an
+    other value).
+    """
     nums: dict[str, float] = {}
     other: dict[str, Any] = {}
     for k, v in d.items():
         name = f"{prefix}{k}"
-        if is_number(v):
+        if (ci is not None and str(k).endswith(CI_SUFFIX) and isinstance(v, list) and len(v) == 2
+                and all(is_number(b) for b in v)):
+            ci[name[:-len(CI_SUFFIX)]] = (v[0], v[1])
+        elif is_number(v):
             nums[name] = v
         elif isinstance(v, dict):
-            sub_nums, sub_other = _flatten(v, f"{name}.")
+            sub_nums, sub_other = _flatten(v, f"{name}.", ci)
             nums.update(sub_nums)
             if sub_other:
                 other[name] = sub_other
         elif v is not None:
             other[name] = v
     return nums, other
+
+
+def _ci_method(ci: Any) -> str:
+    """How the intervals were drawn, from a language's `ci` ({level, method, resamples, seed}), in words."""
+    if not isinstance(ci, dict):
+        return "95% confidence intervals"
+    level = ci.get("level", 0.95)
+    words = [f"{level * 100:g}% confidence intervals" if is_number(level) else f"{level} confidence intervals"]
+    for key, say in (("method", "{}"), ("resamples", "{} resamples"), ("seed", "seed {}")):
+        if ci.get(key) is not None:
+            words.append(say.format(ci[key]))
+    words += [f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in ci.items()
+              if k not in ("level", "method", "resamples", "seed")]
+    return ", ".join(words)
 
 
 def _details(other: dict[str, Any], prefix: str = "") -> str:
@@ -206,11 +238,23 @@ def _details(other: dict[str, Any], prefix: str = "") -> str:
 
 
 def scores_table(title: str, scores: dict[str, Any]) -> str:
-    """One split's scores: a metric table (every numeric key, per language) and each language's details."""
+    """One split's scores: a metric table (every numeric key, per language) and each language's details.
+
+    A key K with a `K_ci95: [lo, hi]` shows as `K [lo, hi]` in K's cell (no column of its own); a language's
+    `warning` (e.g. too few sentences for the intervals) is shown above the table and marks its row; its `ci`
+    ({level, method, resamples, seed}) is said under the table; `n` (sentences scored) is the last column.
+    """
     langs = [lang for lang, s in scores.items() if isinstance(s, dict)]
     if not langs:
         return f"<h3>{esc(title)}</h3>" + note("no language was scored")
-    flat = {lang: _flatten(scores[lang]) for lang in langs}
+    cis: dict[str, dict[str, tuple[float, float]]] = {lang: {} for lang in langs}
+    warnings = {lang: scores[lang]["warning"] for lang in langs if scores[lang].get("warning") not in (None, "")}
+    methods = {lang: _ci_method(scores[lang].get("ci")) for lang in langs}
+    flat = {lang: _flatten({k: v for k, v in scores[lang].items()
+                            if k != "warning" and not (k == "ci" and isinstance(v, dict))}, ci=cis[lang])
+            for lang in langs}
+    for lang in langs:  # an interval without its score: shown as it comes, with the details
+        flat[lang][1].update({f"{k}{CI_SUFFIX}": list(b) for k, b in cis[lang].items() if k not in flat[lang][0]})
     seen = list(dict.fromkeys(k for lang in langs for k in flat[lang][0]))
     cols = [k for k in _FIRST_METRICS if k in seen] + [k for k in seen if k not in _FIRST_METRICS and k != "n"]
     cols += ["n"] if "n" in seen else []
@@ -221,9 +265,25 @@ def scores_table(title: str, scores: dict[str, Any]) -> str:
             for metric, what in prod.items():  # keys as "bleurt", "BLEURT" or "BLEU, chrF"
                 for name in [str(metric)] + [m.strip().lower().replace(" ", "_") for m in str(metric).split(",")]:
                     producers.setdefault(name, str(what))
-    rows = [[lang] + [flat[lang][0].get(c, "") for c in cols] for lang in langs]
-    parts = [f"<h3>{esc(title)}</h3>",
-             table(["language"] + cols, rows, cls="scores", titles={c: f"produced by {producers[c]}" for c in cols if c in producers})]
+
+    def cell(lang: str, c: str) -> Any:
+        v = flat[lang][0].get(c, "")
+        return Interval(v, *cis[lang][c]) if c in cis[lang] and v != "" else v
+
+    rows = [[lang] + [cell(lang, c) for c in cols] for lang in langs]
+    titles = {c: f"produced by {producers[c]}" for c in cols if c in producers}
+    if "n" in cols:
+        titles.setdefault("n", "sentences scored")
+    parts = [f"<h3>{esc(title)}</h3>"]
+    parts += [f'<p class="warn" role="alert"><b>&#9888; {esc(lang)}:</b> {esc(w)}</p>' for lang, w in warnings.items()]
+    parts.append(table(["language"] + cols, rows, cls="scores", titles=titles,
+                       row_cls=["warn" if lang in warnings else "" for lang in langs]))
+    with_ci = [lang for lang in langs if cis[lang]]
+    if with_ci:
+        said = set(methods[lang] for lang in with_ci)
+        how = (methods[with_ci[0]] if len(said) == 1 else
+               "; ".join(f"{lang}: {methods[lang]}" for lang in with_ci))
+        parts.append(note(f"[lo, hi]: {how}"))
     for lang in langs:
         other = flat[lang][1]
         if other:
@@ -316,8 +376,9 @@ def _samples_section(run: Path, data: dict[str, Any]) -> str:
                            "predictions_SPLIT_LANG.tsv)"))
         return "\n".join(parts + ["</section>"])
     params = "; ".join(f"{k}: {v}" for k, v in QUERY_PARAMS.items())
-    parts.append(f'<p class="note">Click a column header to sort (again: reverse). The controls are also URL '
-                 f'parameters, e.g. <code>?sort=sonar_sim&amp;desc=1&amp;min=0.5&amp;q=text&amp;lang=deu_Latn</code> '
+    parts.append(f'<p class="note">One language at a time (<i>language</i>: all shows them side by side). Click a '
+                 f'column header to sort (again: reverse). The controls are also URL parameters, e.g. '
+                 f'<code>?sort=sonar_sim&amp;desc=1&amp;min=0.5&amp;q=text&amp;lang=deu_Latn</code> '
                  f'<span title="{esc(params)}">(hover for all)</span>.</p>')
     parts.append('<form id="controls" onsubmit="return false">'
                  '<label>split <select id="f-split"></select></label> '
@@ -328,7 +389,8 @@ def _samples_section(run: Path, data: dict[str, Any]) -> str:
                  '<label>text <input id="f-q" type="search" size="24"></label> '
                  '<span id="status"></span></form>')
     parts.append('<noscript><p class="note">The sample table needs JavaScript (inline, nothing fetched).</p></noscript>')
-    parts.append('<table id="samples-table"><thead id="samples-head"></thead><tbody id="samples-body"></tbody></table>')
+    parts.append('<div class="wide" id="samples-box"><table id="samples-table"><thead id="samples-head"></thead>'
+                 '<tbody id="samples-body"></tbody></table></div>')
     parts.append(json_script("samples-data", data))
     parts.append(f"<script>\n{asset('report.js')}</script>")
     parts.append("</section>")

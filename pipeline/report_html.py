@@ -10,7 +10,7 @@ import html
 import json
 import math
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from train.run_files import is_number
 
@@ -30,16 +30,44 @@ def fmt(v: Any) -> str:
     return f"{v:.2f}" if abs(v) >= 10 else f"{v:.4f}"
 
 
+class Interval(NamedTuple):
+    """A score with its confidence interval: a table shows it as `27.95 [12.30, 41.00]`."""
+
+    value: Any
+    lo: float
+    hi: float
+
+
+def fmt_interval(v: Interval) -> tuple[str, str]:
+    """(the value, "[lo, hi]") of `v`, both bounds with the value's decimals (`fmt`'s: 2 from 10 up, else 4)."""
+    if isinstance(v.value, float) and math.isfinite(v.value):
+        d = 2 if abs(v.value) >= 10 else 4
+        return f"{v.value:.{d}f}", f"[{v.lo:.{d}f}, {v.hi:.{d}f}]"
+    return fmt(v.value), f"[{fmt(v.lo)}, {fmt(v.hi)}]"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, Interval):
+        value, ci = fmt_interval(v)
+        return f'<td class="num">{esc(value)} <span class="ci">{esc(ci)}</span></td>'
+    return f'<td class="num">{esc(fmt(v))}</td>' if is_number(v) else f"<td>{esc(v)}</td>"
+
+
 def table(header: list[str], rows: list[list[Any]], *, cls: str = "", row_cls: list[str] | None = None,
           titles: dict[str, str] | None = None) -> str:
+    """A table in a box of its own width that scrolls sideways when the table is wider (never the page).
+
+    A cell: a number (right-aligned, `fmt`), an `Interval`, or any other value as text.
+    """
     titles = titles or {}
     th = "".join(f'<th title="{esc(titles[h])}">{esc(h)}</th>' if h in titles else f"<th>{esc(h)}</th>" for h in header)
     body = []
     for k, r in enumerate(rows):
-        tds = "".join(f'<td class="num">{esc(fmt(v))}</td>' if is_number(v) else f"<td>{esc(v)}</td>" for v in r)
+        tds = "".join(_cell(v) for v in r)
         rc = row_cls[k] if row_cls else ""
         body.append(f'<tr class="{rc}">{tds}</tr>' if rc else f"<tr>{tds}</tr>")
-    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="wide"><table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></div>")
 
 
 def note(text: str) -> str:
