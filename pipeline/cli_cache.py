@@ -82,9 +82,7 @@ def cache_gc(
         out.print(f"{'would remove' if dry_run else 'removing'} {path}  ({why})", highlight=False)
         if not dry_run:
             c.remove(path)
-    n = len(plan.remove)
-    out.print(f"{n} entr{'y' if n == 1 else 'ies'} {'to remove' if dry_run else 'removed'}, {len(plan.keep)} kept",
-              highlight=False)
+    out.print(plan.summary(dry_run=dry_run), highlight=False)
 
 
 @cache_app.command("stats")

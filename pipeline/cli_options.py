@@ -7,20 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
-LOG_WIDTH = 100_000
-"""Console width when not on a terminal: tables keep whole keys and paths in pipes and log files."""
+from pipeline.console import console
 
-
-def _console(*, stderr: bool) -> Console:
-    """Results go to stdout, progress and logs to stderr; text never hard-wraps outside a terminal."""
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else LOG_WIDTH)
-
-
-err = _console(stderr=True)
-out = _console(stderr=False)
+err = console(stderr=True)
+out = console(stderr=False)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file layered over the project file (slt-pipe.toml).")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="Model sizes: 'tiny' (seeded tiny models, CPU) or 'paper' (CLIP ViT-L/14, VideoMAE-L, SONAR, NLLB-200).")]

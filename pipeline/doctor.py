@@ -4,7 +4,7 @@ Each subsystem finds its own facts (`check_*` in cache.sonar_models, extract.tex
 extract.datasets.layout, extract.ray_session, cache.device, ...), the way its loaders would
 look, without loading a model, generating the toy or starting Ray; this module only words
 them as rows (check, status ok / warn / FAIL, detail, fix, the facts for --json) and tables
-them. A FAIL row is a blocker: the stage that needs it would stop, and the CLI exits 1.
+them, each fix as a line of its own under the table. A FAIL row is a blocker: the stage that needs it would stop, and the CLI exits 1.
 """
 
 from __future__ import annotations
@@ -417,18 +417,24 @@ def report(cfg: Config, rows: list[Row]) -> dict[str, Any]:
 
 
 def table(cfg: Config, rows: list[Row]) -> tuple[Any, str]:
-    """The table the CLI prints, and the line under it (how many blockers)."""
+    """The table the CLI prints (check, status, detail: cells wrap between words, none is broken; see
+    pipeline.console.SltConsole for a terminal too narrow for it), and the lines under it: a
+    `fix (check): ...` line per row with a fix, never wrapped (on a terminal it wraps only on screen,
+    so a copy of it pastes as one line), and how many blockers there are."""
     from rich.markup import escape
     from rich.table import Table
 
     out = Table(title=f"slt-pipe doctor: profile {cfg.profile}, dataset {cfg.dataset.name}", show_lines=True)
-    for col, ratio in (("check", 2), ("status", 1), ("detail", 6), ("fix", 4)):
-        out.add_column(col, overflow="fold", ratio=ratio, min_width=6 if col == "status" else None)
+    out.add_column("check", overflow="fold")
+    out.add_column("status", no_wrap=True)
+    out.add_column("detail", overflow="fold")
     colour = {OK: "green", WARN: "yellow", FAIL: "bold red"}
     for r in rows:
-        out.add_row(escape(r.check), f"[{colour[r.status]}]{r.status}[/]", escape(r.detail), escape(r.fix or ""))
+        out.add_row(escape(r.check), f"[{colour[r.status]}]{r.status}[/]", escape(r.detail))
     blockers = sum(r.blocker for r in rows)
-    return out, f"{blockers} blocker{'s' if blockers != 1 else ''}" if blockers else "no blockers"
+    fixes = [f"fix ({escape(r.check)}): {escape(r.fix)}" for r in rows if r.fix]
+    count = f"{blockers} blocker{'s' if blockers != 1 else ''}" if blockers else "no blockers"
+    return out, "\n".join(["", *fixes, count] if fixes else [count])
 
 
 __all__ = ["Row", "run_checks", "report", "table"]

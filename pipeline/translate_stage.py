@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from cache.errors import SltPipeError
+from train.run_files import run_weights
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 """Files `translate --video` decodes (with PyAV); anything else must be a frame folder."""
 RUN_FILES = ("pipeline.json", "inputs.json", "config.json")
 """What `slt-pipe train` writes into a run directory that translate reads (besides the weights)."""
-CHECKPOINTS = ("best", "last")
-"""Checkpoints translate uses, in turn: `best`, and `last` for a run never evaluated on dev (as `run_weights`)."""
 
 
 def translate_video(run: Path, video: Path, lang: str) -> str:
@@ -41,7 +40,7 @@ def translate_video(run: Path, video: Path, lang: str) -> str:
     from extract.vision.streams import FeatureExtractor
     from pipeline.extract_stage import stage_config
     from pipeline.train_stage import load_run, rebuild_hint
-    from train.model import check_decoder_langs, run_weights, translate_one
+    from train.model import check_decoder_langs, translate_one
 
     cfg, inputs = load_run(run)
     check_decoder_langs(inputs, [code])
@@ -102,7 +101,7 @@ def check_run_dir(run: Path) -> None:
         if not isinstance(record, dict):
             raise SltPipeError("the run's record is damaged (not a JSON object)", path=run / name,
                                fix="pass the --out directory of a finished `slt-pipe train` run, or train again")
-    weights = [run / "ckpt" / c / "weights.safetensors" for c in CHECKPOINTS]
-    if not any(w.is_file() for w in weights):
-        raise SltPipeError("the run has no trained weights", path=weights[-1],
+    weights = run_weights(run)
+    if not weights.is_file():
+        raise SltPipeError("the run has no trained weights", path=weights,
                            fix="train first, or pass the --out directory of a finished `slt-pipe train`")

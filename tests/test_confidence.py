@@ -21,7 +21,7 @@ from test_ablate_stats import REFS, garble, trial
 from test_eval_refs import EMB, LANGS, MACHINE, SourcedReader, _patched, _run_dir
 
 from pipeline import ablate_results as tables
-from pipeline.cli_options import SltConsole
+from pipeline.console import SltConsole
 from train import confidence
 from train import data as tdata
 from train.evaluate import add_intervals, evaluate, score_table

@@ -337,7 +337,8 @@ def evaluate(run_dir: str | Path, inputs, split: str = "test", langs: list[str] 
     from train import data as tdata
     from train.config import TrainConfig
     from train.data import CacheDataset
-    from train.model import build_models, load_trainable, run_weights
+    from train.model import build_models, load_trainable
+    from train.run_files import run_weights
 
     run_dir = Path(run_dir)
     raw = json.loads((run_dir / "config.json").read_text())

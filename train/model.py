@@ -97,15 +97,6 @@ def build_models(cfg: TrainConfig, inputs: TrainInputs, spatial_dim: int, motion
     return visual, dec
 
 
-def run_weights(run_dir: Path, checkpoint: str = "best") -> Path:
-    """RUN/ckpt/CHECKPOINT/weights.safetensors; 'best' falls back to 'last' (a run never evaluated on dev has no
-    best). The file may not exist: the caller says what that means."""
-    weights = Path(run_dir) / "ckpt" / checkpoint / "weights.safetensors"
-    if not weights.exists() and checkpoint == "best":
-        weights = Path(run_dir) / "ckpt" / "last" / "weights.safetensors"
-    return weights
-
-
 def translate_one(cfg: TrainConfig, inputs: TrainInputs, weights: Path, spatial, motion, lang: str,
                   device: torch.device) -> str:
     """One video's features (spatial [T, Ds], motion [C, Dm]) -> text in `lang`, with a run's trained weights."""

@@ -56,6 +56,16 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
     return rows, bad
 
 
+def run_weights(run_dir: Path, checkpoint: str = "best") -> Path:
+    """RUN/ckpt/CHECKPOINT/weights.safetensors; 'best' falls back to 'last' (a run never evaluated on dev has no
+    best). The file may not exist: the caller says what that means. Here, not in train.model: translate checks
+    a run for its weights before importing torch."""
+    weights = Path(run_dir) / "ckpt" / checkpoint / "weights.safetensors"
+    if not weights.exists() and checkpoint == "best":
+        weights = Path(run_dir) / "ckpt" / "last" / "weights.safetensors"
+    return weights
+
+
 def write_scores(run_dir: Path, split: str, results: dict[str, dict]) -> Path:
     path = Path(run_dir) / f"scores_{split}.json"
     path.write_text(json.dumps(results, indent=2))
