@@ -109,9 +109,15 @@ def stand_ins(tmp_path_factory):
     return feats, sourced, tok
 
 
-@pytest.fixture
-def scored(stand_ins, tmp_path, monkeypatch):
-    """(run dir, inputs, test scores, test log lines) of an untrained run."""
+@pytest.fixture(scope="module")
+def scored(stand_ins, tmp_path_factory):
+    """(run dir, inputs, test scores, test log lines) of an untrained run, evaluated once for the module
+    (the tests only read it; the stand-ins stay patched in while they run)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _scored(stand_ins, tmp_path_factory.mktemp("scored"), monkeypatch)
+
+
+def _scored(stand_ins, tmp_path, monkeypatch):
     feats, _ = _patched(stand_ins, monkeypatch)
     inputs = TrainInputs(features={s: Path(f"/nonexistent/{s}") for s in ("test", "dev")},
                          targets={lang: Path(f"/nonexistent/{lang}") for lang in LANGS}, source_lang="deu_Latn",
