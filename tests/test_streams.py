@@ -103,6 +103,7 @@ def test_train_evaluate_and_report_print_results_on_stdout(pipeline_runs, projec
     assert report.stderr.strip() == ""
 
 
+@pytest.mark.slow  # loads the run and the extractor (9 s); its error paths run by default (test_newcomer_messages)
 def test_translate_prints_only_the_sentence_on_stdout(pipeline_runs, project, toy_corpus):
     test_videos = sorted((toy_corpus(12) / "PHOENIX-2014-T-release-v3/PHOENIX-2014-T/features/fullFrame-210x260px/test").iterdir())
     r = ok(slt("translate", "--run", "runs/s", "--video", str(test_videos[0]), "--lang", "deu", cwd=project))
