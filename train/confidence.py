@@ -14,9 +14,9 @@ Two kinds, each deterministic (a fixed seed, `SEED`), so a rerun writes the same
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -64,19 +64,10 @@ def mean_interval(values: Sequence[float], resamples: int = RESAMPLES, seed: int
     return [float(lo), float(hi)]
 
 
-@contextmanager
-def _sacrebleu_seed(seed: int) -> Iterator[None]:
+def _sacrebleu_seed(seed: int) -> Any:
     """sacrebleu seeds its bootstrap from the environment only (its 'none' draws from the OS): pin it for the
-    call, so a user's setting has no effect on slt-pipe's intervals (the README says so)."""
-    before = os.environ.get("SACREBLEU_SEED")
-    os.environ["SACREBLEU_SEED"] = str(seed)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["SACREBLEU_SEED"]
-        else:
-            os.environ["SACREBLEU_SEED"] = before
+    call, so a user's setting has no effect on slt-pipe's intervals (the README says so); restored after."""
+    return mock.patch.dict(os.environ, {"SACREBLEU_SEED": str(seed)})
 
 
 def corpus_interval(metric: Any, hyps: list[str], refs: list[str], resamples: int = RESAMPLES,
