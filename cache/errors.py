@@ -34,3 +34,8 @@ class WeightsError(SltPipeError):
 
 class CacheError(SltPipeError):
     """A cache entry that is missing, incomplete or corrupt."""
+
+
+class WorkersLost(SltPipeError):
+    """A run stopped by lost Ray workers, not by its inputs (all gone, or one chunk kills each one that
+    takes it): the partial entry is kept, and the same command resumes from it."""

@@ -19,15 +19,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import ray
+
+from extract.ray_address import require_reachable
 
 PACKAGES_DIR = Path(__file__).resolve().parents[1]
 """The directory that holds slt-pipe's top-level packages (repo root, or site-packages)."""
@@ -62,6 +65,7 @@ def ray_session(address: str | None, *, object_store_bytes: int,
     before = ray_logger.level
     here = os.getcwd()
     os.chdir(PACKAGES_DIR)
+    on_term = signal.getsignal(signal.SIGTERM)
     try:
         with warnings.catch_warnings(), (contextlib.nullcontext() if loud else _quiet_native_stderr()):
             if not loud:
@@ -71,8 +75,13 @@ def ray_session(address: str | None, *, object_store_bytes: int,
             else:
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                          object_store_memory=object_store_bytes, log_to_driver=False, logging_level=level)
+            if not loud:
+                _hush_raylet_reports()
     finally:
         os.chdir(here)
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            # ray.init makes SIGTERM a bare sys.exit(15); the caller's handler (the CLI: stop like Ctrl-C) stays
+            signal.signal(signal.SIGTERM, on_term)
     try:
         if address and shared:
             check_shared_paths(shared)
@@ -80,6 +89,23 @@ def ray_session(address: str | None, *, object_store_bytes: int,
     finally:
         ray.shutdown()
         ray_logger.setLevel(before)
+
+
+def _hush_raylet_reports() -> None:
+    """Ray's driver prints each worker death the raylet reports ("A worker died or was killed ...",
+    a paragraph each); slt-pipe says in one line what a loss cost, so these show only with --verbose."""
+    from ray._private import worker
+
+    shown = worker.print_to_stdstream
+    if getattr(shown, "slt_hushed", False):
+        return
+
+    def hushed(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            shown(data, ignore_prefix)
+
+    hushed.slt_hushed = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = hushed
 
 
 def get(ref: Any) -> Any:
@@ -146,6 +172,7 @@ def _join(address: str, level: str) -> None:
 
         os.environ["RAY_AUTH_MODE"] = "token"
         Config.initialize("")
+    require_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=level)
     except (ConnectionError, RuntimeError) as e:
@@ -179,72 +206,3 @@ def _quiet_native_stderr() -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-
-
-# --------------------------------------------------------------------------- addresses (doctor)
-
-
-def parse_ray_address(address: str) -> tuple[str, int]:
-    """host, port of a Ray address: ray://host[:10001] (Ray client) or host[:6379] (GCS)."""
-    client = address.startswith("ray://")
-    rest = address[len("ray://"):] if client else address
-    rest = rest.split("/", 1)[0]
-    if rest.startswith("["):  # [ipv6]:port
-        host, _, port = rest[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, sep, port = rest.rpartition(":")
-        if not sep:
-            host, port = rest, ""
-    if not host:
-        raise ValueError(f"no host in {address!r}")
-    return host, int(port) if port else (10001 if client else 6379)
-
-
-def auto_address() -> str | None:
-    """The cluster `--ray-address auto` means: $RAY_ADDRESS, else the one `ray start` recorded on this
-    machine (/tmp/ray/ray_current_cluster); None when there is none."""
-    env = os.environ.get("RAY_ADDRESS")
-    if env and env != "auto":
-        return env
-    try:
-        text = Path("/tmp/ray/ray_current_cluster").read_text().strip()
-    except OSError:
-        return None
-    return text or None
-
-
-@dataclass
-class AddressCheck:
-    """What `check_address` found about a cluster address, without starting or joining Ray."""
-
-    address: str
-    target: str | None
-    """The address itself, or what `auto` resolved to (None: no running cluster found)."""
-    host: str | None = None
-    port: int | None = None
-    unreadable: str | None = None
-    """Why the address does not parse (None: it does)."""
-    refused: str | None = None
-    """Why host:port does not accept a TCP connection (None: it does, or it was not tried)."""
-
-
-def check_address(address: str, *, timeout_s: float = 2.0) -> AddressCheck:
-    """Resolve `auto`, parse the address and try one TCP connection to it (nothing else is done)."""
-    import socket
-
-    target = auto_address() if address == "auto" else address
-    out = AddressCheck(address, target)
-    if target is None:
-        return out
-    try:
-        out.host, out.port = parse_ray_address(target)
-    except ValueError as err:
-        out.unreadable = str(err)
-        return out
-    try:
-        with socket.create_connection((out.host, out.port), timeout=timeout_s):
-            pass
-    except OSError as err:
-        out.refused = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
-    return out

@@ -21,7 +21,6 @@ from pipeline.config import Config
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 SHORT_SHA = 12
 """Characters of a sha256 shown in the table (--json has the full digest)."""
-CONNECT_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -334,23 +333,16 @@ def check_ray(cfg: Config, ctx: Context) -> list[Row]:
         return [Row(name, OK, f"local: Ray {ver} starts on this machine for extract ({cpus} CPUs, "
                     f"{cfg.extract.workers or 'one per GPU or node'} model worker(s))", None,
                     {"mode": "local", "ray": ver, "cpus": cpus, "workers": cfg.extract.workers})]
-    from extract.ray_session import check_address
+    from extract.ray_address import address_problem, check_address
 
-    got = check_address(address, timeout_s=CONNECT_TIMEOUT_S)
-    target, host, port = got.target, got.host, got.port
+    got = check_address(address)
     data: dict[str, Any] = {"mode": "cluster", "address": address, "ray": ver}
-    if target is None:
-        return [Row(name, FAIL, "--ray-address auto: no running cluster found ($RAY_ADDRESS unset, no "
-                    "/tmp/ray/ray_current_cluster)", "start one with `ray start --head`, or pass --ray-address HOST:PORT",
-                    data)]
-    if got.unreadable is not None:
-        return [Row(name, FAIL, f"cannot read Ray address {target!r} ({got.unreadable})",
-                    "use HOST:PORT (the GCS, default 6379) or ray://HOST:PORT (Ray client, default 10001)", data)]
-    data.update(host=host, port=port)
-    if got.refused is not None:
-        return [Row(name, FAIL, f"{target}: {host}:{port} does not accept a TCP connection ({got.refused}, "
-                    f"{CONNECT_TIMEOUT_S:.0f} s timeout)", "start the cluster (`ray start --head` on the head node), "
-                    "check host, port and firewall, or drop --ray-address to use a local Ray", data)]
+    if got.host is not None:
+        data.update(host=got.host, port=got.port)
+    problem = address_problem(got)
+    if problem is not None:  # extract and embed-targets refuse the address with these very words
+        return [Row(name, FAIL, problem[0], problem[1], data)]
+    target, host, port = got.target, got.host, got.port
     return [Row(name, OK, f"{target}: {host}:{port} accepts connections (Ray {ver} here; the cluster's nodes need "
                 "slt-pipe installed and the dataset path)", None, data)]
 

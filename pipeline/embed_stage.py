@@ -33,7 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cache.device import resolve_device
-from cache.errors import CacheError, SltPipeError
+from cache.errors import CacheError, SltPipeError, WorkersLost
 from cache.keys import make_key
 from cache.store import MANIFEST, Cache, Entry, PendingEntry
 from cache.targets import TARGETS_FILE, SplitTargets, write_targets
@@ -257,6 +257,9 @@ def embed_targets(cfg: Config, console: Console, out: Console | None = None) -> 
     translations fail the quality gates is refused before anything of it is published. Either
     is a failure of the report, and the other languages still complete. Ray workers, when the
     config asks for them, live for the whole run and are gone when it returns."""
+    from extract.ray_address import require_reachable
+
+    require_reachable(cfg.embed.ray_address)  # before the models and the toy: seconds, not minutes
     with contextlib.ExitStack() as stack:
         return _embed_targets(cfg, console, out or console, stack)
 
@@ -355,6 +358,7 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed:
             console.print(f"[yellow]warning[/] {lang}: {gate['bad']} of {gate['checked']} translations fail the "
                           "quality gates; published anyway (--allow-poor-translations), the manifest says so")
         h5 = pending.dir / TARGETS_FILE
+        mark = models.losses()
         if not h5.exists():  # written by rename: if it is there, it is whole
             splits: dict[str, SplitTargets] = {}
             for split in cfg.dataset.splits:
@@ -369,7 +373,7 @@ def _build_language(cfg: Config, cache: Cache, dataset: Any, lang: str, claimed:
             dim = int(f.attrs["dim"])
         sizes = {s: len(dataset.samples[s]) for s in cfg.dataset.splits}
         return pending.publish(dataset=dataset.name, lang=lang, source_lang=src, items=sum(sizes.values()),
-                               splits=sizes, dim=dim, quality_gate=gate)
+                               splits=sizes, dim=dim, quality_gate=gate, **models.lost_workers(mark))
 
 
 def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str, models: TextExecutor,
@@ -385,12 +389,14 @@ def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str
         return load_translations(got.dir / TRANSLATIONS_FILE, texts)
     tr_id = models.ids.translator
     with got as pending, _discard_on_error(cache, pending):
+        mark = models.losses()
         full = translate_chunks(models, pending.dir, split, texts, src, lang, batch_size=cfg.embed.batch_size,
                                 translator=tr_id, console=console,
                                 on_computed=lambda k: counts.update(translated=counts["translated"] + k))
         save_translations(pending.dir / TRANSLATIONS_FILE, texts, full, src, lang, tr_id)
         _keep_only(pending.dir, TRANSLATIONS_FILE)
-        pending.publish(dataset=dataset.name, split=split, src_lang=src, lang=lang, items=len(texts))
+        pending.publish(dataset=dataset.name, split=split, src_lang=src, lang=lang, items=len(texts),
+                        **models.lost_workers(mark))
     return full
 
 
@@ -435,6 +441,8 @@ def _discard_on_error(cache: Cache, pending: Any) -> Iterator[None]:
     """A user-fixable error (SltPipeError) leaves no partial entry; a crash keeps it to resume from."""
     try:
         yield
+    except WorkersLost:
+        raise  # finished chunks are kept: the same command resumes
     except SltPipeError:
         cache.remove(pending.dir)
         raise

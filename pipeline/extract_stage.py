@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 
-from cache.errors import SltPipeError
+from cache.features import dropped_if_unstarted
 from cache.keys import canonical_json, make_key
 from cache.store import Cache, Entry, PendingEntry
 from extract.config import ExtractConfig
@@ -70,6 +70,9 @@ def features_key(cfg: Config, dataset: Any, split: str) -> tuple[str, dict[str, 
 def extract(cfg: Config, console: Console, out: Console | None = None) -> ExtractReport:
     """Extract every split of `cfg`; what each split's entry is goes to `out` (stdout: a result), the
     rest (progress, notes, skipped videos) to `console` (stderr)."""
+    from extract.ray_address import require_reachable
+
+    require_reachable(cfg.extract.ray_address)  # before the dataset is read or the toy generated
     cache = Cache(cfg.cache.dir)
     dataset = configured_dataset(cfg, console)
     report = ExtractReport()
@@ -109,18 +112,11 @@ def _extract_split(cfg: Config, cache: Cache, dataset: Any, split: str, report: 
         ecfg = stage_config(cfg, dataset.name)
         donors = repair_donors(cache, key, inputs, dataset.name, split)
         with got as pending:
-            try:
+            with dropped_if_unstarted(cache, pending):
                 backend = pick_backend(ecfg, start_ray=lambda: start_ray(ecfg))
                 result = run_extraction(ecfg, samples, pending, backend, console=console,
                                         digests=dataset.sample_digests(split, cfg.dataset.fingerprint),
                                         donors=[(e.key, e.dir) for e in donors])
-            except SltPipeError:
-                # A user-fixable error (e.g. a Ray cluster that refuses us) before any shard was
-                # written leaves no entry behind; finished shards stay for the re-run to resume.
-                if not any((pending.dir / "features.zarr" / "shards").glob("*/zarr.json")):
-                    pending.release()
-                    cache.remove(pending.dir)
-                raise
             extra = {"repaired_from": result.reused} if result.reused else {}
             entry = pending.publish(dataset=dataset.name, split=split, items=result.done,
                                     failures=[list(f) for f in result.skipped], config=to_dict(ecfg),

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from extract.ray_session import parse_ray_address
+from extract.ray_address import parse_ray_address
 from extract.vision.streams import clip_count as motion_clips
 from extract.vision.streams import feature_bytes
 

@@ -49,16 +49,19 @@ def extract(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def embed(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+def embed_args(cache: Path, *extra: str) -> list[str]:
     """embed-targets deu+eng, every sentence translated (tiny SONAR translator, references set aside)
     so that both kinds of job run; 40 training steps make poor translations, published on purpose."""
+    return [sys.executable, "-m", "pipeline.cli", "embed-targets", "--dataset", "toy", "--cache",
+            str(cache), "--split", "train", "--langs", "deu,eng", "--translator", "sonar",
+            "--allow-poor-translations", "--set", "dataset.toy_videos=16", "--set",
+            "embed.references=false", "--set", "embed.tiny_sonar_steps=40", "--set",
+            "embed.batch_size=1", "--set", "embed.beam_size=1", *extra]
+
+
+def embed(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "embed-targets", "--dataset", "toy", "--cache",
-                           str(cache), "--split", "train", "--langs", "deu,eng", "--translator", "sonar",
-                           "--allow-poor-translations", "--set", "dataset.toy_videos=16", "--set",
-                           "embed.references=false", "--set", "embed.tiny_sonar_steps=40", "--set",
-                           "embed.batch_size=1", "--set", "embed.beam_size=1", *extra],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(embed_args(cache, *extra), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def entry_files(cache: Path, kind: str) -> dict[str, dict[str, str]]:

@@ -47,7 +47,8 @@ def pick_runner(embed: EmbedConfig, spec: TextModelSpec, *, cache_dir: Path, con
     shared = {"cache": Path(cache_dir)}
     if spec.translator_weights and Path(spec.translator_weights).exists():
         shared[translator_kind(spec.translator).weights_name] = Path(spec.translator_weights)
-    pool = RayPool(spec, embed.workers, embed.ray_address, shared)
+    pool = RayPool(spec, embed.workers, embed.ray_address, shared, restarts=embed.worker_restarts,
+                   item_deaths=embed.item_deaths, say=lambda line: console.print(line, highlight=False))
     with status(console, f"starting Ray text workers ({embed.ray_address or 'local Ray'})"):
         runner = stack.enter_context(pool)
     console.print(f"embed-targets: {len(pool.actors)} Ray worker(s) on {pool.spec.device}")
@@ -92,6 +93,16 @@ class TextExecutor:
         except WeightsError:  # missing weights (in a Ray worker, say) fail every language alike
             self.load_failed = True
             raise
+
+    def losses(self) -> int:
+        """Ray workers lost so far in this run (a mark for `lost_workers`)."""
+        faults = getattr(self._runner, "faults", None)
+        return len(faults.events) if faults is not None else 0
+
+    def lost_workers(self, since: int) -> dict[str, Any]:
+        """The manifest's account of the Ray workers lost since mark `since` ({} when none)."""
+        faults = getattr(self._runner, "faults", None)
+        return faults.record(since) if faults is not None else {}
 
     def _load(self, what: str, build: Callable[[], Any]) -> Any:
         try:

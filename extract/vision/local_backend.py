@@ -26,6 +26,7 @@ from extract.vision.runner import (
     decode_video,
     frame_count,
     idle_priority,
+    note_split,
     plan_actors,
 )
 
@@ -67,6 +68,8 @@ def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, 
             for kind, payload in computer.run(shard, decoded):
                 if kind == "frames":
                     progress.advance(task, payload)
+                elif kind == "split":
+                    note_split(compute, payload, progress.console.print)
                 else:
                     writer.write_shard(payload)
     compute["steady_seconds"] = time.time() - started

@@ -34,7 +34,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from cache.errors import DatasetError
+from cache.errors import DatasetError, SltPipeError
 from cache.features import FeatureStoreWriter, ShardData, finished_shard
 from cache.progress import progress_bar
 from extract.config import ExtractConfig
@@ -166,9 +166,11 @@ def idle_priority() -> None:
 class ShardComputer:
     """Runs one shard's videos through a FeatureExtractor in deterministic, video-spanning batches."""
 
-    def __init__(self, extractor: Any, cfg: ExtractConfig):
+    def __init__(self, extractor: Any, cfg: ExtractConfig, on_video: Callable[[str], None] | None = None):
         self.fx = extractor
         self.cfg = cfg
+        self.on_video = on_video
+        """Called with each video's id before the model sees it (Ray: the video a lost worker was on)."""
 
     def run(self, shard: ShardPlan, decoded: Iterator[Decoded]) -> Iterator[tuple[str, Any]]:
         """Yields ("frames", n) after each spatial batch, then ("shard", ShardData).
@@ -189,21 +191,28 @@ class ShardComputer:
         motion_out: list[Any] = []
         from extract.vision.streams import clip_index
 
+        splits: list[dict[str, Any]] = []
+
         def flush_views(final: bool) -> Iterator[tuple[str, Any]]:
             nonlocal n_views
             while n_views >= cfg.batch_frames or (final and n_views):
                 take = min(cfg.batch_frames, n_views)
                 batch = {s: _take(parts, take) for s, parts in views_buf.items()}
-                spatial_out.append(self.fx.spatial_batch(batch))
+                spatial_out.append(_halving(self.fx.spatial_batch, batch, "extract.batch_frames", splits))
                 n_views -= take
                 yield ("frames", take)
+            while splits:
+                yield ("split", splits.pop(0))
 
-        def flush_clips(final: bool) -> None:
+        def flush_clips(final: bool) -> Iterator[tuple[str, Any]]:
             nonlocal n_clips
             while n_clips >= cfg.batch_clips or (final and n_clips):
                 take = min(cfg.batch_clips, n_clips)
-                motion_out.append(self.fx.motion_batch({k: _take(parts, take) for k, parts in clips_buf.items()}))
+                clips = {k: _take(parts, take) for k, parts in clips_buf.items()}
+                motion_out.append(_halving(self.fx.motion_batch, clips, "extract.batch_clips", splits))
                 n_clips -= take
+            while splits:
+                yield ("split", splits.pop(0))
 
         for sample in shard.samples:
             if sample.problem is not None:
@@ -214,6 +223,8 @@ class ShardComputer:
                 failures.append((sample.id, *d.error))
                 continue
             assert d.views is not None
+            if self.on_video is not None:
+                self.on_video(sample.id)
             frames = len(next(iter(d.views.values())))
             index = clip_index(frames, cfg.clip_len, cfg.clip_stride)
             ids.append(sample.id)
@@ -226,9 +237,9 @@ class ShardComputer:
             n_views += frames
             n_clips += len(index)
             yield from flush_views(False)
-            flush_clips(False)
+            yield from flush_clips(False)
         yield from flush_views(True)
-        flush_clips(True)
+        yield from flush_clips(True)
         dtype = np.dtype(cfg.dtype)
         # One device->host sync per shard: the GPU ran ahead while the host prepared batches.
         spatial = torch.cat(spatial_out).cpu().numpy().astype(dtype) if spatial_out else np.zeros((0, self.fx.spatial_dim), dtype)
@@ -236,6 +247,38 @@ class ShardComputer:
         yield "shard", ShardData(shard.index, ids, np.split(spatial, np.cumsum(lengths)[:-1]) if ids else [],
                          np.split(motion, np.cumsum(clip_counts)[:-1]) if ids else [], failures,
                          shard.fingerprint)
+
+
+def _halving(forward: Callable[[dict[str, np.ndarray]], Any], batch: dict[str, np.ndarray], setting: str,
+             splits: list[dict[str, Any]]) -> Any:
+    """forward(batch); on GPU out of memory, the two halves one after the other (again while they
+    do not fit), each split recorded in `splits`. A batch of one that does not fit is an error."""
+    import torch
+
+    try:
+        return forward(batch)
+    except torch.OutOfMemoryError:
+        n = len(next(iter(batch.values())))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if n <= 1:
+            raise SltPipeError(f"GPU out of memory on a batch of one ({setting}=1 cannot fit either)",
+                               fix="use a GPU with more free memory (another process may hold it: nvidia-smi), "
+                                   "or --set extract.device=cpu") from None
+        half = (n + 1) // 2
+        splits.append({"setting": setting, "from": n, "to": half})
+        parts = [_halving(forward, {k: v[:half] for k, v in batch.items()}, setting, splits),
+                 _halving(forward, {k: v[half:] for k, v in batch.items()}, setting, splits)]
+        return torch.cat(parts)
+
+
+def note_split(compute: dict[str, Any], split: dict[str, Any], say: Callable[[str], None]) -> None:
+    """Record a batch that `_halving` split (the manifest's compute.oom_splits) and say so once per size."""
+    seen = compute.setdefault("oom_splits", [])
+    if not any(s["setting"] == split["setting"] and s["to"] == split["to"] for s in seen):
+        say(f"GPU out of memory on {split['from']} at once: split, computed {split['to']} at a time; "
+            f"--set {split['setting']}={split['to']} (or lower) avoids the retries")
+    seen.append(split)
 
 
 def _take(parts: list[np.ndarray], n: int) -> np.ndarray:
