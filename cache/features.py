@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheError, SltPipeError
 from cache.files import fsync_path
 from cache.keys import sha256_file
 from cache.store import CorruptEntryError, check_files, read_manifest
@@ -36,6 +37,19 @@ _CHUNK_FILE = re.compile(rf"^{re.escape(STORE)}/shards/\d{{5}}/(spatial|motion)/
 READ_ERRORS = (ValueError, RuntimeError, OSError, EOFError)
 """What zarr and its codecs raise on bytes that fail to decode (crc32c mismatch: ValueError)."""
 REBUILD = "`slt-pipe extract` with the same settings"
+
+
+@contextmanager
+def dropped_if_unstarted(cache: Any, pending: Any) -> Iterator[None]:
+    """A user-fixable error (SltPipeError: a refused cluster, a bad folder) before any shard was
+    written leaves no entry behind; finished shards stay for the re-run to resume."""
+    try:
+        yield
+    except SltPipeError:
+        if not any((pending.dir / STORE / "shards").glob("*/zarr.json")):
+            pending.release()
+            cache.remove(pending.dir)
+        raise
 
 
 def chunk_codecs(checksums: bool = True) -> tuple[Any, ...]:
@@ -307,14 +321,18 @@ class FeatureReader:
 
     def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(spatial float16 [T, Ds], motion float16 [C, Dm]) of one video."""
+        spatial, motion = self.get_stored(video_id)
+        return spatial.astype(np.float16, copy=False), motion.astype(np.float16, copy=False)
+
+    def get_stored(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(spatial [T, Ds], motion [C, Dm]) of one video in the dtype the entry stores: what an export
+        writes, so a float32 entry leaves as it came in (`get` rounds to float16 for training)."""
         try:
             shard, s0, s1, m0, m1 = self._rows[video_id]
         except KeyError:
             raise CacheError(f"video {video_id!r} has no features in this entry", path=self.path,
                              fix="check the id (failed videos are listed in the entry's manifest)") from None
-        spatial = self._slice(shard, "spatial", s0, s1)
-        motion = self._slice(shard, "motion", m0, m1)
-        return spatial.astype(np.float16, copy=False), motion.astype(np.float16, copy=False)
+        return self._slice(shard, "spatial", s0, s1), self._slice(shard, "motion", m0, m1)
 
     def _slice(self, shard: int, name: str, start: int, stop: int) -> np.ndarray:
         held = self._loaded.get((shard, name))

@@ -44,6 +44,42 @@ class Dinov2Settings:
 
 
 @dataclass
+class Dinov3Settings:
+    """Settings of the `dinov3` encoder (extract.dinov3.*)."""
+
+    model: str = "facebook/dinov3-vitl16-pretrain-lvd1689m"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset (a gated repo: accept its licence, then download)."""
+    weights: str | None = None
+    """A transformers snapshot folder of DINOv3ViTModel (config.json, model.safetensors, preprocessor_config.json) or its weights file; must fill every parameter of `arch`."""
+    arch: str = "ViT-L/16"
+    """Architecture the weights must fill: ViT-L/16 (dinov3-vitl16), ViT-B/16, or 'snapshot' (the snapshot's config.json)."""
+
+
+@dataclass
+class Siglip2Settings:
+    """Settings of the `siglip2` encoder (extract.siglip2.*)."""
+
+    model: str = "google/siglip2-large-patch16-256"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset (a fixed-resolution SigLIP 2 checkpoint; transformers runs it as SiglipVisionModel)."""
+    weights: str | None = None
+    """A transformers snapshot folder (SiglipModel, whose text tower is dropped by name, or SiglipVisionModel) or its weights file; must fill every parameter of `arch`."""
+    arch: str = "ViT-L/16-256"
+    """Architecture the weights must fill: ViT-L/16-256 (siglip2-large-patch16-256), ViT-B/16-224, or 'snapshot' (the snapshot's config.json)."""
+
+
+@dataclass
+class Vjepa2Settings:
+    """Settings of the `vjepa2` encoder (extract.vjepa2.*)."""
+
+    model: str = "facebook/vjepa2-vitl-fpc64-256"
+    """Hugging Face repo id looked up in the local HF cache when `weights` is unset."""
+    weights: str | None = None
+    """A transformers snapshot folder (VJEPA2Model, whose predictor is dropped by name, or VJEPA2ForVideoClassification, whose pooler and classifier are) or its weights file; must fill every parameter of `arch`'s encoder."""
+    arch: str = "ViT-L/16-256"
+    """Architecture the weights must fill: ViT-L/16-256 (vjepa2-vitl-fpc64-256), or 'snapshot' (the snapshot's config.json). Its clip vector is always the mean of the last layer's tokens after the final LayerNorm (V-JEPA 2 has no class token, so extract.motion_pool does not apply)."""
+
+
+@dataclass
 class DatasetConfig:
     name: str = "toy"
     """Dataset reader: toy, phoenix, csl-daily or how2sign."""
@@ -62,13 +98,19 @@ class DatasetConfig:
 @dataclass
 class ExtractConfig:
     streams: list[str] = field(default_factory=lambda: ["clip", "videomae"])
-    """Feature encoders, by name (extract/vision/encoders/): spatial encoders (clip, dinov2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; motion encoders (videomae, tiny-videomae) run per 16-frame clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
+    """Feature encoders, by name (extract/vision/encoders/): spatial encoders (clip, dinov2, dinov3, siglip2, tiny-vit) run per frame and their vectors, concatenated in this order, are the spatial features; motion encoders (videomae, vjepa2, tiny-videomae) run per clip_len-frame clip and make the motion features. At least one of each. Paper: clip, videomae (SpaMo); tiny profile: tiny-vit, tiny-videomae."""
     clip: ClipSettings = field(default_factory=ClipSettings)
     """Weights of the clip encoder (CLIP ViT-L/14): extract.clip.model / weights / arch."""
     videomae: VideoMAESettings = field(default_factory=VideoMAESettings)
     """Weights of the videomae encoder (VideoMAE-L): extract.videomae.model / weights / arch."""
     dinov2: Dinov2Settings = field(default_factory=Dinov2Settings)
     """Weights of the dinov2 encoder (DINOv2 ViT-L/14): extract.dinov2.model / weights / arch."""
+    dinov3: Dinov3Settings = field(default_factory=Dinov3Settings)
+    """Weights of the dinov3 encoder (DINOv3 ViT-L/16): extract.dinov3.model / weights / arch."""
+    siglip2: Siglip2Settings = field(default_factory=Siglip2Settings)
+    """Weights of the siglip2 encoder (SigLIP 2 ViT-L/16 at 256 px): extract.siglip2.model / weights / arch."""
+    vjepa2: Vjepa2Settings = field(default_factory=Vjepa2Settings)
+    """Weights of the vjepa2 motion encoder (V-JEPA 2 ViT-L/16 at 256 px): extract.vjepa2.model / weights / arch."""
     spatial_scales: list[int] = field(default_factory=lambda: [1, 2])
     """S2 multi-scale of every spatial encoder (SpaMo): 1 = the crop itself; 2 = the normalised crop upsampled 2x (bicubic) and cut into four tiles whose class tokens are averaged. [1] is the cheaper single-scale variant."""
     motion_pool: Literal["first", "mean"] = "first"
@@ -99,6 +141,10 @@ class ExtractConfig:
     """Model workers. None (default): Ray actors, one per GPU of the machine or cluster, or one per node where there is no GPU (each with the node's CPUs but one, kept for decoding); N: N Ray actors (at most one per GPU); 0: in this process without Ray (decoding on threads at idle priority beside the model; one machine, same features)."""
     ray_address: str | None = None
     """Existing Ray cluster to join (e.g. ray://head:10001 or auto); None starts a local Ray."""
+    worker_restarts: int = 3
+    """Times Ray restarts each lost model worker (a killed process, a lost node; also ablate's trials): its unfinished shards go back to the queue and the run goes on, with the same bytes as an undisturbed run (the manifest's compute.lost_workers records each loss). 0: a lost worker stays gone, the others go on."""
+    item_deaths: int = 3
+    """Worker deaths with the same video in hand (its decode task or its model worker) after which the video is listed as failed instead of tried again: one that crashes its decoder or exhausts memory every time."""
     device: str = "auto"
     """auto, cpu or cuda."""
 
@@ -125,6 +171,10 @@ class EmbedConfig:
     """Ray workers (actors) that translate and embed, chunk by chunk: 0 runs everything in this process (small jobs, the toy), unless ray_address is set, then one worker per GPU of the cluster (one CPU worker where it has none). Results are the same bytes either way."""
     threads: int = 1
     """CPU threads each text model computes with, in this process and in every Ray worker alike: CPU kernels split their sums by thread count, so runs with another count differ in the last bits of some embeddings. More is faster in-process; the Ray path scales with workers instead."""
+    worker_restarts: int = 3
+    """Times Ray restarts each lost text worker: its unfinished chunk goes back to the queue and the run goes on, with the same bytes. A chunk in hand at item_deaths deaths stops the run with an error naming it (finished chunks are kept)."""
+    item_deaths: int = 3
+    """Text-worker deaths with the same chunk in hand after which the run stops with an error naming the chunk."""
     ray_address: str | None = None
     """Existing Ray cluster to run the text workers on (auto, HOST:PORT or ray://HOST:10001); None: a local Ray when workers > 0."""
     device: str = "auto"

@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cache.errors import SltPipeError
+from cache.errors import SltPipeError, WorkersLost
 from cache.files import write_text_atomic
 from cache.store import Cache, Entry
 from pipeline.ablate_results import summarize, summary_table, trial_dir, write_results
@@ -128,17 +128,20 @@ def cache_listing(cache_dir: Path) -> dict[str, str]:
 def prepare_caches(trials: list[Trial], console: Console) -> None:
     """Build (or find) every cache entry any trial reads, once per distinct data configuration."""
     from pipeline import embed_stage, extract_stage
+    from pipeline.spamo_stage import imported_name
 
     seen: set[str] = set()
     for t in trials:
         full = to_dict(t.cfg)
-        data = json.dumps({k: full[k] for k in ("profile", "dataset", "cache", "extract", "embed")}, sort_keys=True)
+        data = json.dumps({**{k: full[k] for k in ("profile", "dataset", "cache", "extract", "embed")},
+                           "features": full["train"]["features"]}, sort_keys=True)
         if data in seen:
             continue
         seen.add(data)
-        report = extract_stage.extract(t.cfg, console)
-        if report.failures:
-            raise SltPipeError(f"{len(report.failures)} video(s) failed to extract", fix="fix them (listed above) and re-run")
+        if imported_name(t.cfg) is None:  # imported features (train.features = imported:NAME) are there or not
+            report = extract_stage.extract(t.cfg, console)
+            if report.failures:
+                raise SltPipeError(f"{len(report.failures)} video(s) failed to extract", fix="fix them (listed above) and re-run")
         embed_stage.embed_targets(t.cfg, console)
 
 
@@ -223,6 +226,9 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
                  results: Console | None = None) -> list[dict]:
     """Prepare the caches, run every variant (x seeds) on Ray, write results.{md,csv,json}, summary.{md,csv}
     and results.png in `out`. The summary table and where the files are go to `results` (stdout)."""
+    from extract.ray_address import require_reachable
+
+    require_reachable(base.extract.ray_address)  # before any cache is prepared
     opts = grid_options(grid, seeds)
     variants = read_grid(grid, base, layers)
     names = [t.name for t in variants]
@@ -274,7 +280,11 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
     import ray
 
     from cache.progress import progress_bar
+    from extract.faults import FaultLog
     from extract.ray_session import get, ray_session
+
+    LOST_WORKER = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                   ray.exceptions.OutOfMemoryError, ray.exceptions.ObjectLostError)
 
     with ray_session(base.extract.ray_address, object_store_bytes=TRIAL_OBJECT_STORE, shared=shared):
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -283,13 +293,31 @@ def _run_on_ray(trials: list[Trial], base: Config, console: Console, parallel: i
         cpus_per = max(1, cpus // max(1, slots)) if not gpus else 1
         remote = ray.remote(num_cpus=cpus_per, num_gpus=1 if gpus else 0, max_retries=0)(run_trial)
         console.print(f"{len(trials)} trials on Ray: {slots} at a time ({'1 GPU' if gpus else f'{cpus_per} CPU'} each)")
-        pending = {remote.remote(t.name, to_dict(t.cfg), cpus_per, langs, t.seed_index): k for k, t in enumerate(trials)}
+        def start(k: int) -> Any:
+            t = trials[k]
+            return remote.remote(t.name, to_dict(t.cfg), cpus_per, langs, t.seed_index)
+
+        pending = {start(k): k for k in range(len(trials))}
         rows: dict[int, dict] = {}
         with progress_bar("trials", console=console) as progress:
+            # A trial whose worker died (killed, out of memory, node gone) starts again from the beginning
+            # (the same seed: the same result) until it has lost extract.item_deaths workers.
+            faults = FaultLog(restarts=base.extract.item_deaths - 1, item_deaths=base.extract.item_deaths,
+                              say=lambda line: progress.console.print(line, highlight=False), noun="trial worker")
             task = progress.add_task("ablation", total=len(trials))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 k = pending.pop(done[0])
-                rows[k] = get(done[0])  # a trial's own error (a corrupt entry, say) raised as itself
-                progress.update(task, advance=1, description=f"done: {trials[k].name} seed {trials[k].cfg.train.seed}")
+                name = f"{trials[k].name} seed {trials[k].cfg.train.seed}"
+                try:
+                    rows[k] = get(done[0])  # a trial's own error (a corrupt entry, say) raised as itself
+                except LOST_WORKER as e:
+                    if faults.lost(k, e, requeued=[f"trial {name}"], blamed=f"trial {name}").poison is not None:
+                        raise WorkersLost(f"trial {name} lost {base.extract.item_deaths} workers in a row; the "
+                                          "trials finished before are kept",
+                                          fix="run the same command again to resume (finished trials are "
+                                              "reused); check the nodes' memory (`ray status`)") from None
+                    pending[start(k)] = k
+                    continue
+                progress.update(task, advance=1, description=f"done: {name}")
         return [rows[k] for k in range(len(trials))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -75,8 +76,20 @@ def _root(
         os.environ["SLT_PIPE_VERBOSE"] = "1"
 
 
+_terminated = False
+"""Whether SIGTERM arrived (what SLURM, Kubernetes and spot reclaim send before SIGKILL)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # Ctrl-C's path: the stage stops its workers, keeps finished work and unwinds; exit 143, not 130.
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     started = time.time()
+    signal.signal(signal.SIGTERM, _on_sigterm)  # extract.ray_session keeps it past ray.init
     try:
         app()
     except SltPipeError as e:
@@ -86,8 +99,9 @@ def main() -> None:
         # typer turns Ctrl-C into a silent exit 130; say what was kept and how to resume.
         if isinstance(e, SystemExit) and e.code != 130:
             raise
-        err.print(f"[yellow]interrupted[/]: {_interrupted_summary(started)}", highlight=False)
-        sys.exit(130)
+        what, code = ("terminated (SIGTERM)", 143) if _terminated else ("interrupted", 130)
+        err.print(f"[yellow]{what}[/]: {_interrupted_summary(started)}", highlight=False)
+        sys.exit(code)
     except OSError as e:
         if e.errno == 28:  # ENOSPC: the partial entry is kept; nothing half-written is published
             err.print(f"[bold red]error:[/] disk full writing {e.filename or 'the cache'}\n  fix: free space or point --cache at a larger disk, then re-run (finished work is kept)")
@@ -220,6 +234,54 @@ def extract(
     cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"extract.ray_address": ray_address, "extract.workers": workers}, needs_dataset=True)
     report = extract_stage.extract(cfg, console=err, out=out)
     _exit_on_failures(report)
+
+
+@app.command("import-features", cls=help_class())
+def import_features(
+    source: Annotated[Path, typer.Argument(help="SpaMo's feature folder: the --save_dir of its scripts (holding clip-vit-large-patch14_feat_DS/ and mae_feat_DS/, DS = Phoenix14T, CSL-Daily or How2Sign), or the folder holding the released PHOENIX14T/ (spa_feat_p14t/, mo_feat_p14t/).", show_default=False, metavar="DIR")],
+    from_format: Annotated[str, typer.Option("--from", help="Format of the files: spamo (SpaMo's .npy files, every naming: suffixes _s2wrapping / _overlap-8, none, _overlap-8-pretrained, the released folders).")] = "spamo",
+    name: Annotated[str, typer.Option("--name", help="Name of the import: train, evaluate and ablate read it with --set train.features=imported:NAME.")] = "spamo",
+    dtype: Annotated[str, typer.Option("--dtype", help="Storage dtype: float32 keeps SpaMo's values exactly (export gives back the same bytes); float16 halves the disk.")] = "float32",
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Import SpaMo's feature files as a features cache entry per split (every video checked: both files, widths 2048/1024, clip count, finite values; bad ones listed and skipped, exit 1)."""
+    from pipeline import spamo_stage
+
+    if from_format != "spamo":
+        raise SltPipeError(f"--from {from_format!r}: unknown feature format", fix="use --from spamo")
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, needs_dataset=True)
+    report = spamo_stage.import_features(cfg, source, name=name, dtype=dtype, console=err, out=out)
+    _exit_on_failures(report)
+
+
+@app.command("export-features", cls=help_class({"features": "train.features"}))
+def export_features(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write SpaMo's script layout into: clip-vit-large-patch14_feat_DS/{split}/{fileid}_s2wrapping.npy and mae_feat_DS/{split}/{fileid}_overlap-8.npy (float32).", show_default=False, metavar="OUT")],
+    to_format: Annotated[str, typer.Option("--to", help="Format to write: spamo (what SpaMo's dataset classes read).")] = "spamo",
+    features: Annotated[Optional[str], typer.Option("--features", help="Which entries, as train reads them: extracted (this config's recipe) or imported:NAME (= --set train.features=...).")] = None,
+    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Export this features entry instead (its manifest says dataset and split; `slt-pipe cache ls` lists keys; repeatable).")] = None,
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Write features entries as SpaMo's .npy files (its script layout), the entries train would read or the ones --key names."""
+    from pipeline import spamo_stage
+
+    if to_format != "spamo":
+        raise SltPipeError(f"--to {to_format!r}: unknown feature format", fix="use --to spamo")
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, **{"train.features": features},
+                    needs_dataset=not keys)
+    spamo_stage.export_features(cfg, out_dir, keys=keys, console=err, out=out)
 
 
 @app.command("embed-targets", cls=help_class({

@@ -75,18 +75,11 @@ def rebuild_hint(cfg: Config) -> Iterator[None]:
 
 
 def find_features(cfg: Config, dataset: Any) -> tuple[dict[str, Path], list[str]]:
-    """(split -> features entry dir of those in the cache, splits that have none). Loads no model."""
-    from cache.store import Cache
-    from pipeline.extract_stage import features_key
+    """(split -> features entry dir of those in the cache, splits that have none). Loads no model.
+    `train.features` says which: extracted with cfg's recipe, or imported (pipeline.spamo_stage)."""
+    from pipeline.spamo_stage import find_selected
 
-    cache, found, missing = Cache(cfg.cache.dir), {}, []
-    for split in cfg.dataset.splits:
-        entry = cache.get("features", features_key(cfg, dataset, split)[0])
-        if entry is None:
-            missing.append(split)
-        else:
-            found[split] = entry.dir
-    return found, missing
+    return find_selected(cfg, dataset)
 
 
 def find_targets(cfg: Config, dataset: Any, langs: list[str]) -> tuple[dict[str, Path], list[str]]:
@@ -113,6 +106,7 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     """The trainer's inputs: cache entries only, checked (an error names the command that makes what is missing)."""
     from extract.text.languages import resolve_langs
     from pipeline.embed_stage import sonar_decoder
+    from pipeline.spamo_stage import missing_fix
     from train.data import entry_coverage, left_out_note
     from train.model import TrainInputs
 
@@ -121,7 +115,7 @@ def train_inputs(cfg: Config, dataset: Any, console: Console | None = None):
     features, missing = find_features(cfg, dataset)
     if missing:
         raise CacheError(f"no features for {dataset.name} split(s) {', '.join(missing)} with this recipe in the cache",
-                         fix=suggest(cfg, "extract", splits=missing))
+                         fix=missing_fix(cfg, missing))
     src = dataset.source_lang
     asked = resolve_langs(cfg.embed.langs)
     langs = list(dict.fromkeys([src, *asked]))
@@ -294,8 +288,10 @@ def eval_inputs(cfg: Config, inputs: Any, split: str, langs: str | None) -> Any:
     if split not in features:
         found, _ = find_features(one, _open_split(one, split, sorted(inputs.features)))
         if split not in found:
+            from pipeline.spamo_stage import missing_fix
+
             lacking.append(f"{split} features made with the run's recipe")
-            fixes.append(suggest(one, "extract"))
+            fixes.append(missing_fix(one, [split]))
         features.update(found)
     if want:
         found_t, absent = find_targets(here, configured_dataset(here), want)

@@ -192,3 +192,91 @@ def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str
     """relative path -> (inode, mtime_ns, sha256) of every file of the shards `names`."""
     return {str(f.relative_to(shards)): (f.stat().st_ino, f.stat().st_mtime_ns, sha256(f))
             for n in names for f in sorted((shards / n).rglob("*")) if f.is_file()}
+
+
+# --------------------------------------------------------------------------- SpaMo's procedure, with transformers' own classes
+
+
+def cosines(a: Any, b: Any) -> Any:
+    """Row-wise cosine similarity of two [N, D] arrays (float64)."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def pil_images(pngs: list[Path], squash: int | None) -> list[Any]:
+    """The frames as PIL RGB images, squashed to `squash`x`squash` with PIL bicubic (SpaMo's 256 copy)."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in pngs]
+    return [im.resize((squash, squash), Image.Resampling.BICUBIC) for im in images] if squash else images
+
+
+def spamo_spatial(snapshot: Path, pngs: list[Path], squash: int | None = 256, model: Any = None) -> Any:
+    """SpaMo's spatial feature (scripts/vit_extract_feature.py, --s2_mode s2wrapping --scales 1 2) with
+    transformers' classes: CLIPImageProcessor, CLIPVisionModel hidden_states[-1][:, 0] of the crop and the
+    mean over the four tiles of its 2x bicubic upsampling (F.interpolate), concatenated: float32 [T, 2H]."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+
+    proc = CLIPImageProcessor.from_pretrained(snapshot)
+    model = model if model is not None else CLIPVisionModel.from_pretrained(snapshot).eval()
+    with torch.no_grad():
+        x = proc(images=pil_images(pngs, squash), return_tensors="pt")["pixel_values"]
+        s = x.shape[-1]
+
+        def cls(v: Any) -> Any:
+            return model(pixel_values=v, output_hidden_states=True).hidden_states[-1][:, 0]
+
+        big = torch.nn.functional.interpolate(x, size=(2 * s, 2 * s), mode="bicubic")
+        tiles = [big[..., :s, :s], big[..., :s, s:], big[..., s:, :s], big[..., s:, s:]]
+        return torch.cat([cls(x), torch.stack([cls(t) for t in tiles]).mean(0)], dim=1).numpy()
+
+
+def spamo_motion(snapshot: Path, pngs: list[Path], squash: int | None = 256, model: Any = None) -> Any:
+    """SpaMo's motion feature (scripts/mae_extract_feature.py, --overlap_size 8) with transformers' classes:
+    16-frame clips every 8 frames (a video under 16 frames padded with its last frame), each through
+    VideoMAEImageProcessor and VideoMAEModel hidden_states[-1][:, 0]: float32 [C, H]."""
+    import torch
+    from transformers import VideoMAEImageProcessor, VideoMAEModel
+
+    proc = VideoMAEImageProcessor.from_pretrained(snapshot)
+    model = model if model is not None else VideoMAEModel.from_pretrained(snapshot).eval()
+    images = pil_images(pngs, squash)
+    images = images + [images[-1]] * max(0, 16 - len(images))
+    clips = [images[i:i + 16] for i in range(0, len(images) - 16 + 1, 8)]
+    with torch.no_grad():
+        out = [model(pixel_values=proc(c, return_tensors="pt")["pixel_values"],
+                     output_hidden_states=True).hidden_states[-1][:, 0] for c in clips]
+    return torch.cat(out).numpy()
+
+
+def scramble_weights(model: Any, seed: int) -> Any:
+    """Weights far from transformers' init, so that the features depend on the image (the default init
+    leaves the class token almost independent of it): LayerNorm weights U(0.5, 1.5) and biases N(0, 0.5),
+    unit-gain linear and patch weights, N(0, 0.1) biases, unit-scale embeddings (tests/test_paper_features.py
+    `scramble`, here for other modules)."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+
+    def fill(t: Any, std: float) -> None:
+        t.copy_(torch.randn(t.shape, generator=g) * std)
+
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.LayerNorm):
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
+                fill(mod.bias, 0.5)
+            elif isinstance(mod, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+                fill(mod.weight, mod.weight[0].numel() ** -0.5)
+                if mod.bias is not None:
+                    fill(mod.bias, 0.1)
+            elif isinstance(mod, nn.Embedding):
+                fill(mod.weight, 0.5)
+        for name, p in model.named_parameters():
+            if name.endswith(("class_embedding", "q_bias", "v_bias")):
+                fill(p, 0.5 if name.endswith("class_embedding") else 0.1)
+    return model

@@ -20,6 +20,8 @@ class TrainConfig:
     """Named bundle of training settings this config starts from (paper-spamo, generic, tiny; `slt-pipe config show --presets` lists their values); anything set in the same or a later layer wins. Source: slt-pipe."""
     out: Path = Path("runs/latest")
     """Run directory: checkpoints, metrics.jsonl, TensorBoard logs, plots, predictions. Source: slt-pipe."""
+    features: str = "extracted"
+    """Features entries that train, evaluate and ablate read: 'extracted' = the ones `slt-pipe extract` makes with this config's [extract] recipe; 'imported:NAME' = the ones `slt-pipe import-features --name NAME` made from SpaMo's .npy files (per split, the newest import whose videos are this dataset's). Source: slt-pipe."""
     steps: int = 50_000
     """Optimiser steps. Source: SpaMo (its cosine decay ends at step 50,000; SpaMo then keeps training at the final 1e-7 up to 501 epochs, which slt-pipe does not)."""
     batch_size: int = 16

@@ -51,23 +51,38 @@ class ImageRecipe:
     std: tuple[float, float, float]
     source: str
     """Where these values came from (a preprocessor_config.json, or the processor's defaults)."""
+    resize: str = "shortest"
+    """shortest: resize the shortest side to `shortest_edge`, then centre crop (CLIP, VideoMAE, DINOv2,
+    V-JEPA 2); exact: resize straight to `crop`, no crop (SigLIP's and DINOv3's processors)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"shortest_edge": self.shortest_edge, "crop": list(self.crop), "resample": self.resample,
-                "mean": list(self.mean), "std": list(self.std), "source": self.source}
+        out = {"shortest_edge": self.shortest_edge, "crop": list(self.crop), "resample": self.resample,
+               "mean": list(self.mean), "std": list(self.std), "source": self.source}
+        if self.resize != "shortest":  # only then: the recipes (and cache keys) of earlier encoders are unchanged
+            out["resize"] = self.resize
+        return out
 
 
 PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
-def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
-    """The preprocessor_config.json of a snapshot folder (transformers' image processors), else `default`."""
-    path = folder / "preprocessor_config.json" if folder is not None else None
+def read_recipe(folder: Path | None, default: ImageRecipe, name: str = "preprocessor_config.json") -> ImageRecipe:
+    """The processor config `name` of a snapshot folder (transformers' image processors), else `default`.
+    A `size` of height and width (SigLIP, DINOv3) is an exact resize to it, without a crop."""
+    path = folder / name if folder is not None else None
     if path is None or not path.is_file():
         return default
     try:
         p = json.loads(path.read_text())
         size = p.get("size", default.shortest_edge)
+        resample = PIL_FILTERS[int(p.get("resample", 3))]
+        mean = tuple(float(x) for x in p.get("image_mean", default.mean))
+        std = tuple(float(x) for x in p.get("image_std", default.std))
+        if isinstance(size, dict) and "height" in size and "shortest_edge" not in size:
+            if p.get("do_center_crop"):
+                raise ValueError("a height/width resize followed by a centre crop is not supported")
+            hw = (int(size["height"]), int(size["width"]))
+            return ImageRecipe(min(hw), hw, resample, mean, std, source=str(path), resize="exact")  # type: ignore[arg-type]
         short = int(size["shortest_edge"] if isinstance(size, dict) else size)
         crop = p.get("crop_size", default.crop)
         if isinstance(crop, dict):
@@ -78,13 +93,10 @@ def read_recipe(folder: Path | None, default: ImageRecipe) -> ImageRecipe:
             crop_hw = (int(crop[0]), int(crop[1]))
         if not p.get("do_center_crop", True):
             raise ValueError("do_center_crop=false is not supported (SpaMo's processors crop)")
-        return ImageRecipe(short, crop_hw, PIL_FILTERS[int(p.get("resample", 3))],
-                           tuple(float(x) for x in p.get("image_mean", default.mean)),  # type: ignore[arg-type]
-                           tuple(float(x) for x in p.get("image_std", default.std)),  # type: ignore[arg-type]
-                           source=str(path))
+        return ImageRecipe(short, crop_hw, resample, mean, std, source=str(path))  # type: ignore[arg-type]
     except (ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"unreadable image processor config ({e})", path=path,
-                           fix="restore preprocessor_config.json from the snapshot, or delete it to use the defaults") from None
+                           fix=f"restore {name} from the snapshot, or delete it to use the defaults") from None
 
 
 
@@ -123,7 +135,8 @@ def squash(frames: np.ndarray, side: int) -> list[Image.Image]:
 
 
 def processor_crop(frames: np.ndarray | list[Image.Image], recipe: ImageRecipe) -> np.ndarray:
-    """uint8 [T, H, W, 3] (or PIL frames) -> uint8 [T, crop_h, crop_w, 3]: resize shortest side, centre crop."""
+    """uint8 [T, H, W, 3] (or PIL frames) -> uint8 [T, crop_h, crop_w, 3]: resize shortest side, centre crop
+    (or, with `recipe.resize` exact, resize to the crop size)."""
     from PIL import Image
 
     ch, cw = recipe.crop
@@ -133,6 +146,9 @@ def processor_crop(frames: np.ndarray | list[Image.Image], recipe: ImageRecipe) 
     resample = Image.Resampling[recipe.resample.upper()]
     for i, frame in enumerate(frames):
         im = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+        if recipe.resize == "exact":
+            out[i] = np.asarray(im.resize((cw, ch), resample=resample))
+            continue
         w, h = im.size
         short, long = (w, h) if w <= h else (h, w)
         new_long = int(recipe.shortest_edge * long / short)
