@@ -69,11 +69,11 @@ def test_grid_options_and_shipped_grids(tmp_path):
     grid.write_text('[ablate]\nrepeats = 2\n')
     with pytest.raises(SltPipeError, match="unknown key"):
         ab.grid_options(grid)
-    for name in ("alignment", "augmentation", "zero-shot"):
+    for name in ("alignment", "augmentation", "encoders", "zero-shot"):
         path = ab.grid_path(name)
         assert path.is_file() and ab.grid_options(path).seeds == 3
         assert ab.grid_options(path).baseline in ab.load_toml(path)["variants"]
-    with pytest.raises(SltPipeError, match="alignment, augmentation, zero-shot"):
+    with pytest.raises(SltPipeError, match="alignment, augmentation, encoders, zero-shot"):
         ab.grid_path(tmp_path / "nope")
 
 
