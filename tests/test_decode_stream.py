@@ -58,8 +58,8 @@ def clip(tmp_path_factory) -> Path:
 
 def crops(frames: np.ndarray) -> dict[str, np.ndarray]:
     """A recipe-like per-frame prepare: the processors' PIL resizes and crops, and a strided view."""
-    small = SimpleNamespace(shortest_edge=20, crop=(16, 16), resample="bicubic")
-    odd = SimpleNamespace(shortest_edge=33, crop=(30, 24), resample="bilinear")
+    small = SimpleNamespace(shortest_edge=20, crop=(16, 16), resample="bicubic", resize="shortest")
+    odd = SimpleNamespace(shortest_edge=33, crop=(30, 24), resample="bilinear", resize="shortest")
     return {"clip": processor_crop(frames, small), "mae": processor_crop(frames, odd),
             "raw": np.ascontiguousarray(frames[:, ::3, ::2])}
 
