@@ -255,8 +255,7 @@ def spamo_motion(snapshot: Path, pngs: list[Path], squash: int | None = 256, mod
 def scramble_weights(model: Any, seed: int) -> Any:
     """Weights far from transformers' init, so that the features depend on the image (the default init
     leaves the class token almost independent of it): LayerNorm weights U(0.5, 1.5) and biases N(0, 0.5),
-    unit-gain linear and patch weights, N(0, 0.1) biases, unit-scale embeddings (tests/test_paper_features.py
-    `scramble`, here for other modules)."""
+    unit-gain linear and patch weights, N(0, 0.1) biases, unit-scale embeddings."""
     import torch
     from torch import nn
 

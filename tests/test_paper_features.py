@@ -27,7 +27,9 @@ from extract.vision.decode import read_frames
 from extract.vision.encoders import clip as clipm
 from extract.vision.encoders import videomae as maem
 from extract.vision.streams import FeatureExtractor, model_identity
-from helpers import random_clip, random_videomae
+from helpers import cosines, random_clip, random_videomae
+from helpers import pil_images as _images
+from helpers import scramble_weights as scramble
 from pipeline.config import build_config
 from pipeline.extract_stage import stage_config
 
@@ -38,11 +40,6 @@ SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_att
 SMALL_MAE = dict(image_size=64, patch_size=16, num_channels=3, num_frames=16, tubelet_size=2, hidden_size=64,
                  num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, hidden_act="gelu", qkv_bias=True,
                  use_mean_pooling=False, layer_norm_eps=1e-12)
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 # --------------------------------------------------------------------------- data in the PHOENIX layout
@@ -86,11 +83,6 @@ def frame_paths(root: Path, name: str, folder: str) -> list[Path]:
 
 PIL_FILTER = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
               "nearest": Image.Resampling.NEAREST}
-
-
-def _images(pngs: list[Path], squash: int | None) -> list[Image.Image]:
-    images = [Image.open(p).convert("RGB") for p in pngs]
-    return [im.resize((squash, squash), Image.Resampling.BICUBIC) for im in images] if squash else images
 
 
 @torch.no_grad()
@@ -144,33 +136,6 @@ def reference_motion(snapshot: Path, pngs: list[Path], squash: int | None = None
         o = model(pixel_values=x, output_hidden_states=True)
         out.append(o.hidden_states[-1][:, 0] if token == "pre" else o.last_hidden_state[:, 0])
     return torch.cat(out).numpy()
-
-
-def scramble(model: nn.Module, seed: int) -> nn.Module:
-    """Weights far from transformers' init, so that every recipe choice moves the features: LayerNorm
-    weights U(0.5, 1.5) and biases N(0, 0.5) (the default 1 / 0 makes post_layernorm nearly the
-    identity on the class token), unit-gain linear and patch weights (the default small ones leave the
-    class token almost independent of the image), N(0, 0.1) biases, unit-scale embeddings."""
-    g = torch.Generator().manual_seed(seed)
-
-    def fill(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
-        t.copy_(torch.randn(t.shape, generator=g) * std + mean)
-
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.LayerNorm):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
-                fill(mod.bias, 0.5)
-            elif isinstance(mod, (nn.Linear, nn.Conv2d, nn.Conv3d)):
-                fill(mod.weight, mod.weight[0].numel() ** -0.5)
-                if mod.bias is not None:
-                    fill(mod.bias, 0.1)
-            elif isinstance(mod, nn.Embedding):
-                fill(mod.weight, 0.5)
-        for name, p in model.named_parameters():
-            if name.endswith(("class_embedding", "q_bias", "v_bias")):
-                fill(p, 0.5 if name.endswith("class_embedding") else 0.1)
-    return model
 
 
 def slt_features(root: Path, spatial: Path, motion: Path, archs: tuple[str, str] = ("snapshot", "snapshot"),
