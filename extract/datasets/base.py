@@ -77,6 +77,11 @@ class VideoFile:
 FrameSource = PngFolder | VideoFile
 
 
+def source_path(src: FrameSource) -> Path:
+    """The folder or file a video is read from: what a message about it names."""
+    return src.dir if isinstance(src, PngFolder) else src.path
+
+
 @dataclass(frozen=True)
 class Sample:
     id: str

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cache.errors import DatasetError
-from extract.datasets.base import FrameSource, PngFolder, VideoFile
+from extract.datasets.base import FrameSource, PngFolder, VideoFile, source_path
 
 _ONE_VIDEO: ContextVar[bool] = ContextVar("slt_pipe_one_video", default=False)
 """Set by `one_video()`: the source is a video the user passed, not a sample of a dataset."""
@@ -140,8 +140,7 @@ def _read(src: FrameSource, fps: float | None, max_side: int | None, max_frames:
 
 
 def _no_frames(src: FrameSource) -> None:
-    where = src.dir if isinstance(src, PngFolder) else src.path
-    raise DatasetError("video has no frames" + _window_text(src), path=where,
+    raise DatasetError("video has no frames" + _window_text(src), path=source_path(src),
                        fix=_fix("check the file / folder (and for a window, its start and end times) or drop the sample",
                                 "check the file / folder: it must hold at least one frame"))
 

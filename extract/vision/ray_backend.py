@@ -16,7 +16,6 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import ray
@@ -25,7 +24,7 @@ from rich.progress import Progress
 from cache.errors import WorkersLost
 from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
-from extract.datasets.base import FrameSource, VideoFile, problem_text
+from extract.datasets.base import FrameSource, problem_text, source_path
 from extract.faults import FaultLog
 from extract.ray_session import get
 from extract.vision.runner import (
@@ -195,7 +194,7 @@ def _prefetch(sources: Iterable[FrameSource], cfg: ExtractConfig, recipe: Any, a
             return ray.get(ref)
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
                 ray.exceptions.NodeDiedError) as e:
-            where = _where(src)
+            where = source_path(src)
             return Decoded(None, (f"{where}: decoding it killed its worker process {cfg.item_deaths} time(s) "
                                   f"({type(e).__name__})", "check the file (ffprobe, or open its frames); "
                                   "re-encode or replace it, then re-run: only its shard is recomputed"))
@@ -365,11 +364,6 @@ def _fail_video(shard: ShardPlan, video: str | None, deaths: int) -> ShardPlan:
     """`shard` with `video` marked as not extractable: it killed its worker `deaths` times."""
     reason = f"its model worker died {deaths} time(s) while computing it (a crash or memory exhaustion on this video)"
     fix = "check the video (its length and frame size); lower extract.batch_frames, or replace it and re-run"
-    samples = tuple(dataclasses.replace(s, problem=problem_text(_where(s.frames), reason, fix)) if s.id == video
+    samples = tuple(dataclasses.replace(s, problem=problem_text(source_path(s.frames), reason, fix)) if s.id == video
                     else s for s in shard.samples)
     return dataclasses.replace(shard, samples=samples)
-
-
-def _where(src: FrameSource) -> Path:
-    """The file or folder a video is read from (what its failure names)."""
-    return src.path if isinstance(src, VideoFile) else src.dir
