@@ -39,3 +39,14 @@ class CacheError(SltPipeError):
 class WorkersLost(SltPipeError):
     """A run stopped by lost Ray workers, not by its inputs (all gone, or one chunk kills each one that
     takes it): the partial entry is kept, and the same command resumes from it."""
+
+
+class DiskFullError(SltPipeError):
+    """A write that ran out of space (ENOSPC, whatever exception type carried it): the one line every
+    writer gives. The partial entry and finished work are kept; the same command resumes."""
+
+    def __init__(self, path: str | Path | None):
+        self.written = None if path is None else str(path)
+        super().__init__(f"disk full writing {self.written or 'the cache'}",
+                         fix="free space, or point --cache (or --out) at a larger disk, then run the same command "
+                             "again (finished work is kept)")

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from cache.errors import CacheError, SltPipeError
-from cache.files import fsync_path
+from cache.files import fsync_path, writing
 from cache.keys import sha256_file
 from cache.store import CorruptEntryError, check_files, read_manifest
 
@@ -119,11 +119,21 @@ class FeatureStoreWriter:
 
     def write_shard(self, data: ShardData) -> None:
         """Write one shard under a temporary name, fsync, rename into place (atomic)."""
-        import zarr
 
         tmp = self.shards_dir / f".tmp-{shard_name(data.index)}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
+        try:
+            with writing(self.shards_dir / shard_name(data.index)):
+                self._write_shard(tmp, data)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk or a crash leaves no half shard taking space
+            raise
+        self._publish_shard(tmp, data.index)
+
+    def _write_shard(self, tmp: Path, data: ShardData) -> None:
+        import zarr
+
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         for name, parts, dim in (("spatial", data.spatial, self.dims[0]), ("motion", data.motion, self.dims[1])):
             rows = np.concatenate(parts).astype(self.dtype) if parts else np.zeros((0, dim), self.dtype)
@@ -141,7 +151,6 @@ class FeatureStoreWriter:
             "failures": [list(f) for f in data.failures],
             "fingerprint": data.fingerprint,
         })
-        self._publish_shard(tmp, data.index)
 
     def adopt_shard(self, source: Path, index: int) -> None:
         """Hard-link (or copy, across file systems) a finished shard of another entry in as shard `index`."""

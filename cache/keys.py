@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from cache.errors import SltPipeError
 from cache.files import write_text_atomic
 
 KEY_CHARS = 20
 HASH_MEMO = "file-sha256.json"
-"""Per-machine memo of weight-file hashes, in $XDG_CACHE_HOME/slt-pipe (default ~/.cache/slt-pipe)."""
+"""The memo of weight-file hashes, in the cache a command names (`use_memo_dir`): never elsewhere."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -40,7 +40,7 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
 
 
 def sha256_memo(path: Path) -> str:
-    """sha256 of a file, hashed once per machine while its path, size and mtime stay the same.
+    """sha256 of a file, hashed once per cache while its path, size and mtime stay the same.
 
     Why: a paper checkpoint is gigabytes, and every command keys its entries from these
     hashes; re-reading them on each run is most of a cached run's time. A rewritten file
@@ -65,17 +65,26 @@ def sha256_memo(path: Path) -> str:
 
 _MEMO: dict[str, list] = {}
 """This process's view of the memo: path -> [size, mtime_ns, sha256]."""
+_MEMO_DIR: Path | None = None
 
 
-def hash_memo_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()
-    return Path(base) / "slt-pipe" / HASH_MEMO
+def use_memo_dir(cache_dir: Path | None) -> None:
+    """Keep the memo in `cache_dir` (the CLI names the command's --cache); None: this process only."""
+    global _MEMO_DIR
+    _MEMO_DIR = None if cache_dir is None else Path(cache_dir).expanduser()
+
+
+def hash_memo_path() -> Path | None:
+    return None if _MEMO_DIR is None else _MEMO_DIR / HASH_MEMO
 
 
 def _read_memo() -> dict[str, list]:
     """The memo on disk; an unreadable or foreign file counts as empty (it is only a memo: files get re-hashed)."""
+    path = hash_memo_path()
+    if path is None:
+        return {}
     try:
-        data = json.loads(hash_memo_path().read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
@@ -85,13 +94,21 @@ def _read_memo() -> dict[str, list]:
 
 def _write_memo(memo: dict[str, list]) -> None:
     """Atomically (temp file + rename): a concurrent reader sees the old memo or the new one, never half.
-    A read-only home only costs the re-hash next time, so a failed write is not an error."""
+    A cache that cannot take it (read-only, full) only costs the re-hash next time: the failure is kept
+    in MEMO_UNWRITTEN, not raised."""
+    global MEMO_UNWRITTEN
     path = hash_memo_path()
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(memo, sort_keys=True), fsync=False)
-    except OSError:
-        pass
+    except (OSError, SltPipeError) as e:
+        MEMO_UNWRITTEN = f"{path}: {e}"
+
+
+MEMO_UNWRITTEN: str | None = None
+"""Why the last write of the memo failed (None: it did not)."""
 
 
 def _default(obj: Any) -> Any:

@@ -318,17 +318,19 @@ class Cache:
                 yield e if e is not None else (k, d.name, d)
 
     def listing(self) -> list[dict[str, Any]]:
-        """A row per entry, complete or not (`cache ls`): kind, key, dataset, items, bytes, complete, created."""
+        """A row per entry, complete or not (`cache ls`): kind, key, dataset, what (split, import name,
+        language), items, bytes, complete, created."""
         rows = []
         for e in self.entries():
             if isinstance(e, Entry):
-                rows.append({"kind": e.kind, "key": e.key, "dataset": e.manifest.get("dataset", ""), "items": e.items,
-                             "bytes": e.size_bytes(), "complete": True, "created": e.manifest.get("created", "")})
+                rows.append({"kind": e.kind, "key": e.key, "dataset": e.manifest.get("dataset", ""),
+                             "what": entry_what(e.manifest), "items": e.items, "bytes": e.size_bytes(),
+                             "complete": True, "created": e.manifest.get("created", "")})
             else:
                 kind, key, path = e
                 size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-                rows.append({"kind": kind, "key": key, "dataset": "", "items": 0, "bytes": size, "complete": False,
-                             "created": ""})
+                rows.append({"kind": kind, "key": key, "dataset": "", "what": "", "items": 0, "bytes": size,
+                             "complete": False, "created": ""})
         return rows
 
     def verify(self, entry: Entry) -> list[str]:
@@ -353,3 +355,14 @@ class Cache:
         if doomed != path:
             os.rename(path, doomed)
         shutil.rmtree(doomed)
+
+
+def entry_what(manifest: dict[str, Any]) -> str:
+    """What tells entries of one kind and dataset apart: the split (and the import's name) of features,
+    the language of targets, the split and language pair of translations."""
+    split, lang = manifest.get("split"), manifest.get("lang")
+    imported = ((manifest.get("inputs") or {}).get("import") or {}).get("name")
+    src = (manifest.get("inputs") or {}).get("src")
+    parts = [str(split) if split else "", f"{src}->{lang}" if src and lang else str(lang or ""),
+             f"imported:{imported}" if imported else ""]
+    return " ".join(p for p in parts if p)

@@ -56,7 +56,10 @@ def write_targets(
     dim = int(dims.pop()) if dims else 0
 
     def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
+        # Built in memory, written as one image: HDF5 that meets a full disk crashes the process (a
+        # segfault in h5py's close); the image's write is a plain OSError. The bytes are those of a file
+        # written in place.
+        with h5py.File(tmp, "w", driver="core", backing_store=False) as f:
             f.attrs["format"] = FORMAT
             f.attrs["lang"] = lang
             f.attrs["key"] = key
@@ -75,6 +78,8 @@ def write_targets(
                 lg.create_dataset("embedding", data=emb, fletcher32=True)
                 _strings(lg, "source", st.sources, str_t)
             f.flush()
+            image = f.id.get_file_image()
+        tmp.write_bytes(image)
 
     return write_atomic(path, write)
 

@@ -1,6 +1,7 @@
-"""Ray cluster addresses, checked without Ray: what `--ray-address` means and whether anything can
-be there. Ray itself waits minutes for a GCS that is not there; these answer in seconds, with the one
-wording that extract, embed-targets, ablate and doctor share."""
+"""Ray cluster addresses, checked without Ray: what `--ray-address` means and whether a Ray head is
+there (a TCP connection, then one gRPC call the GCS answers). Ray itself waits minutes, or forever,
+for a GCS that is not there; these answer in seconds, with the one wording that extract,
+embed-targets, ablate and doctor share."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ class AddressCheck:
     """Why the address does not parse (None: it does)."""
     refused: str | None = None
     """Why host:port does not accept a TCP connection (None: it does, or it was not tried)."""
+    not_ray: str | None = None
+    """What answers at host:port instead of a Ray GCS (None: the GCS answered, or it was not tried)."""
 
 
 def address_problem(got: AddressCheck) -> tuple[str, str] | None:
@@ -68,6 +71,11 @@ def address_problem(got: AddressCheck) -> tuple[str, str] | None:
                 f"({got.refused}, {CONNECT_TIMEOUT_S:.0f} s timeout)",
                 "start the cluster (`ray start --head` on the head node; `ray status` there prints its address), "
                 "check host, port and firewall, or drop --ray-address to use a local Ray")
+    if got.not_ray is not None:
+        return (f"no Ray cluster at {got.target}: {got.host}:{got.port} accepts a connection but is not a Ray head "
+                f"({got.not_ray})",
+                "pass the GCS address of the head (`ray status` on the head node prints it; the default port is "
+                "6379; 8265 is the dashboard's), or ray://HOST:10001 for Ray client")
     return None
 
 
@@ -84,10 +92,15 @@ def require_reachable(address: str | None) -> None:
 
 CONNECT_TIMEOUT_S = 2.0
 """How long one TCP connection to a cluster address may take before it counts as unreachable."""
+GCS_TIMEOUT_S = 5.0
+"""How long the GCS may take to answer one call before the address counts as not a Ray head."""
+GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+"""A call every Ray GCS serves (an empty request), made raw so that no Ray module is imported."""
 
 
 def check_address(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> AddressCheck:
-    """Resolve `auto`, parse the address and try one TCP connection to it (nothing else is done)."""
+    """Resolve `auto`, parse the address, try one TCP connection to it, then ask what answers there
+    (`gcs_answer`); nothing else is done."""
     import socket
 
     target = auto_address() if address == "auto" else address
@@ -104,4 +117,31 @@ def check_address(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Addr
             pass
     except OSError as err:
         out.refused = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
+        return out
+    out.not_ray = gcs_answer(out.host, out.port, client=target.startswith("ray://"))
     return out
+
+
+def gcs_answer(host: str, port: int, *, client: bool, timeout_s: float = GCS_TIMEOUT_S) -> str | None:
+    """None when a Ray GCS (or, with `client`, a gRPC server such as Ray client's) answers at host:port;
+    else what answered instead, in a few words. A refused authentication token is a GCS answering:
+    ray_session names that error itself."""
+    import grpc
+
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with grpc.insecure_channel(target) as channel:
+        probe = channel.unary_unary(GCS_PROBE, request_serializer=lambda _: b"", response_deserializer=lambda b: b)
+        try:
+            probe(None, timeout=timeout_s)
+        except grpc.RpcError as err:
+            code, details = err.code(), (err.details() or "").strip()
+            if code == grpc.StatusCode.UNAUTHENTICATED or (client and code == grpc.StatusCode.UNIMPLEMENTED):
+                return None
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                return "a gRPC server that is not a Ray GCS answers (is it Ray client's port? use ray://HOST:PORT)"
+            if "parsing http/2" in details.lower() or "http1" in details.lower():
+                return "it answers in another protocol than gRPC, as a web server or Ray's dashboard does"
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return f"it does not speak gRPC: no answer in {timeout_s:.0f} s"
+            return f"no Ray GCS answer: {code.name.lower()}{f', {details}' if details else ''}"
+    return None

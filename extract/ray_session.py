@@ -77,6 +77,7 @@ def ray_session(address: str | None, *, object_store_bytes: int,
                          object_store_memory=object_store_bytes, log_to_driver=False, logging_level=level)
             if not loud:
                 _hush_raylet_reports()
+            _private_token()
     finally:
         os.chdir(here)
         if on_term is not None and threading.current_thread() is threading.main_thread():
@@ -138,7 +139,7 @@ def check_shared_paths(paths: Mapping[str, Path], *, timeout_s: float = 120.0) -
                 for what, path, why in ray.get(ref, timeout=timeout_s)]
     if problems:
         raise SltPipeError(
-            "Ray workers on other nodes need the dataset and the cache at the same paths as this machine:\n  "
+            "Ray workers on other nodes need the dataset, the cache and the weights at the same paths as this machine:\n  "
             + "\n  ".join(problems),
             fix="mount them at the same paths on every node (a shared filesystem such as NFS), or run "
                 "from a machine whose paths the nodes share; without --ray-address everything runs here")
@@ -158,6 +159,16 @@ def _probe(paths: dict[str, str]) -> list[tuple[str, str, str]]:
 
 AUTH_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 """Where `ray start --head` writes the cluster's token (Ray's default; RAY_AUTH_TOKEN_PATH moves it)."""
+
+
+def _private_token() -> None:
+    """Ray writes the cluster's token world-readable (0644, the umask's): it is a password, so 0600."""
+    try:
+        st = AUTH_TOKEN_FILE.stat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and st.st_uid == os.getuid():  # another user's file is theirs to protect
+        AUTH_TOKEN_FILE.chmod(0o600)
 
 
 def _join(address: str, level: str) -> None:

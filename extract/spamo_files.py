@@ -32,12 +32,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from cache.errors import DatasetError, SltPipeError
+from cache.files import write_atomic
 
 SPATIAL_WIDTH = 2048
 """CLIP ViT-L/14's class token at scales 1 and 2 (S2), concatenated."""
 MOTION_WIDTH = 1024
 """VideoMAE-L's first token."""
 CLIP_LEN, CLIP_STRIDE = 16, 8
+NPY_MAGIC = b"\x93NUMPY"
 SPATIAL_MODEL = "clip-vit-large-patch14"
 """The last part of SpaMo's --model_name, which names its spatial folder."""
 DS_NAMES = {"phoenix": "Phoenix14T", "toy": "Phoenix14T", "csl-daily": "CSL-Daily", "how2sign": "How2Sign"}
@@ -190,8 +192,9 @@ def detect_layout(root: Path, dataset: str, ids: dict[str, list[str]]) -> Layout
     """The layout under `root` that holds the most of the dataset's videos (`ids`: split -> ids)."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError("SpaMo feature folder is not a directory", path=root,
-                           fix="pass the --save_dir of SpaMo's extraction scripts, or the folder holding PHOENIX14T/")
+        raise DatasetError("SpaMo feature folder " + ("is not a directory" if root.exists() else "does not exist"),
+                           path=root, fix="pass the --save_dir of SpaMo's extraction scripts, or the folder holding "
+                           "PHOENIX14T/")
     best, best_hits = None, 0
     for layout in candidate_layouts(root, dataset):
         if not (layout.spatial_dir.is_dir() or layout.motion_dir.is_dir()):
@@ -203,13 +206,32 @@ def detect_layout(root: Path, dataset: str, ids: dict[str, list[str]]) -> Layout
         if hits > best_hits:
             best, best_hits = layout, hits
     if best is None:
-        looked = "; ".join(sorted({f"{layout.pattern('spatial')} + {layout.pattern('motion')}"
-                                   for layout in candidate_layouts(root, dataset)}))
-        raise DatasetError(f"no SpaMo feature files of {dataset} ({', '.join(ids)}) found (looked for {looked})",
+        script = candidate_layouts(root, dataset)[0]
+        raise DatasetError(f"no SpaMo feature files of {dataset}'s {', '.join(ids)} videos found: looked for "
+                           f"{script.pattern('spatial')} and the other namings SpaMo's files have; "
+                           f"found {_found_instead(root, candidate_layouts(root, dataset), ids)}",
                            path=root, fix=f"pass the --save_dir of SpaMo's {SCRIPT['spatial']} and {SCRIPT['motion']} "
-                           "(the folder holding clip-vit-large-patch14_feat_DS/ and mae_feat_DS/), or the folder "
-                           "holding the released PHOENIX14T/")
+                           f"for this dataset (the folder holding {script.spatial_dir.name}/ and "
+                           f"{script.motion_dir.name}/), or the folder holding the released PHOENIX14T/")
     return best
+
+
+def _found_instead(root: Path, layouts: list[Layout], ids: dict[str, list[str]], few: int = 4) -> str:
+    """A few names of what `root` holds where the dataset's files were looked for: the files of the
+    first layout folder that exists (another corpus's videos), else the top-level entries."""
+    for layout in layouts:
+        for split in ids:
+            d = split_dir(layout, "spatial", split)
+            names = sorted(os.listdir(d)) if d.is_dir() else []
+            if names:
+                more = f" (and {len(names) - few} more)" if len(names) > few else ""
+                return (f"{len(names)} file(s) in {d} but none of this dataset's videos: "
+                        f"{', '.join(names[:few])}{more} (e.g. {ids[split][0] if ids[split] else '?'} is missing)")
+    names = sorted(os.listdir(root))
+    if not names:
+        return "an empty folder"
+    more = f" (and {len(names) - few} more)" if len(names) > few else ""
+    return f"{', '.join(n + ('/' if (root / n).is_dir() else '') for n in names[:few])}{more}"
 
 
 # --------------------------------------------------------------------------- reading and checking
@@ -247,6 +269,8 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
     except OSError as e:
         raise FileProblem(f"{path}: cannot read ({e.strerror})", "restore the file") from None
     digest = hashlib.sha256(data).hexdigest()
+    if not data.startswith(NPY_MAGIC):
+        raise FileProblem(f"{path}: not a .npy file (it starts with {data[:8]!r}, a .npy file with {NPY_MAGIC!r})", "")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:
@@ -265,14 +289,16 @@ def _npy_damage(data: bytes, error: BaseException) -> str:
         version = npy.read_magic(f)
         header = npy.read_array_header_1_0(f) if version == (1, 0) else npy.read_array_header_2_0(f)
     except (ValueError, EOFError, OSError):
-        return f"not a .npy file ({error})"
+        return "a .npy file whose header cannot be read"
     shape, _, dtype = header
+    if dtype.hasobject:  # numpy's advice (allow_pickle=True) would run code from the file: never given
+        return f"a .npy file of Python objects ({dtype}), not of numbers: SpaMo's files hold float32 arrays"
     want = int(np.prod(shape)) * dtype.itemsize
     have = len(data) - f.tell()
     if have < want:
         return (f"truncated .npy file: {have} of the {want} bytes its header declares "
                 f"({dtype} {tuple(shape)}) are there")
-    return f"unreadable .npy file ({error})"
+    return f"unreadable .npy file ({type(error).__name__})"
 
 
 def check_video(video_id: str, frames: int | None, files: SplitFiles, dataset: str, save_dir: Path) -> VideoFeatures:
@@ -364,10 +390,11 @@ def export_paths(out: Path, dataset: str, split: str, video_id: str, start: str 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """np.save of a float32 C-ordered array, as SpaMo's scripts save (temp file + rename: never half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array, dtype=np.float32))
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array, dtype=np.float32))
+
+    write_atomic(path, write, fsync=False)
 
 
 def how2sign_starts(annotation_files: list[Path]) -> dict[str, str]:
@@ -408,3 +435,22 @@ def stream_layout() -> list[dict[str, Any]]:
     """Which columns each encoder fills (the store's `streams` attr, as extraction records it)."""
     return [{"name": "clip", "kind": "frame", "array": "spatial", "columns": [0, SPATIAL_WIDTH]},
             {"name": "videomae", "kind": "clip", "array": "motion", "columns": [0, MOTION_WIDTH]}]
+
+
+def spamo_recipe_mismatch(attrs: dict[str, Any]) -> str | None:
+    """Why a features store is not SpaMo's recipe (None: it is): CLIP then VideoMAE, by identity, with
+    S2 scales [1, 2], 16/8 clips and the first token, at SpaMo's widths. Widths alone are not enough:
+    DINOv3 + V-JEPA 2 at 1024 wide fill the same shapes with other features."""
+    streams = (attrs.get("models") or {}).get("streams") or []
+    found = [f"{s.get('name')} ({s.get('model', '?')})" for s in streams]
+    if [s.get("name") for s in streams] != ["clip", "videomae"]:
+        return f"it holds the streams {', '.join(found) or 'of an unknown recipe'}; SpaMo's are clip, videomae"
+    recipe = {"spatial_scales": [1, 2], "clip_len": CLIP_LEN, "clip_stride": CLIP_STRIDE, "motion_pool": "first"}
+    other = {k: attrs.get(k) for k, v in recipe.items() if attrs.get(k) != v}
+    if other:
+        return (f"its recipe has {', '.join(f'{k} = {v}' for k, v in other.items())}; SpaMo's has "
+                f"{', '.join(f'{k} = {recipe[k]}' for k in other)}")
+    widths = [s.get("width") for s in streams]
+    if widths != [SPATIAL_WIDTH, MOTION_WIDTH]:
+        return f"its streams are {widths[0]} / {widths[1]} wide; SpaMo's are {SPATIAL_WIDTH} / {MOTION_WIDTH}"
+    return None

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cache.errors import SltPipeError
+from cache.files import write_text_atomic, writing
 from train.confidence import MIN_SENTENCES, ci_key, format_interval, small_sample_warning
 from train.metrics import ABLATION, HEADLINE
 
@@ -26,6 +27,9 @@ RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.csv"
 RUNS = "runs"
 SIGNIFICANCE = 0.05
+MIN_PAIRED_SENTENCES = 5
+"""Fewer sentence pairs than this (over the paired seeds) get no p-value: a bootstrap of one or two
+sentences is noise, and a mark on it would claim what it cannot show ("n too small")."""
 """p below this marks a difference from the baseline (`*`)."""
 BOOTSTRAP_SAMPLES = 1000
 SUMMARIZED = tuple(m for m in ABLATION if m.ablation.summary)
@@ -150,6 +154,8 @@ def paired_test(base: list[dict], variant: list[dict], lang: str) -> dict[str, f
         hyps_b += pb["hyps"]
         hyps_v += pv["hyps"]
         refs += pb["refs"]
+    if len(refs) < MIN_PAIRED_SENTENCES:
+        return {"paired_n": len(refs)}
     if hyps_b == hyps_v:  # sacrebleu gives identical systems its smallest p ("zero difference is not chance")
         return {f"p_{m.key}": 1.0 for m in HEADLINE}
     case = b[common[0]]["scores"][lang].get("case", "mixed") == "lc"
@@ -174,25 +180,27 @@ def mark(row: dict, key: str) -> str:
     p = row.get(f"p_{key}")
     if p is not None:
         text += f" (p={p:.3f}{' *' if p < SIGNIFICANCE else ''})"
+    elif row.get("paired_n") is not None:
+        text += f" (p: n too small, {row['paired_n']} sentence pair(s))"
     return text
 
 
 def write_results(rows: list[dict], summary: list[dict], out: Path) -> None:
     flat = flat_rows(rows)
     cols = ["variant", "seed", "lang", *(m.key for m in ABLATION), "train_s", "references"]
-    with (out / RESULTS_FILE).open("w", newline="") as f:
+    with writing(out / RESULTS_FILE), (out / RESULTS_FILE).open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(flat)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in flat]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    with (out / SUMMARY_FILE).open("w", newline="") as f:
+    write_text_atomic(out / "results.md", "\n".join(lines) + "\n", fsync=False)
+    write_text_atomic(out / "results.json", json.dumps(rows, indent=2), fsync=False)
+    with writing(out / SUMMARY_FILE), (out / SUMMARY_FILE).open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows([{c: _csv_cell(r.get(c)) for c in SUMMARY_COLUMNS} for r in summary])
-    (out / "summary.md").write_text(summary_markdown(summary))
+    write_text_atomic(out / "summary.md", summary_markdown(summary), fsync=False)
     _chart(rows, summary, out / "results.png")
 
 
@@ -277,5 +285,6 @@ def _chart(rows: list[dict], summary: list[dict], path: Path) -> None:
     ax.set(ylabel=f"test {label}", title="ablation (bars: mean over seeds, lines: std, dots: seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with writing(path):
+        fig.savefig(path, dpi=80)
     plt.close(fig)

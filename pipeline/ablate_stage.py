@@ -261,7 +261,7 @@ def run_ablation(base: Config, grid: Path | None, out: Path, console: Console, *
     log = {"trials": [f"{t.name} seed {t.cfg.train.seed}" for t in trials], "eval_langs": langs,
            "reused": [f"{trials[k].name} seed {trials[k].cfg.train.seed}" for k in sorted(reused)],
            "cache_entries_before": len(before), "cache_entries_created_during_trials": created}
-    (out / "ablation_log.json").write_text(json.dumps(log, indent=2))
+    write_text_atomic(out / "ablation_log.json", json.dumps(log, indent=2), fsync=False)
     console.print(f"cache entries created while the trials ran: {len(created)} (of {len(after)}; see ablation_log.json)")
     if created:
         raise SltPipeError(f"trials created cache entries {created}", path=out / "ablation_log.json",

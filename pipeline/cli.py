@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 from cache.errors import SltPipeError
 from pipeline.cli_cache import cache_app
+from pipeline.cli_exit import run_command
 from pipeline.cli_help import help_class
-from pipeline.cli_options import CACHE_DIRS as _CACHE_DIRS
 from pipeline.cli_options import (
     CacheOpt,
     ConfigOpt,
@@ -76,47 +73,18 @@ def _root(
         os.environ["SLT_PIPE_VERBOSE"] = "1"
 
 
-_terminated = False
-"""Whether SIGTERM arrived (what SLURM, Kubernetes and spot reclaim send before SIGKILL)."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # Ctrl-C's path: the stage stops its workers, keeps finished work and unwinds; exit 143, not 130.
-    global _terminated
-    _terminated = True
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    started = time.time()
-    signal.signal(signal.SIGTERM, _on_sigterm)  # extract.ray_session keeps it past ray.init
-    try:
-        app()
-    except SltPipeError as e:
-        err.print(f"[bold red]error:[/] {escape(e.render())}", highlight=False)  # a [value] is text, not markup
-        sys.exit(2)
-    except (KeyboardInterrupt, SystemExit) as e:
-        # typer turns Ctrl-C into a silent exit 130; say what was kept and how to resume.
-        if isinstance(e, SystemExit) and e.code != 130:
-            raise
-        what, code = ("terminated (SIGTERM)", 143) if _terminated else ("interrupted", 130)
-        err.print(f"[yellow]{what}[/]: {_interrupted_summary(started)}", highlight=False)
-        sys.exit(code)
-    except OSError as e:
-        if e.errno == 28:  # ENOSPC: the partial entry is kept; nothing half-written is published
-            err.print(f"[bold red]error:[/] disk full writing {e.filename or 'the cache'}\n  fix: free space or point --cache at a larger disk, then re-run (finished work is kept)")
-            sys.exit(2)
-        raise
+    sys.argv[1:] = hoist_verbose(sys.argv[1:])
+    run_command(app)
 
 
-def _interrupted_summary(started: float) -> str:
-    """What a Ctrl-C leaves: the entries this command was building, which the same command resumes."""
-    from cache.gc import resumable_since
-    from cache.store import Cache
-
-    kept = [k for root in _CACHE_DIRS for k in resumable_since(Cache(root), started)]
-    done = f"kept the finished work of {', '.join(kept)}; " if kept else "nothing was half-written; "
-    return done + "run the same command again to resume"
+def hoist_verbose(args: list[str]) -> list[str]:
+    """`--verbose` is the root's option; after a subcommand (`slt-pipe extract ... --verbose`) it means
+    the same, so it moves to the front (anything after `--` stays as it is)."""
+    cut = args.index("--") if "--" in args else len(args)
+    if "--verbose" not in args[:cut]:
+        return args
+    return ["--verbose", *[a for a in args[:cut] if a != "--verbose"], *args[cut:]]
 
 
 # ------------------------------------------------------------------ project and config
@@ -156,7 +124,8 @@ def config_show(
     presets: Annotated[bool, typer.Option("--presets", help="List the training presets (train.preset: paper-spamo, generic, tiny): every value and where it comes from.")] = False,
 ) -> None:
     """Print the effective config (profile <- $SLT_PIPE_CACHE <- slt-pipe.toml <- --config <- flags <- --set)."""
-    from pipeline.config import to_dict, to_toml
+    from pipeline.config import to_dict
+    from pipeline.toml_writer import to_toml
 
     if presets:
         from train.presets_table import presets_text
@@ -216,7 +185,7 @@ def make_toy_cmd(
               f"  slt-pipe train --config {toml} --out runs/rehearsal\n  slt-pipe evaluate --run runs/rehearsal --split test")
 
 
-@app.command(cls=help_class({"ray_address": "extract.ray_address", "workers": "extract.workers"}))
+@app.command(cls=help_class({"ray_address": "extract.ray_address", "workers": "extract.workers"}, needs_dataset=True))
 def extract(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -236,7 +205,7 @@ def extract(
     _exit_on_failures(report)
 
 
-@app.command("import-features", cls=help_class())
+@app.command("import-features", cls=help_class(needs_dataset=True))
 def import_features(
     source: Annotated[Path, typer.Argument(help="SpaMo's feature folder: the --save_dir of its scripts (holding clip-vit-large-patch14_feat_DS/ and mae_feat_DS/, DS = Phoenix14T, CSL-Daily or How2Sign), or the folder holding the released PHOENIX14T/ (spa_feat_p14t/, mo_feat_p14t/).", show_default=False, metavar="DIR")],
     from_format: Annotated[str, typer.Option("--from", help="Format of the files: spamo (SpaMo's .npy files, every naming: suffixes _s2wrapping / _overlap-8, none, _overlap-8-pretrained, the released folders).")] = "spamo",
@@ -286,7 +255,7 @@ def export_features(
 
 @app.command("embed-targets", cls=help_class({
     "translator": "embed.translator", "allow_poor_translations": "embed.allow_poor_translations",
-    "ray_address": "embed.ray_address", "workers": "embed.workers"}))
+    "ray_address": "embed.ray_address", "workers": "embed.workers"}, needs_dataset=True))
 def embed_targets(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -313,7 +282,7 @@ def embed_targets(
     _exit_on_failures(report)
 
 
-@app.command(cls=help_class(TRAIN_FIELDS, intro=_train_help))
+@app.command(cls=help_class(TRAIN_FIELDS, intro=_train_help, needs_dataset=True))
 def train(
     config: ConfigOpt = None,
     profile: ProfileOpt = None,

@@ -20,7 +20,7 @@ def cache_ls(
     cache: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
-    """List entries: kind, key, dataset, items, size, complete."""
+    """List entries: kind, key, dataset, what (split, import name or language), items, size, complete."""
     from cache.files import human_bytes
     from cache.store import Cache
 
@@ -31,10 +31,10 @@ def cache_ls(
             print(json.dumps(r))
         return
     table = Table(title=f"cache {cfg.cache.dir}")
-    for col in ("kind", "key", "dataset", "items", "size", "complete", "created"):
+    for col in ("kind", "key", "dataset", "what", "items", "size", "complete", "created"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["kind"], r["key"], str(r["dataset"]), str(r["items"]), human_bytes(r["bytes"]),
+        table.add_row(r["kind"], r["key"], str(r["dataset"]), r["what"], str(r["items"]), human_bytes(r["bytes"]),
                       "yes" if r["complete"] else "[red]no[/]", r["created"])
     out.print(table)
 

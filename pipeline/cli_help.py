@@ -41,11 +41,11 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def help_class(fields: dict[str, str] | None = None, *,
-               intro: Callable[[Values, str | None], str] | None = None) -> type[TyperCommand]:
+def help_class(fields: dict[str, str] | None = None, *, intro: Callable[[Values, str | None], str] | None = None,
+               needs_dataset: bool = False) -> type[TyperCommand]:
     """A command class whose help adds `[here: VALUE, from LAYER]` to each option that sets a config
     field (COMMON_FIELDS and `fields`); the others keep click's `[default: VALUE]`. `intro(values, problem)` replaces the
-    description."""
+    description. `needs_dataset`: the command refuses to guess a dataset, so an unchosen one is shown as none."""
     mapping = {**COMMON_FIELDS, **(fields or {})}
 
     class ProjectHelp(TyperCommand):
@@ -57,7 +57,9 @@ def help_class(fields: dict[str, str] | None = None, *,
             values, problem = project_values(**_given(self, ctx, mapping))
             for param in self.params:
                 if param.param_type_name == "option" and param.name != "help":
-                    param.help = _original(param, "help") + _suffix(param, mapping.get(param.name or ""), values)
+                    dotted = mapping.get(param.name or "")
+                    unchosen = needs_dataset and dotted == "dataset.name" and values.get(dotted, ("", ""))[1] == "default"
+                    param.help = _original(param, "help") + (NO_DATASET if unchosen else _suffix(param, dotted, values))
             if intro is not None:
                 self.help = intro(values, problem)
             elif problem:
@@ -65,6 +67,10 @@ def help_class(fields: dict[str, str] | None = None, *,
             super().format_help(ctx, formatter)
 
     return ProjectHelp
+
+
+NO_DATASET = "  [here: none chosen: pass --dataset, --config, or run `slt-pipe init` for a project file]"
+"""The suffix of --dataset where nothing chose one and the command does not guess (no default)."""
 
 
 def _given(command: Any, ctx: Any, mapping: dict[str, str]) -> dict[str, Any]:

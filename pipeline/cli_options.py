@@ -39,6 +39,9 @@ def resolve_options(config: Path | None = None, profile: str | None = None, data
     flat.update(flags)
     resolved = resolve(config_file=config, flags=flat, sets=sets)
     CACHE_DIRS.add(resolved.config.cache.dir)
+    from cache.keys import use_memo_dir
+
+    use_memo_dir(resolved.config.cache.dir)  # the weight-hash memo lives in the cache the command names
     for note in resolved.notes:
         err.print(f"[yellow]note[/]: {note}", highlight=False)
     if needs_dataset:

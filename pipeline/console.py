@@ -237,3 +237,8 @@ def console(*, stderr: bool) -> SltConsole:
     if Console(stderr=stderr).is_terminal:
         return SltConsole(stderr=stderr, soft_wrap=True)
     return SltConsole(file=_Stripped(stderr), stderr=stderr, soft_wrap=True, width=LOG_WIDTH)  # type: ignore[arg-type]
+
+
+def count(n: int, noun: str) -> str:
+    """'1 video', '3 videos': a count with its noun in the number it takes (regular plurals)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

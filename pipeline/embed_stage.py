@@ -24,13 +24,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from cache.device import resolve_device
 from cache.errors import CacheError, SltPipeError, WorkersLost
@@ -50,42 +48,11 @@ from extract.text.translators.base import TinyModels, TranslatorContext
 from pipeline.commands import suggest
 from pipeline.config import Config
 from pipeline.dataset import configured_dataset
+from pipeline.embed_report import EmbedReport, LangSummary, gate_cell, summary_table
 
 TARGETS_FORMAT = 3  # 2: the dataset's own references win over machine translations; 3: fletcher32 embeddings, sha256 on strings
 TRANSLATIONS_FORMAT = 1
 TRANSLATIONS_FILE = "translations.json"
-
-
-@dataclass
-class LangSummary:
-    """One language of a run, as the summary table shows it."""
-
-    lang: str
-    source: str
-    """'reference' (the dataset's own text) or the translator that made the texts."""
-    sentences: int
-    """Rows in targets.h5 (samples over all splits)."""
-    translated: int
-    """Distinct sentences sent to the translator in this run (0 when cached)."""
-    embedded: int
-    """Distinct sentences sent to the SONAR encoder in this run (0 when cached)."""
-    seconds: float
-    status: str
-    """cached, built, refused (cannot be made well: nothing published) or failed."""
-    key: str = ""
-    gate: str = ""
-    """The translation quality gate's figures, as the summary table shows them."""
-
-
-@dataclass
-class EmbedReport:
-    entries: dict[str, Entry] = field(default_factory=dict)
-    """Language -> its complete targets entry."""
-    summary: list[LangSummary] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    """(language, error) of every language that was refused or could not be built; the others are."""
-    calls: dict[str, int] = field(default_factory=dict)
-    """Model calls (batches) this run made: {'translate': n, 'embed': n}."""
 
 
 # ------------------------------------------------------------------ identities and keys
@@ -308,7 +275,7 @@ def _embed_targets(cfg: Config, console: Console, out: Console, stack: contextli
                               "published with --allow-poor-translations (see quality_gate in its manifest)")
             report.entries[lang] = entry
             report.summary.append(LangSummary(lang, label, n, 0, 0, 0.0, "cached", key,
-                                              _gate_cell(entry.manifest.get("quality_gate"))))
+                                              gate_cell(entry.manifest.get("quality_gate"))))
             continue
         console.print(f"[bold]embed-targets[/] {dataset.name} {lang} ({label}): {n} sentences -> targets/{key}")
         counts = {"translated": 0, "embedded": 0}
@@ -323,13 +290,13 @@ def _embed_targets(cfg: Config, console: Console, out: Console, stack: contextli
             report.failures.append((lang, e.render()))
             report.summary.append(LangSummary(lang, label, n, counts["translated"], counts["embedded"],
                                               time.monotonic() - t0, status, key,
-                                              _gate_cell(getattr(e, "figures", None))))
+                                              gate_cell(getattr(e, "figures", None))))
             continue
         report.entries[lang] = entry
         out.print(f"[bold]built[/] targets {lang}: targets/{key} ({entry.items} sentences)", highlight=False)
         report.summary.append(LangSummary(lang, label, n, counts["translated"], counts["embedded"],
                                           time.monotonic() - t0, "built", key,
-                                          _gate_cell(entry.manifest.get("quality_gate"))))
+                                          gate_cell(entry.manifest.get("quality_gate"))))
     order = {lang: i for i, lang in enumerate(langs)}
     report.summary.sort(key=lambda r: order[r.lang])
     report.failures.sort(key=lambda f: order[f[0]])
@@ -400,33 +367,7 @@ def _translations(cfg: Config, cache: Cache, dataset: Any, split: str, lang: str
     return full
 
 
-# ------------------------------------------------------------------ the summary table and small helpers
-
-
-def summary_table(report: EmbedReport, dataset: str) -> Table:
-    """Per language: where its texts come from, how many sentences, what this run computed, the gate's figures."""
-    table = Table(title=f"embed-targets {dataset}",
-                  caption="translated / embedded: distinct sentences this run computed (0 = from the cache); "
-                  "gate: machine translations that are empty / in the wrong script / repetitive / length outliers")
-    for col in ("language", "source", "sentences", "translated", "embedded", "seconds", "gate", "status"):
-        table.add_column(col, justify="right" if col in ("sentences", "translated", "embedded", "seconds") else "left",
-                         no_wrap=True)
-    style = {"cached": "green", "built": "bold", "failed": "red", "refused": "red"}
-    for r in report.summary:
-        table.add_row(r.lang, r.source, str(r.sentences), str(r.translated), str(r.embedded), f"{r.seconds:.1f}",
-                      escape(r.gate), f"[{style[r.status]}]{r.status}[/]")
-    return table
-
-
-def _gate_cell(figures: dict[str, Any] | None) -> str:
-    """A manifest's `quality_gate` in a few characters: 'ok 0/0/0/1 of 168', 'reference', ..."""
-    if not figures:
-        return "-"  # an entry made before the gates existed
-    if not figures.get("applied"):
-        return "reference (not gated)"
-    c = "/".join(str(figures.get(k, 0)) for k in ("empty", "wrong_script", "repetitive", "length"))
-    verdict = "ok" if figures.get("passed") else "POOR, allowed" if figures.get("published_despite_failing") else "FAIL"
-    return f"{verdict} {c} of {figures.get('checked', 0)}"
+# ------------------------------------------------------------------ small helpers
 
 
 def _keep_only(directory: Path, name: str) -> None:

@@ -85,8 +85,10 @@ def extract(cfg: Config, console: Console, out: Console | None = None) -> Extrac
             if not ray_started:
                 from extract.ray_session import ray_session
                 from extract.vision.runner import object_store_bytes
+                from extract.vision.streams import weight_paths
 
-                shared = {"dataset": dataset.root, "cache": cache.root}  # what workers on other nodes read and write
+                # what workers on other nodes read and write: each is asked up front whether it sees them
+                shared = {"dataset": dataset.root, "cache": cache.root, **weight_paths(ecfg)}
                 scope.enter_context(ray_session(ecfg.ray_address, object_store_bytes=object_store_bytes(ecfg),
                                                 shared=shared))
                 ray_started = True

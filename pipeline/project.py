@@ -26,8 +26,8 @@ from pipeline.config import (
     origins,
     parse_override,
     parse_overrides,
-    to_toml,
 )
+from pipeline.toml_writer import to_toml
 
 PROJECT_HEADER = "# slt-pipe project file: only the settings chosen here; profiles and presets fill in the rest."
 """First line `init` writes; a project file without it and with many fields is an old full dump."""

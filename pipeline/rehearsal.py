@@ -59,7 +59,7 @@ def make_assets(toy_root: Path, assets: Path, cache: Path | None, console: Conso
 
 
 def rehearsal_toml(root: Path, vision: dict[str, Path], text: dict[str, Any]) -> str:
-    from pipeline.config import to_toml
+    from pipeline.toml_writer import to_toml
 
     layer = {
         "profile": "paper",

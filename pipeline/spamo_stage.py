@@ -29,9 +29,11 @@ from rich.markup import escape
 
 from cache.errors import CacheError, SltPipeError
 from cache.features import dropped_if_unstarted
+from cache.files import write_text_atomic
 from cache.keys import make_key
 from cache.store import Cache, Entry, PendingEntry
 from pipeline.config import Config
+from pipeline.console import count
 from pipeline.dataset import configured_dataset
 
 IMPORT_FORMAT = 1
@@ -174,21 +176,44 @@ def _import_split(cfg: Config, cache: Cache, dataset: Any, split: str, source: P
     key, inputs = import_key(cfg, dataset, split, layout, name, dtype, digest, len(listing))
     got = cache.claim("features", key, inputs, note=lambda m: console.print(m, highlight=False))
     if isinstance(got, PendingEntry):
-        console.print(f"[bold]import[/] {dataset.name}/{split}: {len(samples)} videos -> features/{key}", highlight=False)
+        console.print(f"[bold]import[/] {dataset.name}/{split}: {count(len(samples), 'video')} -> features/{key}",
+                      highlight=False)
         with got as pending, dropped_if_unstarted(cache, pending):
             videos, failures = _write_entry(pending, samples, files, listing, source, dataset.name, dtype,
                                             cfg.extract.shard_videos, layout, console)
-            entry = pending.publish(dataset=dataset.name, split=split, items=videos, failures=[list(f) for f in failures],
-                                    config={"import": "spamo", "dtype": dtype, "shard_videos": cfg.extract.shard_videos},
-                                    layout=_layout_text(), compute={"imported": "SpaMo .npy files (no model ran)"},
-                                    source={"format": "spamo", "name": name, "dir": str(source),
-                                            "layout": layout.to_json(source)})
+            if samples and not videos:  # an entry of no video is no import: removed under its lock
+                cache.remove(pending.dir)
+            else:
+                entry = pending.publish(dataset=dataset.name, split=split, items=videos, failures=[list(f) for f in failures],
+                                        config={"import": "spamo", "dtype": dtype, "shard_videos": cfg.extract.shard_videos},
+                                        layout=_layout_text(), compute={"imported": "SpaMo .npy files (no model ran)"},
+                                        source={"format": "spamo", "name": name, "dir": str(source),
+                                                "layout": layout.to_json(source)})
+        if samples and not videos:
+            raise _nothing_usable(dataset.name, split, layout, failures)
         report.computed.append(split)
     else:
         entry = got
     report.entries[split] = entry
     status = "imported" if split in report.computed else "cached"
     _say_entry(dataset, split, entry, status, len(samples), report, console, out)
+
+
+def _nothing_usable(dataset: str, split: str, layout: Any, failures: list) -> SltPipeError:
+    """One error for a split none of whose videos has usable files: what was found, grouped, against
+    what was expected (a width, a frame count), with one example file of each kind."""
+    kinds: dict[str, list] = {}
+    for vid, reason, fix in failures:
+        path, sep, what = reason.partition(": ")
+        kind = re.sub(r"\d+", "N", what if sep else reason)
+        kinds.setdefault(kind, []).append((vid, reason, fix))
+    parts = [f"{count(len(group), 'video')}: {group[0][1]}" for group in sorted(kinds.values(), key=len, reverse=True)]
+    first_fix = max(kinds.values(), key=len)[0][2]
+    return SltPipeError(f"import {dataset}/{split}: none of its {count(len(failures), 'video')} has usable SpaMo "
+                        f"files ({layout.describe()}); " + "; ".join(parts[:3])
+                        + (f"; and {len(parts) - 3} other kind(s) of problem" if len(parts) > 3 else ""),
+                        fix=(first_fix + "; " if first_fix else "") + "nothing was imported (no entry is made of "
+                        "no video): fix the files, then run the same command again")
 
 
 def _layout_text() -> str:
@@ -201,16 +226,17 @@ def _say_entry(dataset: Any, split: str, entry: Entry, status: str, total: int, 
                console: Console, out: Console) -> None:
     failures = entry.manifest.get("failures", [])
     skipped = f"; {len(failures)} skipped" if failures else ""
-    out.print(f"[green]{status}[/] features {dataset.name}/{split}: features/{entry.key} ({entry.items} videos{skipped})",
-              highlight=False)
+    out.print(f"[green]{status}[/] features {dataset.name}/{split}: features/{entry.key} "
+              f"({count(entry.items, 'video')}{skipped})", highlight=False)
     for f in failures:
         vid, reason, fix = (list(f) + [""])[:3]
         text = f"{dataset.name}/{split}/{vid}: {reason}" + (f"; fix: {fix}" if fix else "")
         console.print(f"[red]skipped[/] {escape(text)}", highlight=False)  # a [shape] is text, not markup
         report.failures.append((vid, reason, fix))
     if failures:
-        console.print(f"[red]{dataset.name}/{split}: {len(failures)} of {total} video(s) skipped[/]; "
-                      f"the other {entry.items} are in features/{entry.key}", highlight=False)
+        console.print(f"[red]{dataset.name}/{split}: {len(failures)} of {count(total, 'video')} skipped[/]; "
+                      f"the other {entry.items} {'is' if entry.items == 1 else 'are'} in features/{entry.key}",
+                      highlight=False)
 
 
 def _write_entry(pending: PendingEntry, samples: list[Any], files: Any, listing: dict[str, str], source: Path,
@@ -225,7 +251,7 @@ def _write_entry(pending: PendingEntry, samples: list[Any], files: Any, listing:
                                 attrs={"shard_videos": shard_videos, "models": declared_recipe(layout, dataset),
                                        "streams": stream_layout(), "spatial_scales": [1, 2], "clip_len": 16,
                                        "clip_stride": 8, "motion_pool": "first", "imported_from": "spamo"})
-    (pending.dir / FILES_LISTING).write_text(json.dumps(listing, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(pending.dir / FILES_LISTING, json.dumps(listing, indent=1, sort_keys=True) + "\n", fsync=False)
     plan = plan_shards(samples, shard_videos)
     done = writer.done_shards()
     with progress_bar("videos", console=console, quiet_off_terminal=True) as bar:
@@ -298,20 +324,21 @@ def export_features(cfg: Config, out_dir: Path, *, keys: list[str] | None = None
     for split, entry in entries.items():
         report.written[split] = _export_entry(cfg, entry, dataset_name, split, out_dir, console)
         (out or console).print(f"[green]exported[/] features {dataset_name}/{split}: features/{entry.key} -> "
-                               f"{out_dir} ({report.written[split]} videos)", highlight=False)
+                               f"{out_dir} ({count(report.written[split], 'video')})", highlight=False)
     return report
 
 
 def _export_entry(cfg: Config, entry: Entry, dataset_name: str, split: str, out_dir: Path, console: Console) -> int:
     from cache.features import FeatureReader
-    from extract.spamo_files import MOTION_WIDTH, SPATIAL_WIDTH, export_paths, write_npy
+    from extract.spamo_files import export_paths, spamo_recipe_mismatch, write_npy
 
     reader = FeatureReader(entry.dir, rerun="`slt-pipe extract` or `slt-pipe import-features` with the same settings")
-    if (reader.spatial_dim, reader.motion_dim) != (SPATIAL_WIDTH, MOTION_WIDTH):
-        raise SltPipeError(f"features/{entry.key} has widths {reader.spatial_dim} / {reader.motion_dim}; SpaMo's "
-                           f"files hold {SPATIAL_WIDTH} / {MOTION_WIDTH} (CLIP ViT-L/14 S2 + VideoMAE-L)",
-                           fix="export an entry of the paper profile (`--profile paper`, extract.spatial_scales "
-                               "= [1, 2]) or one imported from SpaMo")
+    mismatch = spamo_recipe_mismatch(reader.attrs)
+    if mismatch is not None:
+        raise SltPipeError(f"features/{entry.key} is not SpaMo's recipe (CLIP ViT-L/14 S2 + VideoMAE-L first "
+                           f"token): {mismatch}; its files would be named as SpaMo's and mislabel them",
+                           fix="export an entry of the paper profile (`--profile paper`: extract.streams = "
+                               "[\"clip\", \"videomae\"], extract.spatial_scales = [1, 2]) or one imported from SpaMo")
     starts = _how2sign_starts(cfg, split) if dataset_name == "how2sign" else {}
     reader.preload(int(cfg.train.preload_gb * 1024**3))
     for vid in reader.ids:

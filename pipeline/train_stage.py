@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cache.errors import CacheError, SltPipeError
+from cache.files import write_text_atomic
 from pipeline.commands import suggest
 from pipeline.config import Config, build_config, to_dict
 
@@ -163,7 +164,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, console
                       f"({cfg.train.steps} steps); clipped to {cfg.train.steps}, so the peak rate is reached at the end")
         cfg.train.warmup_steps = cfg.train.steps
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PIPELINE_FILE).write_text(json.dumps(to_dict(cfg), indent=2))
+    write_text_atomic(run_dir / PIPELINE_FILE, json.dumps(to_dict(cfg), indent=2), fsync=False)
     console.print(f"[bold]train[/] {dataset.name}: {len(dataset.samples.get('train', []))} videos, "
                   f"targets {', '.join(inputs.targets)} -> {run_dir}")
     with rebuild_hint(cfg):

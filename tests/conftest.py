@@ -1,7 +1,7 @@
 """Session-wide fixtures: the toy corpora and the one embedded cache several test modules read.
 
-Training the tiny SONAR is the slowest setup of the suite, so it happens once per session, here,
-and every module that can use the same corpus reads the same cache. A test may add entries to it
+Training the tiny SONAR is the slowest setup of the suite, so it happens once per machine (an
+artefact, tests/artefacts.py), and every module that can use the same corpus reads a copy of it. A test may add entries to it
 (other settings, other languages) but must never change or remove the first run's entries or the
 tiny SONAR: a test that does works on a `shutil.copytree` of the cache directory in its tmp_path.
 """
@@ -9,6 +9,8 @@ tiny SONAR: a test that does works on a `shutil.copytree` of the cache directory
 from __future__ import annotations
 
 import functools
+import os
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,24 +19,23 @@ from typing import Callable
 import pytest
 from rich.console import Console
 
+from artefacts import artefact, artefact_copy
 from helpers import TOY_EMBED_SETTINGS, TOY_LANGS, TOY_VIDEOS, toy_embed_cfg  # noqa: F401 (shared names)
 
 
-@pytest.fixture(scope="session")
-def toy_corpus(tmp_path_factory) -> Callable[[int], Path]:
-    """`toy_corpus(videos)`: the toy corpus of that size (seed 0), written once per session. Read
-    only: a test that damages a corpus works on a `shutil.copytree` of it in its tmp_path."""
+def toy_corpus_dir(videos: int, seed: int = 0) -> Path:
+    """The toy corpus of that size, an artefact built once per machine (tests/artefacts.py); read only."""
     from extract.datasets.toy import make_toy
 
-    made: dict[int, Path] = {}
+    return artefact("toy-corpus", lambda d: make_toy(d, videos=videos, seed=seed), inputs={"videos": videos, "seed": seed},
+                    code=["extract.datasets.toy"])
 
-    def get(videos: int) -> Path:
-        if videos not in made:
-            made[videos] = tmp_path_factory.mktemp(f"toy{videos}")
-            make_toy(made[videos], videos=videos, seed=0)
-        return made[videos]
 
-    return get
+@pytest.fixture(scope="session")
+def toy_corpus() -> Callable[[int], Path]:
+    """`toy_corpus(videos)`: the toy corpus of that size (seed 0). Read only: a test that damages a
+    corpus works on a `shutil.copytree` of it in its tmp_path."""
+    return toy_corpus_dir
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +44,29 @@ def toy(toy_corpus) -> Path:
     return toy_corpus(TOY_VIDEOS)
 
 
+def _embed_toy(d: Path, root: Path) -> None:
+    """A clean first embed-targets run into d/cache, its report kept as d/report.pkl (entries as kind/key)."""
+    from pipeline.embed_stage import embed_targets
+
+    report = embed_targets(toy_embed_cfg(d / "cache", root), Console(stderr=True, quiet=True))
+    report.entries = {lang: (e.kind, e.key) for lang, e in report.entries.items()}
+    (d / "report.pkl").write_bytes(pickle.dumps(report))
+
+
 @pytest.fixture(scope="session")
 def toy_embedded(tmp_path_factory, toy):
     """(cfg, report, dataset) of a clean first embed-targets run on `toy`: trains the tiny SONAR on the
-    train split, builds deu/eng/fra targets with the tiny SONAR translator."""
+    train split, builds deu/eng/fra targets with the tiny SONAR translator. Built once per machine
+    (an artefact); each session gets its own copy of the cache, which its tests may add entries to."""
+    from cache.store import Cache
     from pipeline.dataset import configured_dataset
-    from pipeline.embed_stage import embed_targets
 
-    cfg = toy_embed_cfg(tmp_path_factory.mktemp("cache"), toy)
-    report = embed_targets(cfg, Console(stderr=True, quiet=True))
+    d = artefact_copy("toy-embedded", lambda d: _embed_toy(d, toy), tmp_path_factory.mktemp("embedded") / "a",
+                      inputs={"toy": str(toy), "settings": TOY_EMBED_SETTINGS, "langs": TOY_LANGS},
+                      code=["pipeline.embed_stage", "pipeline.dataset"])
+    cfg = toy_embed_cfg(d / "cache", toy)
+    report = pickle.loads((d / "report.pkl").read_bytes())
+    report.entries = {lang: Cache(d / "cache").get(*kk) for lang, kk in report.entries.items()}
     return cfg, report, configured_dataset(cfg)
 
 
@@ -64,9 +79,18 @@ def toy_tiny_sonar(toy_embedded) -> Path:
     return sonar_decoder(cfg, ds)[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def ray_head():
+    """One real Ray head (`ray start --head`) for the session's `--ray-address` runs (tests/ray_head.py)."""
+    from ray_head import started_head
+
+    with started_head() as head:
+        yield head
+
+
+@pytest.fixture(scope="session")
 def local_ray():
-    """One small local Ray for a module's in-process extractions (ray_session reuses it)."""
+    """One small local Ray for the session's in-process extractions (ray_session reuses it)."""
     import ray
 
     if ray.is_initialized():
@@ -76,6 +100,14 @@ def local_ray():
              log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers for `-n auto` (pyproject's addopts) on this machine's cores. The default run's tests
+    spend much of their time in subprocesses, Ray start-up and files, so one worker more than there
+    are cores pays (measured on 2 cores: README, "Tests"); `-m slow`'s each keep the cores busy."""
+    cores = os.cpu_count() or 1
+    return cores if "slow" in (config.option.markexpr or "").replace("not slow", "") else cores + 1
 
 
 @functools.cache

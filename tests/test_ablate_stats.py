@@ -88,3 +88,17 @@ def test_trial_paths_are_made_absolute(tmp_path, monkeypatch):
     ab.absolute_paths(cfg)
     assert (cfg.dataset.root, cfg.cache.dir, cfg.train.out) == (tmp_path / "toy", tmp_path / "c", tmp_path / "runs/x")
     assert cfg.train.init_visual_block == str(tmp_path / "vb.safetensors")
+
+
+def test_one_test_sentence_gets_no_significance_mark():
+    """A paired bootstrap of one sentence (a 12-video toy's test split) is noise: no p, no `*`, 'n too small'."""
+    def one(variant: str, seed: int, hyp: str) -> dict:
+        t = trial(variant, seed, [hyp] * len(REFS))
+        t["predictions"]["deu_Latn"] = {"ids": ["t0"], "refs": REFS[:1], "hyps": [hyp]}
+        return t
+
+    rows = [one("base", 0, REFS[0]), one("worse", 0, "xx")]
+    assert tables.paired_test(rows[:1], rows[1:], "deu_Latn") == {"paired_n": 1}
+    worse = {r["variant"]: r for r in tables.summarize(rows, "base")}["worse"]
+    text = tables.mark(worse, "bleu")
+    assert "*" not in text and "p=" not in text and text.endswith("(p: n too small, 1 sentence pair(s))")

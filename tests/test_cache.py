@@ -80,3 +80,19 @@ def test_corrupt_manifest_is_an_error_not_a_hit(tmp_path):
         cache.get("features", "k")
     (d / "manifest.json").write_text(json.dumps({"complete": False}))
     assert cache.get("features", "k") is None
+
+
+def test_listing_tells_entries_of_one_dataset_apart(tmp_path):
+    """`cache ls`: the split (and import name) of features, the language of targets, the pair of translations."""
+    cache = Cache(tmp_path)
+    for kind, key, inputs, manifest in [
+        ("features", "f1", {}, {"split": "train"}),
+        ("features", "f2", {"import": {"name": "spamo"}}, {"split": "dev"}),
+        ("targets", "t1", {}, {"lang": "deu_Latn"}),
+        ("translations", "x1", {"src": "deu_Latn"}, {"split": "train", "lang": "fra_Latn"}),
+    ]:
+        with cache.begin(kind, key, inputs) as p:
+            (p.dir / "data").write_bytes(b"x")
+            p.publish(dataset="toy", items=1, **manifest)
+    what = {r["key"]: r["what"] for r in cache.listing()}
+    assert what == {"f1": "train", "f2": "dev imported:spamo", "t1": "deu_Latn", "x1": "train deu_Latn->fra_Latn"}

@@ -74,8 +74,9 @@ def test_cache_dir_layers_env_then_project_then_flag(tmp_path, monkeypatch):
 
 
 def test_an_old_full_project_file_is_read_with_a_note(tmp_path, monkeypatch):
-    from pipeline.config import build_config, to_toml
+    from pipeline.config import build_config
     from pipeline.project import resolve
+    from pipeline.toml_writer import to_toml
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "slt-pipe.toml").write_text(to_toml(build_config({"profile": "tiny"})))  # what old init wrote
@@ -176,11 +177,12 @@ def test_no_lock_file_is_left_after_success_or_failure(tmp_path):
 
 def test_ctrl_c_prints_what_was_kept_and_exits_130(tmp_path, monkeypatch, capsys):
     import pipeline.cli as cli
+    from pipeline.cli_options import CACHE_DIRS
 
     cache = Cache(tmp_path)
 
     def interrupted() -> None:
-        cli._CACHE_DIRS.add(tmp_path)
+        CACHE_DIRS.add(tmp_path)
         p = cache.begin("features", "abc", {})
         (p.dir / "shard0").write_bytes(b"1")
         raise KeyboardInterrupt
@@ -272,8 +274,9 @@ def parses(argv: list[str]) -> None:
 
 
 def test_suggested_commands_parse_and_the_cheap_ones_work(tmp_path, monkeypatch):
-    from pipeline.config import build_config, to_toml
+    from pipeline.config import build_config
     from pipeline.project import resolve
+    from pipeline.toml_writer import to_toml
 
     monkeypatch.chdir(tmp_path)
     cache = tmp_path / "cache"
@@ -322,15 +325,17 @@ def test_error_messages_keep_long_paths_whole_in_a_pipe(tmp_path):
                                                       ("SIGTERM", 143, "terminated (SIGTERM)")])
 def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path, signame, code, said):
     """SIGINT (Ctrl-C) or SIGTERM (what SLURM, Kubernetes and spot reclaim send first) mid-extraction:
-    one line, exit 130 or 143 within a grace period, no lock and no process left, and the re-run resumes."""
+    one line, exit 130 or 143 within a grace period, no lock and no process left, and the re-run resumes.
+    Its own local Ray, not the session's head: what it tests is that the driver's Ray stops with it."""
     import signal
     import time
 
-    from test_ray_cluster import alive, descendants
+    from test_ray_cluster import EXTRACT_40, alive, descendants
+
+    from clean_runs import clean_run
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [*SLT, "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"), "--split", "train",
-            "--set", "dataset.toy_videos=40", "--set", "extract.shard_videos=2"]
+    args = [*SLT, *EXTRACT_40, "--cache", str(tmp_path / "c")]
     # SIG_DFL: a shell that started pytest in the background hands its children SIGINT ignored
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -366,11 +371,9 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path, signame, code
     # the shards finished before Ctrl-C are the very files it wrote: same inode, mtime and bytes
     assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
 
-    # an uninterrupted run of the same command: the resumed entry holds its bytes, and how many shards it has
-    clean_args = [a if a != str(tmp_path / "c") else str(tmp_path / "clean") for a in args]
-    clean = subprocess.run(clean_args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert clean.returncode == 0, clean.stderr
-    (clean_entry,) = (m.parent for m in (tmp_path / "clean" / "features").glob("*/manifest.json"))
+    # an uninterrupted run of the same command (one per machine, shared with the kill -9 test): the
+    # resumed entry holds its bytes, and how many shards it has
+    (clean_entry,) = (m.parent for m in (clean_run(EXTRACT_40) / "features").glob("*/manifest.json"))
     total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
     assert 1 <= len(done) < total, f"interrupted too late to test resuming ({len(done)} of {total} shards)"
     assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
@@ -465,3 +468,28 @@ def test_two_concurrent_embed_targets_both_succeed_and_build_once(tmp_path):
     assert said.count("tiny SONAR: training") == 1  # trained once, by one of them
     assert len(list((tmp_path / "c" / "targets").glob("*/manifest.json"))) == 2  # deu and eng, once each
     assert not list((tmp_path / "c").rglob("*.lock")) and not list((tmp_path / "c").rglob("*.partial"))
+
+
+def test_verbose_after_the_subcommand_means_the_same(tmp_path):
+    from pipeline.cli import hoist_verbose
+
+    r = slt("cache", "ls", "--verbose", "--cache", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0 and "No such option" not in r.stderr, r.stderr
+    assert hoist_verbose(["extract", "--verbose", "--", "--verbose"]) == ["--verbose", "extract", "--", "--verbose"]
+    assert hoist_verbose(["extract", "--split", "dev"]) == ["extract", "--split", "dev"]
+
+
+def test_a_bench_runs_from_any_directory(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bench.encoder_grid", "--help"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "--videos" in r.stdout, r.stderr
+
+
+def test_help_shows_no_dataset_default_where_the_command_has_none(tmp_path, monkeypatch):
+    """extract, embed-targets, import-features and train refuse to guess a dataset: help must not show one."""
+    monkeypatch.chdir(tmp_path)  # no project file here
+    said = "--dataset <str> Dataset reader: toy, phoenix, csl-daily or how2sign. [here:"
+    for cmd in ("extract", "embed-targets", "import-features", "train"):
+        text = " ".join(invoke(cmd, "--help").output.split())
+        assert f"{said} none chosen: pass --dataset" in text and f"{said} toy" not in text, cmd
+    assert f"{said} phoenix, from flag --dataset]" in " ".join(invoke("extract", "--dataset", "phoenix", "--help").output.split())

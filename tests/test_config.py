@@ -2,8 +2,9 @@ import pytest
 
 from cache.errors import SltPipeError
 from extract.config import ExtractConfig
-from pipeline.config import build_config, field_docs, load_toml, parse_override, to_toml
+from pipeline.config import build_config, field_docs, load_toml, parse_override
 from pipeline.project import resolve_config
+from pipeline.toml_writer import to_toml
 from train.config import TrainConfig
 
 

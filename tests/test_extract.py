@@ -127,6 +127,10 @@ def test_extract_runs_through_ray_and_reports_bad_video(toy_bad_png, clean):
     # Quiet: every stderr line is slt-pipe's own (no Ray log lines such as its auth-token warning).
     assert not [line for line in proc.stderr.splitlines() if "WARNING" in line or "\tINFO " in line
                 or "Warning:" in line or "Token authentication" in line]
+    from extract.ray_session import AUTH_TOKEN_FILE
+
+    if AUTH_TOKEN_FILE.is_file():  # the token the local Ray wrote (0644 by Ray) is a password: 0600
+        assert AUTH_TOKEN_FILE.stat().st_mode & 0o777 == 0o600, oct(AUTH_TOKEN_FILE.stat().st_mode)
     entry = only_entry(cache)
     assert not list((cache / "features").glob("*.partial")), "nothing partial is left in the store"
     manifest = json.loads((entry / "manifest.json").read_text())

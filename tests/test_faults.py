@@ -155,23 +155,42 @@ def _slt(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     return r, time.time() - t0
 
 
-def test_a_wrong_ray_address_is_one_error_within_seconds_and_doctor_says_the_same(tmp_path):
-    """Ray itself waits minutes for a GCS that is not there; slt-pipe asks first (a TCP connection, 2 s)."""
+@pytest.fixture
+def http_server():
+    """A plain HTTP server on a free port (what pasting the dashboard's port 8265 reaches): its address."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["refused", "http"])
+def test_a_wrong_ray_address_is_one_error_within_seconds_and_doctor_says_the_same(kind, tmp_path, request):
+    """Ray itself waits minutes for a GCS that is not there, and forever for a port that answers in
+    another protocol; slt-pipe asks first (a TCP connection, 2 s, then one gRPC call, 5 s)."""
     from extract.ray_address import address_problem, check_address
 
-    problem, fix = address_problem(check_address("127.0.0.1:1"))
+    address = "127.0.0.1:1" if kind == "refused" else request.getfixturevalue("http_server")
+    problem, fix = address_problem(check_address(address))
     for cmd in (["extract", "--split", "test"], ["embed-targets", "--split", "test", "--langs", "deu"]):
-        r, seconds = _slt(*cmd, "--dataset", "toy", "--cache", str(tmp_path / "c"), "--ray-address", "127.0.0.1:1",
+        r, seconds = _slt(*cmd, "--dataset", "toy", "--cache", str(tmp_path / "c"), "--ray-address", address,
                           cwd=tmp_path)
         assert r.returncode == 2, r.stderr
         assert seconds < 10, f"{cmd[0]} took {seconds:.1f} s to refuse the address"
         assert r.stderr.startswith(f"error: {problem}\n") and fix in " ".join(r.stderr.split())
         assert "Traceback" not in r.stderr
         assert not list((tmp_path / "c").glob("*/*")), "nothing may be built for a run that cannot start"
-    assert "no Ray cluster at 127.0.0.1:1" in problem and "drop --ray-address" in fix
+    if kind == "refused":
+        assert f"no Ray cluster at {address}" in problem and "drop --ray-address" in fix
+    else:
+        assert f"no Ray cluster at {address}: {address} accepts a connection but is not a Ray head" in problem
+        assert "another protocol than gRPC" in problem and "8265 is the dashboard's" in fix
 
     from pipeline.config import build_config
     from pipeline.doctor import check_ray
 
-    (row,) = check_ray(build_config({"extract": {"ray_address": "127.0.0.1:1"}}), None)
+    (row,) = check_ray(build_config({"extract": {"ray_address": address}}), None)
     assert (row.detail, row.fix) == (problem, fix)

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from code_graph import PACKAGES, REPO, module_graph, module_name
+
 ALLOWED = {
     "cache": set(),
     "extract": {"cache"},
     "train": {"cache"},
     "pipeline": {"cache", "extract", "train"},
 }
+assert set(ALLOWED) == set(PACKAGES)
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -61,41 +63,6 @@ def test_the_core_imports_without_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def module_graph() -> dict[str, set[str]]:
-    """Project module -> the project modules it imports (lazy and TYPE_CHECKING imports included:
-    a cycle that only type checkers see still ties two modules into one idea)."""
-    modules = {module_name(p): p for package in ALLOWED for p in sorted((REPO / package).rglob("*.py"))}
-
-    def resolve(name: str) -> str | None:  # `a.b.c` -> the longest prefix that is a module
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        out: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                out.update(filter(None, (resolve(a.name) for a in node.names)))
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    base = ".".join(up + ([node.module] if node.module else []))
-                for a in node.names:  # `from pkg import module` imports the module, not just pkg
-                    target = resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in modules else resolve(base)
-                    if target:
-                        out.add(target)
-        graph[name] = out - {name}
-    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -148,10 +115,19 @@ def test_every_configurable_translator_is_registered():
 
 
 def test_every_package_ships():
-    """pyproject.toml lists every package folder, so an install (not only the editable one) has them all."""
+    """pyproject.toml lists every package folder, so an install (not only the editable one) has them all
+    (bench too: `python -m bench.NAME` runs from any directory)."""
     import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {module_name(p.parent / "__init__.py") for package in ALLOWED for p in (REPO / package).rglob("__init__.py")}
+    found = {module_name(p.parent / "__init__.py") for package in (*ALLOWED, "bench")
+             for p in (REPO / package).rglob("__init__.py")}
     assert listed == found, f"pyproject.toml [tool.setuptools] packages: missing {sorted(found - listed)}, " \
                             f"stale {sorted(listed - found)}"
+
+
+def test_no_pipeline_module_outgrows_a_reader():
+    """The orchestration stays thin: a pipeline/ module a reader can hold in their head (450 lines at most)."""
+    long = {str(p.relative_to(REPO)): n for p in sorted((REPO / "pipeline").glob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split these by what they do: {long}"

@@ -136,10 +136,18 @@ def test_weight_files_are_hashed_once_per_machine_and_again_when_they_change(tmp
     import cache.keys as keys
     from cache.sonar_models import file_identity
 
+    real_hash = keys.sha256_file
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(keys, "_MEMO_DIR", None)  # a library caller that named no cache: memo in memory only
+    monkeypatch.setattr(keys, "_MEMO", {})
+    hashed_before: list[Path] = []
+    monkeypatch.setattr(keys, "sha256_file", lambda p, **k: hashed_before.append(Path(p)) or "x" * 64)
+    keys.sha256_memo(Path(__file__))
+    assert hashed_before and not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+    keys.use_memo_dir(tmp_path / "cache")  # what the CLI does with --cache
     monkeypatch.setattr(keys, "_MEMO", {})
     hashed: list[Path] = []
-    real_hash = keys.sha256_file
     monkeypatch.setattr(keys, "sha256_file", lambda p, **k: hashed.append(Path(p)) or real_hash(p, **k))
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"w" * 1000)
@@ -147,7 +155,8 @@ def test_weight_files_are_hashed_once_per_machine_and_again_when_they_change(tmp
     assert file_identity(weights) == first and len(hashed) == 1
     monkeypatch.setattr(keys, "_MEMO", {})  # a new process: the memo on disk answers
     assert file_identity(weights) == first and len(hashed) == 1
-    assert keys.hash_memo_path().is_file()
+    assert keys.hash_memo_path() == tmp_path / "cache" / keys.HASH_MEMO and keys.hash_memo_path().is_file()
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()  # never behind the user's back
     weights.write_bytes(b"v" * 1001)  # rewritten: new size and mtime
     second = file_identity(weights)
     assert len(hashed) == 2 and second["sha256"] == real_hash(weights) != first["sha256"]

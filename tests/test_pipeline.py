@@ -18,6 +18,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from artefacts import artefact_copy
 from cache.errors import CacheError, SltPipeError
 from pipeline.config import build_config
 
@@ -39,7 +40,7 @@ def make_cfg(cache: Path, root: Path, out: Path | None = None, **train: object):
     return build_config(layer, TINY_SETTINGS)
 
 
-TINY_SETTINGS: dict = {"embed": {"tiny_sonar_steps": 150}}
+TINY_SETTINGS: dict = {"embed": {"tiny_sonar_steps": 40}}
 """Keeps the module's one tiny-SONAR training short; quality is tested in test_embed*."""
 
 
@@ -51,14 +52,20 @@ def toy30(toy_corpus) -> Path:
 
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory, toy30):
-    """(cache dir, toy root) with features and targets built once."""
+    """(cache dir, toy root) with features and targets, built once per machine (an artefact); the
+    module's own copy, which its tests add to and rename in."""
+    cache = artefact_copy("pipeline-cache", lambda d: _build_cache(d, toy30), tmp_path_factory.mktemp("c") / "cache",
+                          inputs={"toy": str(toy30), "settings": TINY_SETTINGS},
+                          code=["pipeline.extract_stage", "pipeline.embed_stage"])
+    return cache, toy30
+
+
+def _build_cache(cache: Path, root: Path) -> None:
     from pipeline import embed_stage, extract_stage
 
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = make_cfg(cache, toy30)
+    cfg = make_cfg(cache, root)
     assert not extract_stage.extract(cfg, QUIET).failures
     embed_stage.embed_targets(cfg, QUIET)
-    return cache, toy30
 
 
 def test_train_without_caches_names_the_command(tmp_path, toy30):
@@ -199,7 +206,7 @@ def test_missing_targets_name_the_language_and_a_command_that_works(cached, tmp_
         train_stage.train(cfg, console=QUIET)
     fix = e.value.fix
     assert "slt-pipe embed-targets --dataset toy --root " in fix and "--langs deu_Latn,eng_Latn,spa_Latn" in fix
-    assert f"--cache {cache}" in fix and "--set embed.tiny_sonar_steps=150" in fix  # what keys the entries
+    assert f"--cache {cache}" in fix and "--set embed.tiny_sonar_steps=40" in fix  # what keys the entries
     _parse(fix)
     assert not (tmp_path / "run").exists()
 

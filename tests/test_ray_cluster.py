@@ -6,8 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,31 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from clean_runs import clean_run
 from helpers import finished_shards, shard_files, store_bytes
-
-REPO = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_head(port: int, deadline: float) -> None:
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"no Ray head on port {port}")
-
-
-def session_pids(temp_dir: Path) -> set[int]:
-    """Processes of the head we started: their command lines name its own temp dir."""
-    out = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()} - {os.getpid()}
+from ray_head import REPO
 
 
 def extract(cache: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -83,55 +59,42 @@ def ran_on_head(temp_dir: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_extract_and_embed_targets_through_a_real_head_equal_local_runs(tmp_path):
-    port = free_port()
-    temp_dir = Path(f"/tmp/slt-ray-{port}")  # Ray wants a short path (socket names)
-    head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_head(port, time.time() + 120)
-        assert not ran_on_head(temp_dir)
-        remote = extract(tmp_path / "remote", tmp_path, "--ray-address", f"127.0.0.1:{port}")
-        assert remote.returncode == 0, remote.stderr[-3000:]
-        assert "InvalidAuthToken" not in remote.stderr and "Traceback" not in remote.stderr
-        assert ran_on_head(temp_dir), "the remote extract's model worker did not run on the head"
-        local = extract(tmp_path / "local", tmp_path)
-        assert local.returncode == 0, local.stderr[-3000:]
-        assert feature_files(tmp_path / "remote") == feature_files(tmp_path / "local")
-        wrong = extract(tmp_path / "wrong", tmp_path, "--ray-address", f"127.0.0.1:{port}",
-                        "--set", "dataset.toy_seed=1")
-        assert wrong.returncode == 0  # the head is still usable by a second driver
+def test_extract_and_embed_targets_through_a_real_head_equal_local_runs(ray_head, tmp_path):
+    address, temp_dir = ray_head.address, ray_head.temp_dir
+    before = set(ran_on_head(temp_dir))  # the session's head: other tests' model workers may have run on it
+    remote = extract(tmp_path / "remote", tmp_path, "--ray-address", address)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert "InvalidAuthToken" not in remote.stderr and "Traceback" not in remote.stderr
+    assert set(ran_on_head(temp_dir)) - before, "the remote extract's model worker did not run on the head"
+    local = extract(tmp_path / "local", tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert feature_files(tmp_path / "remote") == feature_files(tmp_path / "local")
+    wrong = extract(tmp_path / "wrong", tmp_path, "--ray-address", address,
+                    "--set", "dataset.toy_seed=1")
+    assert wrong.returncode == 0  # the head is still usable by a second driver
 
-        # embed-targets: translation and embedding chunks on the head's workers, the same bytes as in-process
-        remote = embed(tmp_path / "remote", tmp_path, "--ray-address", f"127.0.0.1:{port}", "--workers", "2")
-        assert remote.returncode == 0, remote.stderr[-3000:]
-        assert "2 Ray worker(s)" in remote.stderr and "Traceback" not in remote.stderr
-        local_cache = tmp_path / "local-embed"
-        for tiny in (tmp_path / "remote" / "tiny-sonar").glob("*/manifest.json"):  # same model, not retrained
-            shutil.copytree(tiny.parent, local_cache / "tiny-sonar" / tiny.parent.name)
-        local = embed(local_cache, tmp_path)
-        assert local.returncode == 0, local.stderr[-3000:]
-        assert "Ray worker" not in local.stderr  # in-process
-        for kind in ("translations", "targets"):
-            assert entry_files(tmp_path / "remote", kind) == entry_files(local_cache, kind), kind
-        assert len(entry_files(local_cache, "targets")) == 2
+    # embed-targets: translation and embedding chunks on the head's workers, the same bytes as in-process
+    remote = embed(tmp_path / "remote", tmp_path, "--ray-address", address, "--workers", "2")
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert "2 Ray worker(s)" in remote.stderr and "Traceback" not in remote.stderr
+    local_cache = tmp_path / "local-embed"
+    for tiny in (tmp_path / "remote" / "tiny-sonar").glob("*/manifest.json"):  # same model, not retrained
+        shutil.copytree(tiny.parent, local_cache / "tiny-sonar" / tiny.parent.name)
+    local = embed(local_cache, tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert "Ray worker" not in local.stderr  # in-process
+    for kind in ("translations", "targets"):
+        assert entry_files(tmp_path / "remote", kind) == entry_files(local_cache, kind), kind
+    assert len(entry_files(local_cache, "targets")) == 2
 
-        # a path the nodes do not see is named up front, before any worker starts
-        probe = subprocess.run([sys.executable, "-c", PATH_PROBE, f"127.0.0.1:{port}", str(tmp_path / "absent")],
-                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                               text=True, timeout=300)
-        assert probe.returncode == 0, probe.stderr[-3000:]
-        assert re.search(rf"node \S+: dataset {re.escape(str(tmp_path / 'absent'))} does not exist", probe.stdout)
-        assert "cache" not in probe.stdout.split("fix:")[0].split(":\n", 1)[1]  # the cache is seen: not listed
-        assert "same paths on every node" in probe.stdout
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
-        head.wait(timeout=120)
-    deadline = time.time() + 60
-    while session_pids(temp_dir) and time.time() < deadline:
-        time.sleep(1)
-    assert not session_pids(temp_dir), "processes of the head we started are still running"
+    # a path the nodes do not see is named up front, before any worker starts
+    probe = subprocess.run([sys.executable, "-c", PATH_PROBE, address, str(tmp_path / "absent")],
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                           text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert re.search(rf"node \S+: dataset {re.escape(str(tmp_path / 'absent'))} does not exist", probe.stdout)
+    assert "cache" not in probe.stdout.split("fix:")[0].split(":\n", 1)[1]  # the cache is seen: not listed
+    assert "same paths on every node" in probe.stdout
 
 
 PATH_PROBE = """
@@ -148,26 +111,21 @@ except SltPipeError as e:
 
 
 @pytest.mark.slow
-def test_a_wrong_token_is_one_clear_error(tmp_path):
-    port = free_port()
-    temp_dir = Path(f"/tmp/slt-ray-{port}")
-    head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
-                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_head(port, time.time() + 120)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_TOKEN": "0" * 32}
-        r = subprocess.run([sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache",
-                            str(tmp_path / "c"), "--split", "train", "--set", "dataset.toy_videos=12",
-                            "--ray-address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode == 2, r.stderr[-2000:]
-        assert "refused our authentication token" in r.stderr and "auth_token" in r.stderr
-        assert "Traceback" not in r.stderr and "gcs_client" not in r.stderr
-        assert not list((tmp_path / "c" / "features").glob("*.partial"))
-    finally:
-        head.send_signal(signal.SIGTERM)
-        head.wait(timeout=120)
+def test_a_wrong_token_is_one_clear_error(ray_head, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_TOKEN": "0" * 32}
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache",
+                        str(tmp_path / "c"), "--split", "train", "--set", "dataset.toy_videos=12",
+                        "--ray-address", ray_head.address], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "refused our authentication token" in r.stderr and "auth_token" in r.stderr
+    assert "Traceback" not in r.stderr and "gcs_client" not in r.stderr
+    assert not list((tmp_path / "c" / "features").glob("*.partial"))
+
+
+EXTRACT_40 = ["extract", "--dataset", "toy", "--split", "train", "--set", "dataset.toy_videos=40", "--set",
+              "extract.shard_videos=2"]
+"""A 20-shard extraction the crash tests interrupt after their first shard (and its clean run's argv)."""
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -202,10 +160,10 @@ def alive(pids) -> dict[int, str]:
 def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_path):
     """kill -9 of the extract driver alone (not its process group): its model worker, decode tasks,
     raylet and GCS are gone within seconds; Ray's two agents follow once their report to the dead
-    GCS times out (a fixed 60 s inside Ray); nothing of that Ray outlives it; the re-run resumes."""
+    GCS times out (a fixed 60 s inside Ray); nothing of that Ray outlives it; the re-run resumes.
+    Its own local Ray, not the session's head: what it tests is that the driver's Ray dies with it."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache", str(tmp_path / "c"),
-            "--split", "train", "--set", "dataset.toy_videos=40", "--set", "extract.shard_videos=2"]
+    args = [sys.executable, "-m", "pipeline.cli", *EXTRACT_40, "--cache", str(tmp_path / "c")]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     features = tmp_path / "c" / "features"
     deadline = time.time() + 240
@@ -218,10 +176,6 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_pa
     time.sleep(15)
     ours = {p: a for p, a in alive(started).items() if "Agent" not in a}
     assert not ours, f"still running 15 s after kill -9: {ours}"
-    deadline = time.time() + 120
-    while alive(started) and time.time() < deadline:
-        time.sleep(2)
-    assert not alive(started), f"outlived the driver: {alive(started)}"
     (partial,) = features.glob("*.partial")
     shards = partial / "features.zarr" / "shards"
     done = finished_shards(shards)
@@ -233,15 +187,20 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_pa
     # the shards finished before the kill are the very files it wrote: same inode, mtime and bytes
     assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
 
-    # an uninterrupted run of the same command: the resumed entry holds its bytes, and how many shards it has
-    clean_args = [a if a != str(tmp_path / "c") else str(tmp_path / "clean") for a in args]
-    clean = subprocess.run(clean_args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    (clean_entry,) = (p.parent for p in (tmp_path / "clean" / "features").glob("*/manifest.json"))
+    # an uninterrupted run of the same command (shared with the Ctrl-C tests): the resumed entry holds
+    # its bytes, and how many shards it has
+    clean_cache = clean_run(EXTRACT_40)
+    (clean_entry,) = (p.parent for p in (clean_cache / "features").glob("*/manifest.json"))
     total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
     assert 1 <= len(done) < total, f"kill came too late to test resuming ({len(done)} of {total} shards)"
     assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
     assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed
     assert (entry / "manifest.json").is_file() and not list(features.glob("*.partial"))
     assert store_bytes(entry) == store_bytes(clean_entry)
-    assert entry.name == clean_entry.name and feature_files(tmp_path / "c") == feature_files(tmp_path / "clean")
+    assert entry.name == clean_entry.name and feature_files(tmp_path / "c") == feature_files(clean_cache)
+
+    # the agents' 60 s timeout ran while the re-run and the clean run did (no need to wait it out first)
+    deadline = time.time() + 120
+    while alive(started) and time.time() < deadline:
+        time.sleep(2)
+    assert not alive(started), f"outlived the driver: {alive(started)}"

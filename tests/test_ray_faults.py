@@ -1,5 +1,6 @@
-"""What clusters do, done to a local Ray: a model worker or a text worker killed with SIGKILL mid-run,
-a video that kills every worker that touches it, no worker left. Each run ends as the README says."""
+"""What clusters do, done to the session's Ray head (tests/ray_head.py, each run its own Ray job): a
+model worker or a text worker killed with SIGKILL mid-run, a video that kills every worker that
+touches it, no worker left. Each run ends as the README says."""
 
 from __future__ import annotations
 
@@ -15,23 +16,22 @@ import pytest
 from test_ray_cluster import descendants, embed, embed_args, entry_files, feature_files
 
 from helpers import store_bytes
+from ray_head import REPO, RayHead
 
-REPO = Path(__file__).resolve().parents[1]
-FAULTS = REPO / "tests" / "faults"  # its sitecustomize injects the faults named by SLT_PIPE_TEST_* variables
 pytestmark = pytest.mark.slow
 
 
-def extract_args(cache: Path, *extra: str) -> list[str]:
+def extract_args(head: RayHead, cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", "extract", "--dataset", "toy", "--cache", str(cache), "--split",
-            "train", "--set", "dataset.toy_videos=24", "--set", "extract.shard_videos=2", *extra]
+            "train", "--set", "dataset.toy_videos=24", "--set", "extract.shard_videos=2", "--ray-address",
+            head.address, *extra]
 
 
-def env(**faults: str) -> dict[str, str]:
-    path = f"{FAULTS}:{REPO}" if faults else str(REPO)
-    return {**os.environ, "PYTHONPATH": path, **faults}
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def kill_model_worker_after_first_shard(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+def kill_model_worker_after_first_shard(head: RayHead, args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     """Run `args`, kill -9 its model worker once a shard is written; (the finished run, seconds to the kill)."""
     proc = subprocess.Popen(args, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     features = Path(args[args.index("--cache") + 1]) / "features"
@@ -39,7 +39,7 @@ def kill_model_worker_after_first_shard(args: list[str], cwd: Path) -> tuple[sub
     worker = None
     while time.time() < deadline and worker is None:
         if list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
-            worker = next((p for p, a in descendants(proc.pid).items() if a.startswith("ray::ModelWorker")), None)
+            worker = next((p for p, a in descendants(head.proc.pid).items() if a.startswith("ray::ModelWorker")), None)
         time.sleep(0.1)
     assert worker is not None, "no model worker to kill"
     t_kill = time.time()
@@ -53,8 +53,8 @@ def manifest(cache: Path, kind: str = "features") -> dict:
     return json.loads(m.read_text())
 
 
-def test_kill_9_of_a_model_worker_mid_extract_costs_only_its_shards(tmp_path):
-    run, _ = kill_model_worker_after_first_shard(extract_args(tmp_path / "c"), tmp_path)
+def test_kill_9_of_a_model_worker_mid_extract_costs_only_its_shards(ray_head, tmp_path):
+    run, _ = kill_model_worker_after_first_shard(ray_head, extract_args(ray_head, tmp_path / "c"), tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     lost = [line for line in run.stderr.splitlines() if " lost (exit: " in line]
     assert len(lost) == 1 and lost[0].startswith("model worker 0 on node ") and "re-queued; restarted (1 of 3)" in lost[0]
@@ -62,7 +62,7 @@ def test_kill_9_of_a_model_worker_mid_extract_costs_only_its_shards(tmp_path):
     compute = manifest(tmp_path / "c")["compute"]
     assert compute["worker_restarts"] == 1 and compute["lost_workers"][0]["requeued"]
 
-    clean = subprocess.run(extract_args(tmp_path / "clean"), cwd=tmp_path, env=env(), capture_output=True, text=True,
+    clean = subprocess.run(extract_args(ray_head, tmp_path / "clean"), cwd=tmp_path, env=env(), capture_output=True, text=True,
                            timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
     assert "lost_workers" not in manifest(tmp_path / "clean")["compute"]
@@ -71,11 +71,11 @@ def test_kill_9_of_a_model_worker_mid_extract_costs_only_its_shards(tmp_path):
     assert store_bytes(a) == store_bytes(b)
 
 
-def test_a_video_that_kills_every_worker_is_listed_and_the_rest_published(tmp_path):
+def test_a_video_that_kills_every_worker_is_listed_and_the_rest_published(ray_head, tmp_path):
     poison = "toy00004_weather"  # in the train split of the 24-video toy
-    args = extract_args(tmp_path / "c", "--set", "extract.item_deaths=2", "--set", "extract.shard_videos=4")
-    run = subprocess.run(args, cwd=tmp_path, env=env(SLT_PIPE_TEST_POISON=poison), capture_output=True, text=True,
-                         timeout=900)
+    args = extract_args(ray_head, tmp_path / "c", "--set", "extract.item_deaths=2", "--set", "extract.shard_videos=4")
+    with ray_head.faults(SLT_PIPE_TEST_POISON=poison):
+        run = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 1, run.stderr[-3000:]
     assert f"video {poison}: 2 model worker(s) died on it; listed as failed" in run.stderr
     assert f"skipped toy/train/{poison}: " in run.stderr and "its model worker died 2 time(s)" in run.stderr
@@ -85,9 +85,9 @@ def test_a_video_that_kills_every_worker_is_listed_and_the_rest_published(tmp_pa
     assert "built features toy/train" in run.stdout and "(19 videos; 1 skipped)" in run.stdout
 
 
-def test_no_worker_left_is_one_error_keeping_the_finished_shards(tmp_path):
-    args = extract_args(tmp_path / "c", "--set", "extract.worker_restarts=0")
-    run, _ = kill_model_worker_after_first_shard(args, tmp_path)
+def test_no_worker_left_is_one_error_keeping_the_finished_shards(ray_head, tmp_path):
+    args = extract_args(ray_head, tmp_path / "c", "--set", "extract.worker_restarts=0")
+    run, _ = kill_model_worker_after_first_shard(ray_head, args, tmp_path)
     assert run.returncode == 2, run.stderr[-3000:]
     last = run.stderr.strip().splitlines()
     assert any(line.startswith("error: no extraction worker left: all 1 died") for line in last)
@@ -99,12 +99,13 @@ def test_no_worker_left_is_one_error_keeping_the_finished_shards(tmp_path):
     assert "resuming: " in again.stderr and not list(features.glob("*.partial"))
 
 
-def test_kill_9_of_a_text_worker_mid_job_re_queues_its_chunk_with_the_same_bytes(tmp_path):
+def test_kill_9_of_a_text_worker_mid_job_re_queues_its_chunk_with_the_same_bytes(ray_head, tmp_path):
     """The first text job kills its worker's process with SIGKILL (tests/faults): Ray restarts the worker,
     the chunk runs again, and the entries are those of a run that lost nothing."""
     killed = tmp_path / "killed-once"
-    run = subprocess.run(embed_args(tmp_path / "c", "--workers", "1"), cwd=tmp_path,
-                         env=env(SLT_PIPE_TEST_KILL_ONCE=str(killed)), capture_output=True, text=True, timeout=900)
+    with ray_head.faults(SLT_PIPE_TEST_KILL_ONCE=str(killed)):
+        run = subprocess.run(embed_args(tmp_path / "c", "--workers", "1", "--ray-address", ray_head.address),
+                             cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert killed.exists()
     lost = [line for line in run.stderr.splitlines() if " lost (exit: " in line]
@@ -116,7 +117,7 @@ def test_kill_9_of_a_text_worker_mid_job_re_queues_its_chunk_with_the_same_bytes
     clean_cache = tmp_path / "clean"
     for tiny in (tmp_path / "c" / "tiny-sonar").glob("*/manifest.json"):  # the same model, not trained again
         shutil.copytree(tiny.parent, clean_cache / "tiny-sonar" / tiny.parent.name)
-    clean = embed(clean_cache, tmp_path, "--workers", "1")
+    clean = embed(clean_cache, tmp_path, "--workers", "1", "--ray-address", ray_head.address)
     assert clean.returncode == 0, clean.stderr[-3000:]
     for kind in ("translations", "targets"):
         assert entry_files(tmp_path / "c", kind) == entry_files(clean_cache, kind), kind

@@ -191,18 +191,44 @@ def test_export_writes_spamos_layout_and_import_after_export_is_the_same_entry(t
     assert not np.array_equal(got, sp)
 
 
-def test_export_refuses_features_of_other_widths(tmp_path, toy):
+def _stream(name: str, model: str, width: int) -> dict:
+    return {"name": name, "kind": "frame" if name in ("clip", "dinov3") else "clip", "width": width, "model": model}
+
+
+SPAMO_RECIPE = {"spatial_scales": [1, 2], "clip_len": 16, "clip_stride": 8, "motion_pool": "first"}
+
+
+@pytest.mark.parametrize(("streams", "recipe", "said"), [
+    # the user's case: other encoders, SpaMo's widths (1024-wide snapshots, S2); width checks let it through
+    ([_stream("dinov3", "facebook/dinov3-vitl16-pretrain-lvd1689m", 2048),
+      _stream("vjepa2", "facebook/vjepa2-vitl-fpc64-256", 1024)], SPAMO_RECIPE,
+     "it holds the streams dinov3 (facebook/dinov3-vitl16-pretrain-lvd1689m), vjepa2 (facebook/vjepa2-vitl-fpc64-256); "
+     "SpaMo's are clip, videomae"),
+    ([_stream("clip", "openai/clip-vit-large-patch14", 2048), _stream("videomae", "MCG-NJU/videomae-large", 1024)],
+     {**SPAMO_RECIPE, "motion_pool": "mean"}, "its recipe has motion_pool = mean; SpaMo's has motion_pool = first"),
+    ([_stream("clip", "tiny", 128), _stream("videomae", "tiny", 64)], SPAMO_RECIPE,
+     "its streams are 128 / 64 wide; SpaMo's are 2048 / 1024"),
+])
+def test_export_refuses_features_that_are_not_spamos_recipe(tmp_path, toy, streams, recipe, said):
+    """SpaMo's file names say CLIP ViT-L/14 S2 and VideoMAE-L: export writes them only for that recipe,
+    by the encoders' identity in the store, not by its widths."""
     from cache.features import FeatureStoreWriter, ShardData
     from cache.store import Cache
 
+    dims = (streams[0]["width"], streams[1]["width"])
     with Cache(tmp_path / "cache").begin("features", "k" * 20, {}) as pending:
-        w = FeatureStoreWriter(pending.dir, spatial_dim=128, motion_dim=64, dtype="float16", attrs={})
-        w.write_shard(ShardData(0, ["v"], [np.zeros((3, 128))], [np.zeros((1, 64))], []))
+        w = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype="float16",
+                               attrs={"models": {"streams": streams}, **recipe})
+        w.write_shard(ShardData(0, ["v"], [np.zeros((3, dims[0]))], [np.zeros((1, dims[1]))], []))
         w.finish([0])
         pending.publish(dataset="toy", split="train", items=1)
-    with pytest.raises(SltPipeError, match=r"widths 128 / 64; SpaMo's files hold 2048 / 1024"):
+    with pytest.raises(SltPipeError) as e:
         spamo_stage.export_features(cfg_of(tmp_path / "cache", toy), tmp_path / "out", keys=["k" * 20],
                                     console=console()[0])
+    assert e.value.problem == (f"features/{'k' * 20} is not SpaMo's recipe (CLIP ViT-L/14 S2 + VideoMAE-L first "
+                               f"token): {said}; its files would be named as SpaMo's and mislabel them")
+    assert "--profile paper" in e.value.fix
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- bad folders
@@ -233,12 +259,19 @@ def spoil(folder: Path, vid: str, case: str, frames: int) -> str:
     if case == "clip count":
         np.save(mo, rng.standard_normal((clip_count(frames) + 1, 1024), dtype=np.float32))
         return f"{mo}: {clip_count(frames) + 1} clips, SpaMo's windowing (16-frame clips every 8 frames"
+    if case == "not npy":
+        sp.write_text("frame,feature\n0,0.1\n")  # a CSV export saved under the .npy name
+        return f"{sp}: not a .npy file (it starts with b'frame,fe', a .npy file with b'\\x93NUMPY')"
+    if case == "pickled":
+        np.save(sp, np.array([{"frame": 0}] * frames, dtype=object), allow_pickle=True)
+        return f"{sp}: a .npy file of Python objects (object), not of numbers: SpaMo's files hold float32 arrays"
     assert case == "frame count"
     np.save(sp, rng.standard_normal((frames - 1, 2048), dtype=np.float32))
     return f"{sp}: {frames - 1} frames, the video has {frames}"
 
 
-BAD = ["missing spatial", "missing motion", "wrong width", "truncated", "non-finite", "clip count", "frame count"]
+BAD = ["missing spatial", "missing motion", "wrong width", "truncated", "non-finite", "clip count", "frame count",
+       "not npy", "pickled"]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -256,6 +289,7 @@ def test_a_bad_file_is_listed_with_its_fix_and_the_rest_published(tmp_path, toy,
     out = "".join(res.output.split())
     assert "".join(f"skipped toy/train/{vid}: {said}".split()) in out, res.output
     assert "Traceback" not in res.output and out.count("skippedtoy/train/") == 1
+    assert "allow_pickle" not in res.output  # numpy's advice would run code from the file
     (entry_dir,) = [p for p in (tmp_path / "cache/features").iterdir() if p.is_dir()]
     manifest = json.loads((entry_dir / "manifest.json").read_text())
     assert [f[0] for f in manifest["failures"]] == [vid] and manifest["items"] == len(arrays["train"]) - 1
@@ -267,9 +301,58 @@ def test_a_bad_file_is_listed_with_its_fix_and_the_rest_published(tmp_path, toy,
 
 def test_no_spamo_files_is_one_error_naming_what_was_looked_for(tmp_path, toy):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SltPipeError, match=r"no SpaMo feature files of toy .*clip-vit-large-patch14_feat_Phoenix14T"):
+    with pytest.raises(SltPipeError, match=r"no SpaMo feature files of toy.*clip-vit-large-patch14_feat_Phoenix14T"
+                                           r".*found an empty folder"):
         run_import(cfg_of(tmp_path / "cache", toy), tmp_path / "empty")
+    with pytest.raises(SltPipeError, match="SpaMo feature folder does not exist"):
+        run_import(cfg_of(tmp_path / "cache", toy), tmp_path / "absent")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SltPipeError, match="SpaMo feature folder is not a directory"):
+        run_import(cfg_of(tmp_path / "cache", toy), tmp_path / "file")
     assert not (tmp_path / "cache/features").exists()
+
+
+def test_files_of_another_corpus_are_named_by_a_few_of_theirs(tmp_path, toy, spamo):
+    src, arrays = spamo
+    folder = tmp_path / "in"
+    for f in src.rglob("*.npy"):  # the same layout, other videos' names
+        target = folder / f.relative_to(src).parent / f.name.replace("toy", "other")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(f, target)
+    with pytest.raises(SltPipeError) as e:
+        run_import(cfg_of(tmp_path / "cache", toy), folder)
+    problem = e.value.problem
+    n = len(arrays["train"])
+    assert f"found {n} file(s) in {folder}/clip-vit-large-patch14_feat_Phoenix14T/train but none of this dataset's" \
+           f" videos: other" in problem and f"(and {n - 4} more)" in problem, problem
+    assert len(problem.replace(str(folder), "")) < 500 and not (tmp_path / "cache/features").exists()  # was 1,500
+
+
+def test_a_split_of_no_usable_video_is_one_error_and_no_entry(tmp_path, toy, spamo):
+    """Every spatial file single-scale (1024 wide, SpaMo's --scales 1): one summarising error, exit 2, no
+    entry, where there were N near-identical lines and an entry of 0 videos; train then names the import."""
+    from pipeline.cli import app
+    from pipeline.dataset import configured_dataset
+    from pipeline.spamo_stage import find_selected, missing_fix
+
+    src, arrays = spamo
+    folder = tmp_path / "in"
+    shutil.copytree(src, folder)
+    for f in (folder / "clip-vit-large-patch14_feat_Phoenix14T/train").iterdir():
+        np.save(f, np.load(f)[:, :1024])
+    res = CliRunner().invoke(app, ["import-features", "--from", "spamo", str(folder), "--dataset", "toy", "--root",
+                                   str(toy), "--cache", str(tmp_path / "cache"), "--split", "train"])
+    assert isinstance(res.exception, SltPipeError), res.output  # pipeline.cli.main: one error line, exit 2
+    out = " ".join((res.output + res.exception.render()).split())
+    n = len(arrays["train"])
+    assert f"import toy/train: none of its {n} videos has usable SpaMo files" in out, res.output
+    assert f"{n} videos: {folder}/clip-vit-large-patch14_feat_Phoenix14T/train/" in out
+    assert "spatial array of shape" in out and "expected [rows, 2048]" in out
+    assert "skipped toy/train/" not in out and "Traceback" not in out
+    assert not [p for p in (tmp_path / "cache/features").iterdir()]  # no entry, no partial, no lock
+    cfg = cfg_of(tmp_path / "cache", toy, splits=["train"], features="imported:spamo")
+    found, missing = find_selected(cfg, configured_dataset(cfg))
+    assert missing == ["train"] and "slt-pipe import-features --from spamo" in missing_fix(cfg, missing)
 
 
 # --------------------------------------------------------------------------- which entry train reads

@@ -12,8 +12,9 @@ GPU_TEST = "tests/test_paper_features.py::test_bf16_on_gpu_stays_close_to_fp32_o
 
 
 def collected(*args: str) -> list[str]:
-    """Test ids `pytest --collect-only ARGS` lists (one a line: addopts gives -q; a second -q would print counts)."""
-    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider", *args,
+    """Test ids `pytest --collect-only ARGS` lists (one a line: addopts gives -q; a second -q would print counts;
+    -n 0: xdist's workers would each collect again, selecting the same)."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider", "-n", "0", *args,
                         "tests/test_paper_features.py"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return [line for line in r.stdout.splitlines() if "::" in line]

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from cache.errors import SltPipeError
 from pipeline.cli import app
-from pipeline.config import PROJECT_FILE, build_config, deep_merge, flat_fields, load_toml, parse_overrides, to_toml
+from pipeline.config import PROJECT_FILE, build_config, deep_merge, flat_fields, load_toml, parse_overrides
+from pipeline.toml_writer import to_toml
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -588,3 +588,10 @@ def test_init_visual_block_strict_loading(tmp_path):
     with pytest.raises(WeightsError, match="spatial_dim: 12 \\(block\\) != 99"):
         load_initial_block(SpamoVisualBlock(99, 8, 32, EMB), path, recipe={"spatial_dim": 99, "motion_dim": 8},
                            check=False, run_dir=tmp_path / "r2")
+
+
+def test_importing_the_lora_decoder_prints_no_peft_future_warning():
+    """peft warns at import that the pinned transformers 4.57 is deprecated: slt-pipe hushes it where it imports peft."""
+    r = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", "import train.decoder"],
+                       capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0 and "Support for Transformers" not in r.stderr, r.stderr[-2000:]

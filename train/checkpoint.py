@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cache.files import write_text_atomic, writing
 from train.model import load_trainable, save_weights, trainable_state
 from train.optim import Optimisation
 
@@ -46,13 +47,14 @@ class Checkpoints:
         # not cache.files.write_atomic: torch names the zip's records after the file it writes ("state.pt/..." from
         # state.pt.tmp), so its hidden, pid-suffixed temporary would change the file's bytes
         tmp = self.last / "state.pt.tmp"
-        torch.save({"optimizer": optim.opt.state_dict(), "scheduler": optim.sched.state_dict(), "step": progress.step,
-                    "best_bleu": progress.best_bleu, "best_step": progress.best_step, "rng": rng_state()}, tmp)
+        with writing(tmp):  # torch reports a full disk as `unexpected pos`
+            torch.save({"optimizer": optim.opt.state_dict(), "scheduler": optim.sched.state_dict(), "step": progress.step,
+                        "best_bleu": progress.best_bleu, "best_step": progress.best_step, "rng": rng_state()}, tmp)
         tmp.replace(self.last / "state.pt")
 
     def save_best(self, visual: torch.nn.Module, dec: torch.nn.Module, record: dict[str, Any]) -> None:
         save_weights(trainable_state(visual, dec), self.best / "weights.safetensors", self.meta)
-        (self.best / "best.json").write_text(json.dumps(record, indent=2))
+        write_text_atomic(self.best / "best.json", json.dumps(record, indent=2), fsync=False)
 
     def restore(self, visual: torch.nn.Module, dec: torch.nn.Module, optim: Optimisation) -> Progress:
         """Weights, optimiser, schedule and RNG states of ckpt/last, as they were when it was saved."""

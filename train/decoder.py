@@ -19,6 +19,7 @@ cross-attended as a length-1 sequence.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,12 @@ ensure_fairseq2()
 from fairseq2.nn import BatchLayout  # noqa: E402
 from fairseq2.nn.projection import ColumnShardedLinear, RowShardedLinear  # noqa: E402
 from fairseq2.nn.projection import Linear as Fs2Linear  # noqa: E402
-from peft import LoraConfig, inject_adapter_in_model  # noqa: E402
-from peft.tuners.lora.layer import Linear as PeftLoraLinear  # noqa: E402
+
+with warnings.catch_warnings():
+    # peft warns at import that transformers 4.57 (pinned for fairseq2n, pyproject.toml) is deprecated
+    warnings.filterwarnings("ignore", message="Support for Transformers", category=FutureWarning)
+    from peft import LoraConfig, inject_adapter_in_model  # noqa: E402
+    from peft.tuners.lora.layer import Linear as PeftLoraLinear  # noqa: E402
 
 from train.losses import token_ce  # noqa: E402
 

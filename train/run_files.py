@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cache.files import write_text_atomic, writing
+
 METRICS_FILE = "metrics.jsonl"
 TSV_FIXED = ("id", "ref", "hyp")
 """The first columns of a predictions TSV; every later column is a per-sample score."""
@@ -68,7 +70,7 @@ def run_weights(run_dir: Path, checkpoint: str = "best") -> Path:
 
 def write_scores(run_dir: Path, split: str, results: dict[str, dict]) -> Path:
     path = Path(run_dir) / f"scores_{split}.json"
-    path.write_text(json.dumps(results, indent=2))
+    write_text_atomic(path, json.dumps(results, indent=2), fsync=False)
     return path
 
 
@@ -80,7 +82,7 @@ def score_files(run: Path) -> dict[str, Path]:
 def write_predictions(path: Path, ids: list[str], refs: list[str], hyps: list[str],
                       scores: dict[str, list[float | None]]) -> Path:
     """id, ref, hyp, then one column per score, in `scores`' order (None: a blank cell)."""
-    with path.open("w", newline="") as f:
+    with writing(path), path.open("w", newline="") as f:
         w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
         w.writerow([*TSV_FIXED, *scores])
         for i, (vid, ref, hyp) in enumerate(zip(ids, refs, hyps)):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cache.files import write_text_atomic, writing
 from train.run_files import METRICS_FILE, read_metrics
 
 
@@ -20,18 +21,20 @@ class RunLog:
 
         self.run_dir = run_dir
         path = run_dir / METRICS_FILE
+        self._path = path
         if resume_step is None:
-            path.write_text("")
+            write_text_atomic(path, "", fsync=False)
         elif path.exists():
             rows = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= resume_step]
-            path.write_text("".join(r + "\n" for r in rows))
+            write_text_atomic(path, "".join(r + "\n" for r in rows), fsync=False)
         self._file = path.open("a")
         self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
 
     def write(self, row: dict[str, Any], *, scalars: dict[str, float]) -> None:
         """One metrics.jsonl row, and `scalars` (name -> value) to TensorBoard at the row's step."""
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        with writing(self._path):
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, row["step"])
 
@@ -62,6 +65,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     axes[1].set(title="dev BLEU", xlabel="step")
     fig.tight_layout()
     out = run_dir / "curves.png"
-    fig.savefig(out, dpi=80)
+    with writing(out):
+        fig.savefig(out, dpi=80)
     plt.close(fig)
     return out

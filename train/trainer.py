@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from cache.device import resolve_device
+from cache.files import write_text_atomic
 from train.augment import VideoAugmenter
 from train.checkpoint import Checkpoints, Progress, seed_everything
 from train.config import TrainConfig
@@ -85,8 +86,8 @@ def train(cfg: TrainConfig, inputs: TrainInputs, *, resume: bool, case: str | No
     optim = build_optimisation(cfg, visual, dec)
     augment = VideoAugmenter.from_config(cfg)
     progress = ckpts.restore(visual, dec, optim) if resume else Progress()
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
-    (run_dir / "inputs.json").write_text(json.dumps(inputs.to_json(), indent=2))
+    write_text_atomic(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2, default=str), fsync=False)
+    write_text_atomic(run_dir / "inputs.json", json.dumps(inputs.to_json(), indent=2), fsync=False)
     log = RunLog(run_dir, resume_step=progress.step if resume else None)
 
     def evaluate() -> None:
@@ -150,7 +151,7 @@ def _initialise_block(cfg: TrainConfig, visual: torch.nn.Module, data: RunData, 
         if cfg.normalize_features:
             # the block's statistics are part of what it learned; recomputing them would change its function
             record["notes"].append("train.normalize_features: statistics kept from the initial block, not recomputed")
-            (run_dir / RECORD_NAME).write_text(json.dumps(record, indent=2))
+            write_text_atomic(run_dir / RECORD_NAME, json.dumps(record, indent=2), fsync=False)
         print(f"visual block initialised from {record['file']} (copied to {run_dir / record['copy']})"
               + "".join(f"\n  note: {n}" for n in record["notes"]), file=sys.stderr)
     elif cfg.normalize_features:

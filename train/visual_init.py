@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from cache.errors import WeightsError
+from cache.files import write_text_atomic
 from cache.keys import sha256_file
 
 BLOCK_FORMAT = "slt-pipe-visual-block/1"
@@ -237,7 +238,7 @@ def load_initial_block(block: torch.nn.Module, source: str | Path, *, recipe: di
               "features": their_recipe if their_recipe is not None else None}
     save_file({k: v.detach().cpu().contiguous() for k, v in block.state_dict().items()}, str(run_dir / COPY_NAME),
               metadata=block_metadata(spec, their_recipe or {}, source=record["source"], source_sha256=digest))
-    (run_dir / RECORD_NAME).write_text(json.dumps(record, indent=2))
+    write_text_atomic(run_dir / RECORD_NAME, json.dumps(record, indent=2), fsync=False)
     return record
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cache.errors import SltPipeError
+from cache.files import write_text_atomic, writing
 from extract.text.languages import FLORES200
 
 EMB_SCALE = 0.2
@@ -107,7 +108,8 @@ def train_sentencepiece(sentences: list[str], out_path: Path, *, vocab_size: int
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    out_path.write_bytes(buf.getvalue())
+    with writing(out_path):
+        out_path.write_bytes(buf.getvalue())
     return out_path
 
 
@@ -349,8 +351,9 @@ def _train_tiny_sonar(
 
     encoder.eval()
     decoder.eval()
-    torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, out_dir / "encoder.pt")
-    torch.save({k: v.detach().cpu() for k, v in decoder.state_dict().items()}, out_dir / "decoder.pt")
+    for name, module in (("encoder.pt", encoder), ("decoder.pt", decoder)):
+        with writing(out_dir / name):  # torch reports a full disk as `unexpected pos`
+            torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out_dir / name)
     cfg = {
         "format": 1,
         "encoder": config_to_json(enc_cfg),
@@ -363,4 +366,4 @@ def _train_tiny_sonar(
             "lr": lr, "align_weight": align_weight, "final_loss": history[-1] if history else None,
         },
     }
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True))
+    write_text_atomic(out_dir / "config.json", json.dumps(cfg, indent=1, sort_keys=True), fsync=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from cache.device import resolve_device
@@ -294,3 +295,10 @@ class FeatureExtractor:
     def flops(self) -> tuple[float, float]:
         """(FLOPs per frame of all frame encoders, per clip of all clip encoders), counted analytically."""
         return sum(e.flops() for e in self.frame_encoders), sum(e.flops() for e in self.clip_encoders)
+
+
+def weight_paths(cfg: ExtractConfig) -> dict[str, Path]:
+    """'<encoder> weights' -> the file or snapshot folder each encoder loads, as resolved here: the
+    paths every node of a cluster must see (a node reading its own hub cache would compute others)."""
+    return {f"{e.name} weights": Path(e.resolved.weights.path) for e in make_recipe(cfg).encoders
+            if getattr(e, "resolved", None) is not None and e.resolved.weights is not None}

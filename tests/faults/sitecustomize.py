@@ -3,17 +3,29 @@
 - SLT_PIPE_TEST_POISON=VIDEO_ID: a model worker about to compute that video kills its own process
   with SIGKILL, every time, as a video that crashes the model or exhausts memory would;
 - SLT_PIPE_TEST_KILL_ONCE=FILE: the first text job a Ray worker starts kills its process with
-  SIGKILL (FILE records that it happened, so the restarted worker lives): kill -9 mid-job."""
+  SIGKILL (FILE records that it happened, so the restarted worker lives): kill -9 mid-job.
+A Ray head shared by a test session (tests/ray_head.py) starts its workers with its own environment,
+so it names SLT_PIPE_TEST_FAULTS=FILE instead: the JSON object in FILE, read when a patched module is
+imported (in a worker of the job the test runs), adds the variables above for that test alone."""
 
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import signal
 import sys
 
 POISON_ENV = "SLT_PIPE_TEST_POISON"
 KILL_ONCE_ENV = "SLT_PIPE_TEST_KILL_ONCE"
+FAULTS_FILE_ENV = "SLT_PIPE_TEST_FAULTS"
+
+
+def _faults_from_file() -> None:
+    path = os.environ.get(FAULTS_FILE_ENV)
+    if path and os.path.exists(path):
+        with open(path) as f:
+            os.environ.update(json.load(f))
 
 
 def _die() -> None:
@@ -55,6 +67,8 @@ class _Patcher(importlib.abc.MetaPathFinder):
     """Runs a patch right after its module has run, so even `from m import f` binds the patched f."""
 
     def find_spec(self, name, path, target=None):
+        if name in PATCHES:
+            _faults_from_file()
         if name not in PATCHES or not os.environ.get(PATCHES[name][0]):
             return None
         sys.meta_path.remove(self)
@@ -72,7 +86,7 @@ class _Patcher(importlib.abc.MetaPathFinder):
         return spec
 
 
-if any(os.environ.get(env) for env, _ in PATCHES.values()):
+if os.environ.get(FAULTS_FILE_ENV) or any(os.environ.get(env) for env, _ in PATCHES.values()):
     sys.meta_path.insert(0, _Patcher())
 
 _here = os.path.dirname(os.path.abspath(__file__))
