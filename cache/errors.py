@@ -50,3 +50,10 @@ class DiskFullError(SltPipeError):
         super().__init__(f"disk full writing {self.written or 'the cache'}",
                          fix="free space, or point --cache (or --out) at a larger disk, then run the same command "
                              "again (finished work is kept)")
+
+
+def setting_fix(setting: str, value: str = "PATH") -> str:
+    """How to set one config field, in the two forms a user pastes: the flag and the project file's line."""
+    *section, leaf = setting.split(".")
+    where = f" under [{'.'.join(section)}]" if section else ""
+    return f'--set {setting}={value} (or {leaf} = "{value}"{where} in slt-pipe.toml)'

@@ -34,7 +34,7 @@ def find_checkpoint(weights: str | None, repos: tuple[str, ...], candidates: tup
     `setting`'s value (a file, or a folder holding one of `candidates`; with `single_pt` also a
     folder holding exactly one .pt) or else the Hugging Face cache, trying `repos` in turn.
     WeightsError naming the place looked at and how to provide the files."""
-    from cache.errors import WeightsError
+    from cache.errors import WeightsError, setting_fix
 
     if weights:
         p = Path(weights).expanduser()
@@ -48,12 +48,24 @@ def find_checkpoint(weights: str | None, repos: tuple[str, ...], candidates: tup
                 return f, p, setting
             raise WeightsError(f"no {what} weights in this folder (looked for {', '.join(candidates)}"
                                + (" or one .pt)" if single_pt else ")"), path=p,
-                               fix=f"point {setting} at the snapshot folder or the weights file")
-        raise WeightsError(f"{what} weights not found", path=p, fix=f"check {setting} (a snapshot folder or a weights file)")
+                               fix=f"point it at the snapshot folder or the weights file: {setting_fix(setting)}")
+        raise WeightsError(f"{what} weights not found", path=p,
+                           fix=f"a snapshot folder or a weights file that exists: {setting_fix(setting)}")
     for repo in repos:
         snap = hf_snapshot(repo, candidates)
         if snap is not None:
             return next(snap / n for n in candidates if (snap / n).is_file()), snap, f"Hugging Face cache ({repo})"
-    raise WeightsError(f"{what} weights {' or '.join(repos)} are not in the Hugging Face cache", path=hf_cache_dir(),
-                       fix=f"on a machine with network run `huggingface-cli download {repos[0]}` and copy the cache "
-                           f"here (set HF_HOME), or set {setting}=/path/to/snapshot-or-file")
+    gate = (f" (a gated repo: log in with `huggingface-cli login` and accept its licence at "
+            f"https://huggingface.co/{repos[0]} first)" if gated(repos[0]) else "")
+    raise WeightsError(f"{what} weights {' or '.join(repos)} are not in the Hugging Face cache"
+                       + ("; the repo is gated" if gate else ""), path=hf_cache_dir(),
+                       fix=f"on a machine with network run `huggingface-cli download {repos[0]}`{gate} and copy the "
+                           f"cache here (set HF_HOME), or give the files: {setting_fix(setting)}")
+
+
+GATED_PREFIXES = ("facebook/dinov3-",)
+"""Hugging Face repos that need a login and an accepted licence before they download."""
+
+
+def gated(repo: str) -> bool:
+    return repo.startswith(GATED_PREFIXES)

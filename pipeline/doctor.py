@@ -91,13 +91,26 @@ def _weights_row(name: str, cls: Any, cfg: Config, ctx: Context) -> Row:
 def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
     """A row per stream of extract.streams: the tiny family needs no files; a paper encoder's weights
     are found and checked to fill its architecture."""
+    from extract.vision.encoders import encoder_class
     from extract.vision.streams import stream_classes
 
+    unknown = []
+    for name in dict.fromkeys(cfg.extract.streams):  # each name once, however often it is listed
+        try:
+            encoder_class(name)
+        except SltPipeError as err:
+            unknown.append(fail(f"stream {name}", err))
     try:
         classes = stream_classes(cfg.extract)
     except SltPipeError as err:
         ctx.weights_problem = "feature models"
-        return [fail("feature models", err)]
+        if not unknown:
+            return [fail("feature models", err)]
+        # an unknown name fails its own row; the streams that exist are still checked
+        known = [encoder_class(n) for n in dict.fromkeys(cfg.extract.streams) if not any(
+            r.check == f"stream {n}" for r in unknown)]
+        return unknown + [_weights_row(f"{'spatial' if c.kind == 'frame' else 'motion'} weights ({c.title})", c, cfg,
+                                       ctx) for c in known if c.family != "tiny"]
     if all(c.family == "tiny" for c in classes):
         return [Row("feature models", OK, f"tiny profile: seeded {' and '.join(cfg.extract.streams)}, built in "
                     "memory; no files needed", None, {"streams": cfg.extract.streams})]

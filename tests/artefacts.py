@@ -89,12 +89,25 @@ def artefact_copy(name: str, build: Callable[[Path], Any], dest: Path, **kw: Any
 
 
 def _prune(cache: Cache, new: Entry) -> None:
-    """Drop all but the KEEP most recently used versions of the artefact `new` is (same name and inputs)."""
+    """Drop all but the KEEP most recently used versions of the artefact `new` is: same name and inputs,
+    an input that is another artefact's path counting as the same whatever version it points at."""
     def alike(e: Entry) -> bool:
         return e.manifest["inputs"]["name"] == new.manifest["inputs"]["name"] and \
-            e.manifest["inputs"]["inputs"] == new.manifest["inputs"]["inputs"]
+            _unversioned(e.manifest["inputs"]["inputs"]) == _unversioned(new.manifest["inputs"]["inputs"])
 
     same = [e for e in cache.entries(KIND) if isinstance(e, Entry) and e.key != new.key and alike(e)]
     for old in sorted(same, key=lambda e: e.dir.stat().st_mtime)[: max(0, len(same) - (KEEP - 1))]:
         if not cache.is_locked(KIND, old.key):
             cache.remove(old.dir)
+
+
+def _unversioned(inputs: Any) -> Any:
+    """`inputs` with every path inside this artefact cache replaced by a placeholder (an artefact built
+    from another one names its path, which changes with that one's code)."""
+    if isinstance(inputs, dict):
+        return {k: _unversioned(v) for k, v in inputs.items()}
+    if isinstance(inputs, list):
+        return [_unversioned(v) for v in inputs]
+    if isinstance(inputs, str) and inputs.startswith(str(root() / KIND)):
+        return "<artefact>"
+    return inputs

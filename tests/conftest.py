@@ -103,11 +103,14 @@ def local_ray():
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """Workers for `-n auto` (pyproject's addopts) on this machine's cores. The default run's tests
-    spend much of their time in subprocesses, Ray start-up and files, so one worker more than there
-    are cores pays (measured on 2 cores: README, "Tests"); `-m slow`'s each keep the cores busy."""
-    cores = os.cpu_count() or 1
-    return cores if "slow" in (config.option.markexpr or "").replace("not slow", "") else cores + 1
+    """Workers for `-n auto` (pyproject's addopts). The default run's tests spend much of their time in
+    subprocesses, Ray start-up and files, so one worker more than there are cores pays (measured on 2
+    cores: README, "Tests"). `-m slow` runs in this one process (0): its tests each keep the cores busy,
+    time their own grace periods, and start and kill whole Ray clusters, which a Ray driver sharing the
+    machine in another worker did not always survive."""
+    if "slow" in (config.option.markexpr or "").replace("not slow", ""):
+        return 0
+    return (os.cpu_count() or 1) + 1
 
 
 @functools.cache

@@ -271,3 +271,23 @@ def test_device_row_names_gpus_and_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     [row] = check_device(build_config({"profile": "paper"}, {"extract": {"device": "cuda"}}), Context())
     assert row.status == "FAIL" and row.fix
+
+
+def test_weights_fixes_paste_a_gated_repo_says_so_and_bad_names_fail_their_own_row(env):
+    """Each weights fix is a `--set extract.X.weights=PATH` command (or the toml line), not prose; DINOv3
+    says its repo is gated; an unknown stream fails its own row once, naming the encoders that exist; a
+    bad arch is reported although its weights are missing too."""
+    proc = doctor(env, "--profile", "paper", "--set", 'extract.streams=["dinov3", "videomea", "videomea", "vjepa2"]',
+                  "--set", "extract.vjepa2.arch=ViT-Q", "--json")
+    rows = rows_of(proc)
+    dino = rows["spatial weights (DINOv3)"]
+    assert dino["status"] == "FAIL" and "the repo is gated" in dino["detail"]
+    assert "`huggingface-cli login`" in dino["fix"] and "huggingface.co/facebook/dinov3-vitl16-pretrain-lvd1689m" in dino["fix"]
+    assert dino["fix"].endswith('--set extract.dinov3.weights=PATH (or weights = "PATH" under [extract.dinov3] in '
+                                'slt-pipe.toml)'), dino["fix"]
+    unknown = [r for r in rows.values() if r["check"].startswith("stream ")]
+    assert [r["check"] for r in unknown] == ["stream videomea"]  # listed twice, one row
+    assert "videomae" in unknown[0]["fix"] and "vjepa2" in unknown[0]["fix"]
+    vjepa = rows["motion weights (V-JEPA 2)"]
+    assert vjepa["detail"].startswith("unknown extract.vjepa2.arch 'ViT-Q' (there are ViT-L/16-256"), vjepa["detail"]
+    assert vjepa["fix"].startswith("--set extract.vjepa2.arch=ViT-L/16-256")

@@ -209,3 +209,17 @@ def test_dinov2_loader_refuses_partial_or_foreign_files(tmp_path, monkeypatch):
     save_file({"text.weight": torch.zeros(2, 2)}, tmp_path / "other.safetensors")
     with pytest.raises(WeightsError, match="not a DINOv2 checkpoint"):
         dino.locate("unused", str(tmp_path / "other.safetensors"))
+
+
+def test_a_snapshot_of_another_size_than_the_configured_arch_suggests_arch_snapshot(tmp_path):
+    """A small snapshot with the default ViT-L/14 would fail as hundreds of mis-shaped tensors: its
+    config.json says what it is, so the error says that and the fix sets arch to 'snapshot'."""
+    from extract.vision.encoders.clip import ClipVit
+
+    snap = save_clip_snapshot(random_clip(64, 2, 4, 128, 16, 32), tmp_path / "clip")
+    with pytest.raises(WeightsError) as e:
+        ClipVit(cfg_with(["clip", "videomae"], clip={"weights": str(snap)}))
+    assert e.value.problem == "the snapshot is 2 layers x 64 (its config.json), the configured extract.clip.arch " \
+                              "'ViT-L/14' is 24 x 1024"
+    assert e.value.fix.startswith("--set extract.clip.arch=snapshot")
+    assert ClipVit(cfg_with(["clip", "videomae"], clip={"weights": str(snap), "arch": "snapshot"})).width() == 64

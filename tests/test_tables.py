@@ -36,7 +36,7 @@ BORDERS = "┏┃┡│├└┗━┳╇┼┴"
 TIMEOUT = 180
 # fixes a user pastes: each must come out whole, on one line
 COMMANDS = ("huggingface-cli download openai/clip-vit-large-patch14", "huggingface-cli download MCG-NJU/videomae-large",
-            "extract.clip.weights=/path/to/snapshot-or-file", "extract.videomae.weights=/path/to/snapshot-or-file",
+            "--set extract.clip.weights=PATH", "--set extract.videomae.weights=PATH",
             "$FAIRSEQ2_USER_ASSET_DIR/sonar.yaml", "'name: text_sonar_basic_encoder@user'",
             "huggingface-cli download facebook/nllb-200-distilled-600M", "embed.nllb_model=/path/to/snapshot")
 

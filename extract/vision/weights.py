@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 
 if TYPE_CHECKING:  # torch is imported where it is used: a cached run keys its entries without loading it.
     from torch import Tensor, nn
@@ -212,13 +212,37 @@ def architecture(config_cls: type, archs: dict[str, dict[str, Any]], arch: str, 
     if arch != "snapshot":
         if arch not in archs:
             raise WeightsError(f"unknown {setting} {arch!r}", fix=f"use one of {', '.join([*archs, 'snapshot'])}")
-        return config_cls(**archs[arch])
+        config = config_cls(**archs[arch])
+        other = _snapshot_size(snapshot, inner)
+        if other is not None and other != (config.num_hidden_layers, config.hidden_size):
+            raise WeightsError(f"the snapshot is {other[0]} layers x {other[1]} (its config.json), the configured "
+                               f"{setting} {arch!r} is {config.num_hidden_layers} x {config.hidden_size}",
+                               path=snapshot / "config.json",
+                               fix=f"{setting_fix(setting, 'snapshot')} to use the snapshot's own architecture")
+        return config
     path = snapshot / "config.json" if snapshot is not None else None
     if path is None or not path.is_file():
         raise WeightsError(f"{setting} = 'snapshot' needs the snapshot's config.json", path=path,
                            fix=f"restore config.json from the snapshot, or set {setting} = {next(iter(archs))!r}")
+    raw = _config_json(path, inner)
+    keys = set(config_cls().to_dict())
+    return config_cls(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
+
+
+def _config_json(path: Path, inner: tuple[str, str] | None) -> dict[str, Any]:
     raw = json.loads(path.read_text())
     if inner is not None and raw.get("model_type") == inner[0]:
         raw = raw.get(inner[1], raw)
-    keys = set(config_cls().to_dict())
-    return config_cls(**{k: v for k, v in raw.items() if k in keys and k not in ("model_type", "architectures")})
+    return raw
+
+
+def _snapshot_size(snapshot: Path | None, inner: tuple[str, str] | None) -> tuple[int, int] | None:
+    """(layers, width) a snapshot's config.json declares; None without one (a single weights file)."""
+    path = snapshot / "config.json" if snapshot is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        raw = _config_json(path, inner)
+        return int(raw["num_hidden_layers"]), int(raw["hidden_size"])
+    except (KeyError, TypeError, ValueError):  # another model's file: the strict fill names what is wrong
+        return None

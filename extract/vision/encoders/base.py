@@ -81,6 +81,8 @@ class Encoder:
     """Weight formats the strict loader reads."""
     token: ClassVar[str] = ""
     """Which output is the feature (recorded in the identity)."""
+    archs: ClassVar[dict[str, dict[str, Any]]] = {}
+    """The architectures `extract.<name>.arch` may name (besides 'snapshot'); {}: none to choose."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -275,9 +277,22 @@ def _memo_resolve(enc: Encoder) -> Resolved:
     hit = _MEMO.get(key)
     if hit is not None and hit[0] == _stamp(hit[1]):
         return hit[1]
+    _check_arch(enc)
     resolved = enc.resolve()
     _MEMO[key] = (_stamp(resolved), resolved)
     return resolved
+
+
+def _check_arch(enc: Encoder) -> None:
+    """A configured architecture that does not exist is the error, before any weights are looked for
+    (a missing file would hide it until the file is found)."""
+    from cache.errors import WeightsError, setting_fix
+
+    arch = getattr(getattr(enc.cfg, enc.name, None), "arch", None)
+    if enc.archs and arch is not None and arch != "snapshot" and arch not in enc.archs:
+        names = ", ".join([*enc.archs, "snapshot"])
+        raise WeightsError(f"unknown extract.{enc.name}.arch {arch!r} (there are {names})",
+                           fix=setting_fix(f"extract.{enc.name}.arch", next(iter(enc.archs))))
 
 
 def _stamp(resolved: Resolved) -> tuple:

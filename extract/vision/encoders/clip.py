@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder
 from extract.vision.preprocess import CLIP_MEAN, CLIP_STD, ImageRecipe, read_recipe
 from extract.vision.weights import (
@@ -65,9 +65,8 @@ ALTERNATE_REPOS = {"openai/clip-vit-large-patch14": ("timm/vit_large_patch14_cli
 # In a folder, the first of these that exists is the checkpoint (transformers' own order first).
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
               "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-FIX = ("point extract.clip.weights at the complete checkpoint of the configured architecture "
-       "(a transformers snapshot of openai/clip-vit-large-patch14, timm/vit_large_patch14_clip_224.openai, "
-       "open_clip_pytorch_model.bin or OpenAI's ViT-L-14.pt), or set extract.clip.arch to the one it holds")
+FIX = (f"{setting_fix('extract.clip.weights')}, PATH the complete checkpoint of the configured architecture (a transformers snapshot of openai/clip-vit-large-patch14, timm/vit_large_patch14_clip_224.openai, open_clip_pytorch_model.bin or OpenAI's ViT-L-14.pt); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.clip.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 def clip_default_recipe(image_size: int) -> ImageRecipe:
@@ -255,6 +254,7 @@ class ClipVit(SpatialEncoder):
     """The paper's spatial stream (SpaMo): CLIP ViT-L/14, class token before post_layernorm, S2."""
 
     name = "clip"
+    archs = ARCHS
     title = "CLIP"
     formats = ("transformers", "timm", "open_clip", "openai")
     token = "class token of the last layer, before post_layernorm (hidden_states[-1][:, 0])"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
 from extract.vision.weights import (
@@ -50,9 +50,8 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 SNAPSHOT = "snapshot"
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-FIX = ("point extract.dinov2.weights at a complete checkpoint of the configured architecture (a transformers "
-       "snapshot of facebook/dinov2-large or the torch hub file dinov2_vitl14_pretrain.pth), or set "
-       "extract.dinov2.arch to the one it holds")
+FIX = (f"{setting_fix('extract.dinov2.weights')}, PATH a complete checkpoint of the configured architecture (a transformers snapshot of facebook/dinov2-large or the torch hub file dinov2_vitl14_pretrain.pth); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.dinov2.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 @dataclass(frozen=True)
@@ -152,6 +151,7 @@ def default_recipe() -> ImageRecipe:
 
 class Dinov2(SpatialEncoder):
     name = "dinov2"
+    archs = ARCHS
     title = "DINOv2"
     formats = ("transformers", "hub")
     token = "class token after the final LayerNorm (pooler_output)"

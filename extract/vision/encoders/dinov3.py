@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder, transformer_flops
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
 from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
@@ -40,9 +40,8 @@ ARCHS: dict[str, dict[str, Any]] = {
                      mlp_bias=True, use_gated_mlp=False),
 }
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-FIX = ("point extract.dinov3.weights at a complete transformers snapshot of the configured architecture "
-       "(`huggingface-cli download facebook/dinov3-vitl16-pretrain-lvd1689m`, a gated repo), or set "
-       "extract.dinov3.arch to the one it holds")
+FIX = (f"{setting_fix('extract.dinov3.weights')}, PATH a complete transformers snapshot of the configured architecture (`huggingface-cli download facebook/dinov3-vitl16-pretrain-lvd1689m`, a gated repo); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.dinov3.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,7 @@ def default_recipe(image_size: int) -> ImageRecipe:
 
 class Dinov3(SpatialEncoder):
     name = "dinov3"
+    archs = ARCHS
     title = "DINOv3"
     formats = ("transformers",)
     token = "class token after the final LayerNorm (pooler_output)"

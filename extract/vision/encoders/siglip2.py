@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder, transformer_flops
 from extract.vision.preprocess import ImageRecipe, read_recipe
 from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
@@ -43,9 +43,8 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 IGNORED = (("text_model.", "text tower"), ("logit_scale", "logit scale"), ("logit_bias", "logit bias"),
            ("vision_model.embeddings.position_ids", "position ids (recomputed)"))
-FIX = ("point extract.siglip2.weights at a complete transformers snapshot of the configured architecture "
-       "(`huggingface-cli download google/siglip2-large-patch16-256`; not a -naflex one), or set "
-       "extract.siglip2.arch to the one it holds")
+FIX = (f"{setting_fix('extract.siglip2.weights')}, PATH a complete transformers snapshot of the configured architecture (`huggingface-cli download google/siglip2-large-patch16-256`; not a -naflex one); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.siglip2.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,7 @@ def default_recipe(image_size: int) -> ImageRecipe:
 
 class Siglip2(SpatialEncoder):
     name = "siglip2"
+    archs = ARCHS
     title = "SigLIP 2"
     formats = ("transformers",)
     token = "attention-pooling head output (pooler_output)"

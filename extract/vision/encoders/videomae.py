@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import MotionEncoder, Resolved
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
 from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict
@@ -44,8 +44,8 @@ CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
 IGNORED = (("decoder.", "pre-training decoder"), ("encoder_to_decoder.", "pre-training decoder"),
            ("mask_token", "pre-training mask token"), ("classifier.", "classification head"),
            ("fc_norm.", "classification head norm"))
-FIX = ("point extract.videomae.weights at a complete transformers snapshot of the configured architecture "
-       "(`huggingface-cli download MCG-NJU/videomae-large`), or set extract.videomae.arch to the one it holds")
+FIX = (f"{setting_fix('extract.videomae.weights')}, PATH a complete transformers snapshot of the configured architecture (`huggingface-cli download MCG-NJU/videomae-large`); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.videomae.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 def default_recipe(image_size: int) -> ImageRecipe:
@@ -130,6 +130,7 @@ class VideoMAE(MotionEncoder):
     """The paper's motion stream (SpaMo): VideoMAE-L, first token of the last layer before the final LayerNorm."""
 
     name = "videomae"
+    archs = ARCHS
     title = "VideoMAE"
     formats = ("transformers",)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cache.errors import WeightsError
+from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import MotionEncoder, Resolved, transformer_flops
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
 from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
@@ -39,8 +39,8 @@ ARCHS: dict[str, dict[str, Any]] = {
 CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 IGNORED = (("predictor.", "JEPA predictor"), ("pooler.", "attentive pooler"), ("classifier.", "classification head"))
-FIX = ("point extract.vjepa2.weights at a complete transformers snapshot of the configured architecture "
-       "(`huggingface-cli download facebook/vjepa2-vitl-fpc64-256`), or set extract.vjepa2.arch to the one it holds")
+FIX = (f"{setting_fix('extract.vjepa2.weights')}, PATH a complete transformers snapshot of the configured architecture (`huggingface-cli download facebook/vjepa2-vitl-fpc64-256`); or, for a checkpoint of another size, "
+       f"{setting_fix('extract.vjepa2.arch', 'ARCH')} ('snapshot': the architecture its config.json says)")
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,7 @@ def read_video_recipe(snapshot: Path | None, crop: int) -> ImageRecipe:
 
 class Vjepa2(MotionEncoder):
     name = "vjepa2"
+    archs = ARCHS
     title = "V-JEPA 2"
     formats = ("transformers",)
     token = "mean of the last layer's tokens after the final LayerNorm (last_hidden_state.mean(1))"
