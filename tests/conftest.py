@@ -13,13 +13,14 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 from rich.console import Console
 
-from artefacts import artefact, artefact_copy
+from artefacts import artefact
 from helpers import TOY_EMBED_SETTINGS, TOY_LANGS, TOY_VIDEOS, toy_embed_cfg  # noqa: F401 (shared names)
 
 
@@ -53,6 +54,47 @@ def _embed_toy(d: Path, root: Path) -> None:
     (d / "report.pkl").write_bytes(pickle.dumps(report))
 
 
+def toy_embedded_dir(toy: Path) -> Path:
+    """The artefact behind `toy_embedded` (read only): the cache of a clean embed-targets run on `toy`."""
+    return artefact("toy-embedded", lambda d: _embed_toy(d, toy),
+                    inputs={"toy": str(toy), "settings": TOY_EMBED_SETTINGS, "langs": TOY_LANGS},
+                    code=["pipeline.embed_stage", "pipeline.dataset"])
+
+
+def prebuild() -> None:
+    """Build the artefacts most test modules wait for (a whole-suite run starts this at once, beside
+    its workers: `pytest_sessionstart`)."""
+    from test_pipeline import VIDEOS, pipeline_cache
+
+    toy_embedded_dir(toy_corpus_dir(TOY_VIDEOS))
+    pipeline_cache(toy_corpus_dir(VIDEOS))
+
+
+_PREBUILD: list[subprocess.Popen] = []
+
+
+def pytest_sessionstart(session):
+    """On a whole-suite run (no test named), build the artefacts that several workers would wait for
+    in a process of its own from the start: on a fresh machine the tiny SONAR alone is a minute, and
+    the workers that need it would otherwise build it, or wait for it, one after another."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("collectonly"):
+        return
+    tests = Path(__file__).resolve().parent
+    if any(Path(a.split("::")[0]).resolve() != tests for a in config.args):
+        return
+    log = open(os.devnull, "w")
+    _PREBUILD.append(subprocess.Popen([sys.executable, "-c", "import conftest; conftest.prebuild()"],
+                                      cwd=tests, env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"},
+                                      stdout=log, stderr=log))
+
+
+def pytest_sessionfinish(session):
+    for proc in _PREBUILD:  # done long before the tests that needed it; never left running
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def toy_embedded(tmp_path_factory, toy):
     """(cfg, report, dataset) of a clean first embed-targets run on `toy`: trains the tiny SONAR on the
@@ -61,9 +103,8 @@ def toy_embedded(tmp_path_factory, toy):
     from cache.store import Cache
     from pipeline.dataset import configured_dataset
 
-    d = artefact_copy("toy-embedded", lambda d: _embed_toy(d, toy), tmp_path_factory.mktemp("embedded") / "a",
-                      inputs={"toy": str(toy), "settings": TOY_EMBED_SETTINGS, "langs": TOY_LANGS},
-                      code=["pipeline.embed_stage", "pipeline.dataset"])
+    d = tmp_path_factory.mktemp("embedded") / "a"
+    shutil.copytree(toy_embedded_dir(toy), d, symlinks=True)
     cfg = toy_embed_cfg(d / "cache", toy)
     report = pickle.loads((d / "report.pkl").read_bytes())
     report.entries = {lang: Cache(d / "cache").get(*kk) for lang, kk in report.entries.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from artefacts import artefact_copy
+from artefacts import artefact
 from cache.errors import CacheError, SltPipeError
 from pipeline.config import build_config
 
@@ -54,10 +55,15 @@ def toy30(toy_corpus) -> Path:
 def cached(tmp_path_factory, toy30):
     """(cache dir, toy root) with features and targets, built once per machine (an artefact); the
     module's own copy, which its tests add to and rename in."""
-    cache = artefact_copy("pipeline-cache", lambda d: _build_cache(d, toy30), tmp_path_factory.mktemp("c") / "cache",
-                          inputs={"toy": str(toy30), "settings": TINY_SETTINGS},
-                          code=["pipeline.extract_stage", "pipeline.embed_stage"])
+    cache = tmp_path_factory.mktemp("c") / "cache"
+    shutil.copytree(pipeline_cache(toy30), cache, symlinks=True)
     return cache, toy30
+
+
+def pipeline_cache(root: Path) -> Path:
+    """The artefact behind `cached` (read only): features and targets of the VIDEOS-video toy at `root`."""
+    return artefact("pipeline-cache", lambda d: _build_cache(d, root), inputs={"toy": str(root), "settings": TINY_SETTINGS},
+                    code=["pipeline.extract_stage", "pipeline.embed_stage"])
 
 
 def _build_cache(cache: Path, root: Path) -> None:
