@@ -223,3 +223,33 @@ def test_a_snapshot_of_another_size_than_the_configured_arch_suggests_arch_snaps
                               "'ViT-L/14' is 24 x 1024"
     assert e.value.fix.startswith("--set extract.clip.arch=snapshot")
     assert ClipVit(cfg_with(["clip", "videomae"], clip={"weights": str(snap), "arch": "snapshot"})).width() == 64
+
+
+def test_a_file_of_another_encoder_names_that_encoder_and_no_arch(tmp_path):
+    """VideoMAE pointed at CLIP's snapshot, CLIP at VideoMAE's: which encoder the file is, not an `arch` to try."""
+    from extract.vision.encoders.clip import ClipVit
+    from extract.vision.encoders.videomae import VideoMAE
+
+    clip = save_clip_snapshot(random_clip(64, 1, 4, 128, 16, 32), tmp_path / "clip")
+    mae = save_videomae_snapshot(random_videomae(64, 1, 4, 128, 32), tmp_path / "mae")
+    with pytest.raises(WeightsError) as e:
+        VideoMAE(cfg_with(["clip", "videomae"], videomae={"weights": str(clip), "arch": "snapshot"}))
+    assert "a CLIP checkpoint, not VideoMAE's" in e.value.problem and ".arch" not in e.value.fix
+    with pytest.raises(WeightsError) as e:
+        ClipVit(cfg_with(["clip", "videomae"], clip={"weights": str(mae), "arch": "snapshot"}))
+    assert "it looks like a VideoMAE checkpoint" in e.value.problem and ".arch" not in e.value.fix
+
+
+def test_the_weights_every_node_must_see_are_the_files_resolved_here(tmp_path):
+    """On a cluster, extract asks every node for the dataset, the cache and these (ray_session.check_shared_paths):
+    a node that read its own hub cache would compute other features."""
+    from extract.vision.streams import weight_paths
+
+    clip = save_clip_snapshot(random_clip(64, 1, 4, 128, 16, 32), tmp_path / "clip")
+    mae = save_videomae_snapshot(random_videomae(64, 1, 4, 128, 32), tmp_path / "mae")
+    cfg = cfg_with(["clip", "videomae"], clip={"weights": str(clip), "arch": "snapshot"},
+                   videomae={"weights": str(mae), "arch": "snapshot"})
+    paths = weight_paths(cfg)
+    assert set(paths) == {"clip weights", "videomae weights"}
+    assert paths["clip weights"].parent == clip and paths["videomae weights"].parent == mae
+    assert weight_paths(ExtractConfig(streams=["tiny-vit", "tiny-videomae"])) == {}  # built in memory: no files

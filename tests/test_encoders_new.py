@@ -170,13 +170,16 @@ def test_a_snapshot_missing_one_tensor_is_refused(snaps, tmp_path, name, tensor)
     assert e.value.path == str(snap / "model.safetensors") and f"extract.{name}.weights" in e.value.fix
 
 
-def test_a_foreign_snapshot_is_refused(snaps):
-    # DINOv3 pointed at SigLIP's files, SigLIP at DINOv3's, V-JEPA 2 at SigLIP's
-    for name, other, words in (("dinov3", "siglip2", "not a transformers DINOv3 checkpoint"),
-                               ("siglip2", "dinov3", "not a SigLIP vision checkpoint"),
-                               ("vjepa2", "siglip2", "not a V-JEPA 2 checkpoint")):
-        with pytest.raises(WeightsError, match=words):
+def test_a_foreign_snapshot_is_refused_naming_the_encoder_it_looks_like(snaps):
+    """DINOv3 pointed at SigLIP's files, SigLIP at DINOv3's, V-JEPA 2 at SigLIP's and DINOv3 at V-JEPA 2's:
+    the error says which encoder's checkpoint it is, and the fix does not suggest another `arch`."""
+    for name, other, words in (("dinov3", "siglip2", "not a transformers DINOv3 checkpoint: it looks like a SigLIP 2"),
+                               ("siglip2", "dinov3", "not a SigLIP vision checkpoint: it looks like a DINOv3"),
+                               ("vjepa2", "siglip2", "not a V-JEPA 2 checkpoint: it looks like a SigLIP 2"),
+                               ("dinov3", "vjepa2", "it looks like a V-JEPA 2 checkpoint")):
+        with pytest.raises(WeightsError, match=words) as e:
             ENCODERS[name](cfg_for(["dinov3", "vjepa2"], snaps, **{name: snaps[other]}))
+        assert f"--set extract.{name}.weights=PATH" in e.value.fix and ".arch" not in e.value.fix, e.value.fix
 
 
 @pytest.mark.parametrize(("name", "repo"), [("dinov3", "facebook/dinov3-vitl16-pretrain-lvd1689m"),

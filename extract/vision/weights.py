@@ -144,11 +144,45 @@ def check_file(path: Path, convert: Callable[[dict[str, Tensor]], Converted], mo
     Raises WeightsError exactly as loading the file would."""
     import torch
 
-    conv = convert({k: torch.empty(s, device="meta") for k, s in tensor_shapes(path).items()})
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
-    check_shapes(expected, {k: tuple(v.shape) for k, v in conv.state.items()}, path=path, fix=fix)
+    raw = tensor_shapes(path)
+    try:
+        conv = convert({k: torch.empty(s, device="meta") for k, s in raw.items()})
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
+        check_shapes(expected, {k: tuple(v.shape) for k, v in conv.state.items()}, path=path, fix=fix)
+    except (WeightsError, KeyError, ValueError, RuntimeError) as e:
+        other, mine = looks_like(raw), _family(model_cls)
+        if other is None or mine is None or other == mine:
+            raise
+        raise WeightsError(f"a {other} checkpoint, not {mine}'s ({len(raw)} tensors named as {other} names them)",
+                           path=path, fix=without_arch(fix)) from e
     return conv.ignored
+
+
+SIGNATURES = (  # (encoder, a tensor name only its checkpoints have): the first match names a file
+    ("DINOv3", "embeddings.register_tokens"), ("V-JEPA 2", "patch_embeddings.proj.weight"),
+    ("VideoMAE", "attention.attention.q_bias"), ("SigLIP 2", "vision_model.head.probe"),
+    ("DINOv2", "layer_scale1.lambda1"), ("CLIP", "vision_model.pre_layrnorm.weight"),
+    ("CLIP", "visual.class_embedding"), ("CLIP", "blocks.0.attn.qkv.weight"),
+)
+_FAMILIES = {"CLIP": "CLIP", "Dinov2": "DINOv2", "DINOv3": "DINOv3", "VideoMAE": "VideoMAE", "Siglip": "SigLIP 2",
+             "VJEPA": "V-JEPA 2"}
+
+
+def looks_like(names: Iterable[str]) -> str | None:
+    """Which encoder's checkpoint a file of these tensor names is (None: none that slt-pipe knows)."""
+    names = list(names)
+    return next((enc for enc, mark in SIGNATURES if any(n.endswith(mark) or n.startswith(mark) for n in names)), None)
+
+
+def _family(model_cls: Any) -> str | None:
+    name = getattr(model_cls, "__name__", "")
+    return next((fam for key, fam in _FAMILIES.items() if key.lower() in name.lower()), None)
+
+
+def without_arch(fix: str) -> str:
+    """An encoder's fix without its `arch` alternative: a file of another encoder is no size question."""
+    return fix.split("; or, for a checkpoint of another size")[0]
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, path: Path, fix: str) -> None:
@@ -246,3 +280,15 @@ def _snapshot_size(snapshot: Path | None, inner: tuple[str, str] | None) -> tupl
         return int(raw["num_hidden_layers"]), int(raw["hidden_size"])
     except (KeyError, TypeError, ValueError):  # another model's file: the strict fill names what is wrong
         return None
+
+
+def foreign_file(what: str, names: Iterable[str], path: Path, fix: str) -> WeightsError:
+    """The error for a file none of whose tensors is named like a `what` checkpoint's: which encoder it
+    looks like when slt-pipe knows (then no `arch` advice: it is another model, not another size)."""
+    names = sorted(names)
+    other = looks_like(names)
+    if other is not None:
+        return WeightsError(f"not a {what} checkpoint: it looks like a {other} checkpoint ({len(names)} tensors "
+                            f"named as {other}'s are)", path=path, fix=without_arch(fix))
+    return WeightsError(f"not a {what} checkpoint: none of its {len(names)} tensors is named like one "
+                        f"(e.g. {', '.join(names[:3]) or 'no tensors'})", path=path, fix=fix)

@@ -36,6 +36,7 @@ from extract.vision.weights import (
     architecture,
     check_file,
     fill_strictly,
+    foreign_file,
     is_torchscript,
     read_state_dict,
     split_qkv,
@@ -109,8 +110,7 @@ def detect_format(path: Path) -> str:
         return "openai" if is_torchscript(path) else "open_clip"
     if "cls_token" in names or any(k.startswith("blocks.") for k in names):
         return "timm"
-    raise WeightsError(f"not a CLIP vision checkpoint: none of its {len(names)} tensors is named like one "
-                       f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=path, fix=FIX)
+    raise foreign_file("CLIP vision", names, path, FIX)
 
 
 # --------------------------------------------------------------------------- architecture

@@ -31,6 +31,7 @@ from extract.vision.weights import (
     architecture,
     check_file,
     fill_strictly,
+    foreign_file,
     read_state_dict,
     split_qkv,
     tensor_shapes,
@@ -77,8 +78,7 @@ def detect_format(path: Path) -> str:
         return "transformers"
     if "cls_token" in names and any(k.startswith("blocks.") for k in names):
         return "hub"
-    raise WeightsError(f"not a DINOv2 checkpoint: none of its {len(names)} tensors is named like one "
-                       f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=path, fix=FIX)
+    raise foreign_file("DINOv2", names, path, FIX)
 
 
 def dinov2_config(arch: str, weights: Dinov2Weights | None) -> Any:

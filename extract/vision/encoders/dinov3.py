@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder, transformer_flops
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
-from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
+from extract.vision.weights import (
+    Converted,
+    architecture,
+    check_file,
+    fill_strictly,
+    foreign_file,
+    read_state_dict,
+    tensor_shapes,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -60,8 +68,7 @@ def locate(model: str, weights: str | None) -> Dinov3Weights:
     f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="DINOv3", setting="extract.dinov3.weights")
     names = tensor_shapes(f)
     if not any(k.startswith(("embeddings.", "rope_embeddings.", "layer.")) for k in names):
-        raise WeightsError(f"not a transformers DINOv3 checkpoint: none of its {len(names)} tensors is named like one "
-                           f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=f, fix=FIX)
+        raise foreign_file("transformers DINOv3", names, f, FIX)
     return Dinov3Weights(f, found, snapshot)
 
 

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import Resolved, SpatialEncoder, transformer_flops
 from extract.vision.preprocess import ImageRecipe, read_recipe
-from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
+from extract.vision.weights import (
+    Converted,
+    architecture,
+    check_file,
+    fill_strictly,
+    foreign_file,
+    read_state_dict,
+    tensor_shapes,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -63,8 +71,7 @@ def locate(model: str, weights: str | None) -> Siglip2Weights:
     f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="SigLIP 2", setting="extract.siglip2.weights")
     names = tensor_shapes(f)
     if not any(k.startswith("vision_model.") for k in names):
-        raise WeightsError(f"not a SigLIP vision checkpoint: none of its {len(names)} tensors is named like one "
-                           f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=f, fix=FIX)
+        raise foreign_file("SigLIP vision", names, f, FIX)
     config = snapshot / "config.json" if snapshot is not None else None
     if config is not None and config.is_file() and json.loads(config.read_text()).get("model_type") == "siglip2":
         raise WeightsError("a NaFlex SigLIP 2 snapshot (model_type siglip2, patch sequences at native aspect ratio); "

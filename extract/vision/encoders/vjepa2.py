@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import WeightsError, setting_fix
 from extract.vision.encoders.base import MotionEncoder, Resolved, transformer_flops
 from extract.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe, read_recipe
-from extract.vision.weights import Converted, architecture, check_file, fill_strictly, read_state_dict, tensor_shapes
+from extract.vision.weights import (
+    Converted,
+    architecture,
+    check_file,
+    fill_strictly,
+    foreign_file,
+    read_state_dict,
+    tensor_shapes,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -59,8 +67,7 @@ def locate(model: str, weights: str | None) -> Vjepa2Weights:
     f, snapshot, found = find_checkpoint(weights, (model,), CANDIDATES, what="V-JEPA 2", setting="extract.vjepa2.weights")
     names = tensor_shapes(f)
     if not any(k.startswith(("encoder.", "vjepa2.encoder.")) for k in names):
-        raise WeightsError(f"not a V-JEPA 2 checkpoint: none of its {len(names)} tensors is named like one "
-                           f"(e.g. {', '.join(sorted(names)[:3]) or 'no tensors'})", path=f, fix=FIX)
+        raise foreign_file("V-JEPA 2", names, f, FIX)
     return Vjepa2Weights(f, found, snapshot)
 
 
