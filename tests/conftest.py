@@ -20,8 +20,15 @@ from typing import Callable
 import pytest
 from rich.console import Console
 
-from artefacts import artefact
-from helpers import TOY_EMBED_SETTINGS, TOY_LANGS, TOY_VIDEOS, toy_embed_cfg  # noqa: F401 (shared names)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers (and their subprocesses) share the cores: one OpenMP thread each by default, and
+    # idle threads that sleep rather than spin (libgomp's spinning threads outnumbering the cores
+    # burned CPU the others needed). Read when torch first loads, which is after this.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from artefacts import artefact  # noqa: E402
+from helpers import TOY_EMBED_SETTINGS, TOY_LANGS, TOY_VIDEOS, toy_embed_cfg  # noqa: F401, E402 (shared names)
 
 
 def toy_corpus_dir(videos: int, seed: int = 0) -> Path:
@@ -61,13 +68,15 @@ def toy_embedded_dir(toy: Path) -> Path:
                     code=["pipeline.embed_stage", "pipeline.dataset"])
 
 
-def prebuild() -> None:
-    """Build the artefacts most test modules wait for (a whole-suite run starts this at once, beside
-    its workers: `pytest_sessionstart`)."""
-    from test_pipeline import VIDEOS, pipeline_cache
+def prebuild(which: str) -> None:
+    """Build one of the artefacts most test modules wait for (a whole-suite run starts one process per
+    artefact at once, beside its workers: `pytest_sessionstart`)."""
+    if which == "toy-embedded":
+        toy_embedded_dir(toy_corpus_dir(TOY_VIDEOS))
+    else:
+        from test_pipeline import VIDEOS, pipeline_cache
 
-    toy_embedded_dir(toy_corpus_dir(TOY_VIDEOS))
-    pipeline_cache(toy_corpus_dir(VIDEOS))
+        pipeline_cache(toy_corpus_dir(VIDEOS))
 
 
 _PREBUILD: list[subprocess.Popen] = []
@@ -83,10 +92,11 @@ def pytest_sessionstart(session):
     tests = Path(__file__).resolve().parent
     if any(Path(a.split("::")[0]).resolve() != tests for a in config.args):
         return
-    log = open(os.devnull, "w")
-    _PREBUILD.append(subprocess.Popen([sys.executable, "-c", "import conftest; conftest.prebuild()"],
-                                      cwd=tests, env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"},
-                                      stdout=log, stderr=log))
+    for which in ("toy-embedded", "pipeline-cache"):  # side by side: one after the other, the second came last
+        _PREBUILD.append(subprocess.Popen([sys.executable, "-c", f"import conftest; conftest.prebuild({which!r})"],
+                                          cwd=tests, env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}",
+                                                         "OMP_WAIT_POLICY": "PASSIVE"},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 
 def pytest_sessionfinish(session):

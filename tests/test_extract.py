@@ -436,3 +436,15 @@ def test_preload_serves_the_same_arrays_and_respects_the_budget(clean):
     for vid in per_video.ids:
         for a, b in zip(per_video.get(vid), held.get(vid)):
             assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_the_features_key_covers_the_stored_dtype(toy_corpus, tmp_path):
+    """float16 and float32 stores of the same videos are different entries (the key hashes extract.dtype)."""
+    from pipeline.config import build_config
+    from pipeline.dataset import configured_dataset
+    from pipeline.extract_stage import features_key
+
+    cfgs = [build_config({"profile": "tiny", "dataset": {"name": "toy", "root": str(toy_corpus(12))},
+                          "cache": {"dir": str(tmp_path)}, "extract": {"dtype": dtype}}) for dtype in ("float16", "float32")]
+    keys = [features_key(c, configured_dataset(c), "train")[0] for c in cfgs]
+    assert keys[0] != keys[1]

@@ -84,8 +84,24 @@ def scored(run: Path, ds) -> dict[str, float]:
     return out
 
 
-def _train(cfg, out: Path, shuffle: bool) -> None:
+def _train_pair(cfg, trained: Path, control: Path) -> None:
+    """The trained run and its control side by side, one process and one thread each: tiny models gain
+    nothing from a second intra-op thread, and the two runs are independent (each deterministic)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_train, cfg, trained, False, 1), pool.submit(_train, cfg, control, True, 1)]:
+            done.result()
+
+
+def _train(cfg, out: Path, shuffle: bool, threads: int | None = None) -> None:
     from pipeline import train_stage
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=out, shuffle_targets=shuffle))
     t0 = time.monotonic()
@@ -106,8 +122,7 @@ def tiny_runs(toy_embedded, toy, tmp_path_factory, local_ray):
     assert not extract_stage.extract(cfg, QUIET).failures
     print(f"tiny extract: {time.monotonic() - t0:.1f} s")
     d = tmp_path_factory.mktemp("learn-tiny")
-    _train(cfg, d / "tiny", shuffle=False)
-    _train(cfg, d / "tiny-control", shuffle=True)
+    _train_pair(cfg, d / "tiny", d / "tiny-control")
     return scored(d / "tiny", ds), scored(d / "tiny-control", ds)
 
 
@@ -154,8 +169,7 @@ def rehearsal_runs(toy_embedded, toy, tmp_path_factory, local_ray):
         print(f"rehearsal extract: {time.monotonic() - t0:.1f} s")
         embed_stage.embed_targets(cfg, QUIET)
         ds = configured_dataset(cfg)
-        _train(cfg, d / "rehearsal", shuffle=False)
-        _train(cfg, d / "rehearsal-control", shuffle=True)
+        _train_pair(cfg, d / "rehearsal", d / "rehearsal-control")
         runs = scored(d / "rehearsal", ds), scored(d / "rehearsal-control", ds)
     recorded = json.loads((d / "rehearsal/pipeline.json").read_text())
     assert recorded["profile"] == "paper" and recorded["train"]["visual_block"] == "spamo"

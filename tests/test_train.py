@@ -105,6 +105,10 @@ def test_alignment_loss_matches_hand_computation_and_zero_weight_drops_term():
     assert loss.item() == pytest.approx(2.7 * (1 - cos), rel=1e-6) and "mse" not in parts
     loss, parts = alignment_loss(z, s, 7000.0, 0.0)
     assert loss.item() == pytest.approx(7000 * mse, rel=1e-6) and "cos" not in parts
+    # three videos of two dimensions: the cosine is per video (over the embedding), not per dimension
+    z3, s3 = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    cos3 = (1 / 5 ** 0.5 + 1.0 + 3 / (3 * 2 ** 0.5)) / 3
+    assert alignment_loss(z3, s3, 0.0, 1.0)[0].item() == pytest.approx(1 - cos3, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -369,6 +373,7 @@ def test_paper_preset_and_schedule_are_spamos():
     assert (cfg.lr, cfg.lora_peak_lr, cfg.warmup_start_lr, cfg.warmup_steps, cfg.min_lr, cfg.steps) ==\
         (1e-4, 1e-4, 1e-6, 1000, 1e-7, 50_000)
     assert (cfg.p_video_aug, cfg.p_aug_each, cfg.frame_mask, cfg.frame_dropout, cfg.beam_size) == (1.0, 1.0, 0.2, 0.2, 5)
+    assert (cfg.w_mse, cfg.w_cos) == (7000.0, 2.7)  # SONAR-SLT's alignment loss: MSE x 7000 + cosine x 2.7
     kw = dict(peak=1e-4, start=1e-6, end=1e-7, warmup=1000, decay_end=50_000)
     assert lr_at(0, **kw) == pytest.approx(1e-6)
     assert lr_at(500, **kw) == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))

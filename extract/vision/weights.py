@@ -163,8 +163,8 @@ SIGNATURES = (  # (encoder, a tensor name only its checkpoints have): the first 
     ("DINOv3", "embeddings.register_tokens"), ("V-JEPA 2", "patch_embeddings.proj.weight"),
     ("VideoMAE", "attention.attention.q_bias"), ("SigLIP 2", "vision_model.head.probe"),
     ("DINOv2", "layer_scale1.lambda1"), ("CLIP", "vision_model.pre_layrnorm.weight"),
-    ("CLIP", "visual.class_embedding"), ("CLIP", "blocks.0.attn.qkv.weight"),
-)
+    ("CLIP", "visual.class_embedding"),
+)  # timm's names (blocks.N.attn.qkv) are no signature: CLIP's timm repo and DINOv2's hub file share them
 _FAMILIES = {"CLIP": "CLIP", "Dinov2": "DINOv2", "DINOv3": "DINOv3", "VideoMAE": "VideoMAE", "Siglip": "SigLIP 2",
              "VJEPA": "V-JEPA 2"}
 
