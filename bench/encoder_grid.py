@@ -18,6 +18,7 @@ import math
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,12 +64,12 @@ def main() -> None:
         print(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"slt-pipe ablate failed ({proc.returncode}); log: {work / 'ablate.log'}")
     ablate_s = time.monotonic() - t1
-    report(before, cache_listing(cache), out)
+    report(before, cache_listing(cache), out, cache)
     print(proc.stdout.strip())
     print(f"\nablate {ablate_s:.0f} s, all {time.monotonic() - t0:.0f} s; log: {work / 'ablate.log'}")
 
 
-def report(before: dict[str, str], after: dict[str, str], out: Path) -> None:
+def report(before: dict[str, str], after: dict[str, str], out: Path, cache: Path) -> None:
     """Which features entries were extracted (once, before the trials) and which each trial read."""
     from rich.console import Console
 
@@ -88,16 +89,19 @@ def report(before: dict[str, str], after: dict[str, str], out: Path) -> None:
                                                  [f"features/{features_key(cfg, dataset, s)[0]}" for s in SPLITS])
     sets = {streams: keys for streams, keys in reads.values()}
     features = sorted(k for k in made if k.startswith("features/"))
+    encoders = list(dict.fromkeys(e for streams in sets for e in streams.split(" + ")))
     print(f"\nextracted once, before the trials: {len(features)} features entries = {len(sets)} stream sets x "
           f"{len(SPLITS)} splits ({', '.join(SPLITS)}); {sum(k.startswith('targets/') for k in made)} targets entries")
     for streams, keys in sets.items():
         users = sum(s == streams for s, _ in reads.values())
         print(f"  {streams:18s} {' '.join(k[9:21] for k in keys)}  built {sum(k in made for k in keys)}/3, "
               f"read by {users} trials")
-    runs = {e: sum(e in streams.split(" + ") for streams in sets) for e in dict.fromkeys(
-        e for streams in sets for e in streams.split(" + "))}
-    print("  each encoder ran for " + ", ".join(f"{e} {n}" for e, n in runs.items()) + " stream set(s): an entry holds "
-          "every stream of its extract.streams, so an encoder in two stream sets is run for each")
+    per_encoder = Counter(json.loads((cache / k / "manifest.json").read_text())["stream"]
+                          for k in made if k.startswith("stream/"))
+    print(f"stream computations: {sum(per_encoder.values())} = {len(encoders)} encoders x {len(SPLITS)} splits "
+          f"({', '.join(f'{e} {per_encoder[e]}' for e in encoders)}); one entry per stream, so a set shares its "
+          f"encoders' entries with the other sets (one entry per set held every stream: "
+          f"{sum(len(s.split(' + ')) for s in sets) * len(SPLITS)} computations)")
     print("\neach trial read (its config's train/dev/test features keys, all in the cache before the trials began):")
     for run, (streams, keys) in reads.items():
         ok = all(k in after and k not in during for k in keys)

@@ -1,5 +1,6 @@
-"""Cost of verify-on-read: samples/s reading features with crc32c chunks (format 2) and without
-(format 1, with and without the manifest hash), side by side in one run, same data.
+"""Cost of verify-on-read and of per-stream entries: samples/s reading features with crc32c chunks
+(format 2) and without (format 1, with and without the manifest hash), and from a set of two stream
+entries, side by side in one run, same data.
 
     .venv/bin/python bench/loader.py                 # 240 videos, paper widths (2048 / 1024)
     .venv/bin/python bench/loader.py --videos 480 --frames 150
@@ -20,23 +21,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from cache.features import FeatureReader, FeatureStoreWriter, ShardData  # noqa: E402
+from cache.feature_store import FeatureStoreWriter, ShardData  # noqa: E402
+from cache.features import STREAM_KIND, FeatureReader, write_assembly  # noqa: E402
 from cache.store import MANIFEST, Cache  # noqa: E402
 
 
-def build(cache: Path, key: str, videos: int, frames: int, dims: tuple[int, int], checksums: bool) -> Path:
+def shards_of(videos: int, frames: int, dims: tuple[int, int]) -> list[ShardData]:
     rng = np.random.default_rng(0)  # same data in every layout
-    pending = Cache(cache).begin("features", key, {})
-    w = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype="float16",
-                           attrs={"shard_videos": 32}, checksums=checksums)
     ids = [f"v{i:05d}" for i in range(videos)]
-    shards = [ids[k:k + 32] for k in range(0, videos, 32)]
     clips = max(1, (frames - 16) // 8 + 1)
-    for k, part in enumerate(shards):
-        w.write_shard(ShardData(k, part, [rng.standard_normal((frames, dims[0])).astype(np.float16) for _ in part],
-                                [rng.standard_normal((clips, dims[1])).astype(np.float16) for _ in part], [], f"{k}"))
-    w.finish(range(len(shards)))
-    return pending.publish(items=videos).dir
+    return [ShardData(k // 32, part, [rng.standard_normal((frames, dims[0])).astype(np.float16) for _ in part],
+                      [rng.standard_normal((clips, dims[1])).astype(np.float16) for _ in part], [], f"{k}")
+            for k in range(0, videos, 32) for part in [ids[k:k + 32]]]
+
+
+def build(cache: Path, key: str, data: list[ShardData], dims: tuple[int, int], checksums: bool,
+          kind: str = "features", **widths: int) -> Path:
+    """An entry of `data` holding both arrays (a one-store entry) or, with `widths`, one of them."""
+    pending = Cache(cache).begin(kind, key, {})
+    w = FeatureStoreWriter(pending.dir, dtype="float16", attrs={"shard_videos": 32}, checksums=checksums,
+                           **(widths or {"spatial_dim": dims[0], "motion_dim": dims[1]}))
+    for shard in data:
+        w.write_shard(shard)
+    w.finish(range(len(data)))
+    return pending.publish(items=sum(len(s.ids) for s in data)).dir
+
+
+def build_set(cache: Path, data: list[ShardData], dims: tuple[int, int]) -> Path:
+    """Two stream entries (spatial, motion) of `data` and the set that assembles them."""
+    for name, width in (("spatial", dims[0]), ("motion", dims[1])):
+        build(cache, f"bench-{name}", data, dims, True, STREAM_KIND, **{f"{name}_dim": width})
+    pending = Cache(cache).begin("features", "set", {})
+    write_assembly(pending.dir, [{"name": n, "array": n, "entry": f"bench-{n}"} for n in ("spatial", "motion")], {})
+    return pending.publish(items=sum(len(s.ids) for s in data)).dir
 
 
 def measure(entry: Path, repeats: int) -> tuple[float, float, float]:
@@ -67,8 +84,10 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
-        new = build(cache, "crc32c", args.videos, args.frames, tuple(args.dims), True)
-        old = build(cache, "legacy", args.videos, args.frames, tuple(args.dims), False)
+        data = shards_of(args.videos, args.frames, tuple(args.dims))
+        new = build(cache, "crc32c", data, tuple(args.dims), True)
+        old = build(cache, "legacy", data, tuple(args.dims), False)
+        per_stream = build_set(cache, data, tuple(args.dims))
         bare = cache / "bare"  # format 1 outside a cache: no manifest, nothing verified (the old reader)
         bare.mkdir()
         (old / "features.zarr").rename(bare / "features.zarr")
@@ -77,7 +96,8 @@ def main() -> None:
               f"{size:.0f} MiB on disk (format 2), best of {args.repeats}")
         print(f"{'layout':44s} {'open s':>8s} {'get/s':>9s} {'preload/s':>10s}")
         rows = [("format 1, no verification (before)", bare),
-                ("format 2, crc32c per chunk + small-file sha256", new)]
+                ("format 2, crc32c per chunk + small-file sha256", new),
+                ("format 2, one entry per stream + the set's index", per_stream)]
         (old / MANIFEST).exists() and rows.append(("format 1 in a cache (sha256 per shard file)", _restore(bare, old)))
         base = None
         for label, entry in rows:

@@ -1,332 +1,122 @@
-"""Per-video features in a Zarr v3 store: shards of videos, an index, crash-safe shard writes.
+"""A set of feature streams read as one: each video's spatial and motion features.
 
-The layout, and how to read a video with plain zarr, is in the README ("Features: Zarr v3").
-Why it is built this way: each shard array is one file (Zarr's sharding codec) with small inner
-chunks, so reading one video touches only its rows; a shard is written under `.tmp-*` and
-renamed when complete, so an existing shard is finished and a kill -9 loses only the shard in
-flight; a finished shard is fixed by its fingerprint, so `adopt_shard` hard-links it into a
-repaired entry; every inner chunk ends in a crc32c and small files are hashed against the
-manifest, so a flipped byte is a `CorruptEntryError`, never silently wrong features.
+Each encoder's features are a `stream` entry of their own (one store, cache/feature_store.py),
+keyed by what determines them alone, so sets that share an encoder share its entry. A
+`features` entry is a set: `streams.json` names its stream entries in `extract.streams` order,
+an index and no copy. `FeatureReader` reads a set, or an entry from before per-stream caching
+(one store with both arrays; `slt-pipe cache migrate` splits those), and gives a video's frame
+encoders' rows side by side as its spatial features and its clip encoders' as its motion.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
+import json
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from cache.errors import CacheError, SltPipeError
-from cache.files import fsync_path, writing
-from cache.keys import sha256_file
-from cache.store import CorruptEntryError, check_files, read_manifest
+from cache.feature_store import ARRAYS, READ_ERRORS, REBUILD, STORE, StoreReader
+from cache.files import write_json_atomic
+from cache.store import check_files, read_manifest
 
-STORE = "features.zarr"
-FORMAT = "slt-pipe.features/2"
-"""2: crc32c on every inner chunk of the shard arrays (1: none; still readable, see the module docstring)."""
-CHUNK_ROWS = 64
-"""Rows per inner Zarr chunk: the read granularity of one video (~2 chunks for a typical video)."""
-_SHARD = re.compile(r"^\d{5}$")
-_CHUNK_FILE = re.compile(rf"^{re.escape(STORE)}/shards/\d{{5}}/(spatial|motion)/c/")
-"""Manifest names of shard array data: covered by crc32c, so not hashed on open."""
-READ_ERRORS = (ValueError, RuntimeError, OSError, EOFError)
-"""What zarr and its codecs raise on bytes that fail to decode (crc32c mismatch: ValueError)."""
-REBUILD = "`slt-pipe extract` with the same settings"
+ASSEMBLY = "streams.json"
+ASSEMBLY_FORMAT = "slt-pipe.feature-set/1"
+STREAM_KIND = "stream"
+"""The cache kind of one encoder's features (`features` entries are sets of them)."""
+
+
+def write_assembly(entry_dir: Path, streams: Sequence[dict[str, Any]], attrs: dict[str, Any]) -> None:
+    """The set's index: `streams` ({name, kind, array, columns, entry: stream key}) in set order, and
+    the attributes a one-store entry of the same set has (models, recipe, layout)."""
+    write_json_atomic(Path(entry_dir) / ASSEMBLY, {"format": ASSEMBLY_FORMAT, "streams": list(streams), "attrs": attrs})
+
+
+def assembly(entry_dir: Path) -> dict[str, Any] | None:
+    """The set's index (None: an entry that holds its features in one store)."""
+    path = Path(entry_dir) / ASSEMBLY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stream_dir(entry_dir: Path, key: str) -> Path:
+    """Where the stream entry `key` of the cache that holds `entry_dir` lives."""
+    return Path(entry_dir).parent.parent / STREAM_KIND / key
+
+
+def missing_streams(entry_dir: Path) -> list[str]:
+    """Stream entries a set names that are not (or no longer) published: such a set is rebuilt."""
+    spec = assembly(entry_dir)
+    if spec is None:
+        return []
+    return [s["entry"] for s in spec["streams"] if read_manifest(stream_dir(entry_dir, s["entry"])) is None]
 
 
 @contextmanager
-def dropped_if_unstarted(cache: Any, pending: Any) -> Iterator[None]:
+def dropped_if_unstarted(cache: Any, pendings: Any) -> Iterator[None]:
     """A user-fixable error (SltPipeError: a refused cluster, a bad folder) before any shard was
-    written leaves no entry behind; finished shards stay for the re-run to resume."""
+    written leaves no entry behind; finished shards stay for the re-run to resume. `pendings`:
+    one PendingEntry or several."""
     try:
         yield
     except SltPipeError:
-        if not any((pending.dir / STORE / "shards").glob("*/zarr.json")):
-            pending.release()
-            cache.remove(pending.dir)
+        for pending in pendings if isinstance(pendings, (list, tuple)) else [pendings]:
+            if not any((pending.dir / STORE / "shards").glob("*/zarr.json")):
+                pending.release()
+                cache.remove(pending.dir)
         raise
 
 
-def chunk_codecs(checksums: bool = True) -> tuple[Any, ...]:
-    """Bytes-to-bytes codecs of an inner chunk: zarr's default zstd, then crc32c (checked first on read)."""
-    from zarr.codecs import Crc32cCodec, ZstdCodec
-
-    return (ZstdCodec(level=0, checksum=False), Crc32cCodec()) if checksums else (ZstdCodec(level=0, checksum=False),)
-
-
-def has_checksums(array: Any) -> bool:
-    """Whether a shard array's inner chunks carry crc32c (format 2) or not (format 1)."""
-    from zarr.codecs import Crc32cCodec, ShardingCodec
-
-    for codec in array.metadata.codecs:
-        inner = codec.codecs if isinstance(codec, ShardingCodec) else (codec,)
-        if any(isinstance(c, Crc32cCodec) for c in inner):
-            return True
-    return False
-
-
-def shard_name(k: int) -> str:
-    return f"{k:05d}"
-
-
-@dataclass
-class ShardData:
-    """One shard's videos (sorted ids) with their features; failed videos carry a reason instead."""
-
-    index: int
-    ids: list[str]
-    spatial: list[np.ndarray]
-    motion: list[np.ndarray]
-    failures: list[tuple[str, ...]]
-    """(video id, reason, fix) of the shard's videos that were skipped."""
-    fingerprint: str = ""
-    """sha256 of the shard's samples' identities (`extract.vision.runner.ShardPlan.fingerprint`)."""
-
-
-class FeatureStoreWriter:
-    """Builds `features.zarr` inside a pending cache entry; safe to resume after a crash."""
-
-    def __init__(self, entry_dir: Path, *, spatial_dim: int, motion_dim: int, dtype: str, attrs: dict[str, Any],
-                 checksums: bool = True):
-        """checksums=False writes format 1 (no crc32c): only to measure and test reading old entries."""
-        import zarr
-
-        self.path = Path(entry_dir) / STORE
-        self.dtype = dtype
-        self.checksums = checksums
-        self.dims = (spatial_dim, motion_dim)
-        root = zarr.open_group(self.path, mode="a", zarr_format=3)
-        fmt = FORMAT if checksums else "slt-pipe.features/1"
-        root.attrs.update({"format": fmt, "spatial_dim": spatial_dim, "motion_dim": motion_dim, "dtype": dtype, **attrs})
-        root.require_group("shards")
-        self._drop_temporaries()
-
-    @property
-    def shards_dir(self) -> Path:
-        return self.path / "shards"
-
-    def _drop_temporaries(self) -> None:
-        for p in self.shards_dir.glob(".tmp-*"):
-            shutil.rmtree(p)
-
-    def done_shards(self) -> set[int]:
-        return {int(p.name) for p in self.shards_dir.iterdir() if _SHARD.match(p.name) and (p / "zarr.json").is_file()}
-
-    def write_shard(self, data: ShardData) -> None:
-        """Write one shard under a temporary name, fsync, rename into place (atomic)."""
-
-        tmp = self.shards_dir / f".tmp-{shard_name(data.index)}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        try:
-            with writing(self.shards_dir / shard_name(data.index)):
-                self._write_shard(tmp, data)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # a full disk or a crash leaves no half shard taking space
-            raise
-        self._publish_shard(tmp, data.index)
-
-    def _write_shard(self, tmp: Path, data: ShardData) -> None:
-        import zarr
-
-        g = zarr.open_group(tmp, mode="w", zarr_format=3)
-        for name, parts, dim in (("spatial", data.spatial, self.dims[0]), ("motion", data.motion, self.dims[1])):
-            rows = np.concatenate(parts).astype(self.dtype) if parts else np.zeros((0, dim), self.dtype)
-            if rows.ndim != 2 or rows.shape[1] != dim:
-                raise ValueError(f"shard {data.index} {name}: rows of shape {rows.shape}, expected [*, {dim}]")
-            outer = max(CHUNK_ROWS, -(-rows.shape[0] // CHUNK_ROWS) * CHUNK_ROWS)
-            arr = g.create_array(name, shape=rows.shape, dtype=self.dtype, chunks=(CHUNK_ROWS, dim), shards=(outer, dim),
-                                 compressors=chunk_codecs(self.checksums))
-            if rows.size:
-                arr[:] = rows
-        g.attrs.update({
-            "ids": list(data.ids),
-            "spatial_offsets": _offsets(data.spatial),
-            "motion_offsets": _offsets(data.motion),
-            "failures": [list(f) for f in data.failures],
-            "fingerprint": data.fingerprint,
-        })
-
-    def adopt_shard(self, source: Path, index: int) -> None:
-        """Hard-link (or copy, across file systems) a finished shard of another entry in as shard `index`."""
-        tmp = self.shards_dir / f".tmp-{shard_name(index)}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        shutil.copytree(source, tmp, copy_function=_link_or_copy)
-        self._publish_shard(tmp, index)
-
-    def _publish_shard(self, tmp: Path, index: int) -> None:
-        _fsync_tree(tmp)
-        os.rename(tmp, self.shards_dir / shard_name(index))
-        fsync_path(self.shards_dir)
-
-    def finish(self, shards: Sequence[int]) -> tuple[int, list[tuple[str, ...]]]:
-        """Write the index over `shards` (all must be done); returns (videos, failures)."""
-        import zarr
-
-        root = zarr.open_group(self.path, mode="a", zarr_format=3)
-        ids: list[str] = []
-        rows: list[list[int]] = []
-        failures: list[tuple[str, ...]] = []
-        for k in shards:
-            attrs = zarr.open_group(self.shards_dir / shard_name(k), mode="r").attrs
-            so, mo = attrs["spatial_offsets"], attrs["motion_offsets"]
-            for j, vid in enumerate(attrs["ids"]):
-                ids.append(vid)
-                rows.append([k, so[j], so[j + 1], mo[j], mo[j + 1]])
-            failures.extend(tuple(f) for f in attrs["failures"])
-        order = np.argsort(np.array(ids, dtype=str), kind="stable") if ids else np.zeros(0, np.int64)
-        index = root.require_group("index")
-        for name in ("ids", "rows"):
-            if name in index:
-                del index[name]
-        n = len(ids)
-        a = index.create_array("ids", shape=(n,), dtype=str, chunks=(max(1, n),))
-        r = index.create_array("rows", shape=(n, 5), dtype="int64", chunks=(max(1, n), 5))
-        if n:
-            a[:] = np.array(ids, dtype=str)[order]
-            r[:] = np.array(rows, np.int64)[order]
-        return n, sorted(failures)
-
-
-def finished_shard(entry_dir: Path, index: int) -> tuple[Path, str, list[list[str]]] | None:
-    """(directory, fingerprint, failures) of shard `index` of a features entry; None if it has none
-    (or only one without checksums)."""
-    import zarr
-
-    path = Path(entry_dir) / STORE / "shards" / shard_name(index)
-    if not (path / "zarr.json").is_file():
-        return None
-    g = zarr.open_group(path, mode="r", zarr_format=3)
-    if not all(has_checksums(g[name]) for name in ("spatial", "motion")):
-        return None  # written before crc32c: a new entry recomputes it rather than inherit unchecked chunks
-    attrs = g.attrs
-    return path, str(attrs.get("fingerprint", "")), [list(f) for f in attrs.get("failures", [])]
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    # Shard files are never rewritten in place, so sharing them between entries is safe.
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _offsets(parts: list[np.ndarray]) -> list[int]:
-    return [0] + np.cumsum([len(p) for p in parts]).astype(int).tolist()
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*"), reverse=True):
-        fsync_path(p)
-    fsync_path(root)
-
-
 class FeatureReader:
-    """Read one features entry: `.get(video_id)` reads only that video's rows (one index lookup).
+    """Read one features entry: `.get(video_id)` reads only that video's rows in each store.
 
-    Checked as it reads (see the module docstring): corrupt bytes are a `CorruptEntryError`,
-    never tensors. `rerun` is the fix's last step (a stage passes the exact command).
-    """
+    Checked as it reads (cache/feature_store.py): corrupt bytes are a `CorruptEntryError`, never
+    tensors. `rerun` is the fix's last step (a stage passes the exact command)."""
 
     def __init__(self, entry_dir: Path, *, rerun: str = REBUILD):
-        import zarr
-
         self.entry_dir = Path(entry_dir)
-        self.path = self.entry_dir / STORE
         self.rerun = rerun
-        self._manifest = read_manifest(self.entry_dir)
-        if self._manifest is not None:
-            check_files(self.entry_dir, self._manifest, hash_if=lambda rel: not _CHUNK_FILE.match(rel), rerun=rerun)
-        try:
-            self._root = zarr.open_group(self.path, mode="r", zarr_format=3)
-            ids = self._root["index/ids"][:]
-            rows = self._root["index/rows"][:]
-        except (FileNotFoundError, KeyError) as e:
-            raise CacheError(f"not a features entry ({e})", path=self.path,
-                             fix="re-run `slt-pipe extract` (or `slt-pipe cache gc --corrupt`)") from e
-        except READ_ERRORS as e:
-            raise self.corrupt("index", e) from None
-        attrs = self._root.attrs
-        self.ids: list[str] = [str(i) for i in ids]
-        self.spatial_dim = int(attrs["spatial_dim"])
-        self.motion_dim = int(attrs["motion_dim"])
-        self.attrs: dict[str, Any] = dict(attrs)
-        self._rows = {vid: tuple(int(v) for v in row) for vid, row in zip(self.ids, rows)}
-        self._arrays: dict[tuple[int, str], Any] = {}
-        self._checked: set[tuple[int, str]] = set()
-        self._loaded: dict[tuple[int, str], np.ndarray] = {}
+        spec = assembly(self.entry_dir)
+        if spec is None:
+            self._parts = [StoreReader(self.entry_dir, rerun=rerun)]
+            self.attrs: dict[str, Any] = self._parts[0].attrs
+        else:
+            manifest = read_manifest(self.entry_dir)
+            if manifest is not None:
+                check_files(self.entry_dir, manifest, hash_if=lambda rel: True, rerun=rerun)
+            self._parts = [self._stream(s) for s in spec["streams"]]
+            self.attrs = spec["attrs"]
+        common = set(self._parts[0].ids).intersection(*(p.ids for p in self._parts[1:]))
+        self.ids: list[str] = sorted(common)  # a video a stream skipped has no features in the set
+        self.spatial_dim, self.motion_dim = (sum(p.dims[n] for p in self.parts(n)) for n in ARRAYS)
 
-    def corrupt(self, what: str, error: BaseException) -> CorruptEntryError:
-        """The error for a read of `what` (a path inside the store) that failed to decode."""
-        return CorruptEntryError(self.entry_dir, f"{STORE}/{what} fails to read ({error})", rerun=self.rerun)
+    def _stream(self, stream: dict[str, Any]) -> StoreReader:
+        d = stream_dir(self.entry_dir, stream["entry"])
+        if read_manifest(d) is None:
+            raise CacheError(f"the {stream['name']} features of this set ({STREAM_KIND}/{stream['entry']}) are not in "
+                             "the cache", path=self.entry_dir, fix=f"re-run {self.rerun}: only the missing stream is computed")
+        return StoreReader(d, rerun=self.rerun)
 
-    def nbytes(self) -> int:
-        """Bytes of both streams of every shard that holds videos (what `preload` would hold)."""
-        return sum(self._array(k, name).nbytes for name in ("spatial", "motion") for k in self._shards())
-
-    def preload(self, max_bytes: int) -> bool:
-        """Hold every shard in memory (one contiguous read per array) if they fit in `max_bytes`.
-
-        Why: a training epoch reads every video anyway, and one read per shard costs what one
-        per-video read does (zarr's per-call overhead dominates), so the loader outruns the
-        trainer. Returns whether it preloaded; `get` is unchanged either way.
-        """
-        if self.nbytes() > max_bytes:
-            return False
-        for k in self._shards():
-            for name in ("spatial", "motion"):
-                self._loaded[(k, name)] = self._read(k, name, slice(None))
-        return True
+    def parts(self, name: str) -> list[StoreReader]:
+        """The stores that hold array `name` (spatial or motion), in the set's order."""
+        return [p for p in self._parts if name in p.arrays]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __contains__(self, video_id: str) -> bool:
-        return video_id in self._rows
+        return all(video_id in p for p in self._parts)
 
-    def _shards(self) -> list[int]:
-        return sorted({row[0] for row in self._rows.values()})
+    def nbytes(self) -> int:
+        """Bytes of every array of every store (what `preload` would hold)."""
+        return sum(p.nbytes() for p in self._parts)
 
-    def _array(self, shard: int, name: str):
-        """The zarr array, opened (metadata only, nothing verified or read)."""
-        key = (shard, name)
-        if key not in self._arrays:
-            try:
-                self._arrays[key] = self._root[f"shards/{shard_name(shard)}/{name}"]
-            except KeyError:
-                raise CorruptEntryError(self.entry_dir, f"{STORE}/shards/{shard_name(shard)}/{name} is missing",
-                                        rerun=self.rerun) from None
-        return self._arrays[key]
-
-    def _verified(self, shard: int, name: str):
-        """The array, its data known to be checked: by crc32c as read, or (format 1) hashed here once."""
-        key = (shard, name)
-        arr = self._array(shard, name)
-        if key not in self._checked:
-            if not has_checksums(arr) and self._manifest is not None:
-                self._hash_legacy(shard, name)
-            self._checked.add(key)
-        return arr
-
-    def _hash_legacy(self, shard: int, name: str) -> None:
-        prefix = f"{STORE}/shards/{shard_name(shard)}/{name}/c/"
-        for rel, meta in self._manifest["files"].items():
-            if rel.startswith(prefix) and sha256_file(self.entry_dir / rel) != meta["sha256"]:
-                raise CorruptEntryError(self.entry_dir, f"{rel} does not match its sha256 in the manifest",
-                                        rerun=self.rerun)
-
-    def _read(self, shard: int, name: str, rows: slice) -> np.ndarray:
-        arr = self._verified(shard, name)
-        try:
-            return arr[rows]
-        except READ_ERRORS as e:
-            raise self.corrupt(f"shards/{shard_name(shard)}/{name}", e) from None
+    def preload(self, max_bytes: int) -> bool:
+        """Hold every store in memory if all fit in `max_bytes` (see `StoreReader.preload`)."""
+        if self.nbytes() > max_bytes:
+            return False
+        return all(p.preload(max_bytes) for p in self._parts)
 
     def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(spatial float16 [T, Ds], motion float16 [C, Dm]) of one video."""
@@ -336,43 +126,61 @@ class FeatureReader:
     def get_stored(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(spatial [T, Ds], motion [C, Dm]) of one video in the dtype the entry stores: what an export
         writes, so a float32 entry leaves as it came in (`get` rounds to float16 for training)."""
-        try:
-            shard, s0, s1, m0, m1 = self._rows[video_id]
-        except KeyError:
-            raise CacheError(f"video {video_id!r} has no features in this entry", path=self.path,
-                             fix="check the id (failed videos are listed in the entry's manifest)") from None
-        return self._slice(shard, "spatial", s0, s1), self._slice(shard, "motion", m0, m1)
+        if video_id not in self:
+            raise CacheError(f"video {video_id!r} has no features in this entry", path=self.entry_dir,
+                             fix="check the id (failed videos are listed in the entry's manifest)")
+        got = [p.rows(video_id) for p in self._parts]
+        spatial, motion = (_side_by_side([g[n] for g in got if n in g]) for n in ARRAYS)
+        return spatial, motion
 
-    def _slice(self, shard: int, name: str, start: int, stop: int) -> np.ndarray:
-        held = self._loaded.get((shard, name))
-        return held[start:stop] if held is not None else self._read(shard, name, slice(start, stop))
 
-    def shard_arrays(self, name: str) -> list[Any]:
-        """The `name` (spatial or motion) zarr arrays of every shard that holds videos, in order
-        (format-1 arrays hashed first; crc32c is checked as they are read)."""
-        return [self._verified(k, name) for k in self._shards()]
+def split_store(entry_dir: Path, dest: Path, stream: dict[str, Any], attrs: dict[str, Any]) -> tuple[int, list[tuple[str, ...]]]:
+    """Write one stream (`stream`: a row of the entry's `streams` layout) of a one-store entry into
+    the pending stream entry `dest`: its shards hard-linked where the stream fills its array alone,
+    else its columns copied. Nothing is recomputed. Returns (videos, failures)."""
+    import zarr
 
-    def dask(self, name: str):
-        """All rows of `name` across shards as one dask array (no data read until computed;
-        a decode failure while computing is `corrupt(...)`'s to raise, as in `feature_stats`)."""
-        import dask.array as da
+    from cache.feature_store import FeatureStoreWriter, ShardData
 
-        parts = [da.from_zarr(a) for a in self.shard_arrays(name)]
-        return da.concatenate(parts) if parts else da.zeros((0, self.spatial_dim if name == "spatial" else self.motion_dim))
+    src = StoreReader(entry_dir)
+    array, (a, b) = stream["array"], stream["columns"]
+    writer = FeatureStoreWriter(dest, dtype=str(src.attrs["dtype"]), attrs=attrs, **{f"{array}_dim": b - a})
+    shards = sorted(int(p.name) for p in (Path(entry_dir) / STORE / "shards").iterdir() if p.name.isdigit())
+    for k in sorted(set(shards) - writer.done_shards()):
+        source = Path(entry_dir) / STORE / "shards" / f"{k:05d}"
+        if (a, b) == (0, src.dims[array]):
+            writer.adopt_array(source, array, k)
+            continue
+        g = zarr.open_group(source, mode="r", zarr_format=3)
+        rows, offsets = g[array][:, a:b], g.attrs[f"{array}_offsets"]
+        parts = [rows[offsets[j]:offsets[j + 1]] for j in range(len(offsets) - 1)]
+        writer.write_shard(ShardData(k, list(g.attrs["ids"]), parts if array == "spatial" else [],
+                                     parts if array == "motion" else [], [tuple(f) for f in g.attrs["failures"]],
+                                     str(g.attrs.get("fingerprint", ""))))
+    return writer.finish(shards)
+
+
+def _side_by_side(parts: list[np.ndarray]) -> np.ndarray:
+    # One stream per array is the common case: its rows as stored, not a copy.
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def feature_stats(reader: FeatureReader) -> dict[str, dict[str, Any]]:
-    """Per-dimension mean/std (float32) and row count of both streams, chunk by chunk with dask:
-    the store is never loaded whole."""
+    """Per-dimension mean/std (float32) and row count of both arrays, chunk by chunk with dask: the
+    stores are never loaded whole. Per column, so each store's columns are computed on their own."""
     import dask
 
     out = {}
-    for name in ("spatial", "motion"):
-        x = reader.dask(name).astype("float32")
-        try:
-            mean, std = dask.compute(x.mean(axis=0), x.std(axis=0)) if x.shape[0] else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
-        except READ_ERRORS as e:
-            raise reader.corrupt(f"shards/*/{name}", e) from None
-        out[name] = {"rows": int(x.shape[0]), "mean": np.asarray(mean, np.float32), "std": np.asarray(std, np.float32)}
+    for name in ARRAYS:
+        means, stds, rows = [], [], 0
+        for part in reader.parts(name):
+            x = part.dask(name).astype("float32")
+            try:
+                mean, std = dask.compute(x.mean(axis=0), x.std(axis=0)) if x.shape[0] else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
+            except READ_ERRORS as e:
+                raise part.corrupt(f"shards/*/{name}", e) from None
+            means.append(np.asarray(mean, np.float32))
+            stds.append(np.asarray(std, np.float32))
+            rows = int(x.shape[0])
+        out[name] = {"rows": rows, "mean": np.concatenate(means), "std": np.concatenate(stds)}
     return out
-

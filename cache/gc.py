@@ -1,7 +1,9 @@
 """Which cache leftovers `slt-pipe cache gc` removes and which it keeps, and why (the CLI prints and applies the plan).
 
 Kept: an entry a live process is building (its lock is held) and, unless asked, an
-interrupted entry holding finished work (the next run of its stage resumes from it).
+interrupted entry holding finished work (the next run of its stage resumes from it). A complete
+entry goes only when asked for corrupt ones; a set of streams (cache/features.py) goes with a
+corrupt stream it uses, and never otherwise while it is there.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.features import STREAM_KIND, assembly
 from cache.files import human_bytes
 from cache.store import Cache, Entry
 
@@ -73,6 +76,12 @@ def plan_gc(cache: Cache, *, corrupt: bool = False, partial: bool = False) -> Gc
             remove(path, "interrupted, resumable work removed (--partial)", "interrupted")
         else:
             remove(path, "empty, abandoned", "empty")
+    gone = {path.name for path, _ in plan.remove if path.parent.name == STREAM_KIND}
+    for e in cache.entries("features") if gone else ():
+        uses = isinstance(e, Entry) and {s["entry"] for s in (assembly(e.dir) or {}).get("streams", [])} & gone
+        if uses and e.dir not in {path for path, _ in plan.remove}:
+            remove(e.dir, f"uses the corrupt {STREAM_KIND}/{min(uses)}", "corrupt")
+            plan.complete -= 1
     for p in cache.stale_files():
         remove(p, "stale lock or interrupted deletion", "stale lock or deletion")
     return plan

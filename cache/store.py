@@ -235,12 +235,13 @@ class Cache:
             os.close(fd)  # its holder unlinked the file as it finished: lock the new one
 
     def claim(self, kind: str, key: str, inputs: dict[str, Any],
-              note: Callable[[str], None] | None = None) -> Entry | PendingEntry:
+              note: Callable[[str], None] | None = None, *, wait: bool = True) -> Entry | PendingEntry | None:
         """The complete entry, or the right to build it (a locked PendingEntry), atomically.
 
         Two jobs of one entry cooperate: the second waits while the first builds, then gets
         the published entry and redoes nothing; if the first died, the second resumes its
-        partial entry. (`begin` instead refuses at once when another process holds the lock.)
+        partial entry. `wait=False`: None at once while another process builds it. (`begin`
+        instead refuses with an error when another process holds the lock.)
         """
         while True:
             entry = self.get(kind, key)
@@ -249,6 +250,8 @@ class Cache:
             (self.root / kind).mkdir(parents=True, exist_ok=True)
             fd = self._lock(kind, key)
             if fd is None:
+                if not wait:
+                    return None
                 self._wait(kind, key, note)
                 continue
             entry = self.get(kind, key)  # published between our look and our lock
@@ -358,11 +361,12 @@ class Cache:
 
 
 def entry_what(manifest: dict[str, Any]) -> str:
-    """What tells entries of one kind and dataset apart: the split (and the import's name) of features,
-    the language of targets, the split and language pair of translations."""
+    """What tells entries of one kind and dataset apart: the split and streams (and the import's name)
+    of features and stream entries, the language of targets, the split and language pair of translations."""
     split, lang = manifest.get("split"), manifest.get("lang")
     imported = ((manifest.get("inputs") or {}).get("import") or {}).get("name")
     src = (manifest.get("inputs") or {}).get("src")
-    parts = [str(split) if split else "", f"{src}->{lang}" if src and lang else str(lang or ""),
+    streams = manifest.get("stream") or "+".join(manifest.get("streams") or {})
+    parts = [str(split) if split else "", str(streams or ""), f"{src}->{lang}" if src and lang else str(lang or ""),
              f"imported:{imported}" if imported else ""]
     return " ".join(p for p in parts if p)

@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipeline.cli_options import CacheOpt, ConfigOpt, DatasetOpt, ProfileOpt, RootOpt, SetOpt, config_of, err, out
+from pipeline.cli_options import (
+    CacheOpt,
+    ConfigOpt,
+    DatasetOpt,
+    ProfileOpt,
+    RootOpt,
+    SetOpt,
+    SplitOpt,
+    config_of,
+    err,
+    out,
+)
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the content-addressed cache.",
                         rich_markup_mode=None)
@@ -100,3 +111,23 @@ def cache_stats(
 
     cfg = config_of(config, profile, dataset, root, cache, split, sets, needs_dataset=True)
     extract_stage.feature_stats(cfg, split, console=out)
+
+
+@cache_app.command("migrate")
+def cache_migrate(
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    dataset: DatasetOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = None,
+    split: SplitOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Split the features entries an older slt-pipe wrote (every stream in one store) into one entry
+    per stream, by hard links: another stream set then reuses their encoders. Same options as
+    `slt-pipe extract` (the entries of that command's settings); nothing is recomputed, and the
+    old entries stay readable."""
+    from pipeline.migrate_stage import migrate
+
+    cfg = config_of(config, profile, dataset, root, cache, split, sets, needs_dataset=True)
+    migrate(cfg, console=err, out=out)

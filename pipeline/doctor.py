@@ -92,7 +92,7 @@ def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
     """A row per stream of extract.streams: the tiny family needs no files; a paper encoder's weights
     are found and checked to fill its architecture."""
     from extract.vision.encoders import encoder_class
-    from extract.vision.streams import stream_classes
+    from extract.vision.streams import check_stream_set
 
     unknown = []
     for name in dict.fromkeys(cfg.extract.streams):  # each name once, however often it is listed
@@ -101,7 +101,7 @@ def check_feature_models(cfg: Config, ctx: Context) -> list[Row]:
         except SltPipeError as err:
             unknown.append(fail(f"stream {name}", err))
     try:
-        classes = stream_classes(cfg.extract)
+        classes = check_stream_set(cfg.extract)
     except SltPipeError as err:
         ctx.weights_problem = "feature models"
         if not unknown:

@@ -242,7 +242,7 @@ def _say_entry(dataset: Any, split: str, entry: Entry, status: str, total: int, 
 def _write_entry(pending: PendingEntry, samples: list[Any], files: Any, listing: dict[str, str], source: Path,
                  dataset: str, dtype: str, shard_videos: int, layout: Any, console: Console) -> tuple[int, list]:
     """Read, check and write every shard not yet done (a resumed import skips the finished ones)."""
-    from cache.features import FeatureStoreWriter
+    from cache.feature_store import FeatureStoreWriter
     from cache.progress import progress_bar
     from extract.spamo_files import MOTION_WIDTH, SPATIAL_WIDTH, declared_recipe, stream_layout
     from extract.vision.runner import plan_shards
@@ -265,7 +265,7 @@ def _write_entry(pending: PendingEntry, samples: list[Any], files: Any, listing:
 
 def _read_shard(shard: Any, files: Any, listing: dict[str, str], source: Path, dataset: str) -> Any:
     """One shard's videos read and checked; a video that fails a check becomes its (id, reason, fix)."""
-    from cache.features import ShardData
+    from cache.feature_store import ShardData
     from extract.datasets import PngFolder
     from extract.spamo_files import FileProblem, check_video
 

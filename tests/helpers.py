@@ -178,14 +178,67 @@ def sha256(path: Path) -> str:
 
 
 def store_bytes(entry: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file of a features entry's store (the payload, byte for byte)."""
-    store = entry / "features.zarr"
-    return {str(p.relative_to(store)): sha256(p) for p in sorted(store.rglob("*")) if p.is_file()}
+    """relative path -> sha256 of every file of a features entry's stores (the payload, byte for byte):
+    its own store, or (a set of streams) each stream entry's, under the stream's name."""
+    return {name + str(p.relative_to(d / "features.zarr")): sha256(p) for name, d in entry_stores(entry).items()
+            for p in sorted((d / "features.zarr").rglob("*")) if p.is_file()}
+
+
+def entry_stores(entry: Path) -> dict[str, Path]:
+    """prefix -> entry dir of each store a features entry reads: its own (prefix ""), or (a set of
+    streams) each stream entry's, prefixed with the stream's name."""
+    from cache.features import assembly, stream_dir
+
+    spec = assembly(entry)
+    return {"": entry} if spec is None else {f"{s['name']}/": stream_dir(entry, s["entry"]) for s in spec["streams"]}
+
+
+def extract_streams(cfg: Any, samples: list, cache_dir: Path, backend: Any = None, **kw: Any) -> tuple[Any, Path]:
+    """`run_extraction` of cfg's streams into pending stream entries of a cache at cache_dir, published
+    with a features entry that assembles them (what the extract stage does, without a dataset):
+    (result, the features entry's dir)."""
+    from cache.features import STREAM_KIND, write_assembly
+    from cache.store import Cache
+    from extract.vision.backend import pick_backend
+    from extract.vision.runner import run_extraction
+    from extract.vision.streams import stream_layout
+
+    cache = Cache(cache_dir)
+    pendings = {n: cache.begin(STREAM_KIND, f"k-{n}", {}) for n in cfg.streams}
+    result = run_extraction(cfg, samples, {n: p.dir for n, p in pendings.items()}, backend or pick_backend(cfg), **kw)
+    for n, p in pendings.items():
+        p.publish(stream=n, items=result.streams[n][0], failures=[list(f) for f in result.streams[n][1]])
+    with cache.begin("features", "k", {}) as pending:
+        write_assembly(pending.dir, [{**s, "entry": f"k-{s['name']}"} for s in stream_layout(cfg)], {})
+        entry = pending.publish(items=result.done, failures=[list(f) for f in result.skipped])
+    return result, entry.dir
 
 
 def finished_shards(shards: Path) -> list[str]:
     """The shards a run has finished: renamed into place with their zarr.json (cache/features.py)."""
     return sorted(p.name for p in shards.iterdir() if p.name.isdigit() and (p / "zarr.json").is_file())
+
+
+def first_shard_written(cache: Path) -> bool:
+    """Whether an extraction into `cache` has finished its first shard in every stream entry it builds."""
+    partials = list((cache / "stream").glob("*.partial"))
+    return bool(partials) and all((p / "features.zarr/shards/00000/zarr.json").is_file() for p in partials)
+
+
+def partial_shards(cache: Path) -> tuple[list[str], dict[str, dict[str, tuple[int, int, str]]]]:
+    """What an interrupted extraction left in `cache`: (the shards finished in every stream entry, and
+    stream key -> shard_files of the shards finished in that entry)."""
+    partials = sorted((cache / "stream").glob("*.partial"))
+    finished = {p.name.removesuffix(".partial"): finished_shards(p / "features.zarr" / "shards") for p in partials}
+    files = {k: shard_files(cache / "stream" / f"{k}.partial" / "features.zarr" / "shards", names)
+             for k, names in finished.items()}
+    return sorted(set.intersection(*(set(v) for v in finished.values()))) if finished else [], files
+
+
+def same_shard_files(cache: Path, before: dict[str, dict[str, tuple[int, int, str]]]) -> bool:
+    """Whether the published stream entries hold the very files `partial_shards` saw (inode, mtime, bytes)."""
+    return all(shard_files(cache / "stream" / k / "features.zarr" / "shards", sorted({n.split("/")[0] for n in files}))
+               == files for k, files in before.items())
 
 
 def shard_files(shards: Path, names: list[str]) -> dict[str, tuple[int, int, str]]:

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cache.features import FeatureReader, FeatureStoreWriter, ShardData
+from cache.feature_store import FeatureStoreWriter, ShardData
+from cache.features import FeatureReader
 from extract.datasets import open_dataset
-from extract.vision.runner import ShardComputer, ShardPlan, adopt_shards, decode_video, plan_shards
-from helpers import CSL, H2S_HEADER, PHX, frames_of, h2s_row, write_csl, write_how2sign, write_mp4
+from extract.vision.runner import ShardComputer, ShardPlan, decode_video, plan_shards
+from extract.vision.stream_writers import adopt_shards
+from helpers import CSL, H2S_HEADER, PHX, entry_stores, frames_of, h2s_row, write_csl, write_how2sign, write_mp4
 from pipeline.config import build_config
 
 SHARD = 2
@@ -54,10 +56,13 @@ def manifest(entry: Path) -> dict:
 
 
 def file_hashes(entry: Path) -> dict[str, str]:
-    """sha256 of every payload file the entry's manifest lists, recomputed from disk."""
-    files = manifest(entry)["files"]
-    assert files and all(rel.startswith("features.zarr/") for rel in files)
-    return {rel: hashlib.sha256((entry / rel).read_bytes()).hexdigest() for rel in files}
+    """sha256 of every payload file the manifests of the set's stream entries list, recomputed from disk."""
+    out = {}
+    for prefix, d in entry_stores(entry).items():
+        files = manifest(d)["files"]
+        assert files and all(rel.startswith("features.zarr/") for rel in files)
+        out.update({prefix + rel: hashlib.sha256((d / rel).read_bytes()).hexdigest() for rel in files})
+    return out
 
 
 # --------------------------------------------------------------------------- PHOENIX (toy layout)
@@ -249,12 +254,17 @@ def test_repair_recomputes_only_the_failed_shards_and_equals_a_clean_run(phx_run
     assert len(phx_runs["repaired"]) == 1
     entry = phx_runs["repaired"][0]
     out = words(res.output)
-    assert words(f"repair: reusing 3 of 5 shards from features/{first.name}") in out
     assert words("2 of 5 shards computed") in out  # shards 0 and 2 held the bad samples
     m = manifest(entry)
-    assert m["repaired_from"] == {first.name: [1, 3, 4]} and m["failures"] == [] and m["items"] == 10
-    reused = entry / "features.zarr/shards/00001/spatial/c/0/0"
-    assert reused.stat().st_ino == (first / "features.zarr/shards/00001/spatial/c/0/0").stat().st_ino  # hard link
+    assert m["failures"] == [] and m["items"] == 10
+    old, new = entry_stores(first), entry_stores(entry)
+    assert sorted(old) == sorted(new) == ["tiny-videomae/", "tiny-vit/"]
+    for name in old:  # each stream repaired on its own, from its own older entry
+        assert words(f"repair: reusing 3 of 5 {name[:-1]} shards from stream/{old[name].name}") in out
+        assert manifest(new[name])["repaired_from"] == {old[name].name: [1, 3, 4]}
+        array = "spatial" if name == "tiny-vit/" else "motion"
+        reused = new[name] / f"features.zarr/shards/00001/{array}/c/0/0"
+        assert reused.stat().st_ino == (old[name] / f"features.zarr/shards/00001/{array}/c/0/0").stat().st_ino  # a link
     assert phx_runs["clean"].exit_code == 0, phx_runs["clean"].output
     clean = phx_runs["clean_entry"]
     assert clean.name == entry.name  # same files, same key

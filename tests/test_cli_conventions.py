@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cache.errors import SltPipeError
 from cache.store import Cache, PendingEntry
-from helpers import finished_shards, shard_files, store_bytes
+from helpers import entry_stores, finished_shards, first_shard_written, partial_shards, same_shard_files, store_bytes
 from pipeline.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -341,7 +341,7 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path, signame, code
     deadline = time.time() + 240
     features = tmp_path / "c" / "features"
     while time.time() < deadline:  # wait for the first finished shard
-        if list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
+        if first_shard_written(tmp_path / "c"):
             break
         time.sleep(0.5)
     started = descendants(proc.pid)
@@ -352,28 +352,25 @@ def test_ctrl_c_on_a_real_extract_keeps_work_and_resumes(tmp_path, signame, code
     assert proc.returncode == code, stderr
     assert grace < 30, f"{signame}: {grace:.1f} s to stop"  # the README documents the measured grace period
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{said}: kept the finished work of features/") and "same command again" in last
+    assert last.startswith(f"{said}: kept the finished work of stream/") and "same command again" in last
     assert "Traceback" not in stderr
     assert not list(features.glob("*.lock"))
     time.sleep(5)  # Ray's two agents are not waited for (see test_ray_cluster's kill -9 test)
     assert any("ModelWorker" in a for a in started.values())
     left = {p: a for p, a in alive(started).items() if "Agent" not in a and "agent" not in a}
     assert not left, f"still running after {signame}: {left}"
-    (partial,) = features.glob("*.partial")
-    shards = partial / "features.zarr" / "shards"
-    done = finished_shards(shards)
-    before = shard_files(shards, done)
+    done, before = partial_shards(tmp_path / "c")
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
 
-    entry = features / partial.name.removesuffix(".partial")
+    (entry,) = (m.parent for m in features.glob("*/manifest.json"))
     # the shards finished before Ctrl-C are the very files it wrote: same inode, mtime and bytes
-    assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
+    assert same_shard_files(tmp_path / "c", before), "finished shards were rewritten"
 
     # an uninterrupted run of the same command (one per machine, shared with the kill -9 test): the
     # resumed entry holds its bytes, and how many shards it has
     (clean_entry,) = (m.parent for m in (clean_run(EXTRACT_40) / "features").glob("*/manifest.json"))
-    total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
+    total = len(finished_shards(next(iter(entry_stores(clean_entry).values())) / "features.zarr" / "shards"))
     assert 1 <= len(done) < total, f"interrupted too late to test resuming ({len(done)} of {total} shards)"
     assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
     assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed

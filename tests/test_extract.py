@@ -16,11 +16,20 @@ import pytest
 from PIL import Image
 
 from cache.errors import SltPipeError
-from cache.features import STORE, FeatureReader
+from cache.feature_store import STORE
+from cache.features import FeatureReader
 from cache.store import Cache
 from extract.datasets import PngFolder, Sample, open_dataset
 from extract.vision.decode import read_frames
-from helpers import sha256, store_bytes, write_mp4
+from helpers import (
+    entry_stores,
+    extract_streams,
+    first_shard_written,
+    partial_shards,
+    same_shard_files,
+    store_bytes,
+    write_mp4,
+)
 from pipeline.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,18 +65,20 @@ def train_names(root: Path) -> list[str]:
 
 
 def store_arrays(entry: Path) -> dict[str, np.ndarray]:
+    """Every array of every store the features entry reads, by (stream prefix and) path."""
     import zarr
 
     out: dict[str, np.ndarray] = {}
-    root = zarr.open_group(entry / STORE, mode="r")
-    for path, arr in root.arrays():
-        out[path] = arr[:]
-    for sub in ("shards", "index"):
-        for path, g in root[sub].groups():
-            for name, arr in g.arrays():
-                out[f"{sub}/{path}/{name}"] = arr[:]
-        for name, arr in root[sub].arrays():
-            out[f"{sub}/{name}"] = arr[:]
+    for prefix, d in entry_stores(entry).items():
+        root = zarr.open_group(d / STORE, mode="r")
+        for path, arr in root.arrays():
+            out[prefix + path] = arr[:]
+        for sub in ("shards", "index"):
+            for path, g in root[sub].groups():
+                for name, arr in g.arrays():
+                    out[f"{prefix}{sub}/{path}/{name}"] = arr[:]
+            for name, arr in root[sub].arrays():
+                out[f"{prefix}{sub}/{name}"] = arr[:]
     return out
 
 
@@ -165,33 +176,23 @@ def test_kill_9_mid_run_then_resume_equals_clean_run(toy_bad_png, clean, tmp_pat
     cache = tmp_path / "cache"
     proc = subprocess.Popen(cli_args(toy_bad_png[0], cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                             start_new_session=True)
-    shards = None
     deadline = time.time() + TIMEOUT
     try:
-        while time.time() < deadline and proc.poll() is None:
-            found = list(cache.glob("features/*.partial/features.zarr/shards/0*"))
-            if found:
-                shards = found[0].parent
-                break
+        while time.time() < deadline and proc.poll() is None and not first_shard_written(cache):
             time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and the local Ray it started
         proc.wait()
-    assert shards is not None, "extraction finished or failed before a shard was done"
-    done = sorted(p.name for p in shards.iterdir() if p.name.isdigit())
+    done, before = partial_shards(cache)
     total = -(-24 // SHARD)
-    assert 1 <= len(done) < total, "kill came too late to test resuming"
-    before = {str(p.relative_to(shards)): (p.stat().st_ino, p.stat().st_mtime_ns, sha256(p))
-              for d in done for p in (shards / d).rglob("*") if p.is_file()}
+    assert 1 <= len(done) < total, "kill came too late (or too early) to test resuming"
 
     rerun = run_cli(toy_bad_png[0], cache)
     assert rerun.returncode == 1, rerun.stderr
     assert f"resuming: {len(done)} of {total} shards already done" in rerun.stderr
     assert f"{total - len(done)} of {total} shards computed" in rerun.stderr
     entry = only_entry(cache)
-    after = {k: ((entry / STORE / "shards" / k).stat().st_ino, (entry / STORE / "shards" / k).stat().st_mtime_ns,
-                 sha256(entry / STORE / "shards" / k)) for k in before}
-    assert after == before, "finished shards must not be rewritten"
+    assert same_shard_files(cache, before), "finished shards must not be rewritten"
     assert store_bytes(entry) == store_bytes(only_entry(clean[0]))  # the payload, byte for byte
     a, b = store_arrays(entry), store_arrays(only_entry(clean[0]))
     assert sorted(a) == sorted(b) and len(a) > 2 * total
@@ -202,17 +203,20 @@ def test_kill_9_mid_run_then_resume_equals_clean_run(toy_bad_png, clean, tmp_pat
 
 
 PLAIN_ZARR = """
-import sys, numpy as np, zarr, dask.array as da
+import json, sys, numpy as np, zarr, dask.array as da
 entry, vid, out = sys.argv[1:]
-g = zarr.open_group(entry + "/features.zarr", mode="r")
-k = list(g["index/ids"][:]).index(vid)
-shard, s0, s1, m0, m1 = (int(v) for v in g["index/rows"][k])
-spatial = g[f"shards/{shard:05d}/spatial"][s0:s1]
-motion = g[f"shards/{shard:05d}/motion"][m0:m1]
-lazy = da.from_zarr(entry + "/features.zarr", component=f"shards/{shard:05d}/spatial")[s0:s1].compute()
-assert np.array_equal(lazy, spatial)
+parts = {"spatial": [], "motion": []}
+for s in json.load(open(f"{entry}/streams.json"))["streams"]:   # the set's streams, in order
+    store = f"{entry}/../../stream/{s['entry']}/features.zarr"
+    g = zarr.open_group(store, mode="r")
+    k = list(g["index/ids"][:]).index(vid)
+    shard, start, stop = (int(v) for v in g["index/rows"][k])
+    rows = g[f"shards/{shard:05d}/{s['array']}"][start:stop]
+    lazy = da.from_zarr(store, component=f"shards/{shard:05d}/{s['array']}")[start:stop].compute()
+    assert np.array_equal(lazy, rows)
+    parts[s["array"]].append(rows)
 assert not any(m.split(".")[0] in ("cache", "extract", "pipeline", "train") for m in sys.modules)
-np.savez(out, spatial=spatial, motion=motion)
+np.savez(out, spatial=np.concatenate(parts["spatial"], axis=1), motion=np.concatenate(parts["motion"], axis=1))
 """
 
 
@@ -278,8 +282,6 @@ def extract_in_process(tmp: Path, name: str, root: Path, splits: list[str]):
 
 
 def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy_bad_png, tmp_path):
-    from extract.vision.backend import pick_backend
-    from extract.vision.runner import run_extraction
 
     root = tmp_path / "toy"
     shutil.copytree(toy_bad_png[0], root)
@@ -289,16 +291,13 @@ def test_missing_frame_and_zero_frames_are_skipped(local_ray, toy_bad_png, tmp_p
     missing.unlink()  # vanishes between opening the dataset and decoding it
     empty = Sample("zz-empty", "dev", "text", None, PngFolder(tmp_path / "empty", ()))
     cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2}}).extract
-    cache = Cache(tmp_path / "cache")
-    with cache.begin("features", "k", {}) as pending:
-        result = run_extraction(cfg, samples + [empty], pending, pick_backend(cfg))
-        entry = pending.publish(items=result.done, failures=[list(f) for f in result.skipped])
+    result, entry = extract_streams(cfg, samples + [empty], tmp_path / "cache")
     reasons = {f[0]: f[1] for f in result.skipped}
     assert all(len(f) == 3 and f[2] for f in result.skipped)  # each with its fix
     assert sorted(reasons) == sorted([samples[0].id, "zz-empty"]) and result.done == len(samples) - 1
     assert str(missing) in reasons[samples[0].id] and "missing" in reasons[samples[0].id]
     assert "no frames" in reasons["zz-empty"]
-    assert sorted(FeatureReader(entry.dir).ids) == sorted(s.id for s in samples[1:])
+    assert sorted(FeatureReader(entry).ids) == sorted(s.id for s in samples[1:])
     assert result.frames_forwarded == sum(len(s.frames.files) for s in samples[1:])
 
 
@@ -314,7 +313,7 @@ def test_ctrl_c_ends_the_threads_that_talk_to_ray_before_it_goes_down(local_ray,
     process with status 1 instead of slt-pipe's 130), and the shard being written is finished."""
     import threading
 
-    from cache.features import FeatureStoreWriter
+    from cache.feature_store import FeatureStoreWriter
     from extract.vision.backend import pick_backend
     from extract.vision.ray_backend import DRAIN_THREAD
     from extract.vision.runner import run_extraction
@@ -330,10 +329,15 @@ def test_ctrl_c_ends_the_threads_that_talk_to_ray_before_it_goes_down(local_ray,
         written.append(data.index)
 
     monkeypatch.setattr(FeatureStoreWriter, "write_shard", interrupted_write)
+    # Python's own handler: a shell that starts pytest in the background hands it SIGINT ignored
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     samples = list(open_dataset("toy", toy_bad_png[0], ["train"]).samples["train"])
-    cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2}}).extract
-    with Cache(tmp_path / "cache").begin("features", "k", {}) as pending, pytest.raises(KeyboardInterrupt):
-        run_extraction(cfg, samples, pending, pick_backend(cfg))
+    cfg = build_config({"profile": "tiny", "extract": {"shard_videos": 2, "streams": ["tiny-vit"]}}).extract
+    try:
+        with Cache(tmp_path / "cache").begin("stream", "k", {}) as pending, pytest.raises(KeyboardInterrupt):
+            run_extraction(cfg, samples, {"tiny-vit": pending.dir}, pick_backend(cfg))
+    finally:
+        signal.signal(signal.SIGINT, before)
     deadline = time.time() + 0.5  # a thread that has finished its work leaves enumerate() a moment later
     while [t for t in threading.enumerate() if t.name.startswith(DRAIN_THREAD)] and time.time() < deadline:
         time.sleep(0.01)

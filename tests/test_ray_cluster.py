@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from clean_runs import clean_run
-from helpers import finished_shards, shard_files, store_bytes
+from helpers import entry_stores, finished_shards, first_shard_written, partial_shards, same_shard_files, store_bytes
 from ray_head import REPO
 
 
@@ -167,7 +167,7 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_pa
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     features = tmp_path / "c" / "features"
     deadline = time.time() + 240
-    while time.time() < deadline and not list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
+    while time.time() < deadline and not first_shard_written(tmp_path / "c"):
         time.sleep(0.2)
     started = descendants(proc.pid)
     proc.kill()
@@ -176,22 +176,19 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_the_rerun_resumes(tmp_pa
     time.sleep(15)
     ours = {p: a for p, a in alive(started).items() if "Agent" not in a}
     assert not ours, f"still running 15 s after kill -9: {ours}"
-    (partial,) = features.glob("*.partial")
-    shards = partial / "features.zarr" / "shards"
-    done = finished_shards(shards)
-    before = shard_files(shards, done)
+    done, before = partial_shards(tmp_path / "c")
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
 
-    entry = features / partial.name.removesuffix(".partial")
+    (entry,) = (m.parent for m in features.glob("*/manifest.json"))
     # the shards finished before the kill are the very files it wrote: same inode, mtime and bytes
-    assert shard_files(entry / "features.zarr" / "shards", done) == before, "finished shards were rewritten"
+    assert same_shard_files(tmp_path / "c", before), "finished shards were rewritten"
 
     # an uninterrupted run of the same command (shared with the Ctrl-C tests): the resumed entry holds
     # its bytes, and how many shards it has
     clean_cache = clean_run(EXTRACT_40)
     (clean_entry,) = (p.parent for p in (clean_cache / "features").glob("*/manifest.json"))
-    total = len(finished_shards(clean_entry / "features.zarr" / "shards"))
+    total = len(finished_shards(next(iter(entry_stores(clean_entry).values())) / "features.zarr" / "shards"))
     assert 1 <= len(done) < total, f"kill came too late to test resuming ({len(done)} of {total} shards)"
     assert f"resuming: {len(done)} of {total} shards already done" in again.stderr
     assert f"{total - len(done)} of {total} shards computed" in again.stderr  # only the others were computed

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_ray_cluster import descendants, embed, embed_args, entry_files, feature_files
 
-from helpers import store_bytes
+from helpers import first_shard_written, store_bytes
 from ray_head import REPO, RayHead
 
 pytestmark = pytest.mark.slow
@@ -34,11 +34,11 @@ def env() -> dict[str, str]:
 def kill_model_worker_after_first_shard(head: RayHead, args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     """Run `args`, kill -9 its model worker once a shard is written; (the finished run, seconds to the kill)."""
     proc = subprocess.Popen(args, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    features = Path(args[args.index("--cache") + 1]) / "features"
+    cache = Path(args[args.index("--cache") + 1])
     deadline = time.time() + 300
     worker = None
     while time.time() < deadline and worker is None:
-        if list(features.glob("*.partial/features.zarr/shards/00000/zarr.json")):
+        if first_shard_written(cache):
             worker = next((p for p, a in descendants(head.proc.pid).items() if a.startswith("ray::ModelWorker")), None)
         time.sleep(0.1)
     assert worker is not None, "no model worker to kill"
@@ -82,7 +82,7 @@ def test_a_video_that_kills_every_worker_is_listed_and_the_rest_published(ray_he
     m = manifest(tmp_path / "c")
     assert [f[0] for f in m["failures"]] == [poison]
     assert m["items"] == 19 and m["compute"]["worker_restarts"] == 2  # 20 train videos of 24, one failed
-    assert "built features toy/train" in run.stdout and "(19 videos; 1 skipped)" in run.stdout
+    assert "built features toy/train" in run.stdout and "(19 videos; 1 skipped; " in run.stdout
 
 
 def test_no_worker_left_is_one_error_keeping_the_finished_shards(ray_head, tmp_path):
@@ -92,11 +92,12 @@ def test_no_worker_left_is_one_error_keeping_the_finished_shards(ray_head, tmp_p
     last = run.stderr.strip().splitlines()
     assert any(line.startswith("error: no extraction worker left: all 1 died") for line in last)
     assert "run the same command again to resume" in run.stderr and "Traceback" not in run.stderr
-    features = tmp_path / "c" / "features"
-    assert not list(features.glob("*.lock")) and len(list(features.glob("*.partial"))) == 1
+    cache = tmp_path / "c"
+    assert not list(cache.glob("*/*.lock")) and not list((cache / "features").glob("*.partial"))
+    assert len(list((cache / "stream").glob("*.partial"))) == 2  # each stream's finished shards, kept
     again = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming: " in again.stderr and not list(features.glob("*.partial"))
+    assert "resuming: " in again.stderr and not list(cache.glob("*/*.partial"))
 
 
 def test_kill_9_of_a_text_worker_mid_job_re_queues_its_chunk_with_the_same_bytes(ray_head, tmp_path):

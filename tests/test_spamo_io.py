@@ -212,7 +212,7 @@ SPAMO_RECIPE = {"spatial_scales": [1, 2], "clip_len": 16, "clip_stride": 8, "mot
 def test_export_refuses_features_that_are_not_spamos_recipe(tmp_path, toy, streams, recipe, said):
     """SpaMo's file names say CLIP ViT-L/14 S2 and VideoMAE-L: export writes them only for that recipe,
     by the encoders' identity in the store, not by its widths."""
-    from cache.features import FeatureStoreWriter, ShardData
+    from cache.feature_store import FeatureStoreWriter, ShardData
     from cache.store import Cache
 
     dims = (streams[0]["width"], streams[1]["width"])

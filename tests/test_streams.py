@@ -74,7 +74,8 @@ def keys(text: str, kind: str) -> list[str]:
 def test_extract_prints_its_entries_on_stdout_and_its_progress_on_stderr(pipeline_runs):
     built, cached = pipeline_runs["extract"], pipeline_runs["extract again"]
     for split in ("train", "dev", "test"):
-        assert re.search(rf"^built features toy/{split}: features/[0-9a-f]{{20}} \(\d+ videos\)$", built.stdout, re.M), built.stdout
+        assert re.search(rf"^built features toy/{split}: features/[0-9a-f]{{20}} \(\d+ videos; tiny-vit computed, "
+                             r"tiny-videomae computed\)$", built.stdout, re.M), built.stdout
         assert re.search(rf"^cached features toy/{split}: features/[0-9a-f]{{20}} \(\d+ videos\)$", cached.stdout, re.M)
     assert len(keys(built.stdout, "features")) == 3 and keys(built.stdout, "features") == keys(cached.stdout, "features")
     assert "extracted " in built.stderr and "frames forwarded" in built.stderr  # the log: stderr only

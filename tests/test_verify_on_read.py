@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cache.errors import CacheError
-from cache.features import FeatureReader, FeatureStoreWriter, ShardData, feature_stats
+from cache.feature_store import FeatureStoreWriter, ShardData
+from cache.features import FeatureReader, feature_stats
 from cache.store import Cache, Entry
 from cache.targets import TARGETS_FILE, SplitTargets, TargetReader, write_targets
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from rich.progress import Progress
 
-from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.vision.runner import (
     ShardComputer,
@@ -29,9 +28,10 @@ from extract.vision.runner import (
     note_split,
     plan_actors,
 )
+from extract.vision.stream_writers import StreamWriters
 
 
-def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
+def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters, progress: Progress,
                     random_init: bool = False) -> tuple[int, dict[str, Any]]:
     """Compute `todo` in this process, writing each shard as it is done; (frames forwarded, compute info).
 
@@ -51,7 +51,7 @@ def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureSt
         torch.set_num_threads(threads_before)
 
 
-def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
+def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters, progress: Progress,
          fx: Any) -> tuple[int, dict[str, Any]]:
     compute: dict[str, Any] = {"device": str(fx.device), "autocast": fx.precision.autocast or "float32",
                                "spatial_dim": fx.spatial_dim, "motion_dim": fx.motion_dim, "workers": 0}

@@ -22,7 +22,6 @@ import ray
 from rich.progress import Progress
 
 from cache.errors import WorkersLost
-from cache.features import FeatureStoreWriter
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource, problem_text, source_path
 from extract.faults import FaultLog
@@ -38,6 +37,7 @@ from extract.vision.runner import (
     note_split,
     plan_actors,
 )
+from extract.vision.stream_writers import StreamWriters
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def start_workers(cfg: ExtractConfig, *, random_init: bool = False) -> list[Any]
     return actors
 
 
-def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWriter, progress: Progress,
+def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters, progress: Progress,
                random_init: bool = False) -> tuple[int, dict[str, Any]]:
     """Compute `todo` on the model workers, writing each shard as it arrives; (frames forwarded, compute info).
 
@@ -354,7 +354,7 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: FeatureStoreWr
     if missing:
         raise WorkersLost(
             f"no extraction worker left: all {len(workers)} died (restarts used up), {len(missing)} of "
-            f"{len(shards)} shards not computed; the {len(written)} finished in this run are kept in {writer.path.parent}",
+            f"{len(shards)} shards not computed; the {len(written)} finished in this run are kept in {writer.path}",
             fix="run the same command again to resume (only the missing shards are computed); on a cluster "
                 "check its nodes with `ray status`, or allow more with --set extract.worker_restarts=N")
     return sum(forwarded), compute

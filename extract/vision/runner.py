@@ -35,10 +35,11 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cache.errors import DatasetError, SltPipeError
-from cache.features import FeatureStoreWriter, ShardData, finished_shard
+from cache.feature_store import ShardData
 from cache.progress import progress_bar
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource, PngFolder, Sample, split_problem
+from extract.vision.stream_writers import StreamWriters
 
 MIN_OBJECT_STORE = 256 * 1024**2
 MAX_OBJECT_STORE = 8 * 1024**3
@@ -59,8 +60,10 @@ class ExtractionResult:
     seconds: float = 0.0
     compute: dict[str, Any] = field(default_factory=dict)
     """Device and precision the features were computed with."""
-    reused: dict[str, list[int]] = field(default_factory=dict)
-    """Older features entry key -> the shards hard-linked from it (repair), for the manifest."""
+    reused: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """Stream -> older stream entry key -> the shards hard-linked from it (repair), for its manifest."""
+    streams: dict[str, tuple[int, list[tuple[str, ...]]]] = field(default_factory=dict)
+    """Stream -> (videos, failures) of its store (`done`/`skipped`: of the set, every stream's)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class ShardComputer:
 
         cfg = self.cfg
         recipe = self.fx.recipe
+        frames_only_count = not recipe.frame_keys  # clip encoders alone: progress still counts frames
         ids: list[str] = []
         lengths: list[int] = []
         clip_counts: list[int] = []
@@ -234,8 +238,10 @@ class ShardComputer:
                 views_buf.setdefault(k, []).append(d.views[k])
             for k in recipe.clip_keys:
                 clips_buf.setdefault(k, []).append(d.views[k][index])
-            n_views += frames
-            n_clips += len(index)
+            n_views += frames if recipe.frame_keys else 0
+            n_clips += len(index) if recipe.clip_keys else 0
+            if frames_only_count:
+                yield ("frames", frames)
             yield from flush_views(False)
             yield from flush_clips(False)
         yield from flush_views(True)
@@ -356,66 +362,45 @@ def frame_count(sample: Sample, cfg: ExtractConfig) -> int:
         return 0
 
 
-def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], pending: Any, backend: Callable[..., Any], *,
-                   console: Console | None = None, random_init: bool = False,
-                   digests: Mapping[str, str] | None = None, donors: Sequence[tuple[str, Path]] = ()) -> ExtractionResult:
-    """Extract every sample into `pending.dir/features.zarr`, resuming finished shards.
+def run_extraction(cfg: ExtractConfig, samples: Sequence[Sample], stores: Mapping[str, Path], backend: Callable[..., Any],
+                   *, console: Console | None = None, random_init: bool = False,
+                   digests: Mapping[str, str] | None = None,
+                   donors: Mapping[str, Sequence[tuple[str, Path]]] | None = None) -> ExtractionResult:
+    """Extract every sample's features for each of `cfg.streams` into its own store, `stores[name]/features.zarr`
+    (a pending stream entry each), resuming finished shards; each video is decoded once for all of them.
 
-    `digests` (`Dataset.sample_digests`) fingerprints each shard; `donors` are (key, entry dir)
-    of older published entries of the same split whose other key inputs equal ours: a shard
+    `digests` (`Dataset.sample_digests`) fingerprints each shard; `donors[name]` are (key, entry dir)
+    of older published entries of that stream and split whose other key inputs equal ours: a shard
     they hold with our fingerprint and no failures is hard-linked instead of computed.
     `backend` (`backend.pick_backend`) computes the shards that are neither done nor adopted.
     `random_init` (benchmarks only) runs paper-size models with random weights.
     """
-    from extract.vision.streams import feature_dims, model_identity, stream_layout
-
     t0 = time.time()
-    identity = model_identity(cfg, random_init=random_init)
     plan = plan_shards(samples, cfg.shard_videos, digests)
-    dims = feature_dims(cfg, random_init=random_init)
-    writer = FeatureStoreWriter(pending.dir, spatial_dim=dims[0], motion_dim=dims[1], dtype=cfg.dtype,
-                                attrs={"shard_videos": cfg.shard_videos, "models": identity,
-                                       "streams": stream_layout(cfg, random_init=random_init),
-                                       "spatial_scales": cfg.spatial_scales,
-                                       "clip_len": cfg.clip_len, "clip_stride": cfg.clip_stride,
-                                       "motion_pool": cfg.motion_pool})
-    done = writer.done_shards()
+    writers = StreamWriters.open(cfg, stores, random_init=random_init)
     console = console or Console(stderr=True)
+    done = writers.done_shards()
     if done:
         console.print(f"resuming: {len(done & {s.index for s in plan})} of {len(plan)} shards already done")
-    reused = adopt_shards(writer, [s for s in plan if s.index not in done], donors)
-    for key, shards in reused.items():
-        console.print(f"repair: reusing {len(shards)} of {len(plan)} shards from features/{key}")
-    done |= {k for shards in reused.values() for k in shards}
+    reused = writers.adopt(plan, donors or {})
+    for name, by_key in reused.items():
+        for key, shards in by_key.items():
+            console.print(f"repair: reusing {len(shards)} of {len(plan)} {name} shards from stream/{key}")
+    done = writers.done_shards()
     todo = [s for s in plan if s.index not in done]
     for shard in (s for s in todo if not s.needs_compute()):  # nothing to decode: no Ray needed
-        writer.write_shard(ShardData(shard.index, [], [], [], [problem_failure(x) for x in shard.samples],
-                                     shard.fingerprint))
+        writers.write_shard(ShardData(shard.index, [], [], [], [problem_failure(x) for x in shard.samples],
+                                      shard.fingerprint))
     compute_todo = [s for s in todo if s.needs_compute()]
     frames_forwarded = 0
     compute: dict[str, Any] = {}
     if compute_todo:
-        frames_forwarded, compute = backend(cfg, compute_todo, writer, _progress(console), random_init)
-    videos, failures = writer.finish([s.index for s in plan])
+        frames_forwarded, compute = backend(cfg, compute_todo, writers, _progress(console), random_init)
+    per_stream = writers.finish([s.index for s in plan])
+    videos = min(v for v, _ in per_stream.values())
+    failures = sorted({f for _, fs in per_stream.values() for f in fs})
     console.print(f"extracted {videos} videos ({frames_forwarded} frames forwarded in this run, "
                   f"{len(todo)} of {len(plan)} shards computed)")
     return ExtractionResult(done=videos, skipped=failures, shards=len(plan), shards_computed=len(todo),
                             frames_forwarded=frames_forwarded, seconds=time.time() - t0, compute=compute,
-                            reused=reused)
-
-
-def adopt_shards(writer: FeatureStoreWriter, todo: Sequence[ShardPlan],
-                 donors: Sequence[tuple[str, Path]]) -> dict[str, list[int]]:
-    """Hard-link into `writer` every shard of `todo` that a donor holds with the same fingerprint
-    and no failures (first donor wins); returns donor key -> adopted shard indices."""
-    reused: dict[str, list[int]] = {}
-    for shard in todo:
-        if not shard.fingerprint:
-            continue
-        for key, entry_dir in donors:
-            found = finished_shard(entry_dir, shard.index)
-            if found is not None and found[1] == shard.fingerprint and not found[2]:
-                writer.adopt_shard(found[0], shard.index)
-                reused.setdefault(key, []).append(shard.index)
-                break
-    return reused
+                            reused=reused, streams=per_stream)

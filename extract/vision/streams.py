@@ -37,20 +37,28 @@ if TYPE_CHECKING:  # torch, numpy and the model libraries load where they are us
 
 
 def stream_classes(cfg: ExtractConfig) -> list[type[Encoder]]:
-    """The encoder classes `extract.streams` names, checked to make a valid run (SltPipeError otherwise)."""
+    """The encoder classes `extract.streams` names, each once and of one family (SltPipeError
+    otherwise). A subset of a set's streams is valid too: extraction computes only the missing ones."""
     from cache.errors import SltPipeError
 
     classes = [encoder_class(name) for name in cfg.streams]
-    kinds = {c.kind for c in classes}
-    if kinds != {"frame", "clip"}:
-        raise SltPipeError(f"extract.streams = {cfg.streams} needs at least one frame encoder and one clip encoder "
-                           "(the visual block reads spatial and motion features)",
-                           fix='e.g. extract.streams = ["clip", "videomae"]')
     if len(set(cfg.streams)) != len(cfg.streams):
         raise SltPipeError(f"extract.streams = {cfg.streams} names an encoder twice", fix="list each encoder once")
     if len({c.family for c in classes}) > 1:
         raise SltPipeError(f"extract.streams = {cfg.streams} mixes the tiny and the paper encoders",
                            fix="use tiny-vit and tiny-videomae together (--profile tiny), or neither")
+    return classes
+
+
+def check_stream_set(cfg: ExtractConfig) -> list[type[Encoder]]:
+    """`stream_classes`, and a set the visual block can read: at least one frame and one clip encoder."""
+    from cache.errors import SltPipeError
+
+    classes = stream_classes(cfg)
+    if {c.kind for c in classes} != {"frame", "clip"}:
+        raise SltPipeError(f"extract.streams = {cfg.streams} needs at least one frame encoder and one clip encoder "
+                           "(the visual block reads spatial and motion features)",
+                           fix='e.g. extract.streams = ["clip", "videomae"]')
     return classes
 
 
@@ -161,13 +169,15 @@ def make_recipe(cfg: ExtractConfig, *, random_init: bool = False) -> Recipe:
 
 
 def feature_dims(cfg: ExtractConfig, *, random_init: bool = False) -> tuple[int, int]:
-    """(spatial, motion) widths from the registry, without building the models."""
+    """(spatial, motion) widths of the set from the registry, without building the models."""
+    check_stream_set(cfg)
     encs = encoders(cfg, random_init=random_init)
     return (sum(e.width() for e in encs if e.kind == "frame"), sum(e.width() for e in encs if e.kind == "clip"))
 
 
 def stream_layout(cfg: ExtractConfig, *, random_init: bool = False) -> list[dict[str, Any]]:
-    """Which columns of the spatial / motion features each encoder fills (recorded in the store)."""
+    """Which columns of the set's spatial / motion features each encoder fills (recorded in the entry)."""
+    check_stream_set(cfg)
     out, at = [], {"frame": 0, "clip": 0}
     for e in encoders(cfg, random_init=random_init):
         w = e.width()
@@ -178,9 +188,15 @@ def stream_layout(cfg: ExtractConfig, *, random_init: bool = False) -> list[dict
 
 
 def model_identity(cfg: ExtractConfig, *, random_init: bool = False) -> dict[str, Any]:
-    """What determines the features: each encoder and its weights (sha256 of the files actually
+    """What determines the set's features: each encoder and its weights (sha256 of the files actually
     loaded), token choice and preprocessing. Raises WeightsError when weights are absent or do
     not fill their architecture."""
+    check_stream_set(cfg)
+    return encoder_identity(cfg, random_init=random_init)
+
+
+def encoder_identity(cfg: ExtractConfig, *, random_init: bool = False) -> dict[str, Any]:
+    """`model_identity` of any subset of a set's streams (one: what keys a stream entry)."""
     recipe = make_recipe(cfg, random_init=random_init)
     return {"streams": [e.identity() for e in recipe.encoders], "recipe": recipe.to_json()}
 
