@@ -85,7 +85,8 @@ def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int,
 
     import numpy as np
 
-    from cache.features import FeatureReader
+    from cache.feature_store import StoreReader
+    from cache.features import STREAM_KIND
 
     cfg.workers = workers
     ray_runner.TUNING = DECODE[decode]
@@ -93,15 +94,18 @@ def pipeline(cfg, samples, cache_dir: Path, random_init: bool, workers: int,
     load = OtherLoad()
     t0 = time.perf_counter()
     try:
-        with cache.begin("features", f"bench-{workers}-{decode}", {}) as pending:
-            result = run_extraction(cfg, samples, pending, pick_backend(cfg), random_init=random_init)
-            seconds = time.perf_counter() - t0
-            others = load.cores()
-            reader = FeatureReader(pending.dir)
-            digest = hashlib.sha256()
+        pendings = {n: cache.begin(STREAM_KIND, f"bench-{workers}-{decode}-{n}", {}) for n in cfg.streams}
+        result = run_extraction(cfg, samples, {n: p.dir for n, p in pendings.items()}, pick_backend(cfg),
+                                random_init=random_init)
+        seconds = time.perf_counter() - t0
+        others = load.cores()
+        digest = hashlib.sha256()
+        for pending in pendings.values():
+            reader = StoreReader(pending.dir)
             for vid in sorted(reader.ids):
-                for a in reader.get(vid):
+                for a in reader.rows(vid).values():
                     digest.update(np.ascontiguousarray(a).tobytes())
+            pending.release()
     finally:
         ray_runner.TUNING = ray_runner.DecodeTuning()
     return result.compute["steady_seconds"], seconds, result.frames_forwarded, digest.hexdigest()[:16], others
@@ -144,7 +148,7 @@ def main() -> None:
         samples = open_dataset("toy", root, ["train"]).samples["train"]
         fx = FeatureExtractor(cfg, args.device, random_init=args.random_init)
         if fx.device.type == "cpu":  # the threads one CPU Ray worker gets (start_workers)
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+            torch.set_num_threads(os.cpu_count() or 1)
         secs, frames, clips = model_only(fx, cfg, samples)
         model_fps = frames / secs
         device = fx.device

@@ -126,9 +126,21 @@ class ExtractConfig:
     dtype: Literal["float16", "float32"] = "float16"
     """Storage dtype of features in Zarr."""
     batch_frames: int = 64
-    """Frames per model forward; batches span videos."""
+    """Frames per model forward on GPU; batches span videos."""
     batch_clips: int = 8
-    """VideoMAE clips per model forward; batches span videos."""
+    """VideoMAE clips per model forward on GPU; batches span videos."""
+    cpu_batch_frames: int = 2
+    """Frames per model forward on CPU. Small: the activations stay in the CPU's cache, which made a
+    CLIP S2 forward 1.6x faster per frame than batches of 64 (bench/peers.py, 2 cores); the features
+    are the same bytes at any batch size on the machines measured."""
+    cpu_batch_clips: int = 1
+    """Clips per model forward on CPU (the same reason: 1.2x faster per clip than 8)."""
+
+    def batches(self, device: str) -> tuple[int, int]:
+        """(frames, clips) per model forward on `device` ("cuda" or "cpu")."""
+        if device == "cpu":
+            return self.cpu_batch_frames, self.cpu_batch_clips
+        return self.batch_frames, self.batch_clips
     autocast: Literal["bfloat16", "float16", "none"] = "bfloat16"
     """GPU compute precision (autocast); CPU always computes in float32. Recorded in the manifest."""
     decode_ahead: int = 8

@@ -49,6 +49,18 @@ def verbose() -> bool:
     return bool(os.environ.get(VERBOSE_ENV))
 
 
+KEPT: dict[str, Any] = {}
+"""What one command keeps on the Ray it started or joined, between the splits it extracts (the model
+workers: each split would otherwise start and load them again); emptied as the session ends."""
+_OWNED = [False]
+
+
+def keeping() -> bool:
+    """Whether this process is inside a ray_session of its own (one that will end): only then is
+    anything kept in KEPT (a Ray someone else initialised may serve unrelated runs)."""
+    return _OWNED[0]
+
+
 @contextmanager
 def ray_session(address: str | None, *, object_store_bytes: int,
                 shared: Mapping[str, Path] | None = None) -> Iterator[None]:
@@ -86,8 +98,11 @@ def ray_session(address: str | None, *, object_store_bytes: int,
     try:
         if address and shared:
             check_shared_paths(shared)
+        _OWNED[0] = True
         yield
     finally:
+        _OWNED[0] = False
+        KEPT.clear()  # the actors go with the session (ours die as the driver disconnects)
         ray.shutdown()
         ray_logger.setLevel(before)
 

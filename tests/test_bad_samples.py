@@ -155,6 +155,7 @@ class _Recipe:
 class _Extractor:
     recipe = _Recipe()
     spatial_dim = motion_dim = 3
+    device = type("Device", (), {"type": "cpu"})()  # FeatureExtractor.device's type picks the batch sizes
 
     def spatial_batch(self, batch: dict[str, np.ndarray]):
         import torch

@@ -260,6 +260,9 @@ def test_the_encoder_grid_runs_on_the_toy_extracting_before_and_only_reading_in_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "18 features entries = 6 stream sets x 3 splits" in out
+    line = next(line for line in out.splitlines() if line.startswith("stream computations: "))
+    assert line.startswith("stream computations: 18 = 6 encoders x 3 splits (")  # each encoder once per split
+    assert all(f"{e} 3" in line for e in ("clip", "dinov2", "dinov3", "siglip2", "videomae", "vjepa2")), line
     assert out.count("reused") == 6 and "NOT FOUND" not in out
     assert "cache entries created while the 6 trials ran: none" in out
     assert "dinov3+vjepa2" in out and "siglip2+videomae" in out  # the summary table's rows

@@ -116,6 +116,7 @@ def test_a_shard_whose_batches_run_out_of_memory_holds_the_same_features():
             clip_keys = ("f",)
 
         spatial_dim, motion_dim = 2, 1
+        device = torch.device("cuda")  # out of memory is a GPU's: its batch sizes (batch_frames, batch_clips)
 
         def __init__(self, limit):
             self.limit = limit

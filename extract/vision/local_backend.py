@@ -36,7 +36,7 @@ def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWri
     """Compute `todo` in this process, writing each shard as it is done; (frames forwarded, compute info).
 
     The model computes with the threads a Ray worker on this machine would get (`plan_actors`:
-    all CPUs but one, kept for decoding), so both paths give the same bytes."""
+    every CPU; decoding takes what the model leaves), so both paths give the same bytes."""
     import torch
 
     from extract.vision.streams import FeatureExtractor
@@ -53,8 +53,11 @@ def run_shards_here(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWri
 
 def _run(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters, progress: Progress,
          fx: Any) -> tuple[int, dict[str, Any]]:
+    import torch
+
     compute: dict[str, Any] = {"device": str(fx.device), "autocast": fx.precision.autocast or "float32",
-                               "spatial_dim": fx.spatial_dim, "motion_dim": fx.motion_dim, "workers": 0}
+                               "spatial_dim": fx.spatial_dim, "motion_dim": fx.motion_dim, "workers": 0,
+                               "threads": torch.get_num_threads(), "batches": list(cfg.batches(fx.device.type))}
     started = time.time()
     total = sum(frame_count(s, cfg) for shard in todo for s in shard.samples)
     sources = [s.frames for shard in todo for s in shard.samples if s.problem is None]

@@ -25,7 +25,7 @@ from cache.errors import WorkersLost
 from extract.config import ExtractConfig
 from extract.datasets.base import FrameSource, problem_text, source_path
 from extract.faults import FaultLog
-from extract.ray_session import get
+from extract.ray_session import KEPT, get, keeping
 from extract.vision.runner import (
     Decoded,
     ShardComputer,
@@ -104,13 +104,15 @@ class ModelWorker:
         from extract.vision.streams import FeatureExtractor
 
         self.tuning = tuning  # how this actor's decode tasks run (_prefetch)
+        self.threads = threads
         torch.set_num_threads(threads)  # the model's threads: what its features are computed with
         self.cfg = cfg
         self.fx = FeatureExtractor(cfg, device, random_init=random_init)
 
     def info(self) -> dict[str, Any]:
         return {"device": str(self.fx.device), "autocast": self.fx.precision.autocast or "float32",
-                "spatial_dim": self.fx.spatial_dim, "motion_dim": self.fx.motion_dim}
+                "spatial_dim": self.fx.spatial_dim, "motion_dim": self.fx.motion_dim, "threads": self.threads,
+                "batches": list(self.cfg.batches(self.fx.device.type))}
 
     def frames_forwarded(self) -> int:
         return self.fx.frames_forwarded
@@ -234,7 +236,14 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters,
     idle node) takes more of them; what each shard holds does not depend on who computed it.
     A lost worker's unfinished shards go back to the queue and Ray restarts it
     (`extract.worker_restarts`); a video in hand at `extract.item_deaths` deaths is failed."""
-    workers = start_workers(cfg, random_init=random_init)
+    key = repr((cfg, random_init, TUNING))
+    kept = KEPT.pop("model-workers", None)
+    if kept is not None and kept[0] == key:
+        workers = kept[1]  # the previous split's: loaded already
+    else:
+        for w in kept[1] if kept is not None else []:
+            ray.kill(w)  # other models: their GPUs and CPUs go to the new workers
+        workers = start_workers(cfg, random_init=random_init)
     compute = ray.get([w.info.remote() for w in workers])[0]
     compute["workers"] = len(workers)
     started = time.time()
@@ -345,12 +354,15 @@ def run_shards(cfg: ExtractConfig, todo: list[ShardPlan], writer: StreamWriters,
             raise
     compute["steady_seconds"] = time.time() - started  # workers ready -> last shard written
     compute.update(faults.record())
-    for w in workers:
-        ray.kill(w)
+    missing = sorted(set(shards) - written)
+    if keeping() and not errors and not missing and "lost_workers" not in compute:
+        KEPT["model-workers"] = (key, workers)  # the next split of this command reuses them
+    else:  # a worker that was lost has used restarts a next split would not know of: none is kept
+        for w in workers:
+            ray.kill(w)
     ray.kill(queue)
     if errors:
         raise errors[0]
-    missing = sorted(set(shards) - written)
     if missing:
         raise WorkersLost(
             f"no extraction worker left: all {len(workers)} died (restarts used up), {len(missing)} of "

@@ -183,6 +183,9 @@ class ShardComputer:
 
         cfg = self.cfg
         recipe = self.fx.recipe
+        batch_frames, batch_clips = cfg.batches(self.fx.device.type)
+        names = ("extract.batch_frames", "extract.batch_clips") if self.fx.device.type != "cpu" else (
+            "extract.cpu_batch_frames", "extract.cpu_batch_clips")
         frames_only_count = not recipe.frame_keys  # clip encoders alone: progress still counts frames
         ids: list[str] = []
         lengths: list[int] = []
@@ -199,10 +202,10 @@ class ShardComputer:
 
         def flush_views(final: bool) -> Iterator[tuple[str, Any]]:
             nonlocal n_views
-            while n_views >= cfg.batch_frames or (final and n_views):
-                take = min(cfg.batch_frames, n_views)
+            while n_views >= batch_frames or (final and n_views):
+                take = min(batch_frames, n_views)
                 batch = {s: _take(parts, take) for s, parts in views_buf.items()}
-                spatial_out.append(_halving(self.fx.spatial_batch, batch, "extract.batch_frames", splits))
+                spatial_out.append(_halving(self.fx.spatial_batch, batch, names[0], splits))
                 n_views -= take
                 yield ("frames", take)
             while splits:
@@ -210,10 +213,10 @@ class ShardComputer:
 
         def flush_clips(final: bool) -> Iterator[tuple[str, Any]]:
             nonlocal n_clips
-            while n_clips >= cfg.batch_clips or (final and n_clips):
-                take = min(cfg.batch_clips, n_clips)
+            while n_clips >= batch_clips or (final and n_clips):
+                take = min(batch_clips, n_clips)
                 clips = {k: _take(parts, take) for k, parts in clips_buf.items()}
-                motion_out.append(_halving(self.fx.motion_batch, clips, "extract.batch_clips", splits))
+                motion_out.append(_halving(self.fx.motion_batch, clips, names[1], splits))
                 n_clips -= take
             while splits:
                 yield ("split", splits.pop(0))
@@ -329,20 +332,22 @@ def plan_actors(nodes: Sequence[Mapping[str, Any]], workers: int, device: str) -
     """Model workers for the alive `nodes` (`ray.nodes()` rows): one per GPU of the cluster, or
     with no GPU (or device=cpu) one per node; `workers` > 0 caps or sets the count.
 
-    Each node keeps one CPU free of actors: decode tasks must always find a CPU, or actors waiting
-    on their decodes would deadlock the cluster."""
+    Each node keeps one CPU free of actors' reservations: decode tasks must always find a CPU, or
+    actors waiting on their decodes would deadlock the cluster. A CPU model still computes with
+    every core (`threads`): decoding runs at idle priority and takes only the cycles the model
+    leaves, so reserving a core for it left that core idle half the time (bench/peers.py)."""
     alive = [n for n in nodes if n.get("Alive", True)]
     gpus = 0 if device == "cpu" else sum(int(n.get("Resources", {}).get("GPU", 0)) for n in alive)
     cpus = sum(int(n.get("Resources", {}).get("CPU", 0)) for n in alive) or 1
     if gpus:
         n = min(workers or gpus, gpus)
         return [ActorPlan("cuda", 1, max(0.0, min(1.0, (cpus - len(alive)) / n)), 4) for _ in range(n)]
-    if workers == 0:  # one per node, each with its node's CPUs but one
-        return [ActorPlan("cpu", 0, max(0.0, min(1.0, c - 1)), max(1, c - 1), node.get("NodeID"))
+    if workers == 0:  # one per node, computing with its node's CPUs
+        return [ActorPlan("cpu", 0, max(0.0, min(1.0, c - 1)), max(1, c), node.get("NodeID"))
                 for node in alive for c in [int(node.get("Resources", {}).get("CPU", 1))]] or [
             ActorPlan("cpu", 0, 0.0, 1)]
     share = max(0.0, min(1.0, (cpus - 1) / workers))
-    return [ActorPlan("cpu", 0, share, max(1, (cpus - 1) // workers)) for _ in range(workers)]
+    return [ActorPlan("cpu", 0, share, max(1, cpus // workers)) for _ in range(workers)]
 
 
 def _progress(console: Console | None) -> Progress:

@@ -292,7 +292,7 @@ class FeatureExtractor:
         import torch
 
         views = views if views is not None else self.prepare(frames)
-        B = self.cfg.batch_frames
+        B = self.cfg.batches(self.device.type)[0]
         keys = self.recipe.frame_keys
         out = [self.spatial_batch({k: views[k][i:i + B] for k in keys}) for i in range(0, len(frames), B)]
         return torch.cat(out).cpu().numpy()
@@ -304,7 +304,7 @@ class FeatureExtractor:
         views = views if views is not None else self.prepare(frames)
         index = clip_index(len(frames), self.cfg.clip_len, self.cfg.clip_stride)
         clips = {k: views[k][index] for k in self.recipe.clip_keys}
-        B = self.cfg.batch_clips
+        B = self.cfg.batches(self.device.type)[1]
         return torch.cat([self.motion_batch({k: c[i:i + B] for k, c in clips.items()})
                           for i in range(0, len(index), B)]).cpu().numpy()
 
