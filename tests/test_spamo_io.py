@@ -439,6 +439,14 @@ def test_spamos_procedure_imports_to_what_extract_computes_and_trains(tmp_path, 
                 assert a.shape == b.shape and a.shape[1] == {"spatial": 2048, "motion": 1024}[name]
                 worst[name] = min(worst[name], float(cosines(a, b).min()))
     assert worst["spatial"] >= 0.999 and worst["motion"] >= 0.999, worst
+    # the extracted set (two stream entries) is SpaMo's recipe: it exports, as the bytes it stores
+    from pipeline.spamo_stage import export_features
+
+    train = extracted.entries["train"]
+    export_features(paper, tmp_path / "exported", keys=[train.key], console=Console(stderr=True, quiet=True))
+    vid = sorted(FeatureReader(train.dir).ids)[0]
+    for path, stored in zip(export_paths(tmp_path / "exported", "toy", "train", vid), FeatureReader(train.dir).get_stored(vid)):
+        assert np.load(path).tobytes() == stored.tobytes()
     ids = sorted(FeatureReader(imported.entries["train"].dir).ids)
     a, b = FeatureReader(imported.entries["train"].dir).get_stored(ids[0]), \
         FeatureReader(extracted.entries["train"].dir).get_stored(ids[1])
