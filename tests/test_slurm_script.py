@@ -31,7 +31,7 @@ while true; do sleep 0.1; done
 """,
     "venv/python": """case "$*" in
   *secrets*) echo 0123456789abcdef0123456789abcdef;;
-  *ray.nodes*) echo "$STANDIN_NODES";;
+  *ray.nodes*) wc -l < "$STANDIN_LOG/ray" 2>/dev/null || echo 0;;  # the Ray nodes started so far
 esac
 """,
     "venv/slt-pipe": """echo "$* offline=$HF_HUB_OFFLINE" > "$STANDIN_LOG/driver"
@@ -58,7 +58,7 @@ def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "log"
     log.mkdir()
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SLT": str(tmp_path / "venv"),
-           "STANDIN_LOG": str(log), "STANDIN_NODES": "2", "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n1,n2",
+           "STANDIN_LOG": str(log), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n1,n2",
            "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_NODE": "a100:4", **env}
     # a file, not a pipe: the stand-in Ray nodes outlive the script and would hold a pipe open
     with (log / "out").open("w") as out:
