@@ -89,7 +89,7 @@ def stream_key(cfg: Config, dataset: Any, split: str, name: str) -> tuple[str, d
     from extract.vision.encoders import encoder_class
     from extract.vision.streams import encoder_identity, is_tiny
 
-    e = dataclasses.replace(stage_config(cfg, dataset.name), streams=[name])
+    e = stage_config(cfg, dataset.name).only(name)
     per_kind = ({"scales": e.spatial_scales} if encoder_class(name).kind == "frame" else
                 {"clip_len": e.clip_len, "clip_stride": e.clip_stride, "motion_pool": e.motion_pool})
     inputs = {
@@ -222,7 +222,7 @@ def _compute_streams(cfg: Config, cache: Cache, dataset: Any, split: str, mine: 
     for n in names:
         videos, failures = result.streams[n]
         extra = {"repaired_from": result.reused[n]} if n in result.reused else {}
-        one = dataclasses.replace(run_cfg, streams=[n])
+        one = run_cfg.only(n)
         published[n] = mine[n].publish(dataset=dataset.name, split=split, stream=n, items=videos,
                                        failures=[list(f) for f in failures], config=to_dict(one),
                                        layout=STREAM_LAYOUT, compute=result.compute, **extra)

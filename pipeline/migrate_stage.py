@@ -7,7 +7,6 @@ so that another set with one of those encoders reuses it. Nothing is recomputed.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from rich.console import Console
@@ -58,7 +57,7 @@ def _migrate_stream(pending: PendingEntry, entry: Entry, stream: dict[str, Any],
     from extract.vision.stream_writers import stream_attrs
 
     name = stream["name"]
-    one = dataclasses.replace(ecfg, streams=[name])
+    one = ecfg.only(name)
     with pending:
         videos, failures = split_store(entry.dir, pending.dir, stream, stream_attrs(one))
         pending.publish(dataset=dataset, split=split, stream=name, items=videos, failures=[list(f) for f in failures],

@@ -231,7 +231,7 @@ FAULTS: list[Fault] = [
           "shards are cut from the ids in reverse order (not the documented sorted_ids[k*n:(k+1)*n]): "
           "the restored sample's shard is the last one, not shard 0"),
     Fault("stream-keyed-by-its-set", "cache", "pipeline/extract_stage.py",
-          "    e = dataclasses.replace(stage_config(cfg, dataset.name), streams=[name])\n",
+          "    e = stage_config(cfg, dataset.name).only(name)\n",
           "    e = stage_config(cfg, dataset.name)\n",
           ("tests/test_stream_entries.py::test_a_second_set_runs_only_its_new_encoder_and_reads_the_first_sets_bytes",),
           "a stream entry is keyed by the identity of its whole set: a second set with VideoMAE computes it again"),

@@ -46,7 +46,7 @@ class StreamWriters:
         stores, at = [], {"frame": 0, "clip": 0}
         for enc in encoders(cfg, random_init=random_init):
             array, width = ("spatial" if enc.kind == "frame" else "motion"), enc.width()
-            attrs = stream_attrs(_only(cfg, enc.name), random_init=random_init)
+            attrs = stream_attrs(cfg.only(enc.name), random_init=random_init)
             writer = FeatureStoreWriter(dirs[enc.name], dtype=cfg.dtype, attrs=attrs, **{f"{array}_dim": width})
             stores.append(StreamStore(enc.name, writer, array, (at[enc.kind], at[enc.kind] + width),
                                       writer.done_shards()))
@@ -96,12 +96,6 @@ def stream_attrs(one: ExtractConfig, *, random_init: bool = False) -> dict[str, 
             "streams": [{"name": enc.name, "kind": enc.kind, "array": array, "columns": [0, enc.width()]}],
             "spatial_scales": one.spatial_scales, "clip_len": one.clip_len, "clip_stride": one.clip_stride,
             "motion_pool": one.motion_pool}
-
-
-def _only(cfg: ExtractConfig, name: str) -> ExtractConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, streams=[name])
 
 
 def adopt_shards(writer: FeatureStoreWriter, todo: Sequence[Any],
